@@ -1,0 +1,83 @@
+//! Typed WebSocket messages for [Crimson]: the [`CrimsonMessage`] trait, the [`Codec`]s that
+//! put a value on the wire, and the close codes both ends use.
+//!
+//! Most users reach these through `crimson-axum` (server) or `crimson-client` (client), which
+//! re-export everything here; depend on `crimson-core` directly to share message types between
+//! a server crate and a client crate.
+//!
+//! # Example
+//!
+//! ```
+//! use crimson_core::{CrimsonMessage, FrameKind};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, CrimsonMessage)]
+//! #[crimson(codec = "json")]
+//! struct ChatMessage {
+//!     text: String,
+//! }
+//!
+//! assert_eq!(ChatMessage::FRAME, FrameKind::Text);
+//! let err = ChatMessage::decode(crimson_core::PayloadRef::Text("{}")).err().unwrap();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "cannot decode `rust_out::ChatMessage` from JSON: missing field `text` at line 1 column 2"
+//! );
+//! ```
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `derive` | yes | `#[derive(CrimsonMessage)]` |
+//! | `json` | yes | [`Json`](codec::Json) |
+//! | `protobuf` | no | [`Protobuf`](codec::Protobuf) |
+//! | `cbor` | no | [`Cbor`](codec::Cbor) |
+//! | `msgpack` | no | [`MsgPack`](codec::MsgPack) |
+//!
+//! [Crimson]: https://github.com/crimson-rs/crimson
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+// Lets the derive's `::crimson_core::` paths resolve inside this crate too.
+#[allow(unused_extern_crates)]
+extern crate self as crimson_core;
+
+pub mod close;
+pub mod codec;
+mod error;
+mod message;
+
+pub use bytes::Bytes;
+pub use close::CloseCode;
+pub use codec::Codec;
+pub use error::{DecodeError, EncodeError};
+pub use message::{CrimsonMessage, FrameKind, Payload, PayloadRef};
+
+/// Derives [`CrimsonMessage`] for a type, binding it to a codec.
+///
+/// ```
+/// # use crimson_core::CrimsonMessage;
+/// # use serde::{Deserialize, Serialize};
+/// #[derive(Serialize, Deserialize, CrimsonMessage)]
+/// #[crimson(codec = "json")] // "json" | "protobuf" | "cbor" | "msgpack"
+/// struct Ping {
+///     seq: u64,
+/// }
+/// ```
+///
+/// Attributes, all inside one or more `#[crimson(...)]`:
+///
+/// | attribute | meaning |
+/// |---|---|
+/// | `codec = "json"` | the codec; without it the type uses JSON |
+/// | `frame = "binary"` | send a text codec's payload in Binary frames (`"text"` is refused for binary codecs) |
+/// | `crate = "path"` | where the Crimson crate is, when it is re-exported under another name |
+///
+/// The codec's cargo feature must be on (`json` is by default): a codec whose feature is off is
+/// a compile error that names the feature.
+#[cfg(feature = "derive")]
+pub use crimson_macros::CrimsonMessage;
+
+#[doc(hidden)]
+pub mod __private;

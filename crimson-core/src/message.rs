@@ -1,0 +1,308 @@
+//! The [`CrimsonMessage`] trait and the payload types it encodes to and decodes from.
+
+use bytes::Bytes;
+
+use crate::error::{DecodeError, EncodeError};
+
+/// The kind of WebSocket frame a message travels in.
+///
+/// Text codecs (JSON) use [`FrameKind::Text`]; binary codecs (Protobuf, CBOR, MessagePack)
+/// use [`FrameKind::Binary`]. `#[crimson(frame = "binary")]` on a JSON type overrides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    /// A Text frame: the payload is UTF-8.
+    Text,
+    /// A Binary frame: the payload is any bytes.
+    Binary,
+}
+
+impl FrameKind {
+    /// `"text"` or `"binary"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Binary => "binary",
+        }
+    }
+}
+
+impl std::fmt::Display for FrameKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One encoded WebSocket message, owned, ready to be sent.
+///
+/// Cloning is cheap for [`Payload::Binary`] (a reference count); servers convert a payload
+/// into their frame type once and share it between the recipients of a broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// The payload of a Text frame.
+    Text(String),
+    /// The payload of a Binary frame.
+    Binary(Bytes),
+}
+
+impl Payload {
+    /// The frame kind this payload travels in.
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Self::Text(_) => FrameKind::Text,
+            Self::Binary(_) => FrameKind::Binary,
+        }
+    }
+
+    /// The payload's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Text(text) => text.as_bytes(),
+            Self::Binary(bytes) => bytes,
+        }
+    }
+
+    /// The payload's length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.as_bytes().is_empty()
+    }
+
+    /// Borrows the payload.
+    pub fn as_ref(&self) -> PayloadRef<'_> {
+        match self {
+            Self::Text(text) => PayloadRef::Text(text),
+            Self::Binary(bytes) => PayloadRef::Binary(bytes),
+        }
+    }
+
+    /// Re-labels the payload for a frame of `kind`.
+    ///
+    /// Text to Binary never fails and copies nothing. Binary to Text checks that the bytes
+    /// are UTF-8, as a Text frame requires, and fails with the position of the first bad byte.
+    pub fn into_kind(self, kind: FrameKind) -> Result<Self, std::str::Utf8Error> {
+        match (self, kind) {
+            (Self::Text(text), FrameKind::Binary) => Ok(Self::Binary(Bytes::from(text))),
+            (Self::Binary(bytes), FrameKind::Text) => match String::from_utf8(bytes.into()) {
+                Ok(text) => Ok(Self::Text(text)),
+                Err(err) => Err(err.utf8_error()),
+            },
+            (payload, _) => Ok(payload),
+        }
+    }
+}
+
+/// A borrowed WebSocket message payload, as it arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadRef<'a> {
+    /// The payload of a Text frame.
+    Text(&'a str),
+    /// The payload of a Binary frame.
+    Binary(&'a [u8]),
+}
+
+impl<'a> PayloadRef<'a> {
+    /// The payload's bytes, whatever the frame kind.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Self::Text(text) => text.as_bytes(),
+            Self::Binary(bytes) => bytes,
+        }
+    }
+
+    /// The frame kind the payload arrived in.
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Self::Text(_) => FrameKind::Text,
+            Self::Binary(_) => FrameKind::Binary,
+        }
+    }
+
+    /// The payload's length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.as_bytes().is_empty()
+    }
+}
+
+/// A type that travels as one WebSocket message.
+///
+/// Both ends of a Crimson socket speak types that implement this trait: a server route is
+/// `.crimson::<Up, Down>(..)` where `Up` is what clients send and `Down` what the server sends.
+/// One message is one WebSocket message; there is no envelope, so a browser or any other
+/// WebSocket client can speak to a Crimson route with plain frames.
+///
+/// Implement it with `#[derive(CrimsonMessage)]`, which binds the type to a [`Codec`]:
+///
+/// ```
+/// use crimson_core::CrimsonMessage;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize, CrimsonMessage)]
+/// #[crimson(codec = "json")]
+/// struct ChatMessage {
+///     text: String,
+/// }
+///
+/// let payload = ChatMessage { text: "hi".into() }.encode().unwrap();
+/// assert_eq!(payload.as_bytes(), br#"{"text":"hi"}"#);
+/// let back = ChatMessage::decode(payload.as_ref()).unwrap();
+/// assert_eq!(back.text, "hi");
+/// ```
+///
+/// or by hand, for a format of your own:
+///
+/// ```
+/// use crimson_core::{CrimsonMessage, DecodeError, EncodeError, FrameKind, Payload, PayloadRef};
+///
+/// /// A counter sent as its decimal digits.
+/// struct Count(u64);
+///
+/// impl CrimsonMessage for Count {
+///     const FRAME: FrameKind = FrameKind::Text;
+///     const CODEC: &'static str = "decimal";
+///
+///     fn encode(&self) -> Result<Payload, EncodeError> {
+///         Ok(Payload::Text(self.0.to_string()))
+///     }
+///
+///     fn decode(payload: PayloadRef<'_>) -> Result<Self, DecodeError> {
+///         std::str::from_utf8(payload.as_bytes())
+///             .ok()
+///             .and_then(|text| text.parse().ok())
+///             .map(Count)
+///             .ok_or_else(|| DecodeError::new::<Self>(Self::CODEC, "not a decimal number"))
+///     }
+/// }
+///
+/// assert_eq!(Count::decode(crimson_core::PayloadRef::Text("42")).unwrap().0, 42);
+/// assert!(Count::decode(crimson_core::PayloadRef::Text("x")).is_err());
+/// ```
+///
+/// Decoding is safe against hostile input: a decoder returns an error, never panics, on any
+/// bytes whatever, and allocates in proportion to the input (whose size the server and client
+/// bound before decoding).
+///
+/// Decoders accept a payload from either frame kind: the codec checks the content itself.
+///
+/// [`Codec`]: crate::Codec
+pub trait CrimsonMessage: Sized + Send + 'static {
+    /// The kind of frame this message is sent in.
+    const FRAME: FrameKind;
+    /// The codec's name, as error messages show it (`"JSON"`, `"Protobuf"`, ...).
+    const CODEC: &'static str;
+
+    /// Encodes the value into one message payload of kind [`Self::FRAME`].
+    fn encode(&self) -> Result<Payload, EncodeError>;
+
+    /// Decodes one message payload.
+    fn decode(payload: PayloadRef<'_>) -> Result<Self, DecodeError>;
+}
+
+/// A raw endpoint's text messages: no codec, Text frames.
+///
+/// Decoding a Binary frame checks that it is UTF-8.
+impl CrimsonMessage for String {
+    const FRAME: FrameKind = FrameKind::Text;
+    const CODEC: &'static str = "text";
+
+    fn encode(&self) -> Result<Payload, EncodeError> {
+        Ok(Payload::Text(self.clone()))
+    }
+
+    fn decode(payload: PayloadRef<'_>) -> Result<Self, DecodeError> {
+        match payload {
+            PayloadRef::Text(text) => Ok(text.to_owned()),
+            PayloadRef::Binary(bytes) => std::str::from_utf8(bytes)
+                .map(str::to_owned)
+                .map_err(|err| DecodeError::new::<Self>(Self::CODEC, err)),
+        }
+    }
+}
+
+/// A raw endpoint's binary messages: no codec, Binary frames.
+///
+/// Decoding a Text frame takes its UTF-8 bytes.
+impl CrimsonMessage for Bytes {
+    const FRAME: FrameKind = FrameKind::Binary;
+    const CODEC: &'static str = "bytes";
+
+    fn encode(&self) -> Result<Payload, EncodeError> {
+        Ok(Payload::Binary(self.clone()))
+    }
+
+    fn decode(payload: PayloadRef<'_>) -> Result<Self, DecodeError> {
+        Ok(Bytes::copy_from_slice(payload.as_bytes()))
+    }
+}
+
+/// A raw endpoint that takes either frame kind and keeps it: no codec.
+///
+/// Useful for echo and proxy routes. Encoding sends the frame kind the payload holds, so
+/// [`Self::FRAME`] is only the default for code that asks.
+impl CrimsonMessage for Payload {
+    const FRAME: FrameKind = FrameKind::Binary;
+    const CODEC: &'static str = "raw";
+
+    fn encode(&self) -> Result<Payload, EncodeError> {
+        Ok(self.clone())
+    }
+
+    fn decode(payload: PayloadRef<'_>) -> Result<Self, DecodeError> {
+        Ok(match payload {
+            PayloadRef::Text(text) => Payload::Text(text.to_owned()),
+            PayloadRef::Binary(bytes) => Payload::Binary(Bytes::copy_from_slice(bytes)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_passthrough_round_trips_and_rejects_bad_utf8() {
+        let payload = "héllo".to_string().encode().unwrap();
+        assert_eq!(payload, Payload::Text("héllo".into()));
+        assert_eq!(String::decode(payload.as_ref()).unwrap(), "héllo");
+        assert_eq!(String::decode(PayloadRef::Binary(b"ok")).unwrap(), "ok");
+        let err = String::decode(PayloadRef::Binary(&[0xff, 0xfe])).unwrap_err();
+        assert_eq!(err.codec(), "text");
+        assert!(err.to_string().contains("invalid utf-8"), "{err}");
+    }
+
+    #[test]
+    fn bytes_passthrough_takes_either_frame() {
+        let payload = Bytes::from_static(&[0, 1, 255]).encode().unwrap();
+        assert_eq!(payload.kind(), FrameKind::Binary);
+        assert_eq!(Bytes::decode(payload.as_ref()).unwrap().as_ref(), &[0, 1, 255]);
+        assert_eq!(Bytes::decode(PayloadRef::Text("ab")).unwrap().as_ref(), b"ab");
+    }
+
+    #[test]
+    fn raw_payload_keeps_frame_kind() {
+        let text = Payload::decode(PayloadRef::Text("t")).unwrap();
+        assert_eq!(text.encode().unwrap().kind(), FrameKind::Text);
+        let bin = Payload::decode(PayloadRef::Binary(b"b")).unwrap();
+        assert_eq!(bin.encode().unwrap().kind(), FrameKind::Binary);
+    }
+
+    #[test]
+    fn into_kind_checks_utf8_only_when_needed() {
+        let text = Payload::Text("a".into());
+        assert_eq!(
+            text.clone().into_kind(FrameKind::Binary).unwrap(),
+            Payload::Binary(Bytes::from_static(b"a"))
+        );
+        assert_eq!(text.clone().into_kind(FrameKind::Text).unwrap(), text);
+        let bad = Payload::Binary(Bytes::from_static(&[b'a', 0xc3]));
+        assert_eq!(bad.into_kind(FrameKind::Text).unwrap_err().valid_up_to(), 1);
+    }
+}
