@@ -282,8 +282,14 @@ mod tests {
     fn bytes_passthrough_takes_either_frame() {
         let payload = Bytes::from_static(&[0, 1, 255]).encode().unwrap();
         assert_eq!(payload.kind(), FrameKind::Binary);
-        assert_eq!(Bytes::decode(payload.as_ref()).unwrap().as_ref(), &[0, 1, 255]);
-        assert_eq!(Bytes::decode(PayloadRef::Text("ab")).unwrap().as_ref(), b"ab");
+        assert_eq!(
+            Bytes::decode(payload.as_ref()).unwrap().as_ref(),
+            &[0, 1, 255]
+        );
+        assert_eq!(
+            Bytes::decode(PayloadRef::Text("ab")).unwrap().as_ref(),
+            b"ab"
+        );
     }
 
     #[test]

@@ -22,7 +22,10 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for Cbor {
     }
 
     fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
-        ciborium::from_reader(bytes)
-            .map_err(|err| DecodeError::new::<T>(<Self as Codec<T>>::NAME, err))
+        let fail = |err: Box<dyn std::error::Error + Send + Sync>| {
+            DecodeError::new::<T>(<Self as Codec<T>>::NAME, err)
+        };
+        super::guard::check_cbor(bytes).map_err(|err| fail(Box::new(err)))?;
+        ciborium::from_reader(bytes).map_err(|err| fail(Box::new(err)))
     }
 }

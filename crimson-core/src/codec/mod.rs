@@ -16,6 +16,8 @@ use crate::message::{FrameKind, Payload};
 
 #[cfg(feature = "cbor")]
 mod cbor;
+#[cfg(any(feature = "cbor", feature = "msgpack"))]
+mod guard;
 #[cfg(feature = "json")]
 mod json;
 #[cfg(feature = "msgpack")]

@@ -24,7 +24,10 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for MsgPack {
     }
 
     fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
-        rmp_serde::from_slice(bytes)
-            .map_err(|err| DecodeError::new::<T>(<Self as Codec<T>>::NAME, err))
+        let fail = |err: Box<dyn std::error::Error + Send + Sync>| {
+            DecodeError::new::<T>(<Self as Codec<T>>::NAME, err)
+        };
+        super::guard::check_msgpack(bytes).map_err(|err| fail(Box::new(err)))?;
+        rmp_serde::from_slice(bytes).map_err(|err| fail(Box::new(err)))
     }
 }
