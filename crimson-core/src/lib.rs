@@ -52,7 +52,7 @@ pub use bytes::Bytes;
 pub use close::CloseCode;
 pub use codec::Codec;
 pub use error::{DecodeError, EncodeError};
-pub use message::{CrimsonMessage, FrameKind, Payload, PayloadRef};
+pub use message::{CrimsonMessage, FrameKind, Payload, PayloadRef, Text};
 
 /// Derives [`CrimsonMessage`] for a type, binding it to a codec.
 ///
@@ -81,3 +81,5 @@ pub use crimson_macros::CrimsonMessage;
 
 #[doc(hidden)]
 pub mod __private;
+#[doc(hidden)]
+pub mod __ws;

@@ -32,14 +32,102 @@ impl std::fmt::Display for FrameKind {
     }
 }
 
+/// UTF-8 text with shared, reference-counted storage: cloning it copies no bytes.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Text(tungstenite::Utf8Bytes);
+
+impl Text {
+    /// Text from a static string, without allocating.
+    pub const fn from_static(text: &'static str) -> Self {
+        Self(tungstenite::Utf8Bytes::from_static(text))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The text's bytes, sharing the storage.
+    pub fn into_bytes(self) -> Bytes {
+        self.0.into()
+    }
+
+    pub(crate) fn into_inner(self) -> tungstenite::Utf8Bytes {
+        self.0
+    }
+
+    pub(crate) fn from_inner(inner: tungstenite::Utf8Bytes) -> Self {
+        Self(inner)
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        Self(text.into())
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        Self(text.into())
+    }
+}
+
+impl TryFrom<Bytes> for Text {
+    type Error = std::str::Utf8Error;
+
+    /// Checks that `bytes` are UTF-8, then shares them.
+    fn try_from(bytes: Bytes) -> Result<Self, Self::Error> {
+        tungstenite::Utf8Bytes::try_from(bytes).map(Self)
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One encoded WebSocket message, owned, ready to be sent.
 ///
-/// Cloning is cheap for [`Payload::Binary`] (a reference count); servers convert a payload
-/// into their frame type once and share it between the recipients of a broadcast.
+/// Cloning copies no bytes (both variants are reference-counted), so a broadcast is encoded
+/// once and the same payload is queued for every recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
     /// The payload of a Text frame.
-    Text(String),
+    Text(Text),
     /// The payload of a Binary frame.
     Binary(Bytes),
 }
@@ -74,7 +162,7 @@ impl Payload {
     /// Borrows the payload.
     pub fn as_ref(&self) -> PayloadRef<'_> {
         match self {
-            Self::Text(text) => PayloadRef::Text(text),
+            Self::Text(text) => PayloadRef::Text(text.as_str()),
             Self::Binary(bytes) => PayloadRef::Binary(bytes),
         }
     }
@@ -85,11 +173,8 @@ impl Payload {
     /// are UTF-8, as a Text frame requires, and fails with the position of the first bad byte.
     pub fn into_kind(self, kind: FrameKind) -> Result<Self, std::str::Utf8Error> {
         match (self, kind) {
-            (Self::Text(text), FrameKind::Binary) => Ok(Self::Binary(Bytes::from(text))),
-            (Self::Binary(bytes), FrameKind::Text) => match String::from_utf8(bytes.into()) {
-                Ok(text) => Ok(Self::Text(text)),
-                Err(err) => Err(err.utf8_error()),
-            },
+            (Self::Text(text), FrameKind::Binary) => Ok(Self::Binary(text.into_bytes())),
+            (Self::Binary(bytes), FrameKind::Text) => Text::try_from(bytes).map(Self::Text),
             (payload, _) => Ok(payload),
         }
     }
@@ -214,7 +299,7 @@ impl CrimsonMessage for String {
     const CODEC: &'static str = "text";
 
     fn encode(&self) -> Result<Payload, EncodeError> {
-        Ok(Payload::Text(self.clone()))
+        Ok(Payload::Text(self.as_str().into()))
     }
 
     fn decode(payload: PayloadRef<'_>) -> Result<Self, DecodeError> {
@@ -257,7 +342,7 @@ impl CrimsonMessage for Payload {
 
     fn decode(payload: PayloadRef<'_>) -> Result<Self, DecodeError> {
         Ok(match payload {
-            PayloadRef::Text(text) => Payload::Text(text.to_owned()),
+            PayloadRef::Text(text) => Payload::Text(text.into()),
             PayloadRef::Binary(bytes) => Payload::Binary(Bytes::copy_from_slice(bytes)),
         })
     }
@@ -271,6 +356,7 @@ mod tests {
     fn string_passthrough_round_trips_and_rejects_bad_utf8() {
         let payload = "héllo".to_string().encode().unwrap();
         assert_eq!(payload, Payload::Text("héllo".into()));
+        assert_eq!(payload.as_bytes(), "héllo".as_bytes());
         assert_eq!(String::decode(payload.as_ref()).unwrap(), "héllo");
         assert_eq!(String::decode(PayloadRef::Binary(b"ok")).unwrap(), "ok");
         let err = String::decode(PayloadRef::Binary(&[0xff, 0xfe])).unwrap_err();
@@ -302,7 +388,7 @@ mod tests {
 
     #[test]
     fn into_kind_checks_utf8_only_when_needed() {
-        let text = Payload::Text("a".into());
+        let text = Payload::Text(Text::from_static("a"));
         assert_eq!(
             text.clone().into_kind(FrameKind::Binary).unwrap(),
             Payload::Binary(Bytes::from_static(b"a"))

@@ -17,7 +17,7 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for Json {
 
     fn encode(value: &T) -> Result<Payload, EncodeError> {
         serde_json::to_string(value)
-            .map(Payload::Text)
+            .map(|text| Payload::Text(text.into()))
             .map_err(|err| EncodeError::new::<T>(<Self as Codec<T>>::NAME, err))
     }
 
