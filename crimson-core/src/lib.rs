@@ -44,9 +44,11 @@
 extern crate self as crimson_core;
 
 pub mod close;
+pub mod cluster;
 pub mod codec;
 mod error;
 mod message;
+pub mod session;
 
 pub use bytes::Bytes;
 pub use close::CloseCode;

@@ -1,0 +1,123 @@
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// A session's identity, unique across every node of a cluster.
+///
+/// It joins a random 64-bit node part, drawn once per process, and a per-process counter.
+/// Its text form, `0123456789abcdef-2a`, parses back with [`str::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId {
+    node: u64,
+    seq: u64,
+}
+
+impl SessionId {
+    /// A fresh id for a session on this process.
+    pub fn next() -> Self {
+        static SEQ: AtomicU64 = AtomicU64::new(1);
+        Self {
+            node: node_part(),
+            seq: SEQ.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The node part: the same for every session of this process.
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    /// Whether the session lives on this process.
+    pub fn is_local(&self) -> bool {
+        self.node == node_part()
+    }
+}
+
+/// This process's random node part.
+fn node_part() -> u64 {
+    static NODE: OnceLock<u64> = OnceLock::new();
+    *NODE.get_or_init(|| {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        hasher.write_u32(std::process::id());
+        hasher.finish()
+    })
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}-{:x}", self.node, self.seq)
+    }
+}
+
+/// Text that is not a [`SessionId`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseSessionIdError(String);
+
+impl fmt::Display for ParseSessionIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is not a session id (expected 16 hex digits, `-`, hex digits)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ParseSessionIdError {}
+
+impl FromStr for SessionId {
+    type Err = ParseSessionIdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = || ParseSessionIdError(text.chars().take(64).collect());
+        let (node, seq) = text.split_once('-').ok_or_else(err)?;
+        if node.len() != 16 || seq.is_empty() || seq.len() > 16 {
+            return Err(err());
+        }
+        Ok(Self {
+            node: u64::from_str_radix(node, 16).map_err(|_| err())?,
+            seq: u64::from_str_radix(seq, 16).map_err(|_| err())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_local_and_round_trip() {
+        let a = SessionId::next();
+        let b = SessionId::next();
+        assert_ne!(a, b);
+        assert_eq!(a.node(), b.node());
+        assert!(a.is_local());
+        assert_eq!(a.to_string().parse::<SessionId>().unwrap(), a);
+    }
+
+    #[test]
+    fn bad_ids_are_refused() {
+        for bad in [
+            "",
+            "abc",
+            "0123456789abcdef",
+            "0123456789abcdeg-1",
+            "0123456789abcdef-",
+            "01-2",
+        ] {
+            assert!(bad.parse::<SessionId>().is_err(), "{bad}");
+        }
+        let err = "nope".parse::<SessionId>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`nope` is not a session id (expected 16 hex digits, `-`, hex digits)"
+        );
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every Crimson test: unit, integration, derive UI, doc tests, and the docs build with
+# warnings denied. Installs what the tests need when it is missing.
+#
+#   ./scripts/test.sh            # everything
+#   ./scripts/test.sh -p crimson-core   # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# --- set-up: tools the tests need -------------------------------------------------------
+need_apt=()
+# (redis-server and chromium join this list when the tests that need them land.)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "test.sh: installing ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    echo "test.sh: missing ${need_apt[*]}: install them (sudo apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+fi
+
+# --- tests ------------------------------------------------------------------------------
+cargo test --workspace --all-features "$@"
+
+# --- docs: every public item documented, no broken links --------------------------------
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+echo "test.sh: all tests and the docs build passed"
