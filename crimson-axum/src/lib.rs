@@ -1,9 +1,77 @@
-//! Re-exports of `crimson-core` until this crate's own API lands.
+//! Typed WebSocket routes for [axum]: both ends speak Rust types, never raw frames.
+//!
+//! Register named [`CrimsonConfig`]s on a [`CrimsonLayer`] (the role of Ktor's
+//! `install(Crimson)`), mount routes with [`RouterExt::crimson`], and write handlers that take
+//! axum extractors and a [`CrimsonSession<Up, Down>`]:
+//!
+//! ```no_run
+//! use axum::Router;
+//! use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize, CrimsonMessage)]
+//! #[crimson(codec = "json")]
+//! struct ChatMessage {
+//!     text: String,
+//! }
+//!
+//! #[derive(Serialize, CrimsonMessage)]
+//! # #[derive(Deserialize)]
+//! #[crimson(codec = "json")]
+//! struct ChatResponse {
+//!     text: String,
+//! }
+//!
+//! async fn chat(mut session: CrimsonSession<ChatMessage, ChatResponse>) {
+//!     while let Some(message) = session.recv().await {
+//!         // Encoded once, queued for every session of the route.
+//!         let _ = session.cluster().broadcast(&ChatResponse { text: message.text });
+//!     }
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let app = Router::new()
+//!     .crimson::<ChatMessage, ChatResponse, _, _>("/chat", "chat", chat)
+//!     .layer(CrimsonLayer::new().config("chat", CrimsonConfig::new()));
+//! axum::serve(crimson_axum::bind("127.0.0.1:54321").await?, app).await
+//! # }
+//! ```
+//!
+//! # Wire conventions
+//!
+//! One message is one WebSocket message, with no envelope: JSON travels in Text frames,
+//! Protobuf, CBOR and MessagePack in Binary frames. Close codes follow one table, in
+//! [`close`]. A message that does not decode closes the session with 1007 (or is skipped and
+//! reported, per [`DecodeErrorPolicy`]); one over the size limit closes with 1009; a handler
+//! panic closes its session with 1011.
+//!
+//! [axum]: https://docs.rs/axum
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod config;
+mod driver;
+mod error;
+mod handler;
+mod layer;
+mod listener;
+mod router;
+mod session;
+mod upgrade;
+
+pub use config::{CrimsonConfig, DecodeErrorPolicy};
+pub use error::{SessionError, SessionSendError};
+pub use handler::{CrimsonHandler, Prepared};
+pub use layer::{CrimsonLayer, CrimsonService, ShutdownHandle};
+pub use listener::{bind, CrimsonListener, BACKLOG};
+pub use router::RouterExt;
+pub use session::{CloseRecord, CrimsonSession, RecvTimeout, SessionReceiver, SessionSender};
+pub use upgrade::UpgradeRejection;
 
 #[doc(inline)]
 pub use crimson_core::{
-    close, codec, Bytes, CloseCode, Codec, CrimsonMessage, DecodeError, EncodeError, FrameKind,
-    Payload, PayloadRef,
+    close, cluster, codec, session as sessions, Bytes, CloseCode, Codec, CrimsonMessage,
+    DecodeError, EncodeError, FrameKind, Payload, PayloadRef, Text,
 };
 
 #[doc(hidden)]

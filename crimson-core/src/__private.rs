@@ -34,6 +34,10 @@ pub trait ProtobufMessage {}
 #[cfg(feature = "protobuf")]
 impl<T: prost::Message + Default> ProtobufMessage for T {}
 
+// With the feature off, `require_protobuf!` is the one error the user should see.
+#[cfg(not(feature = "protobuf"))]
+impl<T: ?Sized> ProtobufMessage for T {}
+
 /// Calls `f::<T>()` only where `T: ProtobufMessage`: the derive's compile-time check.
 pub const fn assert_protobuf<T: ProtobufMessage + ?Sized>() {}
 

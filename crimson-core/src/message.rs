@@ -255,7 +255,7 @@ impl<'a> PayloadRef<'a> {
 ///     const CODEC: &'static str = "decimal";
 ///
 ///     fn encode(&self) -> Result<Payload, EncodeError> {
-///         Ok(Payload::Text(self.0.to_string()))
+///         Ok(Payload::Text(self.0.to_string().into()))
 ///     }
 ///
 ///     fn decode(payload: PayloadRef<'_>) -> Result<Self, DecodeError> {

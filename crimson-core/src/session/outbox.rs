@@ -84,6 +84,8 @@ struct Inner {
     writer: Notify,
     /// Wakes producers waiting for room.
     room: Notify,
+    /// Wakes callers of `flushed`: the writer wrote a batch, or ended.
+    flushed: Notify,
     capacity: usize,
     policy: OverflowPolicy,
     dropped: AtomicU64,
@@ -95,6 +97,8 @@ struct State {
     ending: Option<Ending>,
     /// An ending was handed to the writer, or the writer is gone: nothing more is accepted.
     closed: bool,
+    /// Payloads the writer has taken but not yet reported written.
+    in_flight: usize,
 }
 
 impl fmt::Debug for Outbox {
@@ -120,9 +124,11 @@ impl Outbox {
                     queue: VecDeque::with_capacity(capacity.min(16)),
                     ending: None,
                     closed: false,
+                    in_flight: 0,
                 }),
                 writer: Notify::new(),
                 room: Notify::new(),
+                flushed: Notify::new(),
                 capacity,
                 policy,
                 dropped: AtomicU64::new(0),
@@ -222,7 +228,10 @@ impl Outbox {
                 if let Some(ending) = state.ending.take() {
                     state.closed = true;
                     match ending {
-                        Ending::Close(..) => batch.extend(state.queue.drain(..)),
+                        Ending::Close(..) => {
+                            state.in_flight += state.queue.len();
+                            batch.extend(state.queue.drain(..));
+                        }
                         Ending::CloseNow(..) | Ending::Terminate => {
                             let discarded = state.queue.len() as u64;
                             state.queue.clear();
@@ -237,6 +246,7 @@ impl Outbox {
                     return Some(Ending::Terminate);
                 }
                 if !state.queue.is_empty() {
+                    state.in_flight += state.queue.len();
                     batch.extend(state.queue.drain(..));
                     drop(state);
                     self.inner.room.notify_waiters();
@@ -247,23 +257,63 @@ impl Outbox {
         }
     }
 
+    /// Resolves once an ending that must not wait for queued payloads ([`Ending::CloseNow`],
+    /// [`Ending::Terminate`]) is asked for: the writer races it against a slow write.
+    pub async fn urgent(&self) {
+        loop {
+            {
+                let state = self.state();
+                if matches!(state.ending, Some(Ending::CloseNow(..) | Ending::Terminate)) {
+                    return;
+                }
+            }
+            // The writer's own wake-up: `next_batch` re-checks the state before it waits,
+            // so taking a wake-up here loses nothing.
+            self.inner.writer.notified().await;
+        }
+    }
+
     /// The writer is gone: refuse everything from now on and count what was still queued as
     /// dropped. Returns how many were dropped.
     pub fn finish(&self) -> u64 {
         let mut state = self.state();
         state.closed = true;
         state.ending = None;
-        let discarded = state.queue.len() as u64;
+        let discarded = (state.queue.len() + state.in_flight) as u64;
         state.queue.clear();
+        state.in_flight = 0;
         drop(state);
         self.inner.dropped.fetch_add(discarded, Ordering::Relaxed);
         self.inner.room.notify_waiters();
+        self.inner.flushed.notify_waiters();
         discarded
     }
 
-    /// Records that the writer wrote `count` payloads to the socket.
-    pub fn record_sent(&self, count: u64) {
-        self.inner.sent.fetch_add(count, Ordering::Relaxed);
+    /// Records that the writer wrote and flushed `count` payloads it had taken.
+    pub fn record_sent(&self, count: usize) {
+        {
+            let mut state = self.state();
+            state.in_flight = state.in_flight.saturating_sub(count);
+        }
+        self.inner.sent.fetch_add(count as u64, Ordering::Relaxed);
+        self.inner.flushed.notify_waiters();
+    }
+
+    /// Waits until everything queued before the call has been written and flushed to the
+    /// socket, or the queue has closed.
+    pub async fn flushed(&self) {
+        loop {
+            let flushed = self.inner.flushed.notified();
+            tokio::pin!(flushed);
+            flushed.as_mut().enable();
+            {
+                let state = self.state();
+                if state.closed || (state.queue.is_empty() && state.in_flight == 0) {
+                    return;
+                }
+            }
+            flushed.await;
+        }
     }
 
     /// Payloads written to the socket so far.
@@ -319,6 +369,15 @@ mod tests {
         assert_eq!(outbox.next_batch(&mut batch).await, None);
         assert_eq!(batch, vec![text(0), text(1), text(2)]);
         assert!(outbox.is_empty());
+        let waiter = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.flushed().await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiter.is_finished(), "three payloads are still in flight");
+        outbox.record_sent(3);
+        waiter.await.unwrap();
+        assert_eq!(outbox.sent(), 3);
     }
 
     #[tokio::test]
@@ -382,6 +441,7 @@ mod tests {
         );
         let mut batch = Vec::new();
         outbox.next_batch(&mut batch).await;
+        outbox.record_sent(batch.len());
         producer.await.unwrap().unwrap();
         assert_eq!(outbox.len(), 1);
 

@@ -1,0 +1,427 @@
+//! Runs one session: a reader, a writer and the handler, and how they end together.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crimson_core::__ws::{as_payload, into_message};
+use crimson_core::session::Ending;
+use crimson_core::{CloseCode, CrimsonMessage, Payload};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
+
+use crate::config::{CrimsonConfig, DecodeErrorPolicy};
+use crate::error::SessionError;
+use crate::handler::Prepared;
+use crate::session::{CrimsonSession, Shared};
+
+type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Milliseconds since the session started at which a frame last arrived.
+struct Liveness {
+    start: Instant,
+    last_seen_ms: AtomicU64,
+}
+
+impl Liveness {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_seen_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn seen_since(&self, at: Instant) -> bool {
+        let at_ms = at.saturating_duration_since(self.start).as_millis() as u64;
+        self.last_seen_ms.load(Ordering::Relaxed) >= at_ms
+    }
+}
+
+fn report<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err: &SessionError) {
+    if let Some(hook) = &config.on_error {
+        hook(&shared.info, err);
+    }
+}
+
+/// Drives a session over an upgraded connection until it has ended.
+pub(crate) async fn run<Up, Down>(
+    ws: Ws,
+    config: CrimsonConfig<Up, Down>,
+    shared: Arc<Shared>,
+    handler: Option<Prepared<Up, Down>>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    Up: CrimsonMessage,
+    Down: CrimsonMessage,
+{
+    let (sink, stream) = ws.split();
+    let liveness = Arc::new(Liveness {
+        start: Instant::now(),
+        last_seen_ms: AtomicU64::new(0),
+    });
+    let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_queue);
+
+    let span = tracing::Span::current();
+    let mut writer = tokio::spawn(
+        write_loop(sink, config.clone(), shared.clone(), liveness.clone()).instrument(span.clone()),
+    );
+    let mut reader = tokio::spawn(
+        read_loop::<Up, Down>(
+            stream,
+            config.clone(),
+            shared.clone(),
+            incoming_tx,
+            liveness,
+        )
+        .instrument(span.clone()),
+    );
+
+    let mut handler_task = handler.map(|handler| {
+        let session = CrimsonSession::new(shared.clone(), incoming_rx, config.cluster.clone());
+        tokio::spawn(handler(session).instrument(span.clone()))
+    });
+
+    if let Some(lifetime) = config.max_lifetime {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(lifetime).await;
+            shared.close(CloseCode::POLICY, "session lifetime over");
+        });
+    }
+
+    let mut writer_done = false;
+    let mut reader_done = false;
+    let mut deadline: Option<Instant> = None;
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            _ = &mut reader, if !reader_done => {
+                reader_done = true;
+                // The connection is over: nothing more can be written.
+                shared.outbox.end(Ending::Terminate);
+                if writer_done {
+                    break;
+                }
+                deadline.get_or_insert_with(|| Instant::now() + config.close_timeout);
+            }
+            ended = &mut writer, if !writer_done => {
+                writer_done = true;
+                if reader_done {
+                    break;
+                }
+                let terminated = matches!(ended, Ok(WriterEnd::Terminated));
+                let peer_closed = shared.close_record().is_some_and(|c| c.by_peer);
+                if terminated && !peer_closed {
+                    break;
+                }
+                // A close frame went out (or the peer's close is being answered): give the
+                // peer `close_timeout` to finish the handshake.
+                deadline.get_or_insert_with(|| Instant::now() + config.close_timeout);
+            }
+            joined = async { handler_task.as_mut().expect("guarded").await }, if handler_task.is_some() => {
+                handler_task = None;
+                match joined {
+                    Ok(()) => shared.close(CloseCode::NORMAL, ""),
+                    Err(err) if err.is_panic() => {
+                        let message = panic_message(err.into_panic());
+                        tracing::error!(panic = %message, "session handler panicked");
+                        report(&config, &shared, &SessionError::HandlerPanic(message));
+                        shared.close(CloseCode::INTERNAL_ERROR, "internal server error");
+                    }
+                    Err(_) => shared.close(CloseCode::GOING_AWAY, "handler cancelled"),
+                }
+            }
+            () = sleep_until(deadline), if deadline.is_some() => break,
+            changed = shutdown.wait_for(|down| *down), if !shutting_down => {
+                shutting_down = true;
+                if changed.is_ok() {
+                    shared.close(CloseCode::GOING_AWAY, "server shutting down");
+                }
+            }
+        }
+    }
+    reader.abort();
+    writer.abort();
+    let discarded = shared.outbox.finish();
+    if discarded > 0 {
+        tracing::debug!(discarded, "session ended with messages still queued");
+    }
+
+    // The connection is gone; the handler sees `recv() == None` and failing sends. Give it
+    // `close_timeout` to return, then stop it.
+    if let Some(mut task) = handler_task {
+        tokio::select! {
+            joined = &mut task => {
+                if let Err(err) = joined {
+                    if err.is_panic() {
+                        let message = panic_message(err.into_panic());
+                        tracing::error!(panic = %message, "session handler panicked");
+                        report(&config, &shared, &SessionError::HandlerPanic(message));
+                    }
+                }
+            }
+            () = tokio::time::sleep(config.close_timeout) => {
+                tracing::warn!("session handler still running {:?} after its connection ended: aborted", config.close_timeout);
+                task.abort();
+            }
+        }
+    }
+
+    shared.record_close(CloseCode::ABNORMAL, "connection dropped", true);
+    let record = shared.close_record().expect("recorded just above");
+    tracing::debug!(code = record.code.as_u16(), reason = %record.reason, by_peer = record.by_peer, "session closed");
+    if let Some(hook) = &config.on_close {
+        hook(&shared.info, record.code, &record.reason);
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-text panic payload".to_owned()
+    }
+}
+
+async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
+    mut stream: SplitStream<Ws>,
+    config: CrimsonConfig<Up, Down>,
+    shared: Arc<Shared>,
+    incoming: mpsc::Sender<Up>,
+    liveness: Arc<Liveness>,
+) {
+    let mut deliver = Some(incoming);
+    let mut unread = 0u64;
+    while let Some(next) = stream.next().await {
+        let message = match next {
+            Ok(message) => message,
+            Err(err) => {
+                read_failed(&config, &shared, err);
+                break;
+            }
+        };
+        liveness.touch();
+        if let Some(payload) = as_payload(&message) {
+            tracing::trace!(kind = %payload.kind(), len = payload.len(), "frame in");
+            let Some(tx) = &deliver else {
+                // Closing: the client sent this before it saw our close.
+                continue;
+            };
+            match Up::decode(payload) {
+                Ok(up) => {
+                    if tx.send(up).await.is_err() {
+                        unread += 1;
+                        if unread == 1 {
+                            tracing::debug!("the handler dropped its receiver: incoming messages are discarded (counted)");
+                        }
+                    }
+                }
+                Err(err) => {
+                    let error = SessionError::Decode(err);
+                    tracing::warn!(error = %error, "message did not decode");
+                    report(&config, &shared, &error);
+                    let SessionError::Decode(err) = error else {
+                        unreachable!()
+                    };
+                    match config.decode_errors {
+                        DecodeErrorPolicy::Close => {
+                            let reason = format!(
+                                "invalid {} message for {}: {}",
+                                err.codec(),
+                                err.short_type_name(),
+                                err.reason()
+                            );
+                            shared.close(CloseCode::INVALID_PAYLOAD, &reason);
+                            deliver = None;
+                        }
+                        DecodeErrorPolicy::Skip => {
+                            shared.skipped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        } else if let Message::Close(frame) = message {
+            let (code, reason) = match frame {
+                Some(frame) => (
+                    CloseCode::from_u16(frame.code.into()),
+                    frame.reason.to_string(),
+                ),
+                None => (CloseCode::NO_STATUS, String::new()),
+            };
+            shared.record_close(code, reason, true);
+            // tungstenite queues the close reply and sends it on the next read; the writer
+            // must send nothing more.
+            deliver = None;
+            shared.outbox.end(Ending::Terminate);
+        }
+    }
+    if unread > 0 {
+        tracing::debug!(
+            unread,
+            "messages arrived after the handler stopped receiving"
+        );
+    }
+}
+
+fn read_failed<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err: WsError) {
+    match err {
+        WsError::Capacity(err) => {
+            let error = SessionError::TooBig(err.to_string());
+            tracing::warn!(error = %error, "message over the limit");
+            report(config, shared, &error);
+            shared.close(
+                CloseCode::TOO_BIG,
+                &format!(
+                    "message too big: the limit is {} bytes",
+                    config.max_message_size
+                ),
+            );
+        }
+        WsError::Protocol(err) => {
+            let error = SessionError::Protocol(err.to_string());
+            tracing::debug!(error = %error, "protocol error");
+            report(config, shared, &error);
+            shared.close(CloseCode::PROTOCOL_ERROR, &err.to_string());
+        }
+        WsError::Utf8(err) => {
+            let error = SessionError::Protocol(format!("invalid UTF-8 in a text frame: {err}"));
+            report(config, shared, &error);
+            shared.close(CloseCode::INVALID_PAYLOAD, "invalid UTF-8 in a text frame");
+        }
+        WsError::ConnectionClosed | WsError::AlreadyClosed => {}
+        WsError::Io(err) => {
+            tracing::debug!(error = %err, "connection failed");
+            report(config, shared, &SessionError::Io(err));
+            shared.record_close(CloseCode::ABNORMAL, "connection failed", true);
+        }
+        other => {
+            let error = SessionError::Protocol(other.to_string());
+            report(config, shared, &error);
+            shared.record_close(CloseCode::ABNORMAL, "connection failed", true);
+        }
+    }
+}
+
+/// How the writer finished.
+enum WriterEnd {
+    /// It sent a close frame (or tried to, within the close timeout).
+    Closed,
+    /// It stopped without a close frame: terminate, a failed write, a ping timeout.
+    Terminated,
+}
+
+async fn write_loop<Up, Down>(
+    mut sink: SplitSink<Ws, Message>,
+    config: CrimsonConfig<Up, Down>,
+    shared: Arc<Shared>,
+    liveness: Arc<Liveness>,
+) -> WriterEnd {
+    let outbox = shared.outbox.clone();
+    let mut batch: Vec<Payload> = Vec::new();
+    let mut pings = config.ping_period.map(|period| {
+        let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    let mut ping_sent: Option<Instant> = None;
+
+    loop {
+        let pong_deadline = ping_sent.map(|at| at + config.pong_timeout);
+        tokio::select! {
+            ending = outbox.next_batch(&mut batch) => {
+                if !batch.is_empty() {
+                    let count = batch.len();
+                    let wrote = tokio::select! {
+                        wrote = write_batch(&mut sink, &mut batch) => wrote,
+                        () = outbox.urgent() => Ok(false),
+                        () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
+                            return ping_timeout(&config, &shared);
+                        }
+                    };
+                    match wrote {
+                        Ok(true) => outbox.record_sent(count),
+                        Ok(false) => {}
+                        Err(err) => return write_failed(&config, &shared, err),
+                    }
+                }
+                match ending {
+                    None => {}
+                    Some(Ending::Close(code, reason) | Ending::CloseNow(code, reason)) => {
+                        let frame = CloseFrame { code: code.as_u16().into(), reason: reason.into() };
+                        let _ = tokio::time::timeout(config.close_timeout, sink.send(Message::Close(Some(frame)))).await;
+                        return WriterEnd::Closed;
+                    }
+                    Some(Ending::Terminate) => return WriterEnd::Terminated,
+                }
+            }
+            _ = async { pings.as_mut().expect("guarded").tick().await }, if pings.is_some() && ping_sent.is_none() => {
+                ping_sent = Some(Instant::now());
+                if let Err(err) = sink.send(Message::Ping(Default::default())).await {
+                    return write_failed(&config, &shared, err);
+                }
+            }
+            () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
+                let sent = ping_sent.take().expect("guarded");
+                if !liveness.seen_since(sent) {
+                    return ping_timeout(&config, &shared);
+                }
+            }
+        }
+    }
+}
+
+/// Feeds every payload, then flushes once. `Ok(true)` when all were written.
+async fn write_batch(
+    sink: &mut SplitSink<Ws, Message>,
+    batch: &mut Vec<Payload>,
+) -> Result<bool, WsError> {
+    for payload in batch.drain(..) {
+        sink.feed(into_message(payload)).await?;
+    }
+    sink.flush().await?;
+    Ok(true)
+}
+
+fn ping_timeout<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared) -> WriterEnd {
+    tracing::debug!(timeout = ?config.pong_timeout, "no pong: dropping the connection");
+    report(config, shared, &SessionError::PingTimeout);
+    shared.record_close(
+        CloseCode::ABNORMAL,
+        format!("no answer to a ping within {:?}", config.pong_timeout),
+        false,
+    );
+    shared.outbox.end(Ending::Terminate);
+    WriterEnd::Terminated
+}
+
+fn write_failed<Up, Down>(
+    config: &CrimsonConfig<Up, Down>,
+    shared: &Shared,
+    err: WsError,
+) -> WriterEnd {
+    match err {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => {}
+        WsError::Io(err) => {
+            tracing::debug!(error = %err, "write failed");
+            report(config, shared, &SessionError::Io(err));
+            shared.record_close(CloseCode::ABNORMAL, "connection failed", true);
+        }
+        other => tracing::debug!(error = %other, "write failed"),
+    }
+    shared.outbox.end(Ending::Terminate);
+    WriterEnd::Terminated
+}

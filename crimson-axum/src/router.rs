@@ -1,0 +1,195 @@
+//! `Router::crimson`: mounting a typed WebSocket route.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use axum::Router;
+use crimson_core::session::{Outbox, SessionHandle, SessionId, SessionInfo};
+use crimson_core::{CloseCode, CrimsonMessage};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
+
+use crate::handler::{CrimsonHandler, Prepared};
+use crate::layer::{setup_error, Registry};
+use crate::session::Shared;
+use crate::{driver, upgrade};
+
+mod sealed {
+    pub trait Sealed {}
+    impl<S> Sealed for axum::Router<S> {}
+}
+
+/// Adds `.crimson::<Up, Down>(path, config, handler)` to axum's [`Router`].
+///
+/// This trait is sealed.
+pub trait RouterExt<S>: sealed::Sealed {
+    /// Mounts a Crimson route at `path`: clients send `Up`, the server sends `Down`, with the
+    /// config registered as `config` on a [`CrimsonLayer`](crate::CrimsonLayer) applied to
+    /// this router.
+    ///
+    /// A missing config, or one registered for other message types, answers 500 with a body
+    /// that names the config (and logs it) on the first request.
+    #[must_use]
+    fn crimson<Up, Down, H, T>(self, path: &str, config: &str, handler: H) -> Self
+    where
+        Up: CrimsonMessage,
+        Down: CrimsonMessage,
+        H: CrimsonHandler<T, S, Up, Down>,
+        T: 'static;
+}
+
+impl<S> RouterExt<S> for Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    #[track_caller]
+    fn crimson<Up, Down, H, T>(self, path: &str, config: &str, handler: H) -> Self
+    where
+        Up: CrimsonMessage,
+        Down: CrimsonMessage,
+        H: CrimsonHandler<T, S, Up, Down>,
+        T: 'static,
+    {
+        let name: Arc<str> = config.into();
+        self.route(
+            path,
+            axum::routing::any(move |State(state): State<S>, request: Request| {
+                endpoint::<Up, Down, H, T, S>(state, request, name.clone(), handler.clone())
+            }),
+        )
+    }
+}
+
+async fn endpoint<Up, Down, H, T, S>(
+    state: S,
+    request: Request,
+    name: Arc<str>,
+    handler: H,
+) -> Response
+where
+    Up: CrimsonMessage,
+    Down: CrimsonMessage,
+    H: CrimsonHandler<T, S, Up, Down>,
+{
+    let (mut parts, _body) = request.into_parts();
+    let Some(registry) = parts.extensions.get::<Arc<Registry>>().cloned() else {
+        return setup_error(format!(
+            "Crimson route {} needs config \"{name}\", but no CrimsonLayer is applied to this \
+             router: add `.layer(CrimsonLayer::new().config(\"{name}\", ..))` after the routes",
+            parts.uri.path()
+        ));
+    };
+    let config = match registry.get::<Up, Down>(&name) {
+        Ok(config) => config,
+        Err(message) => return setup_error(message),
+    };
+    let handshake = match upgrade::check(&mut parts) {
+        Ok(handshake) => handshake,
+        Err(rejection) => return axum::response::IntoResponse::into_response(rejection),
+    };
+    if let Err(rejection) = upgrade::check_origin(&parts.headers, config.allowed_origins.as_deref())
+    {
+        return axum::response::IntoResponse::into_response(rejection);
+    }
+    let prepared = match handler.prepare(&mut parts, &state).await {
+        Ok(prepared) => prepared,
+        Err(response) => return response,
+    };
+
+    let (response, on_upgrade) = handshake.accept();
+    let info = SessionInfo {
+        id: SessionId::next(),
+        connected_at: SystemTime::now(),
+        remote_addr: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| *addr),
+        path: parts.uri.path().to_owned(),
+        config: name.to_string(),
+    };
+    let span = tracing::debug_span!("crimson_session", config = %name, path = %info.path, session_id = %info.id);
+    let headers = std::mem::take(&mut parts.headers);
+
+    tokio::spawn(
+        async move {
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(err) => {
+                    tracing::debug!(error = %err, "the WebSocket upgrade failed");
+                    return;
+                }
+            };
+            let ws_config = WebSocketConfig::default()
+                .read_buffer_size(config.read_buffer_size)
+                .write_buffer_size(config.write_buffer_size)
+                .max_message_size(Some(config.max_message_size))
+                .max_frame_size(Some(config.max_frame_size));
+            let ws = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(ws_config),
+            )
+            .await;
+            let _live = registry.enter();
+
+            let outbox = Outbox::new(config.outgoing_queue, config.overflow);
+            let shared = Arc::new(Shared {
+                info: info.clone(),
+                headers,
+                outbox: outbox.clone(),
+                closed: Default::default(),
+                skipped: Default::default(),
+            });
+
+            let active = config.active.fetch_add(1, Ordering::AcqRel) + 1;
+            let _active = ActiveGuard(config.active.clone());
+            let over_limit = config.max_connections.is_some_and(|limit| active > limit);
+            if over_limit {
+                tracing::debug!(active, "connection limit reached");
+                shared.close(CloseCode::TRY_AGAIN_LATER, "connection limit reached");
+                driver::run(
+                    ws,
+                    config,
+                    shared,
+                    None::<Prepared<Up, Down>>,
+                    registry.shutdown.subscribe(),
+                )
+                .await;
+                return;
+            }
+
+            tracing::debug!("session connected");
+            config.cluster.add(SessionHandle::new(info.clone(), outbox));
+            if let Some(hook) = &config.on_connect {
+                hook(&info);
+            }
+            let cluster = config.cluster.clone();
+            driver::run(
+                ws,
+                config,
+                shared,
+                Some(prepared),
+                registry.shutdown.subscribe(),
+            )
+            .await;
+            cluster.remove(info.id);
+        }
+        .instrument(span),
+    );
+    response
+}
+
+/// Uncounts a session from its config's live count.
+struct ActiveGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

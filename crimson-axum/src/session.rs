@@ -1,0 +1,333 @@
+//! [`CrimsonSession`]: one typed WebSocket conversation, as its handler sees it.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use crimson_core::cluster::LocalCluster;
+use crimson_core::session::{Ending, Outbox, Queued, SessionId, SessionInfo};
+use crimson_core::{close, CloseCode, CrimsonMessage};
+use futures_util::Stream;
+use http::HeaderMap;
+use tokio::sync::mpsc;
+
+use crate::error::SessionSendError;
+
+/// How a session ended: who closed it, with which code and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRecord {
+    /// The close code (1006 when the connection dropped without a close frame).
+    pub code: CloseCode,
+    /// The close reason.
+    pub reason: String,
+    /// Whether the client closed first.
+    pub by_peer: bool,
+}
+
+/// State shared by a session's handler, its sender clones and its driver.
+pub(crate) struct Shared {
+    pub(crate) info: SessionInfo,
+    pub(crate) headers: HeaderMap,
+    pub(crate) outbox: Outbox,
+    pub(crate) closed: Mutex<Option<CloseRecord>>,
+    pub(crate) skipped: AtomicU64,
+}
+
+impl Shared {
+    /// Records how the session ended; the first record wins.
+    pub(crate) fn record_close(&self, code: CloseCode, reason: impl Into<String>, by_peer: bool) {
+        let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        if closed.is_none() {
+            *closed = Some(CloseRecord {
+                code,
+                reason: reason.into(),
+                by_peer,
+            });
+        }
+    }
+
+    pub(crate) fn close_record(&self) -> Option<CloseRecord> {
+        self.closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Asks the writer to close after what is queued.
+    pub(crate) fn close(&self, code: CloseCode, reason: &str) {
+        let reason = close::truncate_reason(reason).into_owned();
+        if self.outbox.end(Ending::Close(code, reason.clone())) {
+            self.record_close(code, reason, false);
+        }
+    }
+}
+
+/// One typed WebSocket conversation: receive `Up` from the client, send `Down` to it.
+///
+/// A handler gets one per connection. It is a [`Stream`] of `Up`; [`send`](Self::send) queues
+/// a `Down` on the session's bounded outgoing queue, which one writer task drains and flushes
+/// in batches. [`split`](Self::split) gives a cloneable [`SessionSender`] for other tasks.
+///
+/// When the handler returns, the session closes with 1000 after sending what is queued; if it
+/// panics, with 1011.
+pub struct CrimsonSession<Up, Down> {
+    sender: SessionSender<Down>,
+    receiver: SessionReceiver<Up>,
+}
+
+impl<Up, Down> fmt::Debug for CrimsonSession<Up, Down> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrimsonSession")
+            .field("id", &self.sender.shared.info.id)
+            .field("path", &self.sender.shared.info.path)
+            .field("config", &self.sender.shared.info.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonSession<Up, Down> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        incoming: mpsc::Receiver<Up>,
+        cluster: LocalCluster<Down>,
+    ) -> Self {
+        Self {
+            sender: SessionSender {
+                shared: shared.clone(),
+                cluster,
+                _down: PhantomData,
+            },
+            receiver: SessionReceiver { shared, incoming },
+        }
+    }
+
+    /// The session's id, unique across the cluster.
+    pub fn id(&self) -> SessionId {
+        self.sender.id()
+    }
+
+    /// The session's facts: id, connect time, remote address, path, config name.
+    pub fn info(&self) -> &SessionInfo {
+        self.sender.info()
+    }
+
+    /// When the WebSocket upgrade completed.
+    pub fn connected_at(&self) -> SystemTime {
+        self.sender.info().connected_at
+    }
+
+    /// The client's address, when the server was started with axum's `ConnectInfo`
+    /// (`into_make_service_with_connect_info::<SocketAddr>()`).
+    pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
+        self.sender.info().remote_addr
+    }
+
+    /// The headers of the upgrade request.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.sender.shared.headers
+    }
+
+    /// The cluster this session belongs to: broadcast to every session, or send to one by id.
+    pub fn cluster(&self) -> &LocalCluster<Down> {
+        &self.sender.cluster
+    }
+
+    /// Queues a message, waiting while the outgoing queue is full.
+    pub async fn send(&self, message: Down) -> Result<(), SessionSendError> {
+        self.sender.send(message).await
+    }
+
+    /// Queues a message now, applying the config's overflow policy if the queue is full.
+    pub fn try_send(&self, message: Down) -> Result<Queued, SessionSendError> {
+        self.sender.try_send(message)
+    }
+
+    /// The next message from the client; `None` once the session is closing or closed.
+    pub async fn recv(&mut self) -> Option<Up> {
+        self.receiver.recv().await
+    }
+
+    /// The next message, waiting at most `timeout`: `Err` when the time ran out.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Up>, RecvTimeout> {
+        self.receiver.recv_timeout(timeout).await
+    }
+
+    /// Waits until every message queued so far is written to the socket (or the session
+    /// closed).
+    pub async fn flush(&self) {
+        self.sender.flush().await;
+    }
+
+    /// Closes the session after the queued messages are sent: a close frame with `code` and
+    /// `reason` (cut to 123 bytes). Later sends fail.
+    pub fn close(&self, code: CloseCode, reason: &str) {
+        self.sender.close(code, reason);
+    }
+
+    /// Drops the connection at once, without a close frame, discarding queued messages.
+    pub fn terminate(&self) {
+        self.sender.terminate();
+    }
+
+    /// How the session ended, once it has.
+    pub fn close_record(&self) -> Option<CloseRecord> {
+        self.sender.close_record()
+    }
+
+    /// Messages that did not decode and were skipped ([`DecodeErrorPolicy::Skip`]).
+    ///
+    /// [`DecodeErrorPolicy::Skip`]: crate::DecodeErrorPolicy::Skip
+    pub fn skipped(&self) -> u64 {
+        self.sender.shared.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Splits the session into a cloneable sender and the receiver.
+    pub fn split(self) -> (SessionSender<Down>, SessionReceiver<Up>) {
+        (self.sender, self.receiver)
+    }
+}
+
+impl<Up, Down> Stream for CrimsonSession<Up, Down> {
+    type Item = Up;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Up>> {
+        self.receiver.incoming.poll_recv(cx)
+    }
+}
+
+/// The sending half of a session: cloneable, usable from any task.
+pub struct SessionSender<Down> {
+    shared: Arc<Shared>,
+    cluster: LocalCluster<Down>,
+    _down: PhantomData<fn(Down)>,
+}
+
+impl<Down> Clone for SessionSender<Down> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            cluster: self.cluster.clone(),
+            _down: PhantomData,
+        }
+    }
+}
+
+impl<Down> fmt::Debug for SessionSender<Down> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionSender")
+            .field("id", &self.shared.info.id)
+            .field("outbox", &self.shared.outbox)
+            .finish()
+    }
+}
+
+impl<Down: CrimsonMessage> SessionSender<Down> {
+    /// The session's id.
+    pub fn id(&self) -> SessionId {
+        self.shared.info.id
+    }
+
+    /// The session's facts.
+    pub fn info(&self) -> &SessionInfo {
+        &self.shared.info
+    }
+
+    /// The cluster this session belongs to.
+    pub fn cluster(&self) -> &LocalCluster<Down> {
+        &self.cluster
+    }
+
+    /// Queues a message, waiting while the outgoing queue is full.
+    pub async fn send(&self, message: Down) -> Result<(), SessionSendError> {
+        let payload = message.encode()?;
+        self.shared.outbox.push(payload).await?;
+        Ok(())
+    }
+
+    /// Queues a message now, applying the overflow policy if the queue is full.
+    pub fn try_send(&self, message: Down) -> Result<Queued, SessionSendError> {
+        let payload = message.encode()?;
+        Ok(self.shared.outbox.try_push(payload)?)
+    }
+
+    /// Waits until every message queued so far is written to the socket.
+    pub async fn flush(&self) {
+        self.shared.outbox.flushed().await;
+    }
+
+    /// Closes the session after the queued messages are sent.
+    pub fn close(&self, code: CloseCode, reason: &str) {
+        self.shared.close(code, reason);
+    }
+
+    /// Drops the connection at once, discarding queued messages.
+    pub fn terminate(&self) {
+        if self.shared.outbox.end(Ending::Terminate) {
+            self.shared
+                .record_close(CloseCode::ABNORMAL, "terminated by the server", false);
+        }
+    }
+
+    /// Whether the session has stopped accepting messages.
+    pub fn is_closed(&self) -> bool {
+        self.shared.outbox.is_closed()
+    }
+
+    /// How the session ended, once it has.
+    pub fn close_record(&self) -> Option<CloseRecord> {
+        self.shared.close_record()
+    }
+}
+
+/// The receiving half of a session.
+pub struct SessionReceiver<Up> {
+    shared: Arc<Shared>,
+    incoming: mpsc::Receiver<Up>,
+}
+
+impl<Up> fmt::Debug for SessionReceiver<Up> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionReceiver")
+            .field("id", &self.shared.info.id)
+            .field("waiting", &self.incoming.len())
+            .finish()
+    }
+}
+
+/// [`CrimsonSession::recv_timeout`] ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvTimeout;
+
+impl fmt::Display for RecvTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no message arrived in time")
+    }
+}
+
+impl std::error::Error for RecvTimeout {}
+
+impl<Up> SessionReceiver<Up> {
+    /// The next message; `None` once the session is closing or closed.
+    pub async fn recv(&mut self) -> Option<Up> {
+        self.incoming.recv().await
+    }
+
+    /// The next message, waiting at most `timeout`.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Up>, RecvTimeout> {
+        tokio::time::timeout(timeout, self.incoming.recv())
+            .await
+            .map_err(|_| RecvTimeout)
+    }
+}
+
+impl<Up> Stream for SessionReceiver<Up> {
+    type Item = Up;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Up>> {
+        self.incoming.poll_recv(cx)
+    }
+}
