@@ -1,18 +1,22 @@
 //! [`bind`]: a TCP listener set up for many WebSocket connections.
 
 use std::io;
-use std::net::SocketAddr;
 
+use axum::serve::{ListenerExt, TapIo};
 use tokio::net::{lookup_host, TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 
 /// The accept backlog [`bind`] asks for (tokio's default, 128, drops bursts of connects).
 pub const BACKLOG: u32 = 4096;
 
 /// A TCP listener for `axum::serve` that sets `TCP_NODELAY` on every connection (so small
-/// messages are not held back by Nagle's algorithm) and has a deep accept backlog.
-#[derive(Debug)]
-pub struct CrimsonListener {
-    inner: TcpListener,
+/// messages are not held back by Nagle's algorithm) and has a deep accept backlog. It works
+/// with `into_make_service_with_connect_info::<SocketAddr>()`.
+pub type CrimsonListener = TapIo<TcpListener, fn(&mut TcpStream)>;
+
+fn nodelay(stream: &mut TcpStream) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(error = %err, "could not set TCP_NODELAY");
+    }
 }
 
 /// Binds `addr` with `SO_REUSEADDR` and a [`BACKLOG`]-deep accept queue.
@@ -20,6 +24,7 @@ pub struct CrimsonListener {
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
 /// let listener = crimson_axum::bind("127.0.0.1:0").await?;
+/// use axum::serve::Listener;
 /// println!("listening on {}", listener.local_addr()?);
 /// axum::serve(listener, axum::Router::new()).await
 /// # }
@@ -37,43 +42,8 @@ pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<CrimsonListener> {
             last = Some(err);
             continue;
         }
-        return Ok(CrimsonListener {
-            inner: socket.listen(BACKLOG)?,
-        });
+        let tap: fn(&mut TcpStream) = nodelay;
+        return Ok(socket.listen(BACKLOG)?.tap_io(tap));
     }
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")))
-}
-
-impl CrimsonListener {
-    /// The address the listener is bound to.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-}
-
-impl axum::serve::Listener for CrimsonListener {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, addr)) => {
-                    if let Err(err) = stream.set_nodelay(true) {
-                        tracing::debug!(error = %err, "could not set TCP_NODELAY");
-                    }
-                    return (stream, addr);
-                }
-                Err(err) => {
-                    // Out of file descriptors and the like: wait a little, as axum does.
-                    tracing::error!(error = %err, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
 }

@@ -175,7 +175,11 @@ fn string_value(meta: &ParseNestedMeta<'_>, key: &str, example: &str) -> syn::Re
     if !meta.input.peek(syn::Token![=]) {
         return Err(syn::Error::new_spanned(&meta.path, expected));
     }
-    let expr: Expr = meta.value()?.parse()?;
+    let mut expr: Expr = meta.value()?.parse()?;
+    // A literal passed through a `macro_rules!` fragment arrives in an invisible group.
+    while let Expr::Group(group) = expr {
+        expr = *group.expr;
+    }
     match expr {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..

@@ -247,3 +247,28 @@ fn crate_override() {
         "MessagePack",
     );
 }
+
+macro_rules! with_codec {
+    ($name:ident, $codec:literal) => {
+        #[derive(
+            Debug, PartialEq, serde::Serialize, serde::Deserialize, crimson_core::CrimsonMessage,
+        )]
+        #[crimson(codec = $codec)]
+        struct $name {
+            n: u32,
+        }
+    };
+}
+
+with_codec!(ViaMacro, "cbor");
+
+#[test]
+fn codec_literal_through_macro_rules() {
+    use crimson_core::{CrimsonMessage, FrameKind};
+    assert_eq!(ViaMacro::FRAME, FrameKind::Binary);
+    let payload = ViaMacro { n: 7 }.encode().unwrap();
+    assert_eq!(
+        ViaMacro::decode(payload.as_ref()).unwrap(),
+        ViaMacro { n: 7 }
+    );
+}

@@ -1,1 +1,44 @@
 //! Message types shared by the example programs.
+
+use crimson_axum::CrimsonMessage;
+use serde::{Deserialize, Serialize};
+
+/// What a chat client sends: `{"text": "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CrimsonMessage)]
+#[crimson(codec = "json")]
+pub struct ChatMessage {
+    /// The message text.
+    pub text: String,
+}
+
+/// What the chat server broadcasts: `{"text": "...", "from": "<session id>", "at": <unix ms>}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CrimsonMessage)]
+#[crimson(codec = "json")]
+pub struct ChatResponse {
+    /// The message text.
+    pub text: String,
+    /// The id of the session that sent it.
+    pub from: String,
+    /// When the server received it, in milliseconds since the Unix epoch.
+    pub at: u64,
+}
+
+/// The address the chat programs use unless told otherwise.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:54321";
+
+/// Reads `--name VALUE` (or `--name=VALUE`) from the command line, then the environment
+/// variable `env`, then `default`.
+pub fn arg(name: &str, env: &str, default: &str) -> String {
+    let flag = format!("--{name}");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == flag {
+            if let Some(value) = args.next() {
+                return value;
+            }
+        } else if let Some(value) = arg.strip_prefix(&format!("{flag}=")) {
+            return value.to_owned();
+        }
+    }
+    std::env::var(env).unwrap_or_else(|_| default.to_owned())
+}
