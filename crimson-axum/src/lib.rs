@@ -9,14 +9,13 @@
 //! use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt};
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Deserialize, CrimsonMessage)]
+//! #[derive(Serialize, Deserialize, CrimsonMessage)]
 //! #[crimson(codec = "json")]
 //! struct ChatMessage {
 //!     text: String,
 //! }
 //!
-//! #[derive(Serialize, CrimsonMessage)]
-//! # #[derive(Deserialize)]
+//! #[derive(Serialize, Deserialize, CrimsonMessage)]
 //! #[crimson(codec = "json")]
 //! struct ChatResponse {
 //!     text: String,
@@ -32,7 +31,7 @@
 //! # async fn run() -> std::io::Result<()> {
 //! let app = Router::new()
 //!     .crimson::<ChatMessage, ChatResponse, _, _>("/chat", "chat", chat)
-//!     .layer(CrimsonLayer::new().config("chat", CrimsonConfig::new()));
+//!     .layer(CrimsonLayer::new().config("chat", CrimsonConfig::<ChatMessage, ChatResponse>::new()));
 //! axum::serve(crimson_axum::bind("127.0.0.1:54321").await?, app).await
 //! # }
 //! ```
@@ -57,6 +56,8 @@ mod layer;
 mod listener;
 mod router;
 mod session;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod upgrade;
 
 pub use config::{CrimsonConfig, DecodeErrorPolicy};
@@ -76,3 +77,8 @@ pub use crimson_core::{
 
 #[doc(hidden)]
 pub use crimson_core::__private;
+
+/// The README's examples compile.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -76,9 +76,15 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Items still owed by the open containers, innermost last.
+/// How many open containers are tracked without allocating; deeper nesting spills to the heap.
+const INLINE: usize = 16;
+
+/// Items still owed by the open containers, innermost last. The first [`INLINE`] levels live
+/// on the stack, so a typical message is checked without allocating.
 struct Stack {
-    open: Vec<Open>,
+    inline: [Open; INLINE],
+    len: usize,
+    spill: Vec<Open>,
 }
 
 #[derive(Clone, Copy)]
@@ -93,28 +99,62 @@ enum Open {
 
 impl Stack {
     fn new() -> Self {
-        Self { open: Vec::new() }
+        Self {
+            inline: [Open::UntilBreak; INLINE],
+            len: 0,
+            spill: Vec::new(),
+        }
     }
 
     fn push(&mut self, open: Open) -> Result<(), Refused> {
-        if self.open.len() >= MAX_DEPTH {
+        if self.len >= MAX_DEPTH {
             return Err(Refused::TooDeep);
         }
-        self.open.push(open);
+        if self.len < INLINE {
+            self.inline[self.len] = open;
+        } else {
+            self.spill.push(open);
+        }
+        self.len += 1;
         Ok(())
+    }
+
+    fn top(&self) -> Option<Open> {
+        match self.len {
+            0 => None,
+            n if n <= INLINE => Some(self.inline[n - 1]),
+            _ => self.spill.last().copied(),
+        }
+    }
+
+    fn top_mut(&mut self) -> Option<&mut Open> {
+        match self.len {
+            0 => None,
+            n if n <= INLINE => Some(&mut self.inline[n - 1]),
+            _ => self.spill.last_mut(),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Open> {
+        let top = self.top()?;
+        if self.len > INLINE {
+            self.spill.pop();
+        }
+        self.len -= 1;
+        Some(top)
     }
 
     /// One item is complete: count it against the innermost definite container and close
     /// every container that this completes. Returns true when the top-level item is done.
     fn item_done(&mut self) -> bool {
-        while let Some(top) = self.open.last_mut() {
+        while let Some(top) = self.top_mut() {
             match top {
                 Open::Items(left) => {
                     *left -= 1;
                     if *left > 0 {
                         return false;
                     }
-                    self.open.pop();
+                    self.pop();
                 }
                 Open::UntilBreak | Open::Chunks(_) => return false,
             }
@@ -210,7 +250,7 @@ pub(crate) fn check_cbor(input: &[u8]) -> Result<(), Refused> {
 
         if initial == 0xff {
             // A break closes the innermost indefinite container.
-            match stack.open.pop() {
+            match stack.pop() {
                 Some(Open::UntilBreak | Open::Chunks(_)) => {}
                 _ => return Err(Refused::Malformed),
             }
@@ -219,7 +259,7 @@ pub(crate) fn check_cbor(input: &[u8]) -> Result<(), Refused> {
             }
             continue;
         }
-        if let Some(&Open::Chunks(want)) = stack.open.last() {
+        if let Some(Open::Chunks(want)) = stack.top() {
             // Inside an indefinite string only definite chunks of the same type may appear.
             if major != want || info == 31 {
                 return Err(Refused::Malformed);
@@ -237,7 +277,7 @@ pub(crate) fn check_cbor(input: &[u8]) -> Result<(), Refused> {
             (0 | 1, Some(_)) => stack.item_done(),
             (2 | 3, Some(len)) => {
                 cur.skip(len)?;
-                if matches!(stack.open.last(), Some(Open::Chunks(_))) {
+                if matches!(stack.top(), Some(Open::Chunks(_))) {
                     false
                 } else {
                     stack.item_done()
