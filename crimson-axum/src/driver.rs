@@ -12,6 +12,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -291,6 +292,14 @@ fn read_failed<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err:
                 ),
             );
         }
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            tracing::debug!("the client dropped the connection without a close frame");
+            shared.record_close(
+                CloseCode::ABNORMAL,
+                "connection dropped without a close frame",
+                true,
+            );
+        }
         WsError::Protocol(err) => {
             let error = SessionError::Protocol(err.to_string());
             tracing::debug!(error = %error, "protocol error");
@@ -361,6 +370,8 @@ async fn write_loop<Up, Down>(
                 match ending {
                     None => {}
                     Some(Ending::Close(code, reason) | Ending::CloseNow(code, reason)) => {
+                        // An overflow asks for its close inside the queue: record it here.
+                        shared.record_close(code, reason.clone(), false);
                         let frame = CloseFrame { code: code.as_u16().into(), reason: reason.into() };
                         let _ = tokio::time::timeout(config.close_timeout, sink.send(Message::Close(Some(frame)))).await;
                         return WriterEnd::Closed;

@@ -217,8 +217,9 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> TestConnection<Up, Down> {
 
     /// The next message from the server.
     pub async fn recv(&mut self) -> Result<Down, TestError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            match self.next().await? {
+            match self.next(deadline).await? {
                 Message::Close(frame) => {
                     let (code, reason) = close_parts(frame);
                     return Err(TestError::Closed(code, reason));
@@ -235,8 +236,9 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> TestConnection<Up, Down> {
     /// Reads until the server's close frame, skipping messages, and answers it; returns its
     /// code and reason.
     pub async fn recv_close(&mut self) -> Result<(CloseCode, String), TestError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            if let Message::Close(frame) = self.next().await? {
+            if let Message::Close(frame) = self.next(deadline).await? {
                 // Reading on lets the client send its close reply.
                 while let Ok(Some(_)) = tokio::time::timeout(self.timeout, self.ws.next()).await {}
                 return Ok(close_parts(frame));
@@ -258,8 +260,9 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> TestConnection<Up, Down> {
         Ok(())
     }
 
-    async fn next(&mut self) -> Result<Message, TestError> {
-        match tokio::time::timeout(self.timeout, self.ws.next()).await {
+    /// The next frame of any kind (pings included), by `deadline`.
+    async fn next(&mut self, deadline: tokio::time::Instant) -> Result<Message, TestError> {
+        match tokio::time::timeout_at(deadline, self.ws.next()).await {
             Err(_) => Err(TestError::Timeout),
             Ok(None) => Err(TestError::Closed(
                 CloseCode::ABNORMAL,
