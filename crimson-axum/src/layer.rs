@@ -239,16 +239,11 @@ impl ShutdownHandle {
 
     /// A future for axum's `with_graceful_shutdown`: waits for `signal`, then shuts the
     /// sessions down (10 s grace) so the server can stop.
-    pub fn on(
-        self,
-        signal: impl Future<Output = ()> + Send + 'static,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        async move {
-            signal.await;
-            let left = self.shutdown(Duration::from_secs(10)).await;
-            if left > 0 {
-                tracing::warn!(left, "sessions still live after the shutdown grace period");
-            }
+    pub async fn on(self, signal: impl Future<Output = ()> + Send + 'static) {
+        signal.await;
+        let left = self.shutdown(Duration::from_secs(10)).await;
+        if left > 0 {
+            tracing::warn!(left, "sessions still live after the shutdown grace period");
         }
     }
 }

@@ -3,6 +3,9 @@
 //! `cargo bench -p crimson-core --all-features --bench codecs`, then
 //! `python3 scripts/codec-ratios.py` prints crimson/direct for every codec and direction.
 
+// `criterion_group!` writes an undocumented function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use bytes::Bytes;
@@ -86,7 +89,7 @@ fn pair<T: CrimsonMessage + Clone>(
     let mut group = c.benchmark_group(format!("{name}-encode"));
     group.bench_function("direct", |b| b.iter(|| direct_encode(black_box(&value))));
     group.bench_function("crimson", |b| {
-        b.iter(|| black_box(&value).encode().unwrap())
+        b.iter(|| black_box(&value).encode().unwrap());
     });
     group.finish();
 
@@ -94,7 +97,7 @@ fn pair<T: CrimsonMessage + Clone>(
     let mut group = c.benchmark_group(format!("{name}-decode"));
     group.bench_function("direct", |b| b.iter(|| direct_decode(black_box(&bytes))));
     group.bench_function("crimson", |b| {
-        b.iter(|| T::decode(black_box(payload)).unwrap())
+        b.iter(|| T::decode(black_box(payload)).unwrap());
     });
     group.finish();
 }

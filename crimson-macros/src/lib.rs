@@ -3,8 +3,8 @@
 //! Use it through `crimson-core`, `crimson-axum` or `crimson-client`, which re-export it next
 //! to the trait; this crate alone is only the macro.
 //!
-//! The macro is laid out like dtolnay's derives: [`ast`] reads the input type, [`attr`] reads
-//! the `#[crimson(..)]` attributes, [`valid`] checks what they mean together, and [`expand`]
+//! The macro is laid out like dtolnay's derives: `ast` reads the input type, `attr` reads
+//! the `#[crimson(..)]` attributes, `valid` checks what they mean together, and `expand`
 //! writes the impl. Every error is spanned at the token it is about, all of them are shown
 //! together, and a fallback impl keeps the rest of the user's crate free of follow-on errors.
 

@@ -23,7 +23,7 @@ fn recording() -> (
     let closes: Closes = Arc::default();
     let seen = closes.clone();
     (closes, move |_: &_, code, reason: &str| {
-        seen.lock().unwrap().push((code, reason.to_owned()))
+        seen.lock().unwrap().push((code, reason.to_owned()));
     })
 }
 
@@ -99,7 +99,7 @@ async fn an_extractor_rejection_answers_its_own_status_and_does_not_upgrade() {
     let server = TestServer::new(greet_app()).await;
     match server.connect::<String, String>("/greet?room=lobby").await {
         Err(TestError::Http { status, body }) => {
-            assert_eq!((status, body.as_str()), (401, "who are you?"))
+            assert_eq!((status, body.as_str()), (401, "who are you?"));
         }
         other => panic!("expected a 401, got {other:?}"),
     }

@@ -203,12 +203,15 @@ impl Outbox {
         if state.closed {
             return false;
         }
-        let takes = match (&state.ending, &ending) {
-            (None, _) => true,
-            (Some(Ending::Close(..)), Ending::CloseNow(..) | Ending::Terminate) => true,
-            (Some(Ending::CloseNow(..)), Ending::Terminate) => true,
-            _ => false,
-        };
+        let takes = matches!(
+            (&state.ending, &ending),
+            (None, _)
+                | (
+                    Some(Ending::Close(..)),
+                    Ending::CloseNow(..) | Ending::Terminate
+                )
+                | (Some(Ending::CloseNow(..)), Ending::Terminate)
+        );
         if takes {
             state.ending = Some(ending);
             drop(state);
