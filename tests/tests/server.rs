@@ -1,5 +1,6 @@
 //! crimson-axum over real sockets: typed round trips, bad input, faults, shutdown.
 
+use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -314,10 +315,37 @@ async fn an_http_route_pushes_to_sessions_through_the_cluster() {
 
 #[tokio::test]
 async fn graceful_shutdown_flushes_then_closes_1001() {
-    let (app, layer) = chat_app(CrimsonConfig::new());
-    let (addr, _stop) = serve(app).await;
-    let mut ws = connect(addr, "/chat").await;
-    while layer.live_sessions() == 0 {
+    let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handler = {
+        let ended = ended.clone();
+        move |mut session: CrimsonSession<ChatMessage, ChatResponse>| async move {
+            while session.recv().await.is_some() {}
+            ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    let layer =
+        CrimsonLayer::new().config("chat", CrimsonConfig::<ChatMessage, ChatResponse>::new());
+    let app = Router::new()
+        .crimson::<ChatMessage, ChatResponse, _, _>("/chat", "chat", handler)
+        .layer(layer.clone());
+
+    // Served the way an application does it: axum's graceful shutdown, Crimson's handle.
+    let listener = crimson_axum::bind("127.0.0.1:0").await.unwrap();
+    let addr = axum::serve::Listener::local_addr(&listener).unwrap();
+    let (signal, signalled) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(layer.shutdown_handle().on(async move {
+                let _ = signalled.await;
+            }))
+            .into_future(),
+    );
+
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect(addr, "/chat").await);
+    }
+    while layer.live_sessions() < 3 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let cluster = layer
@@ -326,25 +354,41 @@ async fn graceful_shutdown_flushes_then_closes_1001() {
         .session_cluster()
         .clone();
     for n in 0..50 {
-        cluster
+        let delivery = cluster
             .broadcast(&ChatResponse {
                 text: n.to_string(),
                 from: "s".into(),
                 at: 0,
             })
             .unwrap();
+        assert_eq!(delivery.delivered, 3);
     }
-    let shutdown = layer.shutdown_handle();
-    let left = tokio::spawn(async move { shutdown.shutdown(Duration::from_secs(5)).await });
-    for n in 0..50 {
-        let got: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
-        assert_eq!(got["text"], n.to_string());
+    signal.send(()).unwrap();
+    for ws in &mut clients {
+        for n in 0..50 {
+            let got: serde_json::Value = serde_json::from_str(&next_text(ws).await).unwrap();
+            assert_eq!(
+                got["text"],
+                n.to_string(),
+                "queued messages are flushed first"
+            );
+        }
+        let (code, reason) = close_of(ws).await;
+        assert_eq!((code, reason.as_str()), (1001, "server shutting down"));
+        // Reading on sends the client's close reply; then the server ends the connection.
+        while ws.next().await.is_some() {}
     }
-    let (code, reason) = close_of(&mut ws).await;
-    assert_eq!((code, reason.as_str()), (1001, "server shutting down"));
-    // Reading on sends the client's close reply; then the server ends the connection.
-    while ws.next().await.is_some() {}
-    assert_eq!(left.await.unwrap(), 0);
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stops once its sessions have ended")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ended.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "every handler ended"
+    );
+    assert_eq!(layer.live_sessions(), 0);
 }
 
 #[tokio::test]

@@ -69,8 +69,13 @@ async fn greet(
     User(user): User,
     session: CrimsonSession<String, String>,
 ) {
+    let loopback = session.remote_addr().is_some_and(|a| a.ip().is_loopback());
+    let agent = session.headers().contains_key("x-user");
     let _ = session
-        .send(format!("{} {user} in {}", app.greeting, room.room))
+        .send(format!(
+            "{} {user} in {} ({loopback}, {agent})",
+            app.greeting, room.room
+        ))
         .await;
     session.flush().await;
 }
@@ -89,7 +94,10 @@ async fn extractors_run_before_the_upgrade() {
         .connect_with::<String, String>("/greet?room=lobby", &[("x-user", "ada")])
         .await
         .unwrap();
-    assert_eq!(conn.recv().await.unwrap(), "hello ada in lobby");
+    assert_eq!(
+        conn.recv().await.unwrap(),
+        "hello ada in lobby (true, true)"
+    );
     // The handler returned: the session closes normally after its message.
     assert_eq!(conn.recv_close().await.unwrap().0, CloseCode::NORMAL);
 }
