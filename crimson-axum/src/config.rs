@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crimson_core::cluster::LocalCluster;
+use crimson_core::cluster::Cluster;
 use crimson_core::session::{OverflowPolicy, SessionInfo};
 use crimson_core::{CloseCode, CrimsonMessage};
 
@@ -42,8 +42,7 @@ type ErrorHook = Arc<dyn Fn(&SessionInfo, &SessionError) + Send + Sync>;
 /// | [`incoming_queue`](Self::incoming_queue) | 32 decoded messages |
 /// | [`decode_errors`](Self::decode_errors) | [`DecodeErrorPolicy::Close`] (1007) |
 /// | [`allowed_origins`](Self::allowed_origins) | any |
-/// | [`max_connections`](Self::max_connections) | unlimited (1013 past it) |
-/// | [`max_lifetime`](Self::max_lifetime) | unlimited (1008 past it) |
+/// | [`cluster`](Self::cluster) | a fresh local cluster: no connection limit, no lifetime |
 /// | [`close_timeout`](Self::close_timeout) | 5 s |
 ///
 /// ```
@@ -69,15 +68,11 @@ pub struct CrimsonConfig<Up, Down> {
     pub(crate) incoming_queue: usize,
     pub(crate) decode_errors: DecodeErrorPolicy,
     pub(crate) allowed_origins: Option<Arc<[String]>>,
-    pub(crate) max_connections: Option<usize>,
-    pub(crate) max_lifetime: Option<Duration>,
     pub(crate) close_timeout: Duration,
-    pub(crate) cluster: LocalCluster<Down>,
+    pub(crate) cluster: Cluster<Down>,
     pub(crate) on_connect: Option<ConnectHook>,
     pub(crate) on_close: Option<CloseHook>,
     pub(crate) on_error: Option<ErrorHook>,
-    /// Live sessions of this config (and its clones), for `max_connections`.
-    pub(crate) active: Arc<std::sync::atomic::AtomicUsize>,
     _up: std::marker::PhantomData<fn() -> Up>,
 }
 
@@ -95,14 +90,11 @@ impl<Up, Down> Clone for CrimsonConfig<Up, Down> {
             incoming_queue: self.incoming_queue,
             decode_errors: self.decode_errors,
             allowed_origins: self.allowed_origins.clone(),
-            max_connections: self.max_connections,
-            max_lifetime: self.max_lifetime,
             close_timeout: self.close_timeout,
             cluster: self.cluster.clone(),
             on_connect: self.on_connect.clone(),
             on_close: self.on_close.clone(),
             on_error: self.on_error.clone(),
-            active: self.active.clone(),
             _up: std::marker::PhantomData,
         }
     }
@@ -124,10 +116,8 @@ impl<Up, Down> fmt::Debug for CrimsonConfig<Up, Down> {
             .field("incoming_queue", &self.incoming_queue)
             .field("decode_errors", &self.decode_errors)
             .field("allowed_origins", &self.allowed_origins)
-            .field("max_connections", &self.max_connections)
-            .field("max_lifetime", &self.max_lifetime)
             .field("close_timeout", &self.close_timeout)
-            .field("sessions", &self.cluster.len())
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -153,14 +143,11 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonConfig<Up, Down> {
             incoming_queue: 32,
             decode_errors: DecodeErrorPolicy::Close,
             allowed_origins: None,
-            max_connections: None,
-            max_lifetime: None,
             close_timeout: Duration::from_secs(5),
-            cluster: LocalCluster::new(),
+            cluster: Cluster::local(),
             on_connect: None,
             on_close: None,
             on_error: None,
-            active: Arc::default(),
             _up: std::marker::PhantomData,
         }
     }
@@ -243,22 +230,6 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonConfig<Up, Down> {
         self
     }
 
-    /// At most this many live sessions for this config; one more is accepted and closed at
-    /// once with 1013 "connection limit reached", so clients back off and retry.
-    #[must_use]
-    pub fn max_connections(mut self, limit: usize) -> Self {
-        self.max_connections = Some(limit);
-        self
-    }
-
-    /// Close each session with 1008 "session lifetime over" after this long, so clients
-    /// reconnect (and, say, re-authenticate).
-    #[must_use]
-    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
-        self.max_lifetime = Some(lifetime);
-        self
-    }
-
     /// How long a closing session waits for the client's close reply, and for its handler
     /// to return once the connection is gone, before dropping them.
     #[must_use]
@@ -267,10 +238,12 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonConfig<Up, Down> {
         self
     }
 
-    /// The cluster this config's sessions join. Share a cluster to reach the same sessions
-    /// from elsewhere (an HTTP route, a timer); the default is a fresh one.
+    /// The cluster this config's sessions join: its connection limit (1013 past it), session
+    /// lifetime (1008 past it), rooms, and whether it spans several nodes (Redis). Keep a
+    /// clone to reach the sessions from elsewhere (an HTTP route, a timer); the default is a
+    /// fresh [`LocalCluster`](crimson_core::cluster::LocalCluster) with no limits.
     #[must_use]
-    pub fn cluster(mut self, cluster: LocalCluster<Down>) -> Self {
+    pub fn cluster(mut self, cluster: Cluster<Down>) -> Self {
         self.cluster = cluster;
         self
     }
@@ -305,7 +278,7 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonConfig<Up, Down> {
     }
 
     /// The cluster this config's sessions join.
-    pub fn session_cluster(&self) -> &LocalCluster<Down> {
+    pub fn session_cluster(&self) -> &Cluster<Down> {
         &self.cluster
     }
 }

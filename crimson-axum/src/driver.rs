@@ -87,14 +87,6 @@ pub(crate) async fn run<Up, Down>(
         tokio::spawn(handler(session).instrument(span.clone()))
     });
 
-    if let Some(lifetime) = config.max_lifetime {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(lifetime).await;
-            shared.close(CloseCode::POLICY, "session lifetime over");
-        });
-    }
-
     let mut writer_done = false;
     let mut reader_done = false;
     let mut deadline: Option<Instant> = None;

@@ -24,7 +24,7 @@
 //! async fn chat(mut session: CrimsonSession<ChatMessage, ChatResponse>) {
 //!     while let Some(message) = session.recv().await {
 //!         // Encoded once, queued for every session of the route.
-//!         let _ = session.cluster().broadcast(&ChatResponse { text: message.text });
+//!         let _ = session.cluster().broadcast(&ChatResponse { text: message.text }).await;
 //!     }
 //! }
 //!

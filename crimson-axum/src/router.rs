@@ -1,7 +1,6 @@
 //! `Router::crimson`: mounting a typed WebSocket route.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -15,7 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
-use crate::handler::{CrimsonHandler, Prepared};
+use crate::handler::CrimsonHandler;
 use crate::layer::{setup_error, Registry};
 use crate::session::Shared;
 use crate::{driver, upgrade};
@@ -104,7 +103,7 @@ where
 
     let (response, on_upgrade) = handshake.accept();
     let info = SessionInfo {
-        id: SessionId::next(),
+        id: SessionId::on_node(config.cluster.node_id()),
         connected_at: SystemTime::now(),
         remote_addr: parts
             .extensions
@@ -147,29 +146,20 @@ where
                 skipped: Default::default(),
             });
 
-            let active = config.active.fetch_add(1, Ordering::AcqRel) + 1;
-            let _active = ActiveGuard(config.active.clone());
-            let over_limit = config.max_connections.is_some_and(|limit| active > limit);
-            if over_limit {
-                tracing::debug!(active, "connection limit reached");
+            let cluster = config.cluster.clone();
+            if let Err(full) = cluster
+                .backend()
+                .add(SessionHandle::new(info.clone(), outbox))
+            {
+                tracing::debug!(limit = full.limit, "connection limit reached");
                 shared.close(CloseCode::TRY_AGAIN_LATER, "connection limit reached");
-                driver::run(
-                    ws,
-                    config,
-                    shared,
-                    None::<Prepared<Up, Down>>,
-                    registry.shutdown.subscribe(),
-                )
-                .await;
+                driver::run(ws, config, shared, None, registry.shutdown.subscribe()).await;
                 return;
             }
-
             tracing::debug!("session connected");
-            config.cluster.add(SessionHandle::new(info.clone(), outbox));
             if let Some(hook) = &config.on_connect {
                 hook(&info);
             }
-            let cluster = config.cluster.clone();
             driver::run(
                 ws,
                 config,
@@ -178,18 +168,9 @@ where
                 registry.shutdown.subscribe(),
             )
             .await;
-            cluster.remove(info.id);
+            cluster.backend().remove(info.id);
         }
         .instrument(span),
     );
     response
-}
-
-/// Uncounts a session from its config's live count.
-struct ActiveGuard(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use crimson_core::cluster::LocalCluster;
+use crimson_core::cluster::Cluster;
 use crimson_core::session::{Ending, Outbox, Queued, SessionId, SessionInfo};
 use crimson_core::{close, CloseCode, CrimsonMessage};
 use futures_util::Stream;
@@ -93,7 +93,7 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonSession<Up, Down> {
     pub(crate) fn new(
         shared: Arc<Shared>,
         incoming: mpsc::Receiver<Up>,
-        cluster: LocalCluster<Down>,
+        cluster: Cluster<Down>,
     ) -> Self {
         Self {
             sender: SessionSender {
@@ -132,7 +132,7 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonSession<Up, Down> {
     }
 
     /// The cluster this session belongs to: broadcast to every session, or send to one by id.
-    pub fn cluster(&self) -> &LocalCluster<Down> {
+    pub fn cluster(&self) -> &Cluster<Down> {
         &self.sender.cluster
     }
 
@@ -202,7 +202,7 @@ impl<Up, Down> Stream for CrimsonSession<Up, Down> {
 /// The sending half of a session: cloneable, usable from any task.
 pub struct SessionSender<Down> {
     shared: Arc<Shared>,
-    cluster: LocalCluster<Down>,
+    cluster: Cluster<Down>,
     _down: PhantomData<fn(Down)>,
 }
 
@@ -237,7 +237,7 @@ impl<Down: CrimsonMessage> SessionSender<Down> {
     }
 
     /// The cluster this session belongs to.
-    pub fn cluster(&self) -> &LocalCluster<Down> {
+    pub fn cluster(&self) -> &Cluster<Down> {
         &self.cluster
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::routing::post;
 use axum::Router;
-use crimson_axum::cluster::LocalCluster;
+use crimson_axum::cluster::{Cluster, LocalCluster};
 use crimson_axum::{
     CloseCode, CrimsonConfig, CrimsonLayer, CrimsonSession, DecodeErrorPolicy, RouterExt,
 };
@@ -80,11 +80,14 @@ async fn chat(mut session: CrimsonSession<ChatMessage, ChatResponse>) {
         if message.text == "panic" {
             panic!("asked to panic");
         }
-        let _ = session.cluster().broadcast(&ChatResponse {
-            text: message.text,
-            from: from.clone(),
-            at: 0,
-        });
+        let _ = session
+            .cluster()
+            .broadcast(&ChatResponse {
+                text: message.text,
+                from: from.clone(),
+                at: 0,
+            })
+            .await;
     }
 }
 
@@ -276,7 +279,7 @@ async fn disallowed_origin_is_403_before_upgrade() {
 
 #[tokio::test]
 async fn an_http_route_pushes_to_sessions_through_the_cluster() {
-    let cluster = LocalCluster::<ChatResponse>::new();
+    let cluster = Cluster::<ChatResponse>::local();
     let push = {
         let cluster = cluster.clone();
         post(move |body: String| async move {
@@ -286,6 +289,7 @@ async fn an_http_route_pushes_to_sessions_through_the_cluster() {
                     from: "http".into(),
                     at: 0,
                 })
+                .await
                 .unwrap();
             delivery.delivered.to_string()
         })
@@ -294,7 +298,7 @@ async fn an_http_route_pushes_to_sessions_through_the_cluster() {
     let app = app.route("/push", push);
     let (addr, _stop) = serve(app).await;
     let mut ws = connect(addr, "/chat").await;
-    while cluster.is_empty() {
+    while cluster.local_len() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -360,6 +364,7 @@ async fn graceful_shutdown_flushes_then_closes_1001() {
                 from: "s".into(),
                 at: 0,
             })
+            .await
             .unwrap();
         assert_eq!(delivery.delivered, 3);
     }
@@ -393,7 +398,8 @@ async fn graceful_shutdown_flushes_then_closes_1001() {
 
 #[tokio::test]
 async fn connection_limit_closes_1013() {
-    let (app, _) = chat_app(CrimsonConfig::new().max_connections(1));
+    let limited = LocalCluster::builder().max_connections(1).build();
+    let (app, _) = chat_app(CrimsonConfig::new().cluster(Cluster::new(limited)));
     let (addr, _stop) = serve(app).await;
     let _first = connect(addr, "/chat").await;
     tokio::time::sleep(Duration::from_millis(50)).await;

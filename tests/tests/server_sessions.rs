@@ -8,7 +8,7 @@ use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Router;
-use crimson_axum::cluster::LocalCluster;
+use crimson_axum::cluster::{Cluster, LocalCluster};
 use crimson_axum::sessions::OverflowPolicy;
 use crimson_axum::testing::{TestError, TestServer};
 use crimson_axum::{CloseCode, CrimsonConfig, CrimsonLayer, CrimsonSession, Payload, RouterExt};
@@ -187,7 +187,7 @@ async fn a_stalled_reader_is_cut_off_and_never_delays_the_others() {
     async fn idle(mut session: CrimsonSession<String, String>) {
         while session.recv().await.is_some() {}
     }
-    let cluster = LocalCluster::<String>::new();
+    let cluster = Cluster::<String>::local();
     let (closes, on_close) = recording();
     let config = CrimsonConfig::<String, String>::new()
         .cluster(cluster.clone())
@@ -204,7 +204,7 @@ async fn a_stalled_reader_is_cut_off_and_never_delays_the_others() {
         .await
         .unwrap();
     let mut reader = server.connect::<String, String>("/feed").await.unwrap();
-    wait_for(|| cluster.len() == 2).await;
+    wait_for(|| cluster.local_len() == 2).await;
 
     let chunk = "x".repeat(16 * 1024);
     let total = 2_000;
@@ -232,7 +232,7 @@ async fn a_stalled_reader_is_cut_off_and_never_delays_the_others() {
         while n - received.load(std::sync::atomic::Ordering::Relaxed) >= 32 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let delivery = cluster.broadcast(&format!("{n}:{chunk}")).unwrap();
+        let delivery = cluster.broadcast(&format!("{n}:{chunk}")).await.unwrap();
         failed += delivery.failed;
     }
     tokio::time::timeout(Duration::from_secs(30), reading)
@@ -252,7 +252,7 @@ async fn a_stalled_reader_is_cut_off_and_never_delays_the_others() {
     let (_, reason) = slow().unwrap();
     assert!(reason.starts_with("slow consumer"), "{reason}");
     // Both sessions are gone: the stalled one closed, the reader dropped its connection.
-    wait_for(|| cluster.is_empty()).await;
+    wait_for(|| cluster.local_len() == 0).await;
     assert!(
         closes.lock().unwrap().contains(&(
             CloseCode::ABNORMAL,
@@ -316,10 +316,17 @@ async fn max_lifetime_closes_1008() {
     }
     let app = Router::new()
         .crimson::<String, String, _, _>("/l", "l", idle)
-        .layer(CrimsonLayer::new().config(
-            "l",
-            CrimsonConfig::<String, String>::new().max_lifetime(Duration::from_millis(100)),
-        ));
+        .layer(
+            CrimsonLayer::new().config(
+                "l",
+                CrimsonConfig::<String, String>::new().cluster(Cluster::new(
+                    LocalCluster::builder()
+                        .max_lifetime(Duration::from_millis(100))
+                        .watchdog_interval(Duration::from_millis(20))
+                        .build(),
+                )),
+            ),
+        );
     let server = TestServer::new(app).await;
     let mut conn = server.connect::<String, String>("/l").await.unwrap();
     let (code, reason) = conn.recv_close().await.unwrap();

@@ -17,37 +17,58 @@ pub struct SessionId {
 impl SessionId {
     /// A fresh id for a session on this process.
     pub fn next() -> Self {
+        Self::on_node(process_node())
+    }
+
+    /// A fresh id for a session on `node` (a cluster's node id: see
+    /// [`SessionCluster::node_id`](crate::cluster::SessionCluster::node_id)).
+    pub fn on_node(node: u64) -> Self {
         static SEQ: AtomicU64 = AtomicU64::new(1);
         Self {
-            node: node_part(),
+            node,
             seq: SEQ.fetch_add(1, Ordering::Relaxed),
         }
     }
 
-    /// The node part: the same for every session of this process.
+    /// An id from its two parts, as [`node`](Self::node) and [`seq`](Self::seq) return them.
+    pub const fn from_parts(node: u64, seq: u64) -> Self {
+        Self { node, seq }
+    }
+
+    /// The per-process sequence part.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The node part: which node the session lives on.
     pub fn node(&self) -> u64 {
         self.node
     }
 
-    /// Whether the session lives on this process.
+    /// Whether the session was made by [`SessionId::next`] in this process.
     pub fn is_local(&self) -> bool {
-        self.node == node_part()
+        self.node == process_node()
     }
 }
 
+/// A random 64-bit number, different in every process and on every call.
+pub(crate) fn random_u64() -> u64 {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
 /// This process's random node part.
-fn node_part() -> u64 {
+fn process_node() -> u64 {
     static NODE: OnceLock<u64> = OnceLock::new();
-    *NODE.get_or_init(|| {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        hasher.write_u32(std::process::id());
-        hasher.finish()
-    })
+    *NODE.get_or_init(random_u64)
 }
 
 impl fmt::Display for SessionId {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub(crate) use id::random_u64;
 pub use id::{ParseSessionIdError, SessionId};
 pub use outbox::{Ending, Outbox, OverflowPolicy, Queued, SendError};
 

@@ -20,7 +20,7 @@ async fn chat(mut session: CrimsonSession<ChatMessage, ChatResponse>) {
             from: from.clone(),
             at,
         };
-        match session.cluster().broadcast(&response) {
+        match session.cluster().broadcast(&response).await {
             Ok(delivery) => tracing::debug!(?delivery, "broadcast"),
             Err(err) => tracing::error!(error = %err, "broadcast failed"),
         }

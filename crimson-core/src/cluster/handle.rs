@@ -1,0 +1,246 @@
+//! [`Cluster<Down>`]: the typed face of a session cluster.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use super::{
+    ClusterError, Delivery, LocalCluster, Membership, SendToError, SessionCluster, Target,
+};
+use crate::message::CrimsonMessage;
+use crate::session::{SessionHandle, SessionId, SessionInfo};
+
+/// A session cluster whose sessions receive `Down`: broadcast to all, to a room, or send to
+/// one session by id, from a handler or from anywhere else (an HTTP route, a timer).
+///
+/// Every message is encoded once; the same shared bytes are queued for each recipient.
+/// Cloning is cheap and shares the cluster.
+///
+/// ```
+/// use crimson_core::cluster::Cluster;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cluster: Cluster<String> = Cluster::local();
+/// let delivery = cluster.broadcast(&"nobody is here yet".to_string()).await.unwrap();
+/// assert_eq!(delivery.delivered, 0);
+/// # }
+/// ```
+pub struct Cluster<Down> {
+    backend: Arc<dyn SessionCluster>,
+    _down: PhantomData<fn(&Down)>,
+}
+
+impl<Down> Clone for Cluster<Down> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            _down: PhantomData,
+        }
+    }
+}
+
+impl<Down> fmt::Debug for Cluster<Down> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Cluster").field(&self.backend).finish()
+    }
+}
+
+impl<Down> Default for Cluster<Down> {
+    fn default() -> Self {
+        Self::local()
+    }
+}
+
+impl<Down> Cluster<Down> {
+    /// A fresh [`LocalCluster`] with no limits.
+    pub fn local() -> Self {
+        Self::new(LocalCluster::new())
+    }
+
+    /// A typed handle on any backend.
+    pub fn new(backend: impl SessionCluster) -> Self {
+        Self {
+            backend: Arc::new(backend),
+            _down: PhantomData,
+        }
+    }
+
+    /// A typed handle on a shared backend.
+    pub fn from_arc(backend: Arc<dyn SessionCluster>) -> Self {
+        Self {
+            backend,
+            _down: PhantomData,
+        }
+    }
+
+    /// The backend, for the calls servers make (`add`, `remove`).
+    pub fn backend(&self) -> &Arc<dyn SessionCluster> {
+        &self.backend
+    }
+
+    /// This node's id: the node part of the session ids it hands out.
+    pub fn node_id(&self) -> u64 {
+        self.backend.node_id()
+    }
+
+    /// A session of this node.
+    pub fn get(&self, id: SessionId) -> Option<SessionHandle> {
+        self.backend.get(id)
+    }
+
+    /// The facts of every session of this node.
+    pub fn local_sessions(&self) -> Vec<SessionInfo> {
+        self.backend.local_sessions()
+    }
+
+    /// How many sessions this node has.
+    pub fn local_len(&self) -> usize {
+        self.backend.local_len()
+    }
+
+    /// How many sessions the whole cluster has.
+    pub async fn len(&self) -> Result<usize, ClusterError> {
+        self.backend.len().await
+    }
+
+    /// Puts a session of this node in a room.
+    pub fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError> {
+        self.backend.join(id, room)
+    }
+
+    /// Takes a session of this node out of a room.
+    pub fn leave(&self, id: SessionId, room: &str) {
+        self.backend.leave(id, room);
+    }
+
+    /// The rooms a session of this node is in.
+    pub fn rooms_of(&self, id: SessionId) -> Vec<String> {
+        self.backend.rooms_of(id)
+    }
+
+    /// Changes in this node's membership (Kotlin Crimson's session flow).
+    pub fn membership(&self) -> broadcast::Receiver<Membership> {
+        self.backend.membership()
+    }
+}
+
+impl<Down: CrimsonMessage> Cluster<Down> {
+    /// Sends `message` to every session, on every node.
+    pub async fn broadcast(&self, message: &Down) -> Result<Delivery, ClusterError> {
+        self.broadcast_to(message, Target::All).await
+    }
+
+    /// Sends `message` to every session but `except` (typically the sender).
+    pub async fn broadcast_except(
+        &self,
+        message: &Down,
+        except: SessionId,
+    ) -> Result<Delivery, ClusterError> {
+        self.broadcast_to(message, Target::Except(except)).await
+    }
+
+    /// Sends `message` to every session in `room`, on every node.
+    pub async fn broadcast_room(
+        &self,
+        room: &str,
+        message: &Down,
+    ) -> Result<Delivery, ClusterError> {
+        self.broadcast_to(message, Target::Room(room.to_owned()))
+            .await
+    }
+
+    /// Sends `message` to the sessions `target` names.
+    pub async fn broadcast_to(
+        &self,
+        message: &Down,
+        target: Target,
+    ) -> Result<Delivery, ClusterError> {
+        let payload = message.encode().map_err(ClusterError::Encode)?;
+        self.backend.broadcast(payload, target).await
+    }
+
+    /// Sends `message` to the sessions of **this node** for which `filter` returns true. (A
+    /// closure cannot travel to other nodes: use rooms or [`Target`] for cluster-wide subsets.)
+    pub fn broadcast_local_filter(
+        &self,
+        message: &Down,
+        filter: impl Fn(&SessionInfo) -> bool,
+    ) -> Result<Delivery, ClusterError> {
+        let payload = message.encode().map_err(ClusterError::Encode)?;
+        let mut delivery = Delivery::default();
+        for info in self.backend.local_sessions() {
+            if filter(&info) {
+                if let Some(handle) = self.backend.get(info.id) {
+                    delivery.count(handle.outbox().try_push(payload.clone()));
+                }
+            }
+        }
+        Ok(delivery)
+    }
+
+    /// Sends `message` to the session with this id, wherever it lives.
+    pub async fn send_to(&self, id: SessionId, message: &Down) -> Result<(), SendToError> {
+        let payload = message.encode().map_err(SendToError::Encode)?;
+        self.backend.send_to(id, payload).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Outbox, OverflowPolicy};
+
+    #[tokio::test]
+    async fn typed_handle_encodes_once_and_targets() {
+        let cluster: Cluster<String> = Cluster::local();
+        let mut boxes = Vec::new();
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let outbox = Outbox::new(8, OverflowPolicy::Disconnect);
+            let info = SessionInfo {
+                id: SessionId::on_node(cluster.node_id()),
+                connected_at: std::time::SystemTime::now(),
+                remote_addr: None,
+                path: format!("/{n}"),
+                config: "c".into(),
+            };
+            ids.push(info.id);
+            cluster
+                .backend()
+                .add(SessionHandle::new(info, outbox.clone()))
+                .unwrap();
+            boxes.push(outbox);
+        }
+        assert_eq!(cluster.broadcast(&"all".into()).await.unwrap().delivered, 3);
+        assert_eq!(
+            cluster
+                .broadcast_except(&"not 0".into(), ids[0])
+                .await
+                .unwrap()
+                .delivered,
+            2
+        );
+        cluster.join(ids[2], "room").unwrap();
+        assert_eq!(
+            cluster
+                .broadcast_room("room", &"r".into())
+                .await
+                .unwrap()
+                .delivered,
+            1
+        );
+        let only_1 = cluster
+            .broadcast_local_filter(&"f".into(), |s| s.path == "/1")
+            .unwrap();
+        assert_eq!(only_1.delivered, 1);
+        cluster.send_to(ids[0], &"direct".into()).await.unwrap();
+        assert_eq!(
+            boxes.iter().map(Outbox::len).collect::<Vec<_>>(),
+            vec![2, 3, 3]
+        );
+        assert_eq!(cluster.len().await.unwrap(), 3);
+    }
+}

@@ -1,0 +1,252 @@
+//! Session clusters: every live session of a route, on one node or many, reachable all at
+//! once, by room, or by id.
+//!
+//! [`Cluster<Down>`] is the typed handle handlers and the rest of an app use: it encodes a
+//! message once and hands the shared payload to a [`SessionCluster`] backend:
+//!
+//! - [`LocalCluster`]: the sessions of this process.
+//! - `RedisCluster` (feature `redis`): many server nodes acting as one through Redis pub/sub.
+//!
+//! A broadcast never waits on a slow session: each session's bounded queue and its
+//! [`OverflowPolicy`](crate::session::OverflowPolicy) decide what a full queue does, and the
+//! returned [`Delivery`] counts what happened.
+
+mod handle;
+mod local;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+pub use handle::Cluster;
+pub use local::{LocalCluster, LocalClusterBuilder, LIFETIME_OVER};
+
+use crate::message::Payload;
+use crate::session::{Queued, SendError, SessionHandle, SessionId, SessionInfo};
+
+/// A boxed future, as [`SessionCluster`]'s methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which sessions a broadcast is for. Every target works across nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Every session.
+    All,
+    /// Every session but one (typically the sender).
+    Except(SessionId),
+    /// The sessions in a room.
+    Room(String),
+    /// The sessions in a room but one.
+    RoomExcept(String, SessionId),
+}
+
+impl Target {
+    /// Whether `id`, a member of `in_room`, is targeted.
+    pub fn matches(&self, id: SessionId, in_room: impl FnOnce(&str) -> bool) -> bool {
+        match self {
+            Self::All => true,
+            Self::Except(except) => id != *except,
+            Self::Room(room) => in_room(room),
+            Self::RoomExcept(room, except) => id != *except && in_room(room),
+        }
+    }
+}
+
+/// What a broadcast reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Sessions on this node the message was queued for.
+    pub delivered: usize,
+    /// Of those, sessions that dropped their oldest queued message to make room.
+    pub dropped_oldest: usize,
+    /// Sessions on this node the message could not be queued for: closing, or over their
+    /// queue bound (and now being closed as slow consumers).
+    pub failed: usize,
+    /// Other nodes the message was published to (each delivers to its own sessions and
+    /// counts on its own side); 0 for a single-node cluster.
+    pub remote_nodes: usize,
+}
+
+impl Delivery {
+    /// Counts one session's queueing result.
+    pub fn count(&mut self, result: Result<Queued, SendError>) {
+        match result {
+            Ok(Queued::Queued) => self.delivered += 1,
+            Ok(Queued::DroppedOldest) => {
+                self.delivered += 1;
+                self.dropped_oldest += 1;
+            }
+            Err(_) => self.failed += 1,
+        }
+    }
+}
+
+/// A cluster operation that could not be carried out, or only in part.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The message did not encode.
+    Encode(crate::EncodeError),
+    /// The backend (Redis) is unreachable. `local` says what this node's sessions got: local
+    /// delivery goes on during an outage.
+    Unavailable {
+        /// What this node's own sessions received.
+        local: Delivery,
+        /// The backend's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The session is on another node and the backend could not reach it.
+    Remote(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Encode(err) => err.fmt(f),
+            Self::Unavailable { local, source } => write!(
+                f,
+                "the cluster backend is unavailable ({source}); {} local session(s) were reached",
+                local.delivered
+            ),
+            Self::Remote(source) => write!(f, "the cluster backend failed: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for ClusterError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Encode(err) => Some(err),
+            Self::Unavailable { source, .. } | Self::Remote(source) => Some(&**source),
+        }
+    }
+}
+
+/// A message for one session that did not reach its queue.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SendToError {
+    /// No live session has this id (on this node, or, for a remote id, the id's node is not
+    /// live).
+    NotFound(SessionId),
+    /// The message could not be encoded.
+    Encode(crate::EncodeError),
+    /// The session's queue refused it.
+    Send(SessionId, SendError),
+    /// The session is on another node and the backend could not reach it.
+    Backend(ClusterError),
+}
+
+impl fmt::Display for SendToError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound(id) => write!(f, "no live session has id {id}"),
+            Self::Encode(err) => err.fmt(f),
+            Self::Send(id, err) => write!(f, "session {id}: {err}"),
+            Self::Backend(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SendToError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Encode(err) => Some(err),
+            Self::Send(_, err) => Some(err),
+            Self::Backend(err) => Some(err),
+            Self::NotFound(_) => None,
+        }
+    }
+}
+
+/// The session limit of a cluster's node was reached: the server closes the new session with
+/// 1013 so the client retries later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterFull {
+    /// The limit.
+    pub limit: usize,
+}
+
+impl fmt::Display for ClusterFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connection limit reached ({} sessions)", self.limit)
+    }
+}
+
+impl std::error::Error for ClusterFull {}
+
+/// A change in a cluster's membership on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// A session joined the cluster.
+    Joined(SessionInfo),
+    /// A session left the cluster.
+    Left(SessionId),
+    /// A session joined a room.
+    JoinedRoom(SessionId, String),
+    /// A session left a room.
+    LeftRoom(SessionId, String),
+}
+
+/// A cluster backend: where sessions live and how payloads reach them.
+///
+/// Servers call [`add`](Self::add) and [`remove`](Self::remove); applications use the typed
+/// [`Cluster`] handle, which encodes once and calls the rest. Methods that may cross nodes
+/// return futures; everything about this node's own sessions is synchronous and never holds
+/// a lock across an `.await`.
+///
+/// ```
+/// use crimson_core::cluster::{Cluster, LocalCluster, SessionCluster, Target};
+///
+/// // Any backend plugs into the typed handle.
+/// let backend = LocalCluster::builder().max_connections(10_000).build();
+/// let cluster: Cluster<String> = Cluster::new(backend);
+/// assert_eq!(cluster.local_len(), 0);
+/// ```
+pub trait SessionCluster: Send + Sync + fmt::Debug + 'static {
+    /// This node's id: the node part of the [`SessionId`]s it hands out.
+    fn node_id(&self) -> u64;
+
+    /// Adds a session of this node; refused past the node's connection limit.
+    fn add(&self, session: SessionHandle) -> Result<(), ClusterFull>;
+
+    /// Removes a session of this node (and from its rooms).
+    fn remove(&self, id: SessionId);
+
+    /// A session of this node.
+    fn get(&self, id: SessionId) -> Option<SessionHandle>;
+
+    /// The facts of every session of this node.
+    fn local_sessions(&self) -> Vec<SessionInfo>;
+
+    /// How many sessions this node has.
+    fn local_len(&self) -> usize;
+
+    /// How many sessions the whole cluster has.
+    fn len(&self) -> BoxFuture<'_, Result<usize, ClusterError>>;
+
+    /// Queues `payload` for every targeted session, on every node.
+    fn broadcast(
+        &self,
+        payload: Payload,
+        target: Target,
+    ) -> BoxFuture<'_, Result<Delivery, ClusterError>>;
+
+    /// Queues `payload` for the session with this id, wherever it lives.
+    fn send_to(&self, id: SessionId, payload: Payload) -> BoxFuture<'_, Result<(), SendToError>>;
+
+    /// Puts a session of this node in a room (created on first use).
+    fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError>;
+
+    /// Takes a session of this node out of a room.
+    fn leave(&self, id: SessionId, room: &str);
+
+    /// The rooms a session of this node is in.
+    fn rooms_of(&self, id: SessionId) -> Vec<String>;
+
+    /// Changes in this node's membership, as they happen. A receiver that falls behind by
+    /// more than the channel's bound gets `Lagged(n)` with the number it missed.
+    fn membership(&self) -> tokio::sync::broadcast::Receiver<Membership>;
+}

@@ -1,0 +1,218 @@
+//! How a cluster message travels through Redis pub/sub: binary, payload bytes as they are.
+//!
+//! ```text
+//! version u8 = 1 | kind u8 (0 text, 1 binary) | origin node u64 | target | payload bytes…
+//! target: 0 All | 1 Except id | 2 Room room | 3 RoomExcept room id | 4 Session id
+//! id: node u64, seq u64 (big-endian) · room: length u16, UTF-8 bytes
+//! ```
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::cluster::Target;
+use crate::message::{Payload, Text};
+use crate::session::SessionId;
+
+const VERSION: u8 = 1;
+
+/// Where a relayed message goes on the receiving node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// A broadcast.
+    Broadcast(Target),
+    /// One session.
+    Session(SessionId),
+}
+
+/// A relayed message, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Relay {
+    pub(crate) origin: u64,
+    pub(crate) route: Route,
+    pub(crate) payload: Payload,
+}
+
+fn put_id(out: &mut BytesMut, id: SessionId) {
+    out.put_u64(id.node());
+    out.put_u64(id.seq());
+}
+
+fn put_room(out: &mut BytesMut, room: &str) {
+    // Rooms longer than 65535 bytes are cut by the caller's validation; keep the prefix.
+    let bytes = &room.as_bytes()[..room.len().min(u16::MAX as usize)];
+    out.put_u16(bytes.len() as u16);
+    out.put_slice(bytes);
+}
+
+/// Encodes a relayed message.
+pub(crate) fn encode(origin: u64, route: &Route, payload: &Payload) -> Bytes {
+    let mut out = BytesMut::with_capacity(32 + payload.len());
+    out.put_u8(VERSION);
+    out.put_u8(match payload {
+        Payload::Text(_) => 0,
+        Payload::Binary(_) => 1,
+    });
+    out.put_u64(origin);
+    match route {
+        Route::Broadcast(Target::All) => out.put_u8(0),
+        Route::Broadcast(Target::Except(id)) => {
+            out.put_u8(1);
+            put_id(&mut out, *id);
+        }
+        Route::Broadcast(Target::Room(room)) => {
+            out.put_u8(2);
+            put_room(&mut out, room);
+        }
+        Route::Broadcast(Target::RoomExcept(room, id)) => {
+            out.put_u8(3);
+            put_room(&mut out, room);
+            put_id(&mut out, *id);
+        }
+        Route::Session(id) => {
+            out.put_u8(4);
+            put_id(&mut out, *id);
+        }
+    }
+    out.put_slice(payload.as_bytes());
+    out.freeze()
+}
+
+/// A relayed message that is not in this format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Malformed(pub(crate) &'static str);
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed cluster message: {}", self.0)
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+struct Reader {
+    bytes: Bytes,
+}
+
+impl Reader {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<Bytes, Malformed> {
+        if self.bytes.len() < n {
+            return Err(Malformed(what));
+        }
+        Ok(self.bytes.split_to(n))
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, Malformed> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, Malformed> {
+        let b = self.take(8, what)?;
+        Ok(u64::from_be_bytes(
+            b[..].try_into().map_err(|_| Malformed(what))?,
+        ))
+    }
+
+    fn id(&mut self) -> Result<SessionId, Malformed> {
+        Ok(SessionId::from_parts(
+            self.u64("session id")?,
+            self.u64("session id")?,
+        ))
+    }
+
+    fn room(&mut self) -> Result<String, Malformed> {
+        let len = self.take(2, "room length")?;
+        let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+        let room = self.take(len, "room")?;
+        String::from_utf8(room.to_vec()).map_err(|_| Malformed("room is not UTF-8"))
+    }
+}
+
+/// Decodes a relayed message. Never panics.
+pub(crate) fn decode(bytes: Bytes) -> Result<Relay, Malformed> {
+    let mut r = Reader { bytes };
+    if r.u8("version")? != VERSION {
+        return Err(Malformed("unknown version"));
+    }
+    let kind = r.u8("kind")?;
+    let origin = r.u64("origin")?;
+    let route = match r.u8("target")? {
+        0 => Route::Broadcast(Target::All),
+        1 => Route::Broadcast(Target::Except(r.id()?)),
+        2 => Route::Broadcast(Target::Room(r.room()?)),
+        3 => {
+            let room = r.room()?;
+            Route::Broadcast(Target::RoomExcept(room, r.id()?))
+        }
+        4 => Route::Session(r.id()?),
+        _ => return Err(Malformed("unknown target")),
+    };
+    let payload = match kind {
+        0 => Payload::Text(
+            Text::try_from(r.bytes).map_err(|_| Malformed("text payload is not UTF-8"))?,
+        ),
+        1 => Payload::Binary(r.bytes),
+        _ => return Err(Malformed("unknown payload kind")),
+    };
+    Ok(Relay {
+        origin,
+        route,
+        payload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_round_trips_with_payload_bytes_as_they_are() {
+        let id = SessionId::from_parts(0xdead_beef, 42);
+        let routes = [
+            Route::Broadcast(Target::All),
+            Route::Broadcast(Target::Except(id)),
+            Route::Broadcast(Target::Room("lobby".into())),
+            Route::Broadcast(Target::RoomExcept("ü".into(), id)),
+            Route::Session(id),
+        ];
+        let payloads = [
+            Payload::Text("héllo".into()),
+            Payload::Binary(Bytes::from_static(&[0, 0xff, 0x80, 1])),
+        ];
+        for route in &routes {
+            for payload in &payloads {
+                let bytes = encode(7, route, payload);
+                // Binary payloads travel raw: the last bytes are the payload itself.
+                assert!(bytes.ends_with(payload.as_bytes()));
+                let relay = decode(bytes).unwrap();
+                assert_eq!(
+                    (relay.origin, &relay.route, &relay.payload),
+                    (7, route, payload)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_input_is_an_error() {
+        assert!(decode(Bytes::new()).is_err());
+        assert!(decode(Bytes::from_static(&[2, 0])).is_err());
+        let good = encode(
+            1,
+            &Route::Broadcast(Target::Room("r".into())),
+            &Payload::Text("t".into()),
+        );
+        for cut in 0..good.len() - 1 {
+            let _ = decode(good.slice(..cut));
+        }
+        let mut bad_text = encode(
+            1,
+            &Route::Broadcast(Target::All),
+            &Payload::Binary(Bytes::from_static(&[0xff])),
+        )
+        .to_vec();
+        bad_text[1] = 0;
+        assert_eq!(
+            decode(Bytes::from(bad_text)),
+            Err(Malformed("text payload is not UTF-8"))
+        );
+    }
+}

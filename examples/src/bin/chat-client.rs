@@ -1,0 +1,154 @@
+//! The chat client: sends a greeting and every line typed on stdin, prints every connection
+//! state change and every message the server broadcasts, and reconnects with exponential
+//! backoff when the server goes away.
+//!
+//! `cargo run -p crimson-examples --bin chat-client [-- --url ws://HOST:PORT/chat --name NAME]`
+//! (or `CRIMSON_URL`, `CRIMSON_NAME`); it connects to `ws://127.0.0.1:54321/chat` by default,
+//! where `chat-server` listens.
+//!
+//! stdout gets one line per event: `state: <state>` for each state change and
+//! `<sender>: <text>` for each message. Closes and errors go to stderr. At the end of stdin it
+//! waits (up to 10 s) until the server has broadcast back everything it sent, so
+//! `echo hi | chat-client` shows the reply; then, or at once on Ctrl-C, it disconnects with
+//! 1000 and exits once the close is done.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crimson_client::{
+    ClientEvent, CloseCode, ConnectionState, CrimsonClient, RetryPolicy, Subscription,
+};
+use crimson_examples::{arg, ChatMessage, ChatResponse, DEFAULT_ADDR};
+use futures_util::StreamExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+type Client = CrimsonClient<ChatMessage, ChatResponse>;
+
+fn print_message(message: Result<ChatResponse, crimson_client::Lagged>) {
+    match message {
+        Ok(message) => println!("{}: {}", message.from, message.text),
+        Err(lagged) => eprintln!("{lagged}"),
+    }
+}
+
+/// Prints an event: state changes on stdout, closes and errors on stderr.
+fn print_event(event: ClientEvent) {
+    match event {
+        ClientEvent::State(state) => println!("state: {state}"),
+        ClientEvent::Connected { url } => eprintln!("connected to {url}"),
+        ClientEvent::Closed(close) => eprintln!(
+            "closed: {} {:?}{}",
+            close.code,
+            close.reason,
+            if close.reconnect {
+                " (reconnecting)"
+            } else {
+                ""
+            }
+        ),
+        ClientEvent::Error(error) => eprintln!("error: {error}"),
+        other => eprintln!("{other:?}"),
+    }
+}
+
+/// Sends `text`, remembering it until the server broadcasts it back; says so when it cannot
+/// be queued.
+fn send(client: &Client, pending: &mut VecDeque<String>, text: String) {
+    match client.send(ChatMessage { text: text.clone() }) {
+        Ok(()) => pending.push_back(text),
+        Err(err) => eprintln!("not sent: {err}"),
+    }
+}
+
+/// Prints whatever is already waiting on both streams.
+fn drain(incoming: &mut Subscription<ChatResponse>, events: &mut Subscription<ClientEvent>) {
+    use futures_util::FutureExt;
+    while let Some(Some(message)) = incoming.next().now_or_never() {
+        print_message(message);
+    }
+    while let Some(Some(Ok(event))) = events.next().now_or_never() {
+        print_event(event);
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .init();
+
+    let url = arg("url", "CRIMSON_URL", &format!("ws://{DEFAULT_ADDR}/chat"));
+    let name = arg("name", "CRIMSON_NAME", "chat-client");
+
+    let client = Client::builder()
+        .url(url)
+        .retry(RetryPolicy::exponential(
+            Duration::from_millis(500),
+            Duration::from_secs(10),
+        )?)
+        .build()?;
+    // Subscribe before connecting so that nothing is missed. The event stream has every state
+    // change in order (the `state()` watch keeps only the latest).
+    let mut events = client.events();
+    let mut incoming = client.incoming();
+
+    client.connect(); // runs in the background; the greeting waits in the outbox until connected
+    let mut pending = VecDeque::new(); // sent, not yet broadcast back
+    send(&client, &mut pending, format!("hello from {name}"));
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    // Set at the end of stdin: how long to wait for the last echoes.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        if deadline.is_some() && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(message) = incoming.next() => {
+                if let Ok(message) = &message {
+                    if pending.front() == Some(&message.text) {
+                        pending.pop_front();
+                    }
+                }
+                print_message(message);
+            }
+            Some(event) = events.next() => match event {
+                Ok(ClientEvent::State(ConnectionState::Closed)) => {
+                    // A normal close by the server, or the retry policy gave up.
+                    print_event(ClientEvent::State(ConnectionState::Closed));
+                    return Ok(());
+                }
+                Ok(event) => print_event(event),
+                Err(lagged) => eprintln!("{lagged}"),
+            },
+            line = lines.next_line(), if deadline.is_none() => match line {
+                Ok(Some(line)) if !line.trim().is_empty() => send(&client, &mut pending, line),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    deadline = Some(tokio::time::Instant::now() + Duration::from_secs(10));
+                }
+            },
+            () = sleep_until(deadline) => {
+                eprintln!("{} message(s) were not broadcast back in time", pending.len());
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+
+    // Writes what is still queued, then closes with 1000 and waits for the server's answer.
+    client.disconnect(CloseCode::NORMAL, "bye").await?;
+    drain(&mut incoming, &mut events);
+    Ok(())
+}
