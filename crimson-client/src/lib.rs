@@ -1,9 +1,178 @@
-//! Re-exports of `crimson-core` until this crate's own API lands.
+//! A typed WebSocket client for [Crimson] routes — and for any WebSocket server whose messages
+//! match your types' codecs — that reconnects by itself.
+//!
+//! A [`CrimsonClient<Up, Down>`] sends `Up` and receives `Down`, the same type parameters as
+//! the server's `.crimson::<Up, Down>(..)` route. It keeps the promises of Kotlin Crimson's
+//! client and Tinder's Scarlet, and the ones their users keep asking for:
+//!
+//! - an [`EndpointProvider`] asked for the URL and headers before **every** attempt, so a
+//!   token is fresh on each reconnect;
+//! - a [`RetryPolicy`]: never, fixed, or exponential with a cap, **jitter** and an optional
+//!   limit on attempts;
+//! - a **heartbeat** that notices a dead connection (no answer to a ping) and reconnects;
+//! - an **outbox**: messages sent while reconnecting wait and go out in order afterwards;
+//! - [`state`](CrimsonClient::state) as a watch of [`ConnectionState`], any number of
+//!   [`incoming`](CrimsonClient::incoming) subscribers, an [`events`](CrimsonClient::events)
+//!   stream and hooks for connects, closes and errors;
+//! - `wss://` through rustls (the `rustls` feature, on by default), TCP_NODELAY, one writer
+//!   task per connection that writes what is queued and flushes once.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use crimson_client::{CloseCode, CrimsonClient, CrimsonMessage, Endpoint, RetryPolicy};
+//! use futures_util::StreamExt;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, CrimsonMessage)]
+//! # #[derive(Deserialize)]
+//! #[crimson(codec = "json")]
+//! struct ChatMessage {
+//!     text: String,
+//! }
+//!
+//! #[derive(Clone, Deserialize, CrimsonMessage)]
+//! # #[derive(Serialize)]
+//! #[crimson(codec = "json")]
+//! struct ChatResponse {
+//!     text: String,
+//! }
+//!
+//! # async fn token() -> Result<String, std::io::Error> { Ok(String::new()) }
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = CrimsonClient::<ChatMessage, ChatResponse>::builder()
+//!     // Asked again before every attempt: the token is always fresh.
+//!     .endpoint(|| async {
+//!         let token = token().await?;
+//!         Ok::<_, std::io::Error>(Endpoint::new("ws://127.0.0.1:54321/chat").bearer(token))
+//!     })
+//!     .retry(RetryPolicy::exponential(Duration::from_millis(500), Duration::from_secs(30))?)
+//!     .heartbeat(Duration::from_secs(20), Duration::from_secs(10))
+//!     .on_close(|close| eprintln!("closed {} {:?}, reconnecting: {}", close.code, close.reason, close.reconnect))
+//!     .build()?;
+//!
+//! // Watch the state and read messages from any number of tasks.
+//! let mut state = client.state();
+//! tokio::spawn(async move {
+//!     while state.changed().await.is_ok() {
+//!         println!("state: {}", *state.borrow_and_update());
+//!     }
+//! });
+//! let mut incoming = client.incoming();
+//! tokio::spawn(async move {
+//!     while let Some(message) = incoming.next().await {
+//!         match message {
+//!             Ok(response) => println!("{}", response.text),
+//!             Err(lagged) => eprintln!("{lagged}"),
+//!         }
+//!     }
+//! });
+//!
+//! client.connect().await?; // or `client.connect();` to start without waiting
+//! client.send(ChatMessage { text: "hello".into() })?;
+//! let reply = client.receive(Duration::from_secs(5)).await?;
+//! println!("first reply: {}", reply.text);
+//! client.disconnect(CloseCode::NORMAL, "bye").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Lifecycle
+//!
+//! A client starts [`Closed`](ConnectionState::Closed). [`connect`](CrimsonClient::connect)
+//! starts its connection task, which asks the endpoint provider, connects
+//! ([`Connecting`](ConnectionState::Connecting) → [`Connected`](ConnectionState::Connected))
+//! and, when an attempt fails or the connection closes abnormally, waits as the retry policy
+//! says ([`Retrying`](ConnectionState::Retrying)) and tries again. By default every close code
+//! but 1000 is abnormal ([`abnormal_close`](CrimsonClientBuilder::abnormal_close) changes
+//! that); a connection that drops, or answers no ping within the heartbeat timeout, closes as
+//! 1006 and is abnormal too. A normal close, the policy giving up, an invalid endpoint, and
+//! [`disconnect`](CrimsonClient::disconnect) (which sends a close frame with your code and
+//! reason) end in `Closed`, with no reconnect. Dropping every handle disconnects with 1001.
+//!
+//! # Delivery
+//!
+//! [`send`](CrimsonClient::send) puts the encoded message in a bounded outbox and returns at
+//! once. The outbox guarantees delivery **to the socket, in order**: each connection has one
+//! writer task that takes everything queued, writes it and flushes once; messages sent while
+//! the client is connecting or retrying wait and are written, in order, on the next
+//! connection; messages a failed write never handed to the socket go back to the front. It
+//! does not promise end-to-end delivery: a message written to a socket that then dies may or
+//! may not have reached the server, and is not sent again (there are no acks in the protocol;
+//! add your own if you need them).
+//!
+//! Nothing is lost without an error saying so: `send` fails when the client is closed
+//! ([`SendError::Closed`]) or the outbox is full ([`SendError::Full`], see
+//! [`outbox_capacity`](CrimsonClientBuilder::outbox_capacity)); messages still queued when the
+//! client closes are counted ([`discarded`](CrimsonClient::discarded)) and reported
+//! ([`ClientError::Discarded`]).
+//!
+//! # Receiving
+//!
+//! Each [`incoming`](CrimsonClient::incoming) subscriber gets every message decoded once and
+//! cloned to it, so `Down` must be `Clone`. A subscriber that falls more than
+//! [`incoming_capacity`](CrimsonClientBuilder::incoming_capacity) messages behind is told how
+//! many it missed (`Err(Lagged(n))`) and goes on; it never slows the connection or the others.
+//! [`receive`](CrimsonClient::receive) reads the client's own subscription with a timeout.
+//!
+//! A message that does not decode is **skipped and reported**: the connection stays open, the
+//! error reaches the [`on_error`](CrimsonClientBuilder::on_error) hook, the event stream
+//! ([`ClientError::Decode`]) and a tracing `warn` event, and [`skipped`](CrimsonClient::skipped)
+//! counts it. (A server closes with 1007 instead; a client that did so would reconnect and
+//! meet the same message again.)
+//!
+//! # Any WebSocket server
+//!
+//! There is no envelope: one message is one WebSocket message, JSON in Text frames, binary
+//! codecs in Binary frames. The client works with any server that speaks the same messages —
+//! a Crimson route, a bare tokio-tungstenite or axum server, or another language's.
+//!
+//! # Tracing
+//!
+//! Reconnects and failed attempts are `warn` events; connects, closes and state changes are
+//! `debug`; every frame in and out is `trace`. URLs are logged without their query.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `rustls` | yes | `wss://` through rustls (ring) with the webpki roots; [`add_root_certificate`](CrimsonClientBuilder::add_root_certificate) |
+//! | `derive` | yes | `#[derive(CrimsonMessage)]` |
+//! | `json` | yes | the JSON codec |
+//! | `protobuf` | no | the Protobuf codec |
+//! | `cbor` | no | the CBOR codec |
+//! | `msgpack` | no | the MessagePack codec |
+//!
+//! [Crimson]: https://github.com/crimson-rs/crimson
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod builder;
+mod client;
+mod connection;
+mod dial;
+mod endpoint;
+mod error;
+mod event;
+mod outbox;
+mod retry;
+mod state;
+mod supervisor;
+#[cfg(feature = "rustls")]
+mod tls;
+
+pub use builder::CrimsonClientBuilder;
+pub use client::{Connecting, CrimsonClient};
+pub use endpoint::{BoxError, Endpoint, EndpointProvider};
+pub use error::{BuildError, ClientError, ConnectError, DisconnectError, ReceiveError, SendError};
+pub use event::{ClientEvent, CloseEvent, ClosedBy, Lagged, Subscription};
+pub use retry::{RetryPolicy, RetryPolicyError};
+pub use state::ConnectionState;
 
 #[doc(inline)]
 pub use crimson_core::{
     close, codec, Bytes, CloseCode, Codec, CrimsonMessage, DecodeError, EncodeError, FrameKind,
-    Payload, PayloadRef,
+    Payload, PayloadRef, Text,
 };
 
 #[doc(hidden)]

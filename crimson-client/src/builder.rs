@@ -1,0 +1,367 @@
+//! [`CrimsonClientBuilder`]: every client setting, checked when the client is built.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crimson_core::{CloseCode, CrimsonMessage};
+
+use crate::client::CrimsonClient;
+use crate::endpoint::{erase, DynProvider, Endpoint, EndpointProvider};
+use crate::error::{BuildError, ClientError};
+use crate::event::CloseEvent;
+use crate::retry::RetryPolicy;
+
+type AbnormalClose = Arc<dyn Fn(CloseCode, &str) -> bool + Send + Sync>;
+type ConnectHook = Arc<dyn Fn(&str) + Send + Sync>;
+type CloseHook = Arc<dyn Fn(&CloseEvent) + Send + Sync>;
+type ErrorHook = Arc<dyn Fn(&ClientError) + Send + Sync>;
+
+/// Ping the server every `interval`; no answer within `timeout` means the connection is dead.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heartbeat {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+}
+
+/// The hooks, each called on the client's connection task.
+#[derive(Default, Clone)]
+pub(crate) struct Hooks {
+    pub(crate) on_connect: Option<ConnectHook>,
+    pub(crate) on_close: Option<CloseHook>,
+    pub(crate) on_error: Option<ErrorHook>,
+}
+
+/// A built client's settings.
+pub(crate) struct Config {
+    pub(crate) endpoint: DynProvider,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) heartbeat: Option<Heartbeat>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) abnormal_close: AbnormalClose,
+    pub(crate) outbox_capacity: usize,
+    pub(crate) incoming_capacity: usize,
+    pub(crate) max_message_size: usize,
+    pub(crate) hooks: Hooks,
+    #[cfg(feature = "rustls")]
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("retry", &self.retry)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("heartbeat", &self.heartbeat)
+            .field("close_timeout", &self.close_timeout)
+            .field("outbox_capacity", &self.outbox_capacity)
+            .field("incoming_capacity", &self.incoming_capacity)
+            .field("max_message_size", &self.max_message_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`CrimsonClient`]; start with [`CrimsonClient::builder`].
+///
+/// Only the endpoint is required. The defaults:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`retry`](Self::retry) | [`RetryPolicy::default()`]: exponential 1 s → 30 s, 20% jitter, no limit |
+/// | [`connect_timeout`](Self::connect_timeout) | 10 s (provider + TCP + TLS + handshake) |
+/// | [`heartbeat`](Self::heartbeat) | ping every 30 s, dead after 15 s without an answer |
+/// | [`abnormal_close`](Self::abnormal_close) | every code but 1000 is abnormal (reconnects) |
+/// | [`close_timeout`](Self::close_timeout) | 5 s for the server to answer a close |
+/// | [`outbox_capacity`](Self::outbox_capacity) | 256 messages |
+/// | [`incoming_capacity`](Self::incoming_capacity) | 256 messages per subscriber |
+/// | [`max_message_size`](Self::max_message_size) | 16 MiB |
+///
+/// ```
+/// use std::time::Duration;
+/// use crimson_client::{CloseCode, CrimsonClient, RetryPolicy};
+///
+/// let client = CrimsonClient::<String, String>::builder()
+///     .url("ws://127.0.0.1:54321/chat")
+///     .retry(RetryPolicy::exponential(Duration::from_millis(200), Duration::from_secs(10))?)
+///     .connect_timeout(Duration::from_secs(5))
+///     .heartbeat(Duration::from_secs(20), Duration::from_secs(5))
+///     // 1001 (server going away) is expected during deploys: reconnect, but quietly.
+///     .abnormal_close(|code, _reason| code != CloseCode::NORMAL)
+///     .on_close(|close| eprintln!("closed: {} {}", close.code, close.reason))
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub struct CrimsonClientBuilder<Up, Down> {
+    endpoint: Option<DynProvider>,
+    retry: RetryPolicy,
+    connect_timeout: Duration,
+    heartbeat: Option<Heartbeat>,
+    close_timeout: Duration,
+    abnormal_close: AbnormalClose,
+    outbox_capacity: usize,
+    incoming_capacity: usize,
+    max_message_size: usize,
+    hooks: Hooks,
+    root_certificates: Vec<Vec<u8>>,
+    _messages: PhantomData<fn(Up) -> Down>,
+}
+
+impl<Up, Down> fmt::Debug for CrimsonClientBuilder<Up, Down> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrimsonClientBuilder")
+            .field("up", &std::any::type_name::<Up>())
+            .field("down", &std::any::type_name::<Down>())
+            .field("endpoint", &self.endpoint.is_some())
+            .field("retry", &self.retry)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("heartbeat", &self.heartbeat)
+            .field("close_timeout", &self.close_timeout)
+            .field("outbox_capacity", &self.outbox_capacity)
+            .field("incoming_capacity", &self.incoming_capacity)
+            .field("max_message_size", &self.max_message_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Up, Down> CrimsonClientBuilder<Up, Down>
+where
+    Up: CrimsonMessage,
+    Down: CrimsonMessage + Clone,
+{
+    pub(crate) fn new() -> Self {
+        Self {
+            endpoint: None,
+            retry: RetryPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
+            heartbeat: Some(Heartbeat {
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(15),
+            }),
+            close_timeout: Duration::from_secs(5),
+            abnormal_close: Arc::new(|code, _| code != CloseCode::NORMAL),
+            outbox_capacity: 256,
+            incoming_capacity: 256,
+            max_message_size: 16 << 20,
+            hooks: Hooks::default(),
+            root_certificates: Vec::new(),
+            _messages: PhantomData,
+        }
+    }
+
+    /// Connect to this `ws://` or `wss://` URL every time.
+    pub fn url(self, url: impl Into<String>) -> Self {
+        self.endpoint(Endpoint::new(url))
+    }
+
+    /// Ask `provider` for the URL and headers before every connection attempt (see
+    /// [`EndpointProvider`]), so a token can be refreshed between attempts.
+    pub fn endpoint(mut self, provider: impl EndpointProvider) -> Self {
+        self.endpoint = Some(erase(provider));
+        self
+    }
+
+    /// When to reconnect after a failed attempt or an abnormal close.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// How long one attempt may take, from asking the endpoint provider to the end of the
+    /// WebSocket handshake. A slower attempt fails with [`ClientError::ConnectTimeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Ping the server every `interval` while connected. When nothing (no pong, no message)
+    /// arrives within `timeout` of a ping, the connection is taken to be dead: it is dropped,
+    /// reported as [`ClientError::Heartbeat`], and closes as abnormal (1006), so the client
+    /// reconnects. Any WebSocket server answers pings; Crimson servers also ping on their own.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.heartbeat = Some(Heartbeat { interval, timeout });
+        self
+    }
+
+    /// Send no pings: a connection that dies silently (a pulled cable, a sleeping laptop) is
+    /// noticed only when the operating system gives up on it, which can take many minutes.
+    pub fn without_heartbeat(mut self) -> Self {
+        self.heartbeat = None;
+        self
+    }
+
+    /// Which closes are abnormal and so reconnect (per the retry policy), given the close code
+    /// and reason. The default treats every code but 1000 as abnormal. A connection that drops
+    /// or goes silent without a close frame is asked about as 1006. A close this client made
+    /// ([`disconnect`](crate::CrimsonClient::disconnect)) never reconnects.
+    pub fn abnormal_close(
+        mut self,
+        predicate: impl Fn(CloseCode, &str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.abnormal_close = Arc::new(predicate);
+        self
+    }
+
+    /// How long [`disconnect`](crate::CrimsonClient::disconnect) waits for the server to answer
+    /// its close frame (and to take what was queued before it) before dropping the connection.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// How many messages may wait in the outbox (while the client connects, retries, or the
+    /// socket is slow) before [`send`](crate::CrimsonClient::send) fails with
+    /// [`SendError::Full`](crate::SendError::Full).
+    pub fn outbox_capacity(mut self, messages: usize) -> Self {
+        self.outbox_capacity = messages;
+        self
+    }
+
+    /// How many incoming messages each subscriber (and [`receive`](crate::CrimsonClient::receive))
+    /// may fall behind before it is told it lagged (see [`Subscription`](crate::Subscription)).
+    pub fn incoming_capacity(mut self, messages: usize) -> Self {
+        self.incoming_capacity = messages;
+        self
+    }
+
+    /// The largest incoming message accepted, in bytes. A larger one fails the connection
+    /// (reported as [`ClientError::Connection`]); it closes as abnormal, so the client
+    /// reconnects.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Trust this root certificate (DER) for `wss://`, besides the webpki roots: a private CA,
+    /// or a test server's self-signed certificate. Checked by [`build`](Self::build).
+    #[cfg(feature = "rustls")]
+    pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(der.into());
+        self
+    }
+
+    /// Called with the URL (without its query) each time a connection is made.
+    ///
+    /// Hooks run on the client's connection task, so keep them quick (hand slow work to a
+    /// task of your own), and a hook that holds a clone of the client keeps it alive: prefer
+    /// [`events`](crate::CrimsonClient::events) for anything that needs the client.
+    pub fn on_connect(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.hooks.on_connect = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called each time a connection closes, with the code, reason, who closed it and whether
+    /// the client will reconnect.
+    pub fn on_close(mut self, hook: impl Fn(&CloseEvent) + Send + Sync + 'static) -> Self {
+        self.hooks.on_close = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called with every [`ClientError`]: failed attempts, dead connections, messages that did
+    /// not decode, giving up.
+    pub fn on_error(mut self, hook: impl Fn(&ClientError) + Send + Sync + 'static) -> Self {
+        self.hooks.on_error = Some(Arc::new(hook));
+        self
+    }
+
+    /// Checks the settings and builds the client, closed: call
+    /// [`connect`](CrimsonClient::connect) to start it. Needs no runtime.
+    pub fn build(self) -> Result<CrimsonClient<Up, Down>, BuildError> {
+        let endpoint = self.endpoint.ok_or(BuildError::MissingEndpoint)?;
+        for (duration, name) in [
+            (self.connect_timeout, "connect timeout"),
+            (self.close_timeout, "close timeout"),
+        ] {
+            if duration.is_zero() {
+                return Err(BuildError::ZeroDuration(name));
+            }
+        }
+        if let Some(heartbeat) = self.heartbeat {
+            if heartbeat.interval.is_zero() {
+                return Err(BuildError::ZeroDuration("heartbeat interval"));
+            }
+            if heartbeat.timeout.is_zero() {
+                return Err(BuildError::ZeroDuration("heartbeat timeout"));
+            }
+        }
+        for (capacity, name) in [
+            (self.outbox_capacity, "outbox capacity"),
+            (self.incoming_capacity, "incoming capacity"),
+            (self.max_message_size, "maximum message size"),
+        ] {
+            if capacity == 0 {
+                return Err(BuildError::ZeroCapacity(name));
+            }
+        }
+        #[cfg(feature = "rustls")]
+        let tls = crate::tls::client_config(&self.root_certificates)?;
+        #[cfg(not(feature = "rustls"))]
+        let _ = self.root_certificates;
+        Ok(CrimsonClient::from_config(Config {
+            endpoint,
+            retry: self.retry,
+            connect_timeout: self.connect_timeout,
+            heartbeat: self.heartbeat,
+            close_timeout: self.close_timeout,
+            abnormal_close: self.abnormal_close,
+            outbox_capacity: self.outbox_capacity,
+            incoming_capacity: self.incoming_capacity,
+            max_message_size: self.max_message_size,
+            hooks: self.hooks,
+            #[cfg(feature = "rustls")]
+            tls,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder() -> CrimsonClientBuilder<String, String> {
+        CrimsonClient::builder()
+    }
+
+    #[test]
+    fn build_checks_every_setting() {
+        let err = |b: CrimsonClientBuilder<String, String>| b.build().unwrap_err().to_string();
+        assert_eq!(
+            err(builder()),
+            "no endpoint: call url(..) or endpoint(..) on the builder"
+        );
+        let with_url = || builder().url("ws://127.0.0.1:1/x");
+        assert_eq!(
+            err(with_url().connect_timeout(Duration::ZERO)),
+            "the connect timeout must be longer than zero"
+        );
+        assert_eq!(
+            err(with_url().heartbeat(Duration::from_secs(1), Duration::ZERO)),
+            "the heartbeat timeout must be longer than zero"
+        );
+        assert_eq!(
+            err(with_url().outbox_capacity(0)),
+            "the outbox capacity must be at least 1"
+        );
+        assert_eq!(
+            err(with_url().incoming_capacity(0)),
+            "the incoming capacity must be at least 1"
+        );
+        assert!(with_url().without_heartbeat().build().is_ok());
+    }
+
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn a_bad_root_certificate_is_refused() {
+        let err = builder()
+            .url("wss://127.0.0.1:1/x")
+            .add_root_certificate(b"not a certificate".to_vec())
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid root certificate"),
+            "{err}"
+        );
+    }
+}

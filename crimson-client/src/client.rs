@@ -1,0 +1,453 @@
+//! [`CrimsonClient`]: the handle users hold, and the state it shares with its connection task.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crimson_core::close::truncate_reason;
+use crimson_core::{CloseCode, CrimsonMessage};
+use futures_util::future::BoxFuture;
+use tokio::sync::{broadcast, watch};
+
+use crate::builder::{Config, CrimsonClientBuilder};
+use crate::error::{ClientError, ConnectError, DisconnectError, ReceiveError, SendError};
+use crate::event::{ClientEvent, Subscription};
+use crate::outbox::Outbox;
+use crate::state::ConnectionState;
+use crate::supervisor;
+
+/// How many events a subscriber may fall behind.
+const EVENT_CAPACITY: usize = 256;
+
+/// A typed WebSocket client that sends `Up` and receives `Down` — the same type parameters as
+/// the server's `.crimson::<Up, Down>(..)` route — and reconnects by itself.
+///
+/// Build one with [`builder`](Self::builder), start it with [`connect`](Self::connect). See
+/// the [crate docs](crate) for a worked example and the delivery guarantees.
+///
+/// Cloning is cheap and shares the client. When the last clone is dropped the client closes
+/// its connection (1001, "client dropped") and its task ends; subscriptions then end too.
+pub struct CrimsonClient<Up, Down> {
+    handle: Arc<Handle<Down>>,
+    _up: PhantomData<fn(Up)>,
+}
+
+impl<Up, Down> Clone for CrimsonClient<Up, Down> {
+    fn clone(&self) -> Self {
+        Self {
+            handle: self.handle.clone(),
+            _up: PhantomData,
+        }
+    }
+}
+
+impl<Up, Down> fmt::Debug for CrimsonClient<Up, Down> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.handle.shared;
+        f.debug_struct("CrimsonClient")
+            .field("up", &std::any::type_name::<Up>())
+            .field("down", &std::any::type_name::<Down>())
+            .field("state", &*shared.state.borrow())
+            .field("queued", &shared.outbox.len())
+            .field("config", &shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The user-facing owner: dropping the last one stops the connection task.
+struct Handle<Down> {
+    shared: Arc<Shared<Down>>,
+}
+
+impl<Down> Drop for Handle<Down> {
+    fn drop(&mut self) {
+        self.shared
+            .request_stop(CloseCode::GOING_AWAY, "client dropped");
+    }
+}
+
+impl<Up, Down> CrimsonClient<Up, Down>
+where
+    Up: CrimsonMessage,
+    Down: CrimsonMessage + Clone,
+{
+    /// A builder; give it at least an endpoint.
+    pub fn builder() -> CrimsonClientBuilder<Up, Down> {
+        CrimsonClientBuilder::new()
+    }
+
+    pub(crate) fn from_config(config: Config) -> Self {
+        let (incoming, receiver) = broadcast::channel(config.incoming_capacity);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let shared = Shared {
+            outbox: Outbox::new(config.outbox_capacity),
+            config,
+            state: watch::Sender::new(ConnectionState::Closed),
+            incoming,
+            receiver: tokio::sync::Mutex::new(receiver),
+            events,
+            run: Mutex::new(None),
+            skipped: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
+        };
+        Self {
+            handle: Arc::new(Handle {
+                shared: Arc::new(shared),
+            }),
+            _up: PhantomData,
+        }
+    }
+
+    fn shared(&self) -> &Arc<Shared<Down>> {
+        &self.handle.shared
+    }
+
+    /// Starts connecting, now, and returns a future that resolves when the first connection
+    /// is made.
+    ///
+    /// The client runs in its own task from this call on: awaiting the returned
+    /// [`Connecting`] is optional (`client.connect();` alone starts it) and dropping it stops
+    /// nothing. It resolves to `Ok(())` once the client is connected, or to an error when the
+    /// client closes first: the retry policy gave up ([`ConnectError::GaveUp`] with the last
+    /// error), or [`disconnect`](Self::disconnect) was called. With a retry policy that never
+    /// gives up it waits for as long as the server is unreachable: wrap it in
+    /// [`tokio::time::timeout`] to bound the wait.
+    ///
+    /// Calling it while the client is already connecting, connected or retrying starts
+    /// nothing new and waits for the same connection. It must be called inside a Tokio
+    /// runtime ([`ConnectError::NoRuntime`] otherwise).
+    pub fn connect(&self) -> Connecting {
+        let started = self.shared().start();
+        Connecting {
+            inner: Box::pin(async move {
+                let (mut state, mut done) = started?;
+                tokio::select! {
+                    biased;
+                    connected = state.wait_for(ConnectionState::is_connected) => {
+                        if connected.is_ok() {
+                            return Ok(());
+                        }
+                    }
+                    _ = done.wait_for(Option::is_some) => {}
+                }
+                let end = done.borrow().clone();
+                match end {
+                    Some(RunEnd {
+                        connected: true, ..
+                    }) => Ok(()),
+                    Some(RunEnd {
+                        error: Some(err), ..
+                    }) => Err(ConnectError::GaveUp(err)),
+                    _ => Err(ConnectError::Disconnected),
+                }
+            }),
+        }
+    }
+
+    /// Closes the connection with `code` and `reason` and stops reconnecting; resolves once
+    /// the client is [`Closed`](ConnectionState::Closed).
+    ///
+    /// When connected, what is already in the outbox is written first, then a close frame;
+    /// the server's answer is awaited for up to the
+    /// [`close_timeout`](CrimsonClientBuilder::close_timeout). When connecting or retrying, the
+    /// attempt is abandoned and what waits in the outbox is discarded (reported as
+    /// [`ClientError::Discarded`]). The reason is cut to 123 bytes. Disconnecting a closed
+    /// client does nothing. A later [`connect`](Self::connect) starts again.
+    ///
+    /// Fails only for a code a close frame may not carry (1005, 1006, 1015, or outside
+    /// 1000–4999).
+    pub async fn disconnect(&self, code: CloseCode, reason: &str) -> Result<(), DisconnectError> {
+        if !code.is_sendable() {
+            return Err(DisconnectError::InvalidCode(code));
+        }
+        if let Some(mut done) = self.shared().request_stop(code, &truncate_reason(reason)) {
+            let _ = done.wait_for(Option::is_some).await;
+        }
+        Ok(())
+    }
+
+    /// Queues `message` for the server; never waits.
+    ///
+    /// `Ok` means the message is in the outbox: it is written to the socket in order, on this
+    /// connection or, if the client is connecting or retrying, on the next one. It fails when
+    /// the client is [`Closed`](ConnectionState::Closed), when the outbox is full, or when the
+    /// message does not encode. See the [crate docs](crate#delivery) for what is and is not
+    /// guaranteed after that.
+    pub fn send(&self, message: Up) -> Result<(), SendError> {
+        let payload = message.encode()?;
+        self.shared().outbox.push(payload)
+    }
+
+    /// The next incoming message, waiting at most `timeout`.
+    ///
+    /// It reads the client's own subscription, made when the client was built, so a message
+    /// that arrives between two calls is not missed. If more than the
+    /// [`incoming_capacity`](CrimsonClientBuilder::incoming_capacity) arrive between calls the
+    /// next call fails with [`ReceiveError::Lagged`] (how many were skipped) and the one after
+    /// returns the oldest message still held. Calls from several tasks take turns. Use
+    /// [`incoming`](Self::incoming) for a stream, or for several consumers.
+    pub async fn receive(&self, timeout: Duration) -> Result<Down, ReceiveError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut receiver = tokio::time::timeout_at(deadline, self.shared().receiver.lock())
+            .await
+            .map_err(|_| ReceiveError::Timeout(timeout))?;
+        match tokio::time::timeout_at(deadline, receiver.recv()).await {
+            Ok(Ok(message)) => Ok(message),
+            Ok(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                Err(ReceiveError::Lagged(missed))
+            }
+            Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => {
+                Err(ReceiveError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// A new stream of every message that arrives from now on, across reconnects.
+    ///
+    /// Any number of subscribers may exist; each gets every message. One that falls more than
+    /// [`incoming_capacity`](CrimsonClientBuilder::incoming_capacity) behind gets
+    /// `Err(Lagged(n))` and goes on (see [`Subscription`]); a slow subscriber never slows the
+    /// connection. Messages that do not decode are not in it: they are skipped and reported
+    /// ([`ClientError::Decode`]).
+    pub fn incoming(&self) -> Subscription<Down> {
+        Subscription::new(self.shared().incoming.subscribe())
+    }
+
+    /// A new stream of everything that happens from now on: state changes, connections,
+    /// closes and errors, in order (see [`ClientEvent`]).
+    pub fn events(&self) -> Subscription<ClientEvent> {
+        Subscription::new(self.shared().events.subscribe())
+    }
+
+    /// The connection state, as a watch that always holds the latest one.
+    pub fn state(&self) -> watch::Receiver<ConnectionState> {
+        self.shared().state.subscribe()
+    }
+
+    /// How many messages wait in the outbox.
+    pub fn queued(&self) -> usize {
+        self.shared().outbox.len()
+    }
+
+    /// How many incoming messages were skipped because they did not decode.
+    pub fn skipped(&self) -> u64 {
+        self.shared().skipped.load(Ordering::Relaxed)
+    }
+
+    /// How many queued messages were discarded because the client closed before it could
+    /// write them.
+    pub fn discarded(&self) -> u64 {
+        self.shared().discarded.load(Ordering::Relaxed)
+    }
+}
+
+/// The future [`CrimsonClient::connect`] returns: resolves when the first connection is made.
+///
+/// The connection was started when `connect` was called; awaiting this only waits for the
+/// outcome, and dropping it stops nothing.
+pub struct Connecting {
+    inner: BoxFuture<'static, Result<(), ConnectError>>,
+}
+
+impl Future for Connecting {
+    type Output = Result<(), ConnectError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for Connecting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connecting").finish_non_exhaustive()
+    }
+}
+
+/// A request to stop: close with this code and reason.
+#[derive(Debug, Clone)]
+pub(crate) struct Stop {
+    pub(crate) code: CloseCode,
+    pub(crate) reason: String,
+}
+
+/// How a run of the connection task ended.
+#[derive(Debug, Clone)]
+pub(crate) struct RunEnd {
+    /// Whether it connected at least once.
+    pub(crate) connected: bool,
+    /// The last error it reported, when it gave up (none when it was stopped or the server
+    /// closed normally).
+    pub(crate) error: Option<Arc<ClientError>>,
+}
+
+/// The connection task's run, from `connect()` to `Closed`.
+struct Run {
+    stop: watch::Sender<Option<Stop>>,
+    done: watch::Receiver<Option<RunEnd>>,
+}
+
+/// What the handles and the connection task share.
+pub(crate) struct Shared<Down> {
+    pub(crate) config: Config,
+    pub(crate) state: watch::Sender<ConnectionState>,
+    pub(crate) incoming: broadcast::Sender<Down>,
+    receiver: tokio::sync::Mutex<broadcast::Receiver<Down>>,
+    pub(crate) events: broadcast::Sender<ClientEvent>,
+    pub(crate) outbox: Outbox,
+    run: Mutex<Option<Run>>,
+    pub(crate) skipped: AtomicU64,
+    discarded: AtomicU64,
+}
+
+impl<Down> Shared<Down> {
+    fn run_slot(&self) -> MutexGuard<'_, Option<Run>> {
+        self.run
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets the state and announces it.
+    pub(crate) fn set_state(&self, state: ConnectionState) {
+        let previous = self.state.send_replace(state);
+        if previous != state {
+            tracing::debug!(%state, "connection state");
+            let _ = self.events.send(ClientEvent::State(state));
+        }
+    }
+
+    /// Reports an error to tracing, the error hook and the event stream.
+    pub(crate) fn report(&self, error: ClientError) -> Arc<ClientError> {
+        match &error {
+            ClientError::Decode(_) | ClientError::Discarded(_) => {
+                tracing::warn!(error = %error, "crimson client");
+            }
+            ClientError::InvalidEndpoint { .. } | ClientError::RetriesExhausted(_) => {
+                tracing::error!(error = %error, "crimson client closed");
+            }
+            _ => tracing::warn!(error = %error, "crimson client connection"),
+        }
+        if let Some(hook) = &self.config.hooks.on_error {
+            hook(&error);
+        }
+        let error = Arc::new(error);
+        let _ = self.events.send(ClientEvent::Error(error.clone()));
+        error
+    }
+
+    /// Asks the running connection task, if any, to close with `code` and `reason`; returns a
+    /// watch that says when it has ended. The first request wins.
+    pub(crate) fn request_stop(
+        &self,
+        code: CloseCode,
+        reason: &str,
+    ) -> Option<watch::Receiver<Option<RunEnd>>> {
+        let slot = self.run_slot();
+        let run = slot.as_ref()?;
+        run.stop.send_if_modified(|stop| {
+            if stop.is_some() {
+                return false;
+            }
+            *stop = Some(Stop {
+                code,
+                reason: reason.to_owned(),
+            });
+            true
+        });
+        Some(run.done.clone())
+    }
+
+    /// Ends a run: closes the outbox, goes `Closed`, tells waiters. Called by the connection
+    /// task as its last act.
+    pub(crate) fn finish(&self, done: &watch::Sender<Option<RunEnd>>, end: RunEnd) {
+        let discarded = {
+            let mut slot = self.run_slot();
+            let discarded = self.outbox.close();
+            self.set_state(ConnectionState::Closed);
+            done.send_replace(Some(end));
+            *slot = None;
+            discarded
+        };
+        if discarded > 0 {
+            self.discarded
+                .fetch_add(discarded as u64, Ordering::Relaxed);
+            self.report(ClientError::Discarded(discarded));
+        }
+    }
+}
+
+type Started = (
+    watch::Receiver<ConnectionState>,
+    watch::Receiver<Option<RunEnd>>,
+);
+
+impl<Down: CrimsonMessage + Clone> Shared<Down> {
+    /// Starts the connection task unless it runs; returns watches for its state and its end.
+    fn start(self: &Arc<Self>) -> Result<Started, ConnectError> {
+        let mut slot = self.run_slot();
+        if let Some(run) = slot.as_ref() {
+            return Ok((self.state.subscribe(), run.done.clone()));
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConnectError::NoRuntime)?;
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let (done_tx, done_rx) = watch::channel(None);
+        self.outbox.open();
+        self.set_state(ConnectionState::Connecting);
+        *slot = Some(Run {
+            stop: stop_tx,
+            done: done_rx.clone(),
+        });
+        drop(slot);
+        runtime.spawn(supervisor::run(self.clone(), stop_rx, done_tx));
+        Ok((self.state.subscribe(), done_rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Subscription;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn handles_cross_tasks() {
+        send_sync::<CrimsonClient<String, String>>();
+        send::<Connecting>();
+        send::<Subscription<String>>();
+        send::<Subscription<ClientEvent>>();
+    }
+
+    #[test]
+    fn debug_shows_types_and_state() {
+        let client = CrimsonClient::<String, crimson_core::Bytes>::builder()
+            .url("ws://127.0.0.1:1/x?token=secret")
+            .build()
+            .unwrap();
+        let debug = format!("{client:?}");
+        assert!(debug.contains("up: \"alloc::string::String\""), "{debug}");
+        assert!(debug.contains("state: Closed"), "{debug}");
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    #[test]
+    fn connect_outside_a_runtime_says_so() {
+        let client = CrimsonClient::<String, String>::builder()
+            .url("ws://127.0.0.1:1/x")
+            .build()
+            .unwrap();
+        let err = futures_util::FutureExt::now_or_never(client.connect())
+            .expect("ready at once")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "connect() needs a Tokio runtime: call it from inside one"
+        );
+        assert!(client.state().borrow().is_closed());
+    }
+}

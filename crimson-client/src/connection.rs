@@ -1,0 +1,333 @@
+//! One open connection: a reader (here) and a writer task fed by the outbox, with the
+//! heartbeat, until the connection ends.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crimson_core::__ws::{as_payload, into_message};
+use crimson_core::{CloseCode, CrimsonMessage, Payload, PayloadRef};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tracing::Instrument;
+
+use crate::client::{Shared, Stop};
+use crate::dial::Ws;
+use crate::error::ClientError;
+use crate::event::ClosedBy;
+
+/// How a connection ended.
+pub(crate) struct Ended {
+    pub(crate) code: CloseCode,
+    pub(crate) reason: String,
+    pub(crate) by: ClosedBy,
+    /// What went wrong, when something did.
+    pub(crate) error: Option<ClientError>,
+}
+
+impl Ended {
+    fn failure(reason: impl Into<String>, error: ClientError) -> Self {
+        Self {
+            code: CloseCode::ABNORMAL,
+            reason: reason.into(),
+            by: ClosedBy::Failure,
+            error: Some(error),
+        }
+    }
+}
+
+/// When a frame last arrived, in milliseconds since the connection opened.
+struct Liveness {
+    start: Instant,
+    last_seen_ms: AtomicU64,
+}
+
+impl Liveness {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_seen_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn seen_since(&self, at: Instant) -> bool {
+        let at_ms = at.saturating_duration_since(self.start).as_millis() as u64;
+        self.last_seen_ms.load(Ordering::Relaxed) >= at_ms
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs an open connection until it ends: reads here, writes in a task of its own.
+pub(crate) async fn run<Down: CrimsonMessage + Clone>(
+    ws: Ws,
+    shared: &Arc<Shared<Down>>,
+    mut stop: watch::Receiver<Option<Stop>>,
+) -> Ended {
+    let close_timeout = shared.config.close_timeout;
+    let (sink, mut stream) = ws.split();
+    let liveness = Arc::new(Liveness {
+        start: Instant::now(),
+        last_seen_ms: AtomicU64::new(0),
+    });
+    let peer_closed = Arc::new(Notify::new());
+    let mut writer = tokio::spawn(
+        write_loop(
+            sink,
+            shared.clone(),
+            liveness.clone(),
+            peer_closed.clone(),
+            stop.clone(),
+        )
+        .in_current_span(),
+    );
+
+    let mut outcome: Option<Ended> = None;
+    let mut deadline: Option<Instant> = None;
+    let mut writer_done = false;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            next = stream.next() => match next {
+                Some(Ok(message)) => {
+                    liveness.touch();
+                    if let Some(payload) = as_payload(&message) {
+                        deliver(shared, payload);
+                    } else if let Message::Close(frame) = message {
+                        let (code, reason) = match frame {
+                            Some(frame) => (CloseCode::from_u16(frame.code.into()), frame.reason.to_string()),
+                            None => (CloseCode::NO_STATUS, String::new()),
+                        };
+                        tracing::debug!(code = code.as_u16(), %reason, "the server closed");
+                        outcome.get_or_insert(Ended { code, reason, by: ClosedBy::Server, error: None });
+                        // tungstenite answers on the next read; the writer must send no more.
+                        peer_closed.notify_one();
+                        deadline.get_or_insert_with(|| Instant::now() + close_timeout);
+                    } else {
+                        tracing::trace!(kind = message_kind(&message), "control frame in");
+                    }
+                }
+                Some(Err(err)) => {
+                    outcome.get_or_insert_with(|| read_failed(err));
+                    break;
+                }
+                None => break,
+            },
+            ended = &mut writer, if !writer_done => {
+                writer_done = true;
+                let ended = ended.unwrap_or_else(|err| WriterEnd::Failed(format!("the writer task failed: {err}")));
+                match ended {
+                    WriterEnd::CloseSent(stop) => {
+                        outcome.get_or_insert(Ended { code: stop.code, reason: stop.reason, by: ClosedBy::Client, error: None });
+                        deadline = Some(Instant::now() + close_timeout);
+                    }
+                    WriterEnd::PeerClosed => {}
+                    WriterEnd::Heartbeat(timeout) if outcome.is_none() => {
+                        outcome = Some(Ended::failure(format!("no answer to a ping within {timeout:?}"), ClientError::Heartbeat(timeout)));
+                        break;
+                    }
+                    WriterEnd::Failed(reason) if outcome.is_none() => {
+                        outcome = Some(Ended::failure(reason.clone(), ClientError::Connection(reason)));
+                        break;
+                    }
+                    // The close handshake is under way: let it finish.
+                    WriterEnd::Heartbeat(_) | WriterEnd::Failed(_) => {}
+                }
+            }
+            _ = stop_requested(&mut stop), if !stopping => {
+                stopping = true;
+                // The writer sends what is queued and the close frame within `close_timeout`;
+                // this bounds the whole close should it stall.
+                let cap = Instant::now() + 2 * close_timeout;
+                deadline = Some(deadline.map_or(cap, |at| at.min(cap)));
+            }
+            () = sleep_until(deadline), if deadline.is_some() => {
+                tracing::debug!("the close handshake did not finish in time: dropping the connection");
+                break;
+            }
+        }
+    }
+    writer.abort();
+    outcome.unwrap_or_else(|| {
+        Ended::failure(
+            "connection dropped",
+            ClientError::Connection(
+                "the server dropped the connection without a close frame".into(),
+            ),
+        )
+    })
+}
+
+/// Resolves once a stop was requested, with the request (`None` when the client is gone).
+async fn stop_requested(stop: &mut watch::Receiver<Option<Stop>>) -> Option<Stop> {
+    stop.wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|stop| stop.clone())
+}
+
+fn message_kind(message: &Message) -> &'static str {
+    match message {
+        Message::Ping(_) => "ping",
+        Message::Pong(_) => "pong",
+        _ => "other",
+    }
+}
+
+/// Decodes one incoming message and hands it to every subscriber, or skips and reports it.
+fn deliver<Down: CrimsonMessage + Clone>(shared: &Shared<Down>, payload: PayloadRef<'_>) {
+    tracing::trace!(kind = %payload.kind(), len = payload.len(), "frame in");
+    match Down::decode(payload) {
+        // The client keeps a subscription of its own (for `receive`), so this never fails.
+        Ok(message) => drop(shared.incoming.send(message)),
+        Err(err) => {
+            shared.skipped.fetch_add(1, Ordering::Relaxed);
+            shared.report(ClientError::Decode(err));
+        }
+    }
+}
+
+fn read_failed(err: WsError) -> Ended {
+    let reason = match err {
+        WsError::Capacity(err) => format!("an incoming message is over the size limit: {err}"),
+        WsError::Protocol(err) => format!("the server broke the WebSocket protocol: {err}"),
+        WsError::Io(err) => err.to_string(),
+        other => other.to_string(),
+    };
+    Ended::failure(reason.clone(), ClientError::Connection(reason))
+}
+
+/// How the writer finished.
+enum WriterEnd {
+    /// It wrote what was queued and a close frame.
+    CloseSent(Stop),
+    /// The server closed: it stopped writing.
+    PeerClosed,
+    /// No answer to a ping within the heartbeat timeout.
+    Heartbeat(Duration),
+    /// A write failed.
+    Failed(String),
+}
+
+async fn write_loop<Down>(
+    mut sink: SplitSink<Ws, Message>,
+    shared: Arc<Shared<Down>>,
+    liveness: Arc<Liveness>,
+    peer_closed: Arc<Notify>,
+    mut stop: watch::Receiver<Option<Stop>>,
+) -> WriterEnd {
+    let outbox = &shared.outbox;
+    let heartbeat = shared.config.heartbeat;
+    let close_timeout = shared.config.close_timeout;
+    let mut batch: Vec<Payload> = Vec::new();
+    let mut pings = heartbeat.map(|heartbeat| {
+        let mut interval =
+            tokio::time::interval_at(Instant::now() + heartbeat.interval, heartbeat.interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    let mut ping_sent: Option<Instant> = None;
+
+    loop {
+        let pong_timeout = heartbeat.map_or(Duration::MAX, |heartbeat| heartbeat.timeout);
+        let pong_deadline = ping_sent.map(|at| at + pong_timeout);
+        tokio::select! {
+            biased;
+            () = peer_closed.notified() => return WriterEnd::PeerClosed,
+            requested = stop_requested(&mut stop) => {
+                let request = requested.unwrap_or_else(|| Stop {
+                    code: CloseCode::GOING_AWAY,
+                    reason: "client dropped".into(),
+                });
+                // Write what is queued, then the close frame, within the close timeout.
+                let mut fed = 0;
+                let close = async {
+                    while outbox.take_all(&mut batch) {
+                        fed = 0;
+                        write_batch(&mut sink, &batch, &mut fed).await?;
+                        batch.clear();
+                    }
+                    let frame = CloseFrame { code: request.code.as_u16().into(), reason: request.reason.clone().into() };
+                    sink.send(Message::Close(Some(frame))).await
+                };
+                let closed = tokio::time::timeout(close_timeout, close)
+                    .await
+                    .unwrap_or_else(|_| Err(WsError::Io(std::io::ErrorKind::TimedOut.into())));
+                if let Err(err) = closed {
+                    tracing::debug!(error = %err, "could not finish writing before the close");
+                    // What never reached the socket is counted and reported as discarded when
+                    // the client closes.
+                    outbox.requeue_front(batch.drain(fed..));
+                }
+                return WriterEnd::CloseSent(request);
+            }
+            () = outbox.next_batch(&mut batch) => {
+                let mut fed = 0;
+                let written = {
+                    let write = write_batch(&mut sink, &batch, &mut fed);
+                    tokio::pin!(write);
+                    loop {
+                        let pong_deadline = ping_sent.map(|at| at + pong_timeout);
+                        tokio::select! {
+                            wrote = &mut write => {
+                                break wrote.map_err(|err| WriterEnd::Failed(format!("writing failed: {err}")));
+                            }
+                            () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
+                                if !ping_answered(&liveness, ping_sent.take()) {
+                                    break Err(WriterEnd::Heartbeat(pong_timeout));
+                                }
+                            }
+                            () = peer_closed.notified() => break Err(WriterEnd::PeerClosed),
+                        }
+                    }
+                };
+                if let Err(end) = written {
+                    // Messages never handed to the socket go out on the next connection.
+                    outbox.requeue_front(batch.drain(fed..));
+                    return end;
+                }
+                batch.clear();
+            }
+            _ = async { pings.as_mut().expect("guarded").tick().await }, if pings.is_some() && ping_sent.is_none() => {
+                ping_sent = Some(Instant::now());
+                tracing::trace!("ping out");
+                match tokio::time::timeout(pong_timeout, sink.send(Message::Ping(Default::default()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => return WriterEnd::Failed(format!("writing a ping failed: {err}")),
+                    Err(_) => return WriterEnd::Heartbeat(pong_timeout),
+                }
+            }
+            () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
+                if !ping_answered(&liveness, ping_sent.take()) {
+                    tracing::debug!(timeout = ?pong_timeout, "no answer to a ping: the connection is dead");
+                    return WriterEnd::Heartbeat(pong_timeout);
+                }
+            }
+        }
+    }
+}
+
+fn ping_answered(liveness: &Liveness, ping_sent: Option<Instant>) -> bool {
+    ping_sent.is_none_or(|at| liveness.seen_since(at))
+}
+
+/// Feeds each payload, counting in `fed` those handed to the socket, then flushes once.
+async fn write_batch(
+    sink: &mut SplitSink<Ws, Message>,
+    batch: &[Payload],
+    fed: &mut usize,
+) -> Result<(), WsError> {
+    for payload in batch {
+        tracing::trace!(kind = %payload.kind(), len = payload.len(), "frame out");
+        sink.feed(into_message(payload.clone())).await?;
+        *fed += 1;
+    }
+    sink.flush().await
+}

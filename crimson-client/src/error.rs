@@ -1,0 +1,180 @@
+//! Errors: one small enum per operation, and [`ClientError`] for what goes wrong in the
+//! background (reported to hooks, the event stream and tracing).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crimson_core::{CloseCode, DecodeError, EncodeError};
+
+use crate::endpoint::BoxError;
+
+/// Something that went wrong while the client connected or ran, as the
+/// [`on_error`](crate::CrimsonClientBuilder::on_error) hook, the
+/// [`ClientEvent::Error`](crate::ClientEvent::Error) event and a tracing event see it.
+///
+/// None of these panics or stops the client by itself except where noted: a failed attempt is
+/// followed by what the retry policy says.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The endpoint provider failed. The attempt counts as failed.
+    #[error("the endpoint provider failed: {0}")]
+    Endpoint(#[source] BoxError),
+    /// The endpoint cannot be used: a URL that does not parse, a scheme other than `ws`/`wss`,
+    /// an invalid header, or `wss` without the `rustls` feature. The client closes: retrying
+    /// would fail the same way.
+    #[error("invalid endpoint `{url}`: {reason}")]
+    InvalidEndpoint {
+        /// The URL, without its query.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TCP connection, the TLS handshake or the WebSocket handshake failed.
+    #[error("could not connect to {url}: {reason}")]
+    Connect {
+        /// The URL, without its query.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The server answered the upgrade request with an HTTP error (for example 401 when a
+    /// token has expired: the endpoint provider is asked again before the next attempt).
+    #[error("{url} refused the WebSocket upgrade with HTTP {status}")]
+    Rejected {
+        /// The URL, without its query.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// Asking the provider and connecting took longer than the connect timeout.
+    #[error("connecting took longer than the connect timeout ({0:?})")]
+    ConnectTimeout(Duration),
+    /// The server answered no ping within the heartbeat timeout: the connection is taken to
+    /// be dead and closed as abnormal (1006).
+    #[error("no answer to a ping within {0:?}: the connection is dead")]
+    Heartbeat(Duration),
+    /// The connection failed while open.
+    #[error("the connection failed: {0}")]
+    Connection(String),
+    /// An incoming message did not decode. It is skipped; the connection stays open.
+    #[error("skipped an incoming message: {0}")]
+    Decode(#[source] DecodeError),
+    /// The retry policy's limit was reached: the client is closed.
+    #[error("gave up after {0} reconnect attempts")]
+    RetriesExhausted(u32),
+    /// Messages still in the outbox when the client closed were discarded (they had been
+    /// accepted by [`send`](crate::CrimsonClient::send) but never written to a socket).
+    #[error("{0} queued message(s) were discarded because the client closed")]
+    Discarded(usize),
+}
+
+/// A message [`send`](crate::CrimsonClient::send) could not queue. The message was not sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The client is closed: call [`connect`](crate::CrimsonClient::connect) first.
+    #[error("the client is closed: call connect() before sending")]
+    Closed,
+    /// The outbox already holds its capacity of messages waiting for a connection.
+    #[error("the outbox is full ({0} messages wait for the connection)")]
+    Full(usize),
+    /// The message did not encode.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// [`receive`](crate::CrimsonClient::receive) got no message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiveError {
+    /// No message arrived within the timeout.
+    #[error("no message arrived within {0:?}")]
+    Timeout(Duration),
+    /// More messages arrived since the last call than the incoming capacity holds: this many
+    /// were skipped. The next call returns the oldest message still held.
+    #[error("fell behind: {0} incoming message(s) were skipped")]
+    Lagged(u64),
+}
+
+/// [`connect`](crate::CrimsonClient::connect) did not end in a connection.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// `connect()` was called outside a Tokio runtime.
+    #[error("connect() needs a Tokio runtime: call it from inside one")]
+    NoRuntime,
+    /// The client closed before it connected: the retry policy gave up, or the endpoint is
+    /// invalid. The error is the last one the client reported.
+    #[error("could not connect: {0}")]
+    GaveUp(Arc<ClientError>),
+    /// The client closed before it connected because
+    /// [`disconnect`](crate::CrimsonClient::disconnect) was called or every handle was dropped.
+    #[error("the client was disconnected before it could connect")]
+    Disconnected,
+}
+
+/// [`disconnect`](crate::CrimsonClient::disconnect) was given a close code it may not send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DisconnectError {
+    /// The code is reserved (1005, 1006, 1015) or outside the ranges a close frame may carry.
+    #[error("close code {0} may not be sent: use 1000, 1001, 1008, 1011, or 3000 to 4999")]
+    InvalidCode(CloseCode),
+}
+
+/// A client setting that cannot work, found by
+/// [`build`](crate::CrimsonClientBuilder::build).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Neither [`url`](crate::CrimsonClientBuilder::url) nor
+    /// [`endpoint`](crate::CrimsonClientBuilder::endpoint) was given.
+    #[error("no endpoint: call url(..) or endpoint(..) on the builder")]
+    MissingEndpoint,
+    /// A duration that must be longer than zero is zero.
+    #[error("the {0} must be longer than zero")]
+    ZeroDuration(&'static str),
+    /// A capacity that must be at least 1 is zero.
+    #[error("the {0} must be at least 1")]
+    ZeroCapacity(&'static str),
+    /// A certificate given to
+    /// [`add_root_certificate`](crate::CrimsonClientBuilder::add_root_certificate) is not a
+    /// valid DER certificate.
+    #[error("invalid root certificate: {0}")]
+    InvalidCertificate(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_well() {
+        assert_eq!(
+            SendError::Full(8).to_string(),
+            "the outbox is full (8 messages wait for the connection)"
+        );
+        assert_eq!(
+            SendError::Closed.to_string(),
+            "the client is closed: call connect() before sending"
+        );
+        assert_eq!(
+            DisconnectError::InvalidCode(CloseCode::ABNORMAL).to_string(),
+            "close code 1006 may not be sent: use 1000, 1001, 1008, 1011, or 3000 to 4999"
+        );
+        let gave_up = ConnectError::GaveUp(Arc::new(ClientError::RetriesExhausted(3)));
+        assert_eq!(
+            gave_up.to_string(),
+            "could not connect: gave up after 3 reconnect attempts"
+        );
+        assert_eq!(
+            ClientError::Rejected {
+                url: "ws://h/chat".into(),
+                status: 401
+            }
+            .to_string(),
+            "ws://h/chat refused the WebSocket upgrade with HTTP 401"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! The connection task: connect, run the connection, decide whether to reconnect, wait, repeat.
+
+use std::sync::Arc;
+
+use crimson_core::CrimsonMessage;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::client::{RunEnd, Shared, Stop};
+use crate::connection;
+use crate::dial::{self, AttemptError};
+use crate::error::ClientError;
+use crate::event::{ClientEvent, CloseEvent, ClosedBy};
+use crate::state::ConnectionState;
+
+/// Resolves once a stop was requested (or every way to request one is gone).
+async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) {
+    let _ = stop.wait_for(Option::is_some).await;
+}
+
+/// Runs one client from `connect()` until it is closed, then reports how it ended.
+pub(crate) async fn run<Down: CrimsonMessage + Clone>(
+    shared: Arc<Shared<Down>>,
+    mut stop: watch::Receiver<Option<Stop>>,
+    done: watch::Sender<Option<RunEnd>>,
+) {
+    let span = tracing::debug_span!(
+        "crimson_client",
+        down = crimson_core_short(std::any::type_name::<Down>())
+    );
+    let end = cycle(&shared, &mut stop).instrument(span).await;
+    shared.finish(&done, end);
+}
+
+fn crimson_core_short(name: &'static str) -> &'static str {
+    let head = name.find('<').unwrap_or(name.len());
+    name[..head].rfind("::").map_or(name, |at| &name[at + 2..])
+}
+
+async fn cycle<Down: CrimsonMessage + Clone>(
+    shared: &Arc<Shared<Down>>,
+    stop: &mut watch::Receiver<Option<Stop>>,
+) -> RunEnd {
+    let config = &shared.config;
+    let mut attempt = 0u32;
+    let mut connected = false;
+    let mut last_error: Option<Arc<ClientError>>;
+    tracing::debug!("client started");
+
+    loop {
+        if stop.borrow().is_some() {
+            return RunEnd {
+                connected,
+                error: None,
+            };
+        }
+        shared.set_state(ConnectionState::Connecting);
+        let dialed = tokio::select! {
+            dialed = tokio::time::timeout(config.connect_timeout, dial::dial(config)) => dialed,
+            () = stopped(stop) => continue,
+        };
+        match dialed {
+            Ok(Ok((ws, url))) => {
+                attempt = 0;
+                connected = true;
+                tracing::debug!(%url, "connected");
+                shared.set_state(ConnectionState::Connected);
+                if let Some(hook) = &config.hooks.on_connect {
+                    hook(&url);
+                }
+                let _ = shared
+                    .events
+                    .send(ClientEvent::Connected { url: url.clone() });
+
+                let ended = connection::run(ws, shared, stop.clone())
+                    .instrument(tracing::debug_span!("connection", %url))
+                    .await;
+                last_error = ended.error.map(|error| shared.report(error));
+                let asked_to_stop = stop.borrow().is_some();
+                let reconnect = !asked_to_stop
+                    && ended.by != ClosedBy::Client
+                    && config.retry.retries()
+                    && (config.abnormal_close)(ended.code, &ended.reason);
+                let close = CloseEvent {
+                    code: ended.code,
+                    reason: ended.reason,
+                    by: ended.by,
+                    reconnect,
+                };
+                tracing::debug!(code = close.code.as_u16(), reason = %close.reason, by = ?close.by, reconnect, "connection closed");
+                if let Some(hook) = &config.hooks.on_close {
+                    hook(&close);
+                }
+                let _ = shared.events.send(ClientEvent::Closed(close));
+                if !reconnect {
+                    return RunEnd {
+                        connected,
+                        error: None,
+                    };
+                }
+            }
+            Ok(Err(AttemptError::Fatal(error))) => {
+                return RunEnd {
+                    connected,
+                    error: Some(shared.report(error)),
+                };
+            }
+            Ok(Err(AttemptError::Retry(error))) => last_error = Some(shared.report(error)),
+            Err(_elapsed) => {
+                last_error =
+                    Some(shared.report(ClientError::ConnectTimeout(config.connect_timeout)));
+            }
+        }
+
+        attempt = attempt.saturating_add(1);
+        let Some(delay) = config.retry.delay(attempt) else {
+            if config.retry.retries() {
+                last_error = Some(shared.report(ClientError::RetriesExhausted(attempt - 1)));
+            }
+            return RunEnd {
+                connected,
+                error: last_error,
+            };
+        };
+        tracing::warn!(attempt, ?delay, "reconnecting after a delay");
+        shared.set_state(ConnectionState::Retrying {
+            attempt,
+            next_delay: delay,
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stopped(stop) => {}
+        }
+    }
+}

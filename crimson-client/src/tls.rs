@@ -1,0 +1,34 @@
+//! `wss://` through rustls, with the ring provider and the webpki root certificates.
+
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
+use tokio_tungstenite::Connector;
+
+use crate::error::BuildError;
+
+/// A rustls client config trusting the webpki roots plus `extra_roots` (DER certificates).
+///
+/// The provider is named explicitly, so the config builds even when another crate in the
+/// program turns on a second rustls provider.
+pub(crate) fn client_config(extra_roots: &[Vec<u8>]) -> Result<Arc<ClientConfig>, BuildError> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for der in extra_roots {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|err| BuildError::InvalidCertificate(err.to_string()))?;
+    }
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|err| BuildError::InvalidCertificate(err.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+pub(crate) fn connector(config: &Arc<ClientConfig>) -> Connector {
+    Connector::Rustls(config.clone())
+}

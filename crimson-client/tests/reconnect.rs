@@ -1,0 +1,348 @@
+//! Reconnecting: after the server goes away, with a fresh endpoint each attempt, with the
+//! outbox delivered in order, and only for abnormal closes.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use crimson_client::{
+    BoxError, ClientError, ClientEvent, CloseCode, ClosedBy, ConnectionState, CrimsonClient,
+    Endpoint, RetryPolicy,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+fn fixed(ms: u64) -> RetryPolicy {
+    RetryPolicy::fixed(Duration::from_millis(ms))
+        .unwrap()
+        .with_jitter(0.0)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn reconnects_when_the_server_comes_back_on_the_same_port() {
+    trace();
+    let server = ChatServer::start("127.0.0.1:0").await;
+    let addr = server.addr;
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .url(server.url())
+        .retry(fixed(100))
+        .build()
+        .unwrap();
+    let mut state = client.state();
+    let mut events = client.events();
+    within("connect", client.connect()).await.unwrap();
+    client.send(say("before")).unwrap();
+    assert_eq!(client.receive(PATIENCE).await.unwrap().text, "before");
+
+    // The server shuts down (its sessions close with 1001) and its port is free: at least
+    // one attempt is refused before it comes back.
+    server.stop().await;
+    wait_state(&mut state, "retrying", ConnectionState::is_retrying).await;
+    let refused = next_event(&mut events, "a refused attempt", |event| match event {
+        ClientEvent::Error(error) => matches!(**error, ClientError::Connect { .. }).then_some(()),
+        _ => None,
+    });
+    refused.await;
+
+    let server = ChatServer::start(&addr.to_string()).await;
+    wait_state(&mut state, "reconnected", ConnectionState::is_connected).await;
+    client.send(say("after")).unwrap();
+    assert_eq!(client.receive(PATIENCE).await.unwrap().text, "after");
+    drop(server);
+}
+
+#[tokio::test]
+async fn the_endpoint_provider_is_asked_before_every_attempt_and_its_headers_reach_the_server() {
+    trace();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let recorded = seen.clone();
+    // Connection 1 closes with 1011 at once; connection 2 stays and echoes.
+    let server = RawServer::start("127.0.0.1:0", move |mut ws, headers, number| {
+        let recorded = recorded.clone();
+        async move {
+            let auth = headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            recorded.lock().unwrap().push(auth);
+            if number == 1 {
+                let _ = ws
+                    .close(Some(CloseFrame {
+                        code: WsCode::Error,
+                        reason: "try again".into(),
+                    }))
+                    .await;
+                while ws.next().await.is_some() {}
+                return;
+            }
+            while let Some(Ok(message)) = ws.next().await {
+                if message.is_text() && ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let url = server.url();
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .endpoint(move || {
+            let call = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            let url = url.clone();
+            async move {
+                // The token service is down on the second call: that attempt fails and the
+                // next one asks again.
+                if call == 2 {
+                    return Err::<Endpoint, BoxError>("token service unavailable".into());
+                }
+                Ok(Endpoint::new(url).bearer(format!("token-{call}")))
+            }
+        })
+        .retry(fixed(50))
+        .build()
+        .unwrap();
+    let mut events = client.events();
+    within("connect", client.connect()).await.unwrap();
+
+    // Closed by 1011, then one failed attempt, then connected again.
+    let endpoint_error = next_event(&mut events, "the provider's error", |event| match event {
+        ClientEvent::Error(error) => match &**error {
+            ClientError::Endpoint(source) => Some(source.to_string()),
+            _ => None,
+        },
+        _ => None,
+    })
+    .await;
+    assert_eq!(endpoint_error, "token service unavailable");
+    next_event(&mut events, "the second connection", |event| {
+        matches!(event, ClientEvent::Connected { .. }).then_some(())
+    })
+    .await;
+    client.send(say("ping")).unwrap();
+    assert_eq!(client.receive(PATIENCE).await.unwrap().text, "ping");
+
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["Bearer token-1", "Bearer token-3"]
+    );
+}
+
+#[tokio::test]
+async fn the_outbox_is_delivered_in_order_after_a_reconnect() {
+    trace();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let session = {
+        let received = received.clone();
+        move |mut ws: Ws, _, _| {
+            let received = received.clone();
+            async move { record_texts(&mut ws, &received).await }
+        }
+    };
+    let server = RawServer::start("127.0.0.1:0", session.clone()).await;
+    let addr = server.addr;
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .url(server.url())
+        .retry(fixed(100))
+        .build()
+        .unwrap();
+    let mut state = client.state();
+    within("connect", client.connect()).await.unwrap();
+    client.send(say("0")).unwrap();
+    within("the first message", async {
+        while received.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    // The server dies without a close frame; messages sent while the client retries wait.
+    server.stop().await;
+    wait_state(&mut state, "retrying", ConnectionState::is_retrying).await;
+    for n in 1..=50 {
+        client.send(say(n.to_string())).unwrap();
+    }
+    assert!(client.queued() > 0);
+
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _server = RawServer::serve(listener, session);
+    within("every message", async {
+        while received.lock().unwrap().len() < 51 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let expected: Vec<String> = (0..=50).map(|n| format!(r#"{{"text":"{n}"}}"#)).collect();
+    assert_eq!(*received.lock().unwrap(), expected);
+    assert_eq!(client.queued(), 0);
+}
+
+#[tokio::test]
+async fn a_normal_close_ends_the_client_but_1011_and_1001_reconnect() {
+    trace();
+    let codes = [WsCode::Error, WsCode::Away, WsCode::Normal];
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let server = RawServer::start("127.0.0.1:0", move |mut ws, _, number| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let code = codes.get(number - 1).copied().unwrap_or(WsCode::Normal);
+            let _ = ws
+                .close(Some(CloseFrame {
+                    code,
+                    reason: format!("close #{number}").into(),
+                }))
+                .await;
+            while ws.next().await.is_some() {}
+        }
+    })
+    .await;
+
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let hooked = closes.clone();
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .url(server.url())
+        .retry(fixed(50))
+        .on_close(move |close| hooked.lock().unwrap().push(close.clone()))
+        .build()
+        .unwrap();
+    let mut state = client.state();
+    within("connect", client.connect()).await.unwrap();
+    // Connected three times, then closed for good by the 1000.
+    within("the normal close", async {
+        while closes.lock().unwrap().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    wait_state(&mut state, "closed", ConnectionState::is_closed).await;
+
+    let closes = closes.lock().unwrap().clone();
+    let summary: Vec<_> = closes
+        .iter()
+        .map(|c| (c.code.as_u16(), c.reason.as_str(), c.by, c.reconnect))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1011, "close #1", ClosedBy::Server, true),
+            (1001, "close #2", ClosedBy::Server, true),
+            (1000, "close #3", ClosedBy::Server, false),
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        3,
+        "no reconnect after 1000"
+    );
+    assert!(matches!(
+        client.send(say("late")),
+        Err(crimson_client::SendError::Closed)
+    ));
+}
+
+#[tokio::test]
+async fn a_custom_predicate_decides_what_is_abnormal() {
+    let server = RawServer::start("127.0.0.1:0", |mut ws, _, _| async move {
+        let _ = ws
+            .close(Some(CloseFrame {
+                code: WsCode::Away,
+                reason: "deploy".into(),
+            }))
+            .await;
+        while ws.next().await.is_some() {}
+    })
+    .await;
+    // Only 1011 reconnects here: a 1001 ends the client.
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .url(server.url())
+        .retry(fixed(50))
+        .abnormal_close(|code, _| code == CloseCode::INTERNAL_ERROR)
+        .build()
+        .unwrap();
+    let mut events = client.events();
+    within("connect", client.connect()).await.unwrap();
+    let close = next_event(&mut events, "the close", |event| match event {
+        ClientEvent::Closed(close) => Some(close.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(close.code, CloseCode::GOING_AWAY);
+    assert!(!close.reconnect);
+    wait_state(&mut client.state(), "closed", ConnectionState::is_closed).await;
+}
+
+#[tokio::test]
+async fn disconnect_sends_its_code_and_reason_after_the_queue_and_does_not_reconnect() {
+    trace();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let server = RawServer::start("127.0.0.1:0", move |mut ws, _, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let recorded = recorded.clone();
+        async move {
+            while let Some(Ok(message)) = ws.next().await {
+                match message {
+                    Message::Text(text) => recorded.lock().unwrap().push(text.to_string()),
+                    Message::Close(Some(frame)) => recorded.lock().unwrap().push(format!(
+                        "close {} {}",
+                        u16::from(frame.code),
+                        frame.reason
+                    )),
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await;
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .url(server.url())
+        .retry(fixed(50))
+        .build()
+        .unwrap();
+    within("connect", client.connect()).await.unwrap();
+    client.send(say("last words")).unwrap();
+    let code = CloseCode::application(4000).unwrap();
+    within("disconnect", client.disconnect(code, "done for today"))
+        .await
+        .unwrap();
+    assert!(client.state().borrow().is_closed());
+    within("the close frame", async {
+        while seen.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [r#"{"text":"last words"}"#, "close 4000 done for today"]
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+
+    // A reserved code is refused; disconnecting a closed client is a no-op.
+    assert_eq!(
+        client
+            .disconnect(CloseCode::ABNORMAL, "")
+            .await
+            .unwrap_err()
+            .to_string(),
+        "close code 1006 may not be sent: use 1000, 1001, 1008, 1011, or 3000 to 4999"
+    );
+    client.disconnect(CloseCode::NORMAL, "again").await.unwrap();
+
+    // And connect() starts it again.
+    within("reconnect", client.connect()).await.unwrap();
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
