@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 # --- set-up: tools the tests need -------------------------------------------------------
 need_apt=()
-# (redis-server and chromium join this list when the tests that need them land.)
+# The Redis cluster tests start their own redis-server on a free loopback port.
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need_apt[*]}"

@@ -129,7 +129,8 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> Default for CrimsonConfig<Up, Dow
 }
 
 impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonConfig<Up, Down> {
-    /// A config with the defaults in the table above and a fresh [`LocalCluster`].
+    /// A config with the defaults in the table above and a fresh
+    /// [`LocalCluster`](crimson_core::cluster::LocalCluster).
     pub fn new() -> Self {
         Self {
             ping_period: Some(Duration::from_secs(30)),

@@ -77,8 +77,3 @@ pub use crimson_core::{
 
 #[doc(hidden)]
 pub use crimson_core::__private;
-
-/// The README's examples compile.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

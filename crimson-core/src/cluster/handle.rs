@@ -102,8 +102,8 @@ impl<Down> Cluster<Down> {
     }
 
     /// How many sessions the whole cluster has.
-    pub async fn len(&self) -> Result<usize, ClusterError> {
-        self.backend.len().await
+    pub async fn count(&self) -> Result<usize, ClusterError> {
+        self.backend.count().await
     }
 
     /// Puts a session of this node in a room.
@@ -241,6 +241,6 @@ mod tests {
             boxes.iter().map(Outbox::len).collect::<Vec<_>>(),
             vec![2, 3, 3]
         );
-        assert_eq!(cluster.len().await.unwrap(), 3);
+        assert_eq!(cluster.count().await.unwrap(), 3);
     }
 }

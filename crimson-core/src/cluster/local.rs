@@ -324,7 +324,7 @@ impl SessionCluster for LocalCluster {
         self.read().sessions.len()
     }
 
-    fn len(&self) -> BoxFuture<'_, Result<usize, ClusterError>> {
+    fn count(&self) -> BoxFuture<'_, Result<usize, ClusterError>> {
         let len = self.local_len();
         Box::pin(async move { Ok(len) })
     }

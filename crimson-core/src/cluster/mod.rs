@@ -225,7 +225,7 @@ pub trait SessionCluster: Send + Sync + fmt::Debug + 'static {
     fn local_len(&self) -> usize;
 
     /// How many sessions the whole cluster has.
-    fn len(&self) -> BoxFuture<'_, Result<usize, ClusterError>>;
+    fn count(&self) -> BoxFuture<'_, Result<usize, ClusterError>>;
 
     /// Queues `payload` for every targeted session, on every node.
     fn broadcast(

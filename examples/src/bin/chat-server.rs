@@ -1,11 +1,15 @@
 //! The chat server: every message any client sends is broadcast to every client.
 //!
-//! `cargo run -p crimson-examples --bin chat-server [-- --addr HOST:PORT]`
-//! (or `CRIMSON_ADDR=HOST:PORT`); it serves `ws://127.0.0.1:54321/chat` by default.
+//! `cargo run -p crimson-examples --bin chat-server [-- --addr HOST:PORT] [--redis URL]`
+//! (or `CRIMSON_ADDR=HOST:PORT`, `CRIMSON_REDIS=URL`); it serves `ws://127.0.0.1:54321/chat`
+//! by default, with an in-memory cluster. With `--redis redis://HOST:PORT`, every chat server
+//! on that Redis is one chat room.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use crimson_axum::cluster::redis::RedisCluster;
+use crimson_axum::cluster::Cluster;
 use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
 use crimson_examples::{arg, ChatMessage, ChatResponse, DEFAULT_ADDR};
 
@@ -37,7 +41,20 @@ async fn main() -> std::io::Result<()> {
         .init();
 
     let addr = arg("addr", "CRIMSON_ADDR", DEFAULT_ADDR);
+    let redis = arg("redis", "CRIMSON_REDIS", "");
+    let cluster = if redis.is_empty() {
+        Cluster::local()
+    } else {
+        let backend = RedisCluster::builder(&redis)
+            .prefix("crimson-chat")
+            .build()
+            .await
+            .map_err(std::io::Error::other)?;
+        tracing::info!(%redis, "sharing the chat through Redis");
+        Cluster::new(backend)
+    };
     let config = CrimsonConfig::<ChatMessage, ChatResponse>::new()
+        .cluster(cluster)
         .on_connect(
             |session| tracing::info!(id = %session.id, addr = ?session.remote_addr, "joined"),
         )

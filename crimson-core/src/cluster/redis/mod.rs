@@ -366,7 +366,7 @@ impl SessionCluster for RedisCluster {
         self.shared.local.local_len()
     }
 
-    fn len(&self) -> BoxFuture<'_, Result<usize, ClusterError>> {
+    fn count(&self) -> BoxFuture<'_, Result<usize, ClusterError>> {
         Box::pin(async move {
             tasks::cluster_len(&self.shared)
                 .await

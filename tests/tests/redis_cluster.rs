@@ -1,0 +1,301 @@
+//! Many nodes as one: `RedisCluster` against a real `redis-server` started for each test.
+//! A missing `redis-server` fails these tests (see `crimson_tests::redis_server`).
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use crimson_axum::cluster::redis::RedisCluster;
+use crimson_axum::cluster::{Cluster, ClusterError, LocalCluster, SessionCluster};
+use crimson_axum::sessions::{Outbox, OverflowPolicy, SessionHandle, SessionId, SessionInfo};
+use crimson_axum::testing::{TestConnection, TestError, TestServer};
+use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
+use crimson_tests::redis_server::RedisServer;
+
+/// A chat node whose clients speak a tiny command language:
+/// `join:ROOM`, `room:ROOM:TEXT`, `to:ID:TEXT`, `id?`, or any text to broadcast.
+async fn commands(mut session: CrimsonSession<String, String>) {
+    let cluster = session.cluster().clone();
+    let me = session.id();
+    while let Some(line) = session.recv().await {
+        if let Some(room) = line.strip_prefix("join:") {
+            cluster.join(me, room).unwrap();
+            let _ = session.send(format!("joined {room}")).await;
+        } else if let Some(rest) = line.strip_prefix("room:") {
+            let (room, text) = rest.split_once(':').unwrap();
+            cluster
+                .broadcast_room(room, &text.to_owned())
+                .await
+                .unwrap();
+        } else if let Some(rest) = line.strip_prefix("to:") {
+            let (id, text) = rest.split_once(':').unwrap();
+            let result = cluster.send_to(id.parse().unwrap(), &text.to_owned()).await;
+            let _ = session.send(format!("sent: {}", result.is_ok())).await;
+        } else if line == "id?" {
+            let _ = session.send(me.to_string()).await;
+        } else {
+            cluster.broadcast(&line).await.unwrap();
+        }
+    }
+}
+
+async fn node(redis: &RedisServer, prefix: &str) -> (TestServer, Cluster<String>, RedisCluster) {
+    let backend = RedisCluster::builder(redis.url())
+        .prefix(prefix)
+        .heartbeat(Duration::from_millis(200))
+        .max_backoff(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let cluster = Cluster::new(backend.clone());
+    let app = Router::new()
+        .crimson::<String, String, _, _>("/chat", "chat", commands)
+        .layer(CrimsonLayer::new().config(
+            "chat",
+            CrimsonConfig::<String, String>::new().cluster(cluster.clone()),
+        ));
+    (TestServer::new(app).await, cluster, backend)
+}
+
+async fn client(
+    server: &TestServer,
+    cluster: &Cluster<String>,
+    expected: usize,
+) -> TestConnection<String, String> {
+    let conn = server.connect::<String, String>("/chat").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster.local_len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "session did not join its cluster"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    conn
+}
+
+async fn eventually(what: &str, bound: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < bound, "{what}: not within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn broadcasts_rooms_and_targeted_sends_cross_nodes() {
+    let redis = RedisServer::start();
+    let (a, cluster_a, _) = node(&redis, "app").await;
+    let (b, cluster_b, _) = node(&redis, "app").await;
+    let mut a1 = client(&a, &cluster_a, 1).await;
+    let mut b1 = client(&b, &cluster_b, 1).await;
+    let mut b2 = client(&b, &cluster_b, 2).await;
+
+    a1.send(&"hello everyone".into()).await.unwrap();
+    for conn in [&mut a1, &mut b1, &mut b2] {
+        assert_eq!(conn.recv().await.unwrap(), "hello everyone");
+    }
+
+    a1.send(&"join:red".into()).await.unwrap();
+    assert_eq!(a1.recv().await.unwrap(), "joined red");
+    b1.send(&"join:red".into()).await.unwrap();
+    assert_eq!(b1.recv().await.unwrap(), "joined red");
+    b2.send(&"room:red:only reds".into()).await.unwrap();
+    assert_eq!(a1.recv().await.unwrap(), "only reds");
+    assert_eq!(b1.recv().await.unwrap(), "only reds");
+
+    // A targeted send from node A to a session on node B.
+    b2.send(&"id?".into()).await.unwrap();
+    let b2_id = b2.recv().await.unwrap();
+    a1.send(&format!("to:{b2_id}:psst")).await.unwrap();
+    assert_eq!(a1.recv().await.unwrap(), "sent: true");
+    assert_eq!(
+        b2.recv().await.unwrap(),
+        "psst",
+        "b2 got neither the room message nor anything else first"
+    );
+
+    // A session that does not exist, on a node that does: an error, not silence.
+    let ghost = SessionId::from_parts(b2_id.parse::<SessionId>().unwrap().node(), 999_999);
+    let err = cluster_a.send_to(ghost, &"boo".into()).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("no live session has id {ghost}"));
+
+    // Binary payloads cross as bytes.
+    let bytes_cluster: Cluster<crimson_axum::Bytes> =
+        Cluster::from_arc(cluster_a.backend().clone());
+    let delivery = bytes_cluster
+        .broadcast(&crimson_axum::Bytes::from_static(&[0, 159, 255]))
+        .await
+        .unwrap();
+    assert_eq!((delivery.delivered, delivery.remote_nodes), (1, 1));
+}
+
+#[tokio::test]
+async fn counts_span_nodes_and_a_crashed_nodes_sessions_expire() {
+    let redis = RedisServer::start();
+    let (a, cluster_a, _) = node(&redis, "app").await;
+    let _a1 = client(&a, &cluster_a, 1).await;
+
+    // A node that "crashes": sessions registered, then its tasks stop without cleanup.
+    let crashing = RedisCluster::builder(redis.url())
+        .prefix("app")
+        .heartbeat(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let info = SessionInfo {
+            id: SessionId::on_node(crashing.node_id()),
+            connected_at: std::time::SystemTime::now(),
+            remote_addr: None,
+            path: format!("/ghost/{n}"),
+            config: "chat".into(),
+        };
+        crashing
+            .add(SessionHandle::new(
+                info,
+                Outbox::new(4, OverflowPolicy::Disconnect),
+            ))
+            .unwrap();
+    }
+    eventually(
+        "4 sessions cluster-wide",
+        Duration::from_secs(5),
+        async || cluster_a.count().await.unwrap() == 4,
+    )
+    .await;
+    drop(crashing);
+    let gone = eventually(
+        "the crashed node's sessions expire",
+        Duration::from_secs(5),
+        async || cluster_a.count().await.unwrap() == 1,
+    )
+    .await;
+    println!("a crashed node's sessions left the count after {gone:?} (heartbeat 200 ms)");
+}
+
+#[tokio::test]
+async fn prefixes_keep_apps_apart() {
+    let redis = RedisServer::start();
+    let (x, cluster_x, _) = node(&redis, "app-x").await;
+    let (y, cluster_y, _) = node(&redis, "app-y").await;
+    let mut x1 = client(&x, &cluster_x, 1).await;
+    let mut y1 = client(&y, &cluster_y, 1).await;
+    x1.send(&"for x only".into()).await.unwrap();
+    assert_eq!(x1.recv().await.unwrap(), "for x only");
+    y1.set_timeout(Duration::from_millis(300));
+    assert!(matches!(y1.recv().await, Err(TestError::Timeout)));
+    assert_eq!(cluster_y.count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_outage_keeps_local_delivery_reports_errors_and_recovers() {
+    let mut redis = RedisServer::start();
+    let (a, cluster_a, backend_a) = node(&redis, "app").await;
+    let (b, cluster_b, backend_b) = node(&redis, "app").await;
+    let mut a1 = client(&a, &cluster_a, 1).await;
+    let mut b1 = client(&b, &cluster_b, 1).await;
+
+    redis.stop();
+    eventually(
+        "node A notices the outage",
+        Duration::from_secs(5),
+        async || !backend_a.is_connected(),
+    )
+    .await;
+    match cluster_a.broadcast(&"during the outage".into()).await {
+        Err(ClusterError::Unavailable { local, .. }) => assert_eq!(local.delivered, 1),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert_eq!(
+        a1.recv().await.unwrap(),
+        "during the outage",
+        "local delivery goes on"
+    );
+    assert!(
+        cluster_a.count().await.is_err(),
+        "cluster-wide counts are an error, not a guess"
+    );
+
+    redis.restart();
+    let restarted = Instant::now();
+    // Bound: the nodes retry at most every 500 ms (max_backoff) and connect in well under a
+    // second; allow 5 s for a loaded machine.
+    eventually(
+        "both nodes resubscribe",
+        Duration::from_secs(5),
+        async || backend_a.is_connected() && backend_b.is_connected(),
+    )
+    .await;
+    let mut n = 0;
+    b1.set_timeout(Duration::from_millis(100));
+    loop {
+        n += 1;
+        let _ = cluster_a.broadcast(&format!("after {n}")).await;
+        if let Ok(text) = b1.recv().await {
+            assert!(text.starts_with("after "), "{text}");
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(5),
+            "cross-node delivery did not resume"
+        );
+    }
+    println!(
+        "cross-node broadcasts resumed {:?} after Redis restarted",
+        restarted.elapsed()
+    );
+    // Presence is rewritten after the restart, so counts recover too.
+    eventually(
+        "presence is rewritten",
+        Duration::from_secs(5),
+        async || cluster_a.count().await.is_ok_and(|n| n == 2),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_limit_and_a_bad_url_are_clear() {
+    let redis = RedisServer::start();
+    let limited = RedisCluster::builder(redis.url())
+        .local(LocalCluster::builder().max_connections(0))
+        .build()
+        .await
+        .unwrap();
+    let info = SessionInfo {
+        id: SessionId::on_node(limited.node_id()),
+        connected_at: std::time::SystemTime::now(),
+        remote_addr: None,
+        path: "/".into(),
+        config: "c".into(),
+    };
+    let err = limited
+        .add(SessionHandle::new(
+            info,
+            Outbox::new(1, OverflowPolicy::Disconnect),
+        ))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "connection limit reached (0 sessions)");
+
+    let err = RedisCluster::builder("http://nope")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("`http://nope` is not a Redis URL"),
+        "{err}"
+    );
+    let dead = RedisServer::start();
+    let url = dead.url();
+    drop(dead);
+    let err = RedisCluster::builder(url.clone())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot connect to Redis at {url}")),
+        "{err}"
+    );
+}
