@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 # The Redis cluster tests start their own redis-server on a free loopback port.
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The browser test drives Debian's chromium with playwright-core (npm), under node.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need_apt[*]}"
@@ -20,6 +23,17 @@ if ((${#need_apt[@]})); then
     echo "test.sh: missing ${need_apt[*]}: install them (sudo apt-get install ${need_apt[*]})" >&2
     exit 1
   fi
+fi
+
+# The browser test's one npm package, at the version package-lock.json pins.
+if [ ! -d examples/browser/node_modules/playwright-core ]; then
+  echo "test.sh: installing playwright-core (npm ci in examples/browser)"
+  (cd examples/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The Python client example's one package.
+if ! python3 -c "import websockets" >/dev/null 2>&1; then
+  echo "test.sh: installing the Python websockets package"
+  python3 -m pip install --quiet websockets
 fi
 
 # --- tests ------------------------------------------------------------------------------

@@ -23,8 +23,20 @@ pub struct ChatResponse {
     pub at: u64,
 }
 
+/// The chat's Protocol Buffers messages, generated from `proto/chat.proto` by prost-build (see
+/// `build.rs`); served at `/chat.proto` in Binary frames.
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/crimson.chat.rs"));
+}
+
 /// The address the chat programs use unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:54321";
+
+/// Whether `--name` is on the command line (a flag without a value).
+pub fn flag(name: &str) -> bool {
+    let flag = format!("--{name}");
+    std::env::args().skip(1).any(|arg| arg == flag)
+}
 
 /// Reads `--name VALUE` (or `--name=VALUE`) from the command line, then the environment
 /// variable `env`, then `default`.

@@ -4,7 +4,8 @@
 //!
 //! `cargo run -p crimson-examples --bin chat-client [-- --url ws://HOST:PORT/chat --name NAME]`
 //! (or `CRIMSON_URL`, `CRIMSON_NAME`); it connects to `ws://127.0.0.1:54321/chat` by default,
-//! where `chat-server` listens.
+//! where `chat-server` listens. With `--proto` it speaks Protocol Buffers (the schema in
+//! `proto/chat.proto`) to `ws://127.0.0.1:54321/chat.proto` instead: the same chat room.
 //!
 //! stdout gets one line per event: `state: <state>` for each state change and
 //! `<sender>: <text>` for each message. Closes and errors go to stderr. At the end of stdin it
@@ -16,17 +17,57 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crimson_client::{
-    ClientEvent, CloseCode, ConnectionState, CrimsonClient, RetryPolicy, Subscription,
+    ClientEvent, CloseCode, ConnectionState, CrimsonClient, CrimsonMessage, RetryPolicy,
+    Subscription,
 };
-use crimson_examples::{arg, ChatMessage, ChatResponse, DEFAULT_ADDR};
+use crimson_examples::{arg, flag, proto, ChatMessage, ChatResponse, DEFAULT_ADDR};
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-type Client = CrimsonClient<ChatMessage, ChatResponse>;
+/// What the client sends, in either codec.
+trait Say: CrimsonMessage {
+    fn say(text: String) -> Self;
+}
 
-fn print_message(message: Result<ChatResponse, crimson_client::Lagged>) {
+/// What the client receives, in either codec.
+trait Heard: CrimsonMessage + Clone {
+    fn from(&self) -> &str;
+    fn text(&self) -> &str;
+}
+
+impl Say for ChatMessage {
+    fn say(text: String) -> Self {
+        ChatMessage { text }
+    }
+}
+
+impl Say for proto::ChatMessage {
+    fn say(text: String) -> Self {
+        proto::ChatMessage { text }
+    }
+}
+
+impl Heard for ChatResponse {
+    fn from(&self) -> &str {
+        &self.from
+    }
+    fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Heard for proto::ChatResponse {
+    fn from(&self) -> &str {
+        &self.from
+    }
+    fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+fn print_message<Down: Heard>(message: Result<Down, crimson_client::Lagged>) {
     match message {
-        Ok(message) => println!("{}: {}", message.from, message.text),
+        Ok(message) => println!("{}: {}", message.from(), message.text()),
         Err(lagged) => eprintln!("{lagged}"),
     }
 }
@@ -53,15 +94,19 @@ fn print_event(event: ClientEvent) {
 
 /// Sends `text`, remembering it until the server broadcasts it back; says so when it cannot
 /// be queued.
-fn send(client: &Client, pending: &mut VecDeque<String>, text: String) {
-    match client.send(ChatMessage { text: text.clone() }) {
+fn send<Up: Say, Down: Heard>(
+    client: &CrimsonClient<Up, Down>,
+    pending: &mut VecDeque<String>,
+    text: String,
+) {
+    match client.send(Up::say(text.clone())) {
         Ok(()) => pending.push_back(text),
         Err(err) => eprintln!("not sent: {err}"),
     }
 }
 
 /// Prints whatever is already waiting on both streams.
-fn drain(incoming: &mut Subscription<ChatResponse>, events: &mut Subscription<ClientEvent>) {
+fn drain<Down: Heard>(incoming: &mut Subscription<Down>, events: &mut Subscription<ClientEvent>) {
     use futures_util::FutureExt;
     while let Some(Some(message)) = incoming.next().now_or_never() {
         print_message(message);
@@ -88,10 +133,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    let url = arg("url", "CRIMSON_URL", &format!("ws://{DEFAULT_ADDR}/chat"));
     let name = arg("name", "CRIMSON_NAME", "chat-client");
+    if flag("proto") {
+        let url = arg(
+            "url",
+            "CRIMSON_URL",
+            &format!("ws://{DEFAULT_ADDR}/chat.proto"),
+        );
+        run::<proto::ChatMessage, proto::ChatResponse>(url, name).await
+    } else {
+        let url = arg("url", "CRIMSON_URL", &format!("ws://{DEFAULT_ADDR}/chat"));
+        run::<ChatMessage, ChatResponse>(url, name).await
+    }
+}
 
-    let client = Client::builder()
+async fn run<Up: Say, Down: Heard>(
+    url: String,
+    name: String,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let client = CrimsonClient::<Up, Down>::builder()
         .url(url)
         .retry(RetryPolicy::exponential(
             Duration::from_millis(500),
@@ -117,7 +177,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             Some(message) = incoming.next() => {
                 if let Ok(message) = &message {
-                    if pending.front() == Some(&message.text) {
+                    if pending.front().map(String::as_str) == Some(message.text()) {
                         pending.pop_front();
                     }
                 }

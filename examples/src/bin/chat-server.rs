@@ -1,34 +1,83 @@
-//! The chat server: every message any client sends is broadcast to every client.
+//! The chat server: every message any client sends is broadcast to every client, whatever
+//! its codec: JSON at `/chat` (Text frames), Protocol Buffers at `/chat.proto` (Binary frames,
+//! schema in `proto/chat.proto`), and a browser chat page at `/`.
 //!
 //! `cargo run -p crimson-examples --bin chat-server [-- --addr HOST:PORT] [--redis URL]`
-//! (or `CRIMSON_ADDR=HOST:PORT`, `CRIMSON_REDIS=URL`); it serves `ws://127.0.0.1:54321/chat`
-//! by default, with an in-memory cluster. With `--redis redis://HOST:PORT`, every chat server
+//! (or `CRIMSON_ADDR=HOST:PORT`, `CRIMSON_REDIS=URL`); it serves `http://127.0.0.1:54321/`
+//! by default, with in-memory clusters. With `--redis redis://HOST:PORT`, every chat server
 //! on that Redis is one chat room.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::extract::State;
+use axum::response::Html;
+use axum::routing::get;
 use axum::Router;
 use crimson_axum::cluster::redis::RedisCluster;
 use crimson_axum::cluster::Cluster;
 use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
-use crimson_examples::{arg, ChatMessage, ChatResponse, DEFAULT_ADDR};
+use crimson_examples::{arg, proto, ChatMessage, ChatResponse, DEFAULT_ADDR};
 
-async fn chat(mut session: CrimsonSession<ChatMessage, ChatResponse>) {
-    let from = session.id().to_string();
-    while let Some(message) = session.recv().await {
+/// The chat room: one cluster per codec; what is said reaches both.
+#[derive(Clone)]
+struct Chat {
+    json: Cluster<ChatResponse>,
+    proto: Cluster<proto::ChatResponse>,
+}
+
+impl Chat {
+    async fn say(&self, from: String, text: String) {
         let at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let response = ChatResponse {
-            text: message.text,
+        let json = ChatResponse {
+            text: text.clone(),
             from: from.clone(),
             at,
         };
-        match session.cluster().broadcast(&response).await {
-            Ok(delivery) => tracing::debug!(?delivery, "broadcast"),
-            Err(err) => tracing::error!(error = %err, "broadcast failed"),
+        match self.json.broadcast(&json).await {
+            Ok(delivery) => tracing::debug!(?delivery, "broadcast (JSON)"),
+            Err(err) => tracing::error!(error = %err, "broadcast (JSON) failed"),
+        }
+        let proto = proto::ChatResponse { text, from, at };
+        match self.proto.broadcast(&proto).await {
+            Ok(delivery) => tracing::debug!(?delivery, "broadcast (Protobuf)"),
+            Err(err) => tracing::error!(error = %err, "broadcast (Protobuf) failed"),
         }
     }
+}
+
+async fn chat_json(
+    State(chat): State<Chat>,
+    mut session: CrimsonSession<ChatMessage, ChatResponse>,
+) {
+    let from = session.id().to_string();
+    while let Some(message) = session.recv().await {
+        chat.say(from.clone(), message.text).await;
+    }
+}
+
+async fn chat_proto(
+    State(chat): State<Chat>,
+    mut session: CrimsonSession<proto::ChatMessage, proto::ChatResponse>,
+) {
+    let from = session.id().to_string();
+    while let Some(message) = session.recv().await {
+        chat.say(from.clone(), message.text).await;
+    }
+}
+
+/// A cluster of its own for each route; on Redis, one prefix per codec.
+async fn cluster<Down>(redis: &str, prefix: &str) -> std::io::Result<Cluster<Down>> {
+    if redis.is_empty() {
+        return Ok(Cluster::local());
+    }
+    let backend = RedisCluster::builder(redis)
+        .prefix(prefix)
+        .build()
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok(Cluster::new(backend))
 }
 
 #[tokio::main]
@@ -42,35 +91,45 @@ async fn main() -> std::io::Result<()> {
 
     let addr = arg("addr", "CRIMSON_ADDR", DEFAULT_ADDR);
     let redis = arg("redis", "CRIMSON_REDIS", "");
-    let cluster = if redis.is_empty() {
-        Cluster::local()
-    } else {
-        let backend = RedisCluster::builder(&redis)
-            .prefix("crimson-chat")
-            .build()
-            .await
-            .map_err(std::io::Error::other)?;
-        tracing::info!(%redis, "sharing the chat through Redis");
-        Cluster::new(backend)
+    let chat = Chat {
+        json: cluster(&redis, "crimson-chat").await?,
+        proto: cluster(&redis, "crimson-chat-proto").await?,
     };
-    let config = CrimsonConfig::<ChatMessage, ChatResponse>::new()
-        .cluster(cluster)
-        .on_connect(
-            |session| tracing::info!(id = %session.id, addr = ?session.remote_addr, "joined"),
-        )
-        .on_close(|session, code, reason| tracing::info!(id = %session.id, %code, reason, "left"));
-    let crimson = CrimsonLayer::new().config("chat", config);
+    if !redis.is_empty() {
+        tracing::info!(%redis, "sharing the chat through Redis");
+    }
+    let json = CrimsonConfig::<ChatMessage, ChatResponse>::new()
+        .cluster(chat.json.clone())
+        .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined (JSON)"))
+        .on_close(|s, code, reason| tracing::info!(id = %s.id, %code, reason, "left"));
+    let protobuf = CrimsonConfig::<proto::ChatMessage, proto::ChatResponse>::new()
+        .cluster(chat.proto.clone())
+        .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined (Protobuf)"))
+        .on_close(|s, code, reason| tracing::info!(id = %s.id, %code, reason, "left"));
+    let crimson = CrimsonLayer::new()
+        .config("chat", json)
+        .config("chat-proto", protobuf);
     let shutdown = crimson.shutdown_handle();
     let app = Router::new()
-        .crimson::<ChatMessage, ChatResponse, _, _>("/chat", "chat", chat)
-        .layer(crimson);
+        .route(
+            "/",
+            get(|| async { Html(include_str!("../../static/chat.html")) }),
+        )
+        .crimson::<ChatMessage, ChatResponse, _, _>("/chat", "chat", chat_json)
+        .crimson::<proto::ChatMessage, proto::ChatResponse, _, _>(
+            "/chat.proto",
+            "chat-proto",
+            chat_proto,
+        )
+        .layer(crimson)
+        .with_state(chat);
 
     let listener = crimson_axum::bind(&addr).await.map_err(|err| {
         std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
     })?;
     let local = axum::serve::Listener::local_addr(&listener)?;
     println!("chat server on ws://{local}/chat");
-    tracing::info!("serving ws://{local}/chat (Ctrl-C stops)");
+    tracing::info!("serving ws://{local}/chat (JSON), ws://{local}/chat.proto (Protobuf), http://{local}/ (browser page); Ctrl-C stops");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
