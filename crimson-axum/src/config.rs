@@ -44,6 +44,7 @@ type ErrorHook = Arc<dyn Fn(&SessionInfo, &SessionError) + Send + Sync>;
 /// | [`allowed_origins`](Self::allowed_origins) | any |
 /// | [`cluster`](Self::cluster) | a fresh local cluster: no connection limit, no lifetime |
 /// | [`close_timeout`](Self::close_timeout) | 5 s |
+/// | [`write_timeout`](Self::write_timeout) | 30 s (the connection is dropped past it) |
 ///
 /// ```
 /// use std::time::Duration;
@@ -69,6 +70,7 @@ pub struct CrimsonConfig<Up, Down> {
     pub(crate) decode_errors: DecodeErrorPolicy,
     pub(crate) allowed_origins: Option<Arc<[String]>>,
     pub(crate) close_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     pub(crate) cluster: Cluster<Down>,
     pub(crate) on_connect: Option<ConnectHook>,
     pub(crate) on_close: Option<CloseHook>,
@@ -91,6 +93,7 @@ impl<Up, Down> Clone for CrimsonConfig<Up, Down> {
             decode_errors: self.decode_errors,
             allowed_origins: self.allowed_origins.clone(),
             close_timeout: self.close_timeout,
+            write_timeout: self.write_timeout,
             cluster: self.cluster.clone(),
             on_connect: self.on_connect.clone(),
             on_close: self.on_close.clone(),
@@ -117,6 +120,7 @@ impl<Up, Down> fmt::Debug for CrimsonConfig<Up, Down> {
             .field("decode_errors", &self.decode_errors)
             .field("allowed_origins", &self.allowed_origins)
             .field("close_timeout", &self.close_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
@@ -145,6 +149,7 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonConfig<Up, Down> {
             decode_errors: DecodeErrorPolicy::Close,
             allowed_origins: None,
             close_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(30),
             cluster: Cluster::local(),
             on_connect: None,
             on_close: None,
@@ -236,6 +241,15 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonConfig<Up, Down> {
     #[must_use]
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
+        self
+    }
+
+    /// How long one write (a batch of messages, or a ping) may wait on a client that has
+    /// stopped reading before the connection is dropped (reported as 1006 and
+    /// [`SessionError::WriteStalled`]). Bounds how long a stalled session can hold its place.
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
         self
     }
 

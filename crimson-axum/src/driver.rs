@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crimson_core::__ws::{as_payload, into_message};
 use crimson_core::session::Ending;
-use crimson_core::{CloseCode, CrimsonMessage, Payload};
+use crimson_core::{close, CloseCode, CrimsonMessage, Payload};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
@@ -25,13 +25,20 @@ use crate::session::{CrimsonSession, Shared};
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
-/// Milliseconds since the session started at which a frame last arrived.
+/// Milliseconds since the session started at which a frame last arrived, and whether the
+/// reader is waiting for the handler (then it reads nothing, pongs included, and the peer's
+/// silence says nothing about the peer).
 struct Liveness {
     start: Instant,
     last_seen_ms: AtomicU64,
+    held: std::sync::atomic::AtomicBool,
 }
 
 impl Liveness {
+    fn held_by_handler(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
+    }
+
     fn touch(&self) {
         let ms = self.start.elapsed().as_millis() as u64;
         self.last_seen_ms.store(ms, Ordering::Relaxed);
@@ -64,8 +71,11 @@ pub(crate) async fn run<Up, Down>(
     let liveness = Arc::new(Liveness {
         start: Instant::now(),
         last_seen_ms: AtomicU64::new(0),
+        held: Default::default(),
     });
     let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_queue);
+    // Without a handler (a refused session) nothing reads: let the reader discard at once.
+    let incoming_rx = handler.is_some().then_some(incoming_rx);
 
     let span = tracing::Span::current();
     let mut writer = tokio::spawn(
@@ -82,7 +92,7 @@ pub(crate) async fn run<Up, Down>(
         .instrument(span.clone()),
     );
 
-    let mut handler_task = handler.map(|handler| {
+    let mut handler_task = handler.zip(incoming_rx).map(|(handler, incoming_rx)| {
         let session = CrimsonSession::new(shared.clone(), incoming_rx, config.cluster.clone());
         tokio::spawn(handler(session).instrument(span.clone()))
     });
@@ -93,10 +103,13 @@ pub(crate) async fn run<Up, Down>(
     let mut shutting_down = false;
     loop {
         tokio::select! {
-            _ = &mut reader, if !reader_done => {
+            read = &mut reader, if !reader_done => {
                 reader_done = true;
-                // The connection is over: nothing more can be written.
-                shared.outbox.end(Ending::Terminate);
+                // After EOF or a failure nothing more can be written; after a bad message the
+                // reader has asked for a close frame (1007, 1009, 1002) and the writer sends it.
+                if !matches!(read, Ok(ReaderEnd::Writable)) {
+                    shared.outbox.end(Ending::Terminate);
+                }
                 if writer_done {
                     break;
                 }
@@ -119,7 +132,7 @@ pub(crate) async fn run<Up, Down>(
             joined = async { handler_task.as_mut().expect("guarded").await }, if handler_task.is_some() => {
                 handler_task = None;
                 match joined {
-                    Ok(()) => shared.close(CloseCode::NORMAL, ""),
+                    Ok(()) => shared.close(CloseCode::NORMAL, "session ended"),
                     Err(err) if err.is_panic() => {
                         let message = panic_message(err.into_panic());
                         tracing::error!(panic = %message, "session handler panicked");
@@ -190,21 +203,32 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// How the reader finished.
+enum ReaderEnd {
+    /// The connection is over (EOF, a failure, the peer's close).
+    Gone,
+    /// A bad message: the reader asked for a close frame, which can still be written.
+    Writable,
+}
+
 async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
     mut stream: SplitStream<Ws>,
     config: CrimsonConfig<Up, Down>,
     shared: Arc<Shared>,
     incoming: mpsc::Sender<Up>,
     liveness: Arc<Liveness>,
-) {
+) -> ReaderEnd {
     let mut deliver = Some(incoming);
     let mut unread = 0u64;
     while let Some(next) = stream.next().await {
         let message = match next {
             Ok(message) => message,
             Err(err) => {
-                read_failed(&config, &shared, err);
-                break;
+                return if read_failed(&config, &shared, err) {
+                    ReaderEnd::Writable
+                } else {
+                    ReaderEnd::Gone
+                };
             }
         };
         liveness.touch();
@@ -216,7 +240,20 @@ async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
             };
             match Up::decode(payload) {
                 Ok(up) => {
-                    if tx.send(up).await.is_err() {
+                    let sent = match tx.try_send(up) {
+                        Ok(()) => Ok(()),
+                        Err(mpsc::error::TrySendError::Full(up)) => {
+                            // The handler is behind: stop reading (TCP slows the client down)
+                            // and do not mistake the unread pongs for a dead peer.
+                            liveness.held.store(true, Ordering::Relaxed);
+                            let sent = tx.send(up).await.map_err(|_| ());
+                            liveness.held.store(false, Ordering::Relaxed);
+                            liveness.touch();
+                            sent
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+                    };
+                    if sent.is_err() {
                         unread += 1;
                         if unread == 1 {
                             tracing::debug!("the handler dropped its receiver: incoming messages are discarded (counted)");
@@ -268,9 +305,12 @@ async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
             "messages arrived after the handler stopped receiving"
         );
     }
+    ReaderEnd::Gone
 }
 
-fn read_failed<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err: WsError) {
+/// Reports a read error; returns whether a close frame was asked for (the socket can still
+/// be written to).
+fn read_failed<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err: WsError) -> bool {
     match err {
         WsError::Capacity(err) => {
             let error = SessionError::TooBig(err.to_string());
@@ -283,6 +323,7 @@ fn read_failed<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err:
                     config.max_message_size
                 ),
             );
+            true
         }
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
             tracing::debug!("the client dropped the connection without a close frame");
@@ -291,28 +332,33 @@ fn read_failed<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err:
                 "connection dropped without a close frame",
                 true,
             );
+            false
         }
         WsError::Protocol(err) => {
             let error = SessionError::Protocol(err.to_string());
             tracing::debug!(error = %error, "protocol error");
             report(config, shared, &error);
             shared.close(CloseCode::PROTOCOL_ERROR, &err.to_string());
+            true
         }
         WsError::Utf8(err) => {
             let error = SessionError::Protocol(format!("invalid UTF-8 in a text frame: {err}"));
             report(config, shared, &error);
             shared.close(CloseCode::INVALID_PAYLOAD, "invalid UTF-8 in a text frame");
+            true
         }
-        WsError::ConnectionClosed | WsError::AlreadyClosed => {}
+        WsError::ConnectionClosed | WsError::AlreadyClosed => false,
         WsError::Io(err) => {
             tracing::debug!(error = %err, "connection failed");
             report(config, shared, &SessionError::Io(err));
             shared.record_close(CloseCode::ABNORMAL, "connection failed", true);
+            false
         }
         other => {
             let error = SessionError::Protocol(other.to_string());
             report(config, shared, &error);
             shared.record_close(CloseCode::ABNORMAL, "connection failed", true);
+            false
         }
     }
 }
@@ -346,13 +392,31 @@ async fn write_loop<Up, Down>(
             ending = outbox.next_batch(&mut batch) => {
                 if !batch.is_empty() {
                     let count = batch.len();
-                    let wrote = tokio::select! {
-                        wrote = write_batch(&mut sink, &mut batch) => wrote,
-                        () = outbox.urgent() => Ok(false),
-                        () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
-                            return ping_timeout(&config, &shared);
+                    let stalled_at = Instant::now() + config.write_timeout;
+                    let mut pong_deadline = pong_deadline;
+                    let wrote = {
+                        let write = write_batch(&mut sink, &batch);
+                        tokio::pin!(write);
+                        // The write may wait on a slow reader; an urgent ending, the pong deadline
+                        // and the stall limit all stay armed meanwhile.
+                        loop {
+                            tokio::select! {
+                                wrote = &mut write => break wrote,
+                                () = outbox.urgent() => break Ok(false),
+                                () = tokio::time::sleep_until(stalled_at) => {
+                                    return write_stalled(&config, &shared);
+                                }
+                                () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
+                                    let sent = ping_sent.take().expect("guarded");
+                                    pong_deadline = None;
+                                    if !liveness.seen_since(sent) && !liveness.held_by_handler() {
+                                        return ping_timeout(&config, &shared);
+                                    }
+                                }
+                            }
                         }
                     };
+                    batch.clear();
                     match wrote {
                         Ok(true) => outbox.record_sent(count),
                         Ok(false) => {}
@@ -362,6 +426,7 @@ async fn write_loop<Up, Down>(
                 match ending {
                     None => {}
                     Some(Ending::Close(code, reason) | Ending::CloseNow(code, reason)) => {
+                        let (code, reason) = sendable(code, &reason);
                         // An overflow asks for its close inside the queue: record it here.
                         shared.record_close(code, reason.clone(), false);
                         let frame = CloseFrame { code: code.as_u16().into(), reason: reason.into() };
@@ -373,13 +438,15 @@ async fn write_loop<Up, Down>(
             }
             _ = async { pings.as_mut().expect("guarded").tick().await }, if pings.is_some() && ping_sent.is_none() => {
                 ping_sent = Some(Instant::now());
-                if let Err(err) = sink.send(Message::Ping(Default::default())).await {
-                    return write_failed(&config, &shared, err);
+                match tokio::time::timeout(config.write_timeout, sink.send(Message::Ping(Default::default()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => return write_failed(&config, &shared, err),
+                    Err(_) => return write_stalled(&config, &shared),
                 }
             }
             () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
                 let sent = ping_sent.take().expect("guarded");
-                if !liveness.seen_since(sent) {
+                if !liveness.seen_since(sent) && !liveness.held_by_handler() {
                     return ping_timeout(&config, &shared);
                 }
             }
@@ -387,16 +454,45 @@ async fn write_loop<Up, Down>(
     }
 }
 
-/// Feeds every payload, then flushes once. `Ok(true)` when all were written.
+/// A close code and reason fit to send: a code an endpoint may send (else 1011, saying so)
+/// and a reason of at most 123 bytes.
+fn sendable(code: CloseCode, reason: &str) -> (CloseCode, String) {
+    if code.is_sendable() {
+        (code, close::truncate_reason(reason).into_owned())
+    } else {
+        tracing::error!(
+            code = code.as_u16(),
+            "a close with a code that may not be sent was asked for: sending 1011"
+        );
+        let reason = format!("invalid close code {code} requested");
+        (CloseCode::INTERNAL_ERROR, reason)
+    }
+}
+
+/// Feeds every payload (cloning a payload copies no bytes), then flushes once. `Ok(true)`
+/// when all were written. Cancel-safe in the sense that matters here: the batch is left whole.
 async fn write_batch(
     sink: &mut SplitSink<Ws, Message>,
-    batch: &mut Vec<Payload>,
+    batch: &[Payload],
 ) -> Result<bool, WsError> {
-    for payload in batch.drain(..) {
-        sink.feed(into_message(payload)).await?;
+    for payload in batch.iter() {
+        sink.feed(into_message(payload.clone())).await?;
     }
     sink.flush().await?;
     Ok(true)
+}
+
+fn write_stalled<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared) -> WriterEnd {
+    tracing::debug!(timeout = ?config.write_timeout, "a write stalled: dropping the connection");
+    let error = SessionError::WriteStalled(config.write_timeout);
+    report(config, shared, &error);
+    shared.record_close(
+        CloseCode::ABNORMAL,
+        format!("no write progress within {:?}", config.write_timeout),
+        false,
+    );
+    shared.outbox.end(Ending::Terminate);
+    WriterEnd::Terminated
 }
 
 fn ping_timeout<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared) -> WriterEnd {

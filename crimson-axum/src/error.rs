@@ -19,6 +19,8 @@ pub enum SessionError {
     Io(std::io::Error),
     /// No answer to a ping within the pong timeout.
     PingTimeout,
+    /// A write made no progress within the write timeout (the client stopped reading).
+    WriteStalled(std::time::Duration),
     /// The handler panicked; the text is the panic message.
     HandlerPanic(String),
 }
@@ -31,6 +33,12 @@ impl fmt::Display for SessionError {
             Self::Protocol(msg) => write!(f, "WebSocket protocol error: {msg}"),
             Self::Io(err) => write!(f, "connection failed: {err}"),
             Self::PingTimeout => f.write_str("no answer to a ping within the pong timeout"),
+            Self::WriteStalled(timeout) => {
+                write!(
+                    f,
+                    "a write made no progress within {timeout:?}: the client stopped reading"
+                )
+            }
             Self::HandlerPanic(msg) => write!(f, "the session handler panicked: {msg}"),
         }
     }

@@ -156,6 +156,11 @@ where
                 driver::run(ws, config, shared, None, registry.shutdown.subscribe()).await;
                 return;
             }
+            // Leaves the cluster however the task ends, a panicking hook included.
+            let _member = Membership {
+                cluster: cluster.clone(),
+                id: info.id,
+            };
             tracing::debug!("session connected");
             if let Some(hook) = &config.on_connect {
                 hook(&info);
@@ -168,9 +173,20 @@ where
                 registry.shutdown.subscribe(),
             )
             .await;
-            cluster.backend().remove(info.id);
         }
         .instrument(span),
     );
     response
+}
+
+/// A session's place in its cluster, given up on drop.
+struct Membership<Down> {
+    cluster: crimson_core::cluster::Cluster<Down>,
+    id: SessionId,
+}
+
+impl<Down> Drop for Membership<Down> {
+    fn drop(&mut self) {
+        self.cluster.backend().remove(self.id);
+    }
 }

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | 1000 | [`CloseCode::NORMAL`] | the conversation is over |
 //! | 1001 | [`CloseCode::GOING_AWAY`] | the server is shutting down, or the peer is leaving |
+//! | 1002 | [`CloseCode::PROTOCOL_ERROR`] | the peer broke the WebSocket protocol |
 //! | 1007 | [`CloseCode::INVALID_PAYLOAD`] | a message did not decode |
 //! | 1008 | [`CloseCode::POLICY`] | policy: slow consumer, session lifetime over, origin |
 //! | 1009 | [`CloseCode::TOO_BIG`] | a message over the configured maximum |

@@ -130,7 +130,8 @@ async fn plain_http_gets_an_error_that_says_websocket() {
     );
 }
 
-#[tokio::test]
+// The multi-thread runtime: the close frame must go out whichever task runs first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_message_closes_1007_and_reports() {
     let errors = Arc::new(Mutex::new(Vec::new()));
     let seen = errors.clone();
@@ -171,7 +172,8 @@ async fn skip_policy_skips_and_goes_on() {
     assert_eq!(*errors.lock().unwrap(), 1);
 }
 
-#[tokio::test]
+// The multi-thread runtime: the close frame must go out whichever task runs first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_message_closes_1009() {
     let (app, _) = chat_app(
         CrimsonConfig::new()

@@ -335,3 +335,103 @@ async fn max_lifetime_closes_1008() {
         (CloseCode::POLICY, "session lifetime over")
     );
 }
+
+/// A handler that sends with `send().await` to a client that stopped reading: no overflow
+/// (the handler waits for room), so the write timeout ends the session.
+#[tokio::test]
+async fn a_stalled_write_is_cut_off_by_the_write_timeout() {
+    let ended = Arc::new(Mutex::new(None));
+    let handler = {
+        let ended = ended.clone();
+        move |session: CrimsonSession<String, String>| async move {
+            let chunk = "y".repeat(64 * 1024);
+            let mut sent = 0u64;
+            while session.send(chunk.clone()).await.is_ok() {
+                sent += 1;
+            }
+            *ended.lock().unwrap() = Some(sent);
+        }
+    };
+    let (closes, on_close) = recording();
+    let cluster = Cluster::<String>::local();
+    let config = CrimsonConfig::<String, String>::new()
+        .cluster(cluster.clone())
+        .max_message_size(128 * 1024)
+        .write_timeout(Duration::from_millis(300))
+        .close_timeout(Duration::from_millis(300))
+        .on_close(on_close);
+    let app = Router::new()
+        .crimson::<String, String, _, _>("/s", "s", handler)
+        .layer(CrimsonLayer::new().config("s", config));
+    let server = TestServer::new(app).await;
+    let (_stalled, _) = tokio_tungstenite::connect_async(server.url("/s"))
+        .await
+        .unwrap();
+    wait_for(|| !closes.lock().unwrap().is_empty()).await;
+    let (code, reason) = closes.lock().unwrap()[0].clone();
+    assert_eq!(code, CloseCode::ABNORMAL);
+    assert!(reason.starts_with("no write progress within"), "{reason}");
+    wait_for(|| ended.lock().unwrap().is_some()).await;
+    wait_for(|| cluster.local_len() == 0).await;
+}
+
+/// A handler that does not read holds the reader back (TCP slows the client down) but is
+/// not mistaken for a dead peer: pongs go unread, yet the session lives on.
+#[tokio::test]
+async fn a_handler_that_does_not_read_is_not_a_dead_peer() {
+    async fn busy(session: CrimsonSession<String, String>) {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let _ = session.send("still here".into()).await;
+        session.flush().await;
+    }
+    let (closes, on_close) = recording();
+    let config = CrimsonConfig::<String, String>::new()
+        .ping_period(Some(Duration::from_millis(100)))
+        .pong_timeout(Duration::from_millis(200))
+        .incoming_queue(4)
+        .on_close(on_close);
+    let app = Router::new()
+        .crimson::<String, String, _, _>("/b", "b", busy)
+        .layer(CrimsonLayer::new().config("b", config));
+    let server = TestServer::new(app).await;
+    let mut conn = server.connect::<String, String>("/b").await.unwrap();
+    for n in 0..50 {
+        conn.send(&n.to_string()).await.unwrap();
+    }
+    assert_eq!(conn.recv().await.unwrap(), "still here");
+    assert_eq!(conn.recv_close().await.unwrap().0, CloseCode::NORMAL);
+    wait_for(|| !closes.lock().unwrap().is_empty()).await;
+    assert_eq!(
+        closes.lock().unwrap()[0],
+        (CloseCode::NORMAL, "session ended".to_owned())
+    );
+}
+
+/// A hook that panics takes its session down, not the server, and the session leaves its
+/// cluster all the same.
+#[tokio::test]
+async fn a_panicking_hook_does_not_leak_its_session() {
+    async fn idle(mut session: CrimsonSession<String, String>) {
+        while session.recv().await.is_some() {}
+    }
+    let cluster = Cluster::<String>::local();
+    let config = CrimsonConfig::<String, String>::new()
+        .cluster(cluster.clone())
+        .on_connect(|info| {
+            if info.path == "/h" {
+                panic!("hook failed");
+            }
+        });
+    let app = Router::new()
+        .crimson::<String, String, _, _>("/h", "h", idle)
+        .crimson::<String, String, _, _>("/ok", "h", idle)
+        .layer(CrimsonLayer::new().config("h", config));
+    let server = TestServer::new(app).await;
+    let (_doomed, _) = tokio_tungstenite::connect_async(server.url("/h"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(cluster.local_len(), 0, "the session left its cluster");
+    let _fine = server.connect::<String, String>("/ok").await.unwrap();
+    wait_for(|| cluster.local_len() == 1).await;
+}

@@ -90,6 +90,8 @@ struct Inner {
     policy: OverflowPolicy,
     dropped: AtomicU64,
     sent: AtomicU64,
+    /// Payloads accepted so far: each ends up sent or dropped.
+    pushed: AtomicU64,
 }
 
 struct State {
@@ -133,6 +135,7 @@ impl Outbox {
                 policy,
                 dropped: AtomicU64::new(0),
                 sent: AtomicU64::new(0),
+                pushed: AtomicU64::new(0),
             }),
         }
     }
@@ -155,6 +158,7 @@ impl Outbox {
                 OverflowPolicy::DropOldest => {
                     state.queue.pop_front();
                     self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.inner.flushed.notify_waiters();
                     Queued::DroppedOldest
                 }
                 OverflowPolicy::Disconnect => {
@@ -168,6 +172,7 @@ impl Outbox {
             }
         };
         state.queue.push_back(payload);
+        self.inner.pushed.fetch_add(1, Ordering::Relaxed);
         drop(state);
         self.inner.writer.notify_one();
         Ok(queued)
@@ -186,6 +191,7 @@ impl Outbox {
                 }
                 if state.queue.len() < self.inner.capacity {
                     state.queue.push_back(payload);
+                    self.inner.pushed.fetch_add(1, Ordering::Relaxed);
                     drop(state);
                     self.inner.writer.notify_one();
                     return Ok(());
@@ -243,6 +249,7 @@ impl Outbox {
                     }
                     drop(state);
                     self.inner.room.notify_waiters();
+                    self.inner.flushed.notify_waiters();
                     return Some(ending);
                 }
                 if state.closed {
@@ -303,15 +310,19 @@ impl Outbox {
     }
 
     /// Waits until everything queued before the call has been written and flushed to the
-    /// socket, or the queue has closed.
+    /// socket (or dropped, and counted so), or the queue has closed. Later pushes do not
+    /// delay it.
     pub async fn flushed(&self) {
+        let target = self.inner.pushed.load(Ordering::Relaxed);
         loop {
             let flushed = self.inner.flushed.notified();
             tokio::pin!(flushed);
             flushed.as_mut().enable();
             {
                 let state = self.state();
-                if state.closed || (state.queue.is_empty() && state.in_flight == 0) {
+                let settled = self.inner.sent.load(Ordering::Relaxed)
+                    + self.inner.dropped.load(Ordering::Relaxed);
+                if state.closed || settled >= target {
                     return;
                 }
             }
@@ -381,6 +392,28 @@ mod tests {
         outbox.record_sent(3);
         waiter.await.unwrap();
         assert_eq!(outbox.sent(), 3);
+    }
+
+    #[tokio::test]
+    async fn flushed_waits_for_its_own_messages_only() {
+        let outbox = Outbox::new(64, OverflowPolicy::Disconnect);
+        outbox.try_push(text(0)).unwrap();
+        let waiter = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.flushed().await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // A busy writer: every batch written, and more keeps arriving, so the queue is never
+        // empty when waiters wake.
+        let mut batch = Vec::new();
+        outbox.next_batch(&mut batch).await;
+        outbox.try_push(text(1)).unwrap();
+        outbox.record_sent(batch.len());
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("flushed returns once its own message is written")
+            .unwrap();
+        assert_eq!(outbox.len(), 1);
     }
 
     #[tokio::test]
