@@ -86,7 +86,7 @@ async fn eventually(what: &str, bound: Duration, mut check: impl AsyncFnMut() ->
 async fn broadcasts_rooms_and_targeted_sends_cross_nodes() {
     let redis = RedisServer::start();
     let (a, cluster_a, _) = node(&redis, "app").await;
-    let (b, cluster_b, _) = node(&redis, "app").await;
+    let (b, cluster_b, backend_b) = node(&redis, "app").await;
     let mut a1 = client(&a, &cluster_a, 1).await;
     let mut b1 = client(&b, &cluster_b, 1).await;
     let mut b2 = client(&b, &cluster_b, 2).await;
@@ -115,10 +115,19 @@ async fn broadcasts_rooms_and_targeted_sends_cross_nodes() {
         "b2 got neither the room message nor anything else first"
     );
 
-    // A session that does not exist, on a node that does: an error, not silence.
+    // A session on a node that is gone: an error, not silence.
+    let nowhere = SessionId::from_parts(0x0123_4567_89ab_cdef, 1);
+    let err = cluster_a.send_to(nowhere, &"boo".into()).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("no live session has id {nowhere}"));
+    // A session that has left a live node: that node counts the miss, and says so.
     let ghost = SessionId::from_parts(b2_id.parse::<SessionId>().unwrap().node(), 999_999);
-    let err = cluster_a.send_to(ghost, &"boo".into()).await.unwrap_err();
-    assert_eq!(err.to_string(), format!("no live session has id {ghost}"));
+    cluster_a.send_to(ghost, &"boo".into()).await.unwrap();
+    eventually(
+        "node B counts the undeliverable relay",
+        Duration::from_secs(5),
+        async || backend_b.relay_failures() == 1,
+    )
+    .await;
 
     // Binary payloads cross as bytes.
     let bytes_cluster: Cluster<crimson_axum::Bytes> =

@@ -106,7 +106,7 @@ impl<Down> Cluster<Down> {
         self.backend.count().await
     }
 
-    /// Puts a session of this node in a room.
+    /// Puts a session of this node in a room (1 to 1024 bytes of name).
     pub fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError> {
         self.backend.join(id, room)
     }
@@ -170,15 +170,7 @@ impl<Down: CrimsonMessage> Cluster<Down> {
         filter: impl Fn(&SessionInfo) -> bool,
     ) -> Result<Delivery, ClusterError> {
         let payload = message.encode().map_err(ClusterError::Encode)?;
-        let mut delivery = Delivery::default();
-        for info in self.backend.local_sessions() {
-            if filter(&info) {
-                if let Some(handle) = self.backend.get(info.id) {
-                    delivery.count(handle.outbox().try_push(payload.clone()));
-                }
-            }
-        }
-        Ok(delivery)
+        Ok(self.backend.deliver_local_filtered(&payload, &filter))
     }
 
     /// Sends `message` to the session with this id, wherever it lives.

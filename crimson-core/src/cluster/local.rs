@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::broadcast;
 
@@ -38,7 +38,7 @@ struct Inner {
     max_connections: Option<usize>,
     max_lifetime: Option<Duration>,
     watchdog_interval: Duration,
-    watchdog_started: std::sync::Once,
+    watchdog_started: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<Membership>,
 }
 
@@ -133,7 +133,7 @@ impl LocalClusterBuilder {
                 max_connections: self.max_connections,
                 max_lifetime: self.max_lifetime,
                 watchdog_interval: self.watchdog_interval,
-                watchdog_started: std::sync::Once::new(),
+                watchdog_started: std::sync::atomic::AtomicBool::new(false),
                 events: broadcast::channel(MEMBERSHIP_BOUND).0,
             }),
         }
@@ -216,14 +216,23 @@ impl LocalCluster {
             .map_err(|err| SendToError::Send(id, err))
     }
 
+    /// Starts the lifetime watchdog once, from inside a tokio runtime (tried again on every
+    /// `add` until it starts).
     fn start_watchdog(&self) {
+        use std::sync::atomic::Ordering;
         let Some(lifetime) = self.inner.max_lifetime else {
             return;
         };
+        if self.inner.watchdog_started.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!("LocalCluster's lifetime watchdog needs a tokio runtime: sessions will not be aged out");
+            tracing::error!("LocalCluster's lifetime watchdog needs a tokio runtime: sessions are not aged out yet");
             return;
         };
+        if self.inner.watchdog_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let interval = self.inner.watchdog_interval;
         runtime.spawn(async move {
@@ -239,15 +248,11 @@ impl LocalCluster {
     /// Closes every session older than `lifetime` with 1008 [`LIFETIME_OVER`]; returns how
     /// many. The watchdog calls this; so may you.
     pub fn enforce_lifetime(&self, lifetime: Duration) -> usize {
-        let now = SystemTime::now();
         let expired: Vec<SessionHandle> = self
             .read()
             .sessions
             .values()
-            .filter(|m| {
-                now.duration_since(m.handle.info().connected_at)
-                    .is_ok_and(|age| age >= lifetime)
-            })
+            .filter(|m| m.handle.age() >= lifetime)
             .map(|m| m.handle.clone())
             .collect();
         for handle in &expired {
@@ -284,11 +289,7 @@ impl SessionCluster for LocalCluster {
             // No subscriber is not an error: nobody is listening.
             let _ = self.inner.events.send(Membership::Joined(info));
         }
-        if self.inner.max_lifetime.is_some() {
-            self.inner
-                .watchdog_started
-                .call_once(|| self.start_watchdog());
-        }
+        self.start_watchdog();
         Ok(())
     }
 
@@ -344,6 +345,7 @@ impl SessionCluster for LocalCluster {
     }
 
     fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError> {
+        super::check_room(room)?;
         let mut state = self.write();
         let member = state
             .sessions
@@ -392,6 +394,14 @@ impl SessionCluster for LocalCluster {
     fn membership(&self) -> broadcast::Receiver<Membership> {
         self.inner.events.subscribe()
     }
+
+    fn deliver_local_filtered(
+        &self,
+        payload: &Payload,
+        filter: &dyn Fn(&SessionInfo) -> bool,
+    ) -> Delivery {
+        self.deliver_filtered(payload, filter)
+    }
 }
 
 #[cfg(test)]
@@ -403,7 +413,7 @@ mod tests {
         let outbox = Outbox::new(capacity, OverflowPolicy::Disconnect);
         let info = SessionInfo {
             id: SessionId::on_node(cluster.node_id()),
-            connected_at: SystemTime::now(),
+            connected_at: std::time::SystemTime::now(),
             remote_addr: None,
             path: path.into(),
             config: "test".into(),

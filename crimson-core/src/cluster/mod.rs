@@ -137,6 +137,20 @@ pub enum SendToError {
     Send(SessionId, SendError),
     /// The session is on another node and the backend could not reach it.
     Backend(ClusterError),
+    /// A room name that is empty or longer than [`MAX_ROOM_LEN`] bytes.
+    RoomName(String),
+}
+
+/// The longest room name, in bytes.
+pub const MAX_ROOM_LEN: usize = 1024;
+
+/// Checks a room name: 1 to [`MAX_ROOM_LEN`] bytes.
+pub(crate) fn check_room(room: &str) -> Result<(), SendToError> {
+    if room.is_empty() || room.len() > MAX_ROOM_LEN {
+        let shown: String = room.chars().take(32).collect();
+        return Err(SendToError::RoomName(shown));
+    }
+    Ok(())
 }
 
 impl fmt::Display for SendToError {
@@ -146,6 +160,10 @@ impl fmt::Display for SendToError {
             Self::Encode(err) => err.fmt(f),
             Self::Send(id, err) => write!(f, "session {id}: {err}"),
             Self::Backend(err) => err.fmt(f),
+            Self::RoomName(room) => write!(
+                f,
+                "room name `{room}` is empty or longer than {MAX_ROOM_LEN} bytes"
+            ),
         }
     }
 }
@@ -156,7 +174,7 @@ impl std::error::Error for SendToError {
             Self::Encode(err) => Some(err),
             Self::Send(_, err) => Some(err),
             Self::Backend(err) => Some(err),
-            Self::NotFound(_) => None,
+            Self::NotFound(_) | Self::RoomName(_) => None,
         }
     }
 }
@@ -249,4 +267,11 @@ pub trait SessionCluster: Send + Sync + fmt::Debug + 'static {
     /// Changes in this node's membership, as they happen. A receiver that falls behind by
     /// more than the channel's bound gets `Lagged(n)` with the number it missed.
     fn membership(&self) -> tokio::sync::broadcast::Receiver<Membership>;
+
+    /// Queues `payload` for this node's sessions for which `filter` returns true, in one pass.
+    fn deliver_local_filtered(
+        &self,
+        payload: &Payload,
+        filter: &dyn Fn(&SessionInfo) -> bool,
+    ) -> Delivery;
 }

@@ -91,8 +91,10 @@ struct Stack {
 enum Open {
     /// A definite container with this many items left.
     Items(u64),
-    /// An indefinite CBOR array or map (items until a break).
+    /// An indefinite CBOR array (items until a break).
     UntilBreak,
+    /// An indefinite CBOR map (pairs until a break); true while a key waits for its value.
+    PairsUntilBreak(bool),
     /// An indefinite CBOR string: definite chunks of this major type until a break.
     Chunks(u8),
 }
@@ -155,6 +157,10 @@ impl Stack {
                         return false;
                     }
                     self.pop();
+                }
+                Open::PairsUntilBreak(odd) => {
+                    *odd = !*odd;
+                    return false;
                 }
                 Open::UntilBreak | Open::Chunks(_) => return false,
             }
@@ -251,7 +257,8 @@ pub(crate) fn check_cbor(input: &[u8]) -> Result<(), Refused> {
         if initial == 0xff {
             // A break closes the innermost indefinite container.
             match stack.pop() {
-                Some(Open::UntilBreak | Open::Chunks(_)) => {}
+                Some(Open::UntilBreak | Open::Chunks(_) | Open::PairsUntilBreak(false)) => {}
+                // No break inside a definite container, nor after a key without its value.
                 _ => return Err(Refused::Malformed),
             }
             if stack.item_done() {
@@ -289,10 +296,16 @@ pub(crate) fn check_cbor(input: &[u8]) -> Result<(), Refused> {
             }
             (4, Some(count)) => container(&mut cur, &mut stack, count, 1)?,
             (5, Some(count)) => container(&mut cur, &mut stack, count, 2)?,
-            (4 | 5, None) => {
+            (4, None) => {
                 stack.push(Open::UntilBreak)?;
                 false
             }
+            (5, None) => {
+                stack.push(Open::PairsUntilBreak(false))?;
+                false
+            }
+            // A one-byte simple value below 32 is not well-formed (RFC 8949 §3.3).
+            (7, Some(value)) if info == 24 && value < 32 => return Err(Refused::Malformed),
             // A tag wraps exactly one item.
             (6, Some(_)) => {
                 cur.fits(1, 1)?;
@@ -402,5 +415,10 @@ mod tests {
         assert_eq!(check_cbor(&deep), Err(Refused::TooDeep));
         let tags = vec![0xc1; MAX_DEPTH + 1];
         assert!(check_cbor(&tags).is_err());
+        // An indefinite map with a key and no value; a two-byte simple value below 32.
+        assert_eq!(check_cbor(&[0xbf, 0x01, 0xff]), Err(Refused::Malformed));
+        assert_eq!(check_cbor(&[0xbf, 0x01, 0x02, 0xff]), Ok(()));
+        assert_eq!(check_cbor(&[0xf8, 0x10]), Err(Refused::Malformed));
+        assert_eq!(check_cbor(&[0xf8, 0x20]), Ok(()));
     }
 }

@@ -34,6 +34,7 @@ pub struct SessionInfo {
 pub struct SessionHandle {
     info: Arc<SessionInfo>,
     outbox: Outbox,
+    started: std::time::Instant,
 }
 
 impl SessionHandle {
@@ -42,7 +43,13 @@ impl SessionHandle {
         Self {
             info: Arc::new(info),
             outbox,
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// How long ago the handle was made, on the monotonic clock (immune to clock changes).
+    pub fn age(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// The session's identity.

@@ -7,7 +7,12 @@
 //!
 //! Presence: every node writes its sessions to a hash that expires unless the node's
 //! heartbeat refreshes it, so a crashed node's sessions disappear from cluster-wide counts on
-//! their own within three heartbeats.
+//! their own within three heartbeats. Heartbeats are stamped with Redis's own clock (`TIME`),
+//! so clock skew between nodes does not matter.
+//!
+//! A send to a session on another node fails with `NotFound` when that node is gone (no one
+//! listens on its channel); if the node is live but the session has just left, the message is
+//! counted on that node ([`RedisCluster::relay_failures`]) and logged at warn.
 //!
 //! Outage: while Redis is unreachable, local delivery goes on and cross-node operations
 //! return [`ClusterError::Unavailable`] (with what the local sessions got). The node
@@ -17,7 +22,9 @@
 //! Redis returning.
 //!
 //! Keys and channels all start with the app's prefix (`crimson` by default), so two apps on
-//! one Redis never cross:
+//! one Redis never cross. Give every cluster of one app its own prefix too (say `chat` and
+//! `prices`): nodes with the same prefix relay each other's payloads.
+//!
 //!
 //! | name | what |
 //! |---|---|
@@ -136,13 +143,14 @@ impl RedisClusterBuilder {
             presence: presence_tx,
             subscribed: subscribed_rx,
             heartbeat: self.heartbeat,
+            timeout: self.timeout,
+            relay_failures: Default::default(),
         });
         let subscriber = tokio::spawn(tasks::subscribe(
             Arc::downgrade(&shared),
             client,
             subscribed_tx,
             self.max_backoff,
-            self.timeout,
         ));
         let heartbeat = tokio::spawn(tasks::heartbeat(
             Arc::downgrade(&shared),
@@ -238,6 +246,9 @@ pub(crate) struct Shared {
     pub(crate) presence: mpsc::UnboundedSender<PresenceOp>,
     pub(crate) subscribed: watch::Receiver<bool>,
     pub(crate) heartbeat: Duration,
+    pub(crate) timeout: Duration,
+    /// Relayed messages that reached this node but not their session (gone, or full).
+    pub(crate) relay_failures: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -300,6 +311,23 @@ impl RedisCluster {
     /// Whether the node is subscribed to Redis right now (false during an outage).
     pub fn is_connected(&self) -> bool {
         *self.shared.subscribed.borrow()
+    }
+
+    /// Messages other nodes relayed to this node that did not reach their session: it had
+    /// left, or its queue refused them. Each is also logged at warn.
+    pub fn relay_failures(&self) -> u64 {
+        self.shared
+            .relay_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn unavailable_now(&self) -> Option<redis::RedisError> {
+        (!self.is_connected()).then(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "not subscribed to Redis (outage or reconnecting)",
+            ))
+        })
     }
 
     /// Leaves the cluster cleanly: removes this node's presence now instead of letting it
@@ -368,6 +396,9 @@ impl SessionCluster for RedisCluster {
 
     fn count(&self) -> BoxFuture<'_, Result<usize, ClusterError>> {
         Box::pin(async move {
+            if let Some(err) = self.unavailable_now() {
+                return Err(ClusterError::Remote(Box::new(err)));
+            }
             tasks::cluster_len(&self.shared)
                 .await
                 .map_err(|err| ClusterError::Remote(Box::new(err)))
@@ -382,6 +413,10 @@ impl SessionCluster for RedisCluster {
         let mut local = self.shared.local.deliver(&payload, &target);
         let message = wire::encode(self.node_id(), &Route::Broadcast(target), &payload);
         Box::pin(async move {
+            // During an outage, fail at once rather than wait on a timeout per broadcast.
+            if let Some(err) = self.unavailable_now() {
+                return Err(unavailable(local, err));
+            }
             match self.publish(&self.shared.names.broadcast, message).await {
                 Ok(receivers) => {
                     // This node is subscribed too (and skips its own messages).
@@ -398,17 +433,8 @@ impl SessionCluster for RedisCluster {
             if id.node() == self.node_id() {
                 return self.shared.local.deliver_to(id, payload);
             }
-            // Is the session live on its node? Presence says.
-            let mut conn = self.shared.commands.clone();
-            let node = format!("{:016x}", id.node());
-            let live: bool = redis::cmd("HEXISTS")
-                .arg(self.shared.names.presence_of(&node))
-                .arg(id.to_string())
-                .query_async(&mut conn)
-                .await
-                .map_err(|err| SendToError::Backend(unavailable(Delivery::default(), err)))?;
-            if !live {
-                return Err(SendToError::NotFound(id));
+            if let Some(err) = self.unavailable_now() {
+                return Err(SendToError::Backend(unavailable(Delivery::default(), err)));
             }
             let message = wire::encode(self.node_id(), &Route::Session(id), &payload);
             match self
@@ -436,5 +462,13 @@ impl SessionCluster for RedisCluster {
 
     fn membership(&self) -> broadcast::Receiver<Membership> {
         self.shared.local.membership()
+    }
+
+    fn deliver_local_filtered(
+        &self,
+        payload: &Payload,
+        filter: &dyn Fn(&SessionInfo) -> bool,
+    ) -> Delivery {
+        self.shared.local.deliver_filtered(payload, filter)
     }
 }

@@ -1,8 +1,9 @@
 //! A Redis node's background work: the subscriber that relays other nodes' messages, and the
 //! heartbeat that keeps this node's presence alive.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -12,10 +13,11 @@ use super::{PresenceOp, Shared};
 use crate::cluster::SessionCluster;
 use crate::session::SessionInfo;
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// Redis's own clock, in milliseconds: every node stamps and reads heartbeats with it, so
+/// clock skew between nodes does not matter.
+async fn redis_now_ms(conn: &mut redis::aio::ConnectionManager) -> redis::RedisResult<u64> {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
+    Ok(secs * 1000 + micros / 1000)
 }
 
 /// The presence hash's value for a session: path, config and connect time, tab-separated.
@@ -28,13 +30,13 @@ fn presence_value(info: &SessionInfo) -> String {
 }
 
 /// Subscribes to this node's channels and relays what arrives, reconnecting with bounded
-/// backoff whenever the subscription is lost.
+/// backoff whenever the subscription is lost. A PING every heartbeat on the subscription
+/// notices a connection that died without closing.
 pub(super) async fn subscribe(
     shared: Weak<Shared>,
     client: redis::Client,
     subscribed: watch::Sender<bool>,
     max_backoff: Duration,
-    timeout: Duration,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u32;
@@ -44,43 +46,50 @@ pub(super) async fn subscribe(
             node.names.broadcast.clone(),
             node.names.node_channel.clone(),
         ];
+        let (timeout, keepalive) = (node.timeout, node.heartbeat);
         drop(node);
 
-        let connected = async {
-            let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
-                .await
-                .map_err(|_| "timed out".to_string())?
-                .map_err(|err| err.to_string())?;
+        let connected = tokio::time::timeout(timeout, async {
+            let mut pubsub = client.get_async_pubsub().await?;
             for channel in &channels {
-                pubsub
-                    .subscribe(channel)
-                    .await
-                    .map_err(|err| err.to_string())?;
+                pubsub.subscribe(channel).await?;
             }
-            Ok::<_, String>(pubsub)
-        }
-        .await;
+            Ok::<_, redis::RedisError>(pubsub.split())
+        })
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))
+        .and_then(|connected| connected.map_err(|err| err.to_string()));
 
         match connected {
-            Ok(pubsub) => {
+            Ok((mut sink, mut messages)) => {
                 if failures > 0 {
                     tracing::warn!(attempts = failures, "reconnected to Redis and resubscribed");
                 }
                 failures = 0;
                 backoff = Duration::from_millis(100);
                 subscribed.send_replace(true);
-                let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    let Some(node) = shared.upgrade() else { return };
-                    relay(
-                        &node,
-                        bytes::Bytes::copy_from_slice(message.get_payload_bytes()),
-                    );
-                }
+                let mut pings =
+                    tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+                let lost = loop {
+                    tokio::select! {
+                        message = messages.next() => match message {
+                            Some(message) => {
+                                let Some(node) = shared.upgrade() else { return };
+                                relay(&node, bytes::Bytes::copy_from_slice(message.get_payload_bytes()));
+                            }
+                            None => break "the connection closed".to_string(),
+                        },
+                        _ = pings.tick() => {
+                            match tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(err)) => break err.to_string(),
+                                Err(_) => break format!("no answer to a ping within {timeout:?}"),
+                            }
+                        }
+                    }
+                };
                 subscribed.send_replace(false);
-                tracing::error!(
-                    "lost the Redis subscription: cross-node messages stop until it is back"
-                );
+                tracing::error!(reason = %lost, "lost the Redis subscription: cross-node messages stop until it is back");
             }
             Err(err) => {
                 failures += 1;
@@ -116,14 +125,16 @@ fn relay(node: &Shared, message: bytes::Bytes) {
         }
         Route::Session(id) => {
             if let Err(err) = node.local.deliver_to(id, relay.payload) {
-                tracing::debug!(error = %err, "relayed send did not reach its session");
+                node.relay_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %err, "a message relayed from another node did not reach its session");
             }
         }
     }
 }
 
-/// Keeps this node's presence: applies adds and removes as they come, refreshes the hash's
-/// expiry and the node's heartbeat, and rewrites the whole hash after any failure.
+/// Keeps this node's presence: applies adds and removes as they come (in one pipeline per
+/// burst), refreshes the hash's expiry and the node's heartbeat, and rewrites the whole hash
+/// after any failure or when Redis lost it (restart, eviction).
 pub(super) async fn heartbeat(
     shared: Weak<Shared>,
     mut ops: mpsc::UnboundedReceiver<PresenceOp>,
@@ -133,7 +144,7 @@ pub(super) async fn heartbeat(
     let mut ticks = tokio::time::interval(every);
     let mut dirty = true;
     loop {
-        let op = tokio::select! {
+        let first = tokio::select! {
             _ = ticks.tick() => None,
             op = ops.recv() => match op {
                 Some(op) => Some(op),
@@ -143,51 +154,71 @@ pub(super) async fn heartbeat(
         let Some(node) = shared.upgrade() else { return };
         let mut conn = node.commands.clone();
         let names = &node.names;
-        let result = match op {
-            Some(PresenceOp::Resync) => {
-                dirty = true;
-                continue;
-            }
-            Some(PresenceOp::Add(info)) if !dirty => {
-                redis::pipe()
-                    .hset(&names.presence, info.id.to_string(), presence_value(&info))
-                    .pexpire(&names.presence, ttl_ms as i64)
-                    .query_async::<()>(&mut conn)
-                    .await
-            }
-            Some(PresenceOp::Remove(id)) if !dirty => {
-                redis::pipe()
-                    .hdel(&names.presence, id.to_string())
-                    .query_async::<()>(&mut conn)
-                    .await
-            }
-            // While dirty, the next tick rewrites everything.
-            Some(_) => continue,
-            None => {
-                let mut pipe = redis::pipe();
-                pipe.zadd(
-                    &names.nodes,
-                    format!("{:016x}", node.local.node_id()),
-                    now_ms(),
-                )
-                .zrembyscore(&names.nodes, 0, now_ms().saturating_sub(ttl_ms));
-                if dirty {
-                    pipe.atomic().del(&names.presence);
-                    let sessions = node.local.local_sessions();
-                    for chunk in sessions.chunks(512) {
-                        let fields: Vec<(String, String)> = chunk
-                            .iter()
-                            .map(|s| (s.id.to_string(), presence_value(s)))
-                            .collect();
-                        pipe.hset_multiple(&names.presence, &fields);
+
+        if let Some(first) = first {
+            // A burst of changes: everything waiting goes in one round trip.
+            let mut pipe = redis::pipe();
+            let mut changes = 0;
+            for op in std::iter::once(first).chain(std::iter::from_fn(|| ops.try_recv().ok())) {
+                match op {
+                    PresenceOp::Resync => dirty = true,
+                    PresenceOp::Add(info) => {
+                        pipe.hset(&names.presence, info.id.to_string(), presence_value(&info))
+                            .ignore();
+                        changes += 1;
+                    }
+                    PresenceOp::Remove(id) => {
+                        pipe.hdel(&names.presence, id.to_string()).ignore();
+                        changes += 1;
                     }
                 }
-                pipe.pexpire(&names.presence, ttl_ms as i64);
-                pipe.query_async::<()>(&mut conn).await
             }
-        };
-        match result {
-            Ok(()) => dirty = false,
+            // While dirty, the next tick rewrites everything anyway.
+            if !dirty && changes > 0 {
+                pipe.pexpire(&names.presence, ttl_ms as i64).ignore();
+                if let Err(err) = pipe.query_async::<()>(&mut conn).await {
+                    tracing::error!(error = %err, "cannot update presence in Redis; will rewrite it when Redis is back");
+                    dirty = true;
+                }
+            }
+            continue;
+        }
+
+        // A heartbeat: stamp the node, and rewrite the presence hash if it may be wrong.
+        let rewrite = dirty;
+        let beat = async {
+            let now = redis_now_ms(&mut conn).await?;
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .zadd(&names.nodes, format!("{:016x}", node.local.node_id()), now)
+                .ignore()
+                .zrembyscore(&names.nodes, 0, now.saturating_sub(ttl_ms))
+                .ignore();
+            if rewrite {
+                pipe.del(&names.presence).ignore();
+                let sessions = node.local.local_sessions();
+                for chunk in sessions.chunks(512) {
+                    let fields: Vec<(String, String)> = chunk
+                        .iter()
+                        .map(|s| (s.id.to_string(), presence_value(s)))
+                        .collect();
+                    pipe.hset_multiple(&names.presence, &fields).ignore();
+                }
+            }
+            pipe.pexpire(&names.presence, ttl_ms as i64);
+            let (refreshed,): (bool,) = pipe.query_async(&mut conn).await?;
+            Ok::<_, redis::RedisError>(refreshed)
+        }
+        .await;
+        match beat {
+            Ok(refreshed) => {
+                // No hash while this node has sessions: Redis lost it (eviction, flush).
+                let lost = !refreshed && node.local.local_len() > 0;
+                if lost && !rewrite {
+                    tracing::warn!("this node's presence was missing in Redis: rewriting it");
+                }
+                dirty = lost;
+            }
             Err(err) => {
                 if !dirty {
                     tracing::error!(error = %err, "cannot update presence in Redis; will rewrite it when Redis is back");
@@ -200,12 +231,13 @@ pub(super) async fn heartbeat(
 }
 
 /// Sessions across every live node: the sum of the presence hashes of the nodes whose
-/// heartbeat is recent.
+/// heartbeat is recent (by Redis's clock).
 pub(super) async fn cluster_len(node: &Arc<Shared>) -> Result<usize, redis::RedisError> {
     let mut conn = node.commands.clone();
+    let now = redis_now_ms(&mut conn).await?;
     let live: Vec<String> = redis::cmd("ZRANGEBYSCORE")
         .arg(&node.names.nodes)
-        .arg(now_ms().saturating_sub(node.heartbeat_ttl_ms()))
+        .arg(now.saturating_sub(node.heartbeat_ttl_ms()))
         .arg("+inf")
         .query_async(&mut conn)
         .await?;

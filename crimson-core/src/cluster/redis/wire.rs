@@ -3,7 +3,7 @@
 //! ```text
 //! version u8 = 1 | kind u8 (0 text, 1 binary) | origin node u64 | target | payload bytes…
 //! target: 0 All | 1 Except id | 2 Room room | 3 RoomExcept room id | 4 Session id
-//! id: node u64, seq u64 (big-endian) · room: length u16, UTF-8 bytes
+//! id: node u64, seq u64 (big-endian) · room: length u32, UTF-8 bytes
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -37,10 +37,10 @@ fn put_id(out: &mut BytesMut, id: SessionId) {
 }
 
 fn put_room(out: &mut BytesMut, room: &str) {
-    // Rooms longer than 65535 bytes are cut by the caller's validation; keep the prefix.
-    let bytes = &room.as_bytes()[..room.len().min(u16::MAX as usize)];
-    out.put_u16(bytes.len() as u16);
-    out.put_slice(bytes);
+    // Room names are at most `MAX_ROOM_LEN` bytes (checked on join); a length that does not
+    // fit u32 cannot occur in a message Redis would accept anyway.
+    out.put_u32(u32::try_from(room.len()).unwrap_or(u32::MAX));
+    out.put_slice(room.as_bytes());
 }
 
 /// Encodes a relayed message.
@@ -119,8 +119,8 @@ impl Reader {
     }
 
     fn room(&mut self) -> Result<String, Malformed> {
-        let len = self.take(2, "room length")?;
-        let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+        let len = self.take(4, "room length")?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
         let room = self.take(len, "room")?;
         String::from_utf8(room.to_vec()).map_err(|_| Malformed("room is not UTF-8"))
     }
