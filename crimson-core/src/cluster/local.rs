@@ -507,6 +507,37 @@ mod tests {
     }
 
     #[test]
+    fn ten_thousand_sessions_one_encoding() {
+        let cluster = LocalCluster::new();
+        let mut boxes = Vec::new();
+        for n in 0..10_000 {
+            let (handle, outbox) = session(&cluster, "/", 4);
+            if n % 2 == 0 {
+                cluster.join(handle.id(), "even").unwrap_err();
+            }
+            cluster.add(handle.clone()).unwrap();
+            if n % 2 == 0 {
+                cluster.join(handle.id(), "even").unwrap();
+            }
+            boxes.push(outbox);
+        }
+        let payload = text("tick");
+        assert_eq!(cluster.deliver(&payload, &Target::All).delivered, 10_000);
+        assert_eq!(cluster.deliver(&payload, &Target::Room("even".into())).delivered, 5_000);
+        // Every queue holds the same shared bytes: one encoding, no copies.
+        let mut batch = Vec::new();
+        let first = boxes[0].clone();
+        drain_now(&first, &mut batch);
+        assert_eq!(batch[0].as_bytes().as_ptr(), payload.as_bytes().as_ptr());
+    }
+
+    /// Takes what is queued without an async runtime.
+    fn drain_now(outbox: &Outbox, batch: &mut Vec<Payload>) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(outbox.next_batch(batch));
+    }
+
+    #[test]
     fn connection_limit() {
         let cluster = LocalCluster::builder().max_connections(1).build();
         cluster.add(session(&cluster, "/", 1).0).unwrap();
