@@ -180,7 +180,17 @@ fn decode_errors_name_type_codec_and_cause() {
     let err = <Cbor as Codec<Message>>::decode(&[0x1c]).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "cannot decode `codecs::Message` from CBOR: malformed item header"
+        "cannot decode `codecs::Message` from CBOR: malformed CBOR at byte 0"
+    );
+    let err = <Cbor as Codec<Message>>::decode(&[0x9a, 0xff, 0xff, 0xff, 0xff, 0x01]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot decode `codecs::Message` from CBOR: a length is declared past the end of the input"
+    );
+    let err = <Cbor as Codec<Message>>::decode(&[0xa1, 0x62, b'i', b'd']).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot decode `codecs::Message` from CBOR: the input ends inside an item"
     );
     let err = <Protobuf as Codec<ProtoMessage>>::decode(&[0x0a, 0x05]).unwrap_err();
     assert!(

@@ -523,7 +523,12 @@ mod tests {
         }
         let payload = text("tick");
         assert_eq!(cluster.deliver(&payload, &Target::All).delivered, 10_000);
-        assert_eq!(cluster.deliver(&payload, &Target::Room("even".into())).delivered, 5_000);
+        assert_eq!(
+            cluster
+                .deliver(&payload, &Target::Room("even".into()))
+                .delivered,
+            5_000
+        );
         // Every queue holds the same shared bytes: one encoding, no copies.
         let mut batch = Vec::new();
         let first = boxes[0].clone();
@@ -533,7 +538,9 @@ mod tests {
 
     /// Takes what is queued without an async runtime.
     fn drain_now(outbox: &Outbox, batch: &mut Vec<Payload>) {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(outbox.next_batch(batch));
     }
 

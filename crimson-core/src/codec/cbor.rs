@@ -25,7 +25,21 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for Cbor {
         let fail = |err: Box<dyn std::error::Error + Send + Sync>| {
             DecodeError::new::<T>(<Self as Codec<T>>::NAME, err)
         };
-        super::guard::check_cbor(bytes).map_err(|err| fail(Box::new(err)))?;
-        ciborium::from_reader(bytes).map_err(|err| fail(Box::new(err)))
+        if super::guard::cbor_needs_walk(bytes) {
+            super::guard::check_cbor(bytes).map_err(|err| fail(Box::new(err)))?;
+        }
+        ciborium::from_reader(bytes).map_err(|err| fail(describe(err).into()))
+    }
+}
+
+/// ciborium's errors in words (its `Display` says `Syntax(0)`).
+fn describe<E: std::fmt::Debug>(err: ciborium::de::Error<E>) -> String {
+    use ciborium::de::Error;
+    match err {
+        Error::Io(_) => "the input ends inside an item".to_owned(),
+        Error::Syntax(at) => format!("malformed CBOR at byte {at}"),
+        Error::Semantic(Some(at), what) => format!("{what} (item at byte {at})"),
+        Error::Semantic(None, what) => what,
+        Error::RecursionLimitExceeded => "nesting is too deep".to_owned(),
     }
 }

@@ -6,6 +6,74 @@
 //! a declared length longer than the bytes that remain (every element takes at least one byte,
 //! every map entry two), nesting deeper than [`MAX_DEPTH`], and malformed headers. What passes
 //! allocates in proportion to the input, whose size the transport has already bounded.
+//!
+//! Most messages need no walk: if no byte that could be a large container's header appears
+//! anywhere in the input, and too few bytes could open a container to nest deeply
+//! ([`msgpack_needs_walk`], [`cbor_needs_walk`]), every container declares at most 15
+//! (MessagePack) or 23 (CBOR) elements and nesting stays within [`MAX_DEPTH`]. Only inputs
+//! with such bytes (which may sit inside strings: then the walk is merely unneeded) get it.
+
+/// Whether a MessagePack input needs the full walk: it has a header that can declare more
+/// than 15 elements (array16/32, map16/32, bytes `0xdc`–`0xdf`), or more bytes that could
+/// open a container (fixarray, fixmap: `0x80`–`0x9f`) than [`MAX_DEPTH`].
+pub(crate) fn msgpack_needs_walk(input: &[u8]) -> bool {
+    needs_walk(input, (0xfc, 0xdc), &[(0xe0, 0x80)])
+}
+
+/// Whether a CBOR input needs the full walk: it has an array or map header with a length in
+/// the following bytes (`0x98`–`0x9b`, `0xb8`–`0xbb`), or more bytes that could open an array,
+/// a map or a tag (`0x80`–`0xdf`) than [`MAX_DEPTH`].
+pub(crate) fn cbor_needs_walk(input: &[u8]) -> bool {
+    needs_walk(input, (0xdc, 0x98), &[(0xc0, 0x80), (0xe0, 0xc0)])
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// The bytes of `word` equal to `value` once masked with `mask`, as 0x80 in those bytes
+/// (eight bytes at a time, exact: no carry crosses a byte).
+#[inline(always)]
+fn flags(word: u64, (mask, value): (u8, u8)) -> u64 {
+    let x = (word & (ONES * u64::from(mask))) ^ (ONES * u64::from(value));
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// One pass over `input`, eight bytes at a time: is there a byte matching `large`, or more
+/// than [`MAX_DEPTH`] bytes matching any of `openers`? An input of at most [`MAX_DEPTH`]
+/// bytes cannot nest deeper than that, so only `large` is looked for there: a few
+/// nanoseconds for a typical message.
+#[inline(always)]
+fn needs_walk(input: &[u8], large: (u8, u8), openers: &[(u8, u8)]) -> bool {
+    let hit = |b: u8, (mask, value): (u8, u8)| b & mask == value;
+    // `chunks_exact(8)` yields 8-byte slices, so the conversion never fails.
+    let word = |w: &[u8]| <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
+    let mut words = input.chunks_exact(8);
+    if input.len() <= MAX_DEPTH {
+        let mut seen = 0u64;
+        for w in &mut words {
+            seen |= flags(word(w), large);
+        }
+        return seen != 0 || words.remainder().iter().any(|&b| hit(b, large));
+    }
+    let mut opened = 0u64;
+    for w in &mut words {
+        let w = word(w);
+        if flags(w, large) != 0 {
+            return true;
+        }
+        for &opener in openers {
+            // One 0x01 per matching byte, summed across the word's bytes.
+            opened += (flags(w, opener) >> 7).wrapping_mul(ONES) >> 56;
+        }
+    }
+    for &b in words.remainder() {
+        if hit(b, large) {
+            return true;
+        }
+        opened += openers.iter().filter(|&&o| hit(b, o)).count() as u64;
+    }
+    opened > MAX_DEPTH as u64
+}
 
 /// The deepest nesting of arrays, maps and tags accepted (serde_json's limit too).
 pub(crate) const MAX_DEPTH: usize = 128;
@@ -325,6 +393,51 @@ pub(crate) fn check_cbor(input: &[u8]) -> Result<(), Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The word-at-a-time check agrees with a byte-at-a-time one on every length and mix.
+    #[test]
+    fn quick_checks_agree_with_a_plain_loop() {
+        fn plain(input: &[u8], large: (u8, u8), openers: &[(u8, u8)]) -> bool {
+            let hit = |b: u8, (m, v): (u8, u8)| b & m == v;
+            let opened = input
+                .iter()
+                .filter(|&&b| openers.iter().any(|&o| hit(b, o)))
+                .count();
+            input.iter().any(|&b| hit(b, large)) || opened > MAX_DEPTH
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..400 {
+            for _ in 0..8 {
+                let input: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // Mostly bytes near the interesting ranges, few of the large ones.
+                        0x60 + (x % 0x7c) as u8
+                    })
+                    .collect();
+                let mp = plain(&input, (0xfc, 0xdc), &[(0xe0, 0x80)]);
+                assert_eq!(msgpack_needs_walk(&input), mp, "{input:02x?}");
+                let cb = plain(&input, (0xdc, 0x98), &[(0xc0, 0x80), (0xe0, 0xc0)]);
+                assert_eq!(cbor_needs_walk(&input), cb, "{input:02x?}");
+            }
+        }
+    }
+
+    #[test]
+    fn quick_checks_send_risky_inputs_to_the_walk() {
+        assert!(!msgpack_needs_walk(
+            &rmp_serde::to_vec_named(&serde_json::json!({"a": [1, 2], "b": "ascii"})).unwrap()
+        ));
+        assert!(msgpack_needs_walk(&[0xdd, 0xff, 0xff, 0xff, 0xff]));
+        assert!(msgpack_needs_walk(&vec![0x91; MAX_DEPTH + 1]));
+        assert!(!msgpack_needs_walk(&vec![0x91; MAX_DEPTH]));
+        assert!(cbor_needs_walk(&[0x9a, 0xff, 0xff, 0xff, 0xff]));
+        assert!(cbor_needs_walk(&[0xbb, 0, 0, 0, 0, 0, 0, 0, 1]));
+        assert!(cbor_needs_walk(&vec![0xc1; MAX_DEPTH + 1]));
+        assert!(!cbor_needs_walk(&[0xa1, 0x61, b'a', 0x82, 0x01, 0x02]));
+    }
 
     #[test]
     fn msgpack_accepts_real_values() {

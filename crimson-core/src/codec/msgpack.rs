@@ -27,7 +27,9 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for MsgPack {
         let fail = |err: Box<dyn std::error::Error + Send + Sync>| {
             DecodeError::new::<T>(<Self as Codec<T>>::NAME, err)
         };
-        super::guard::check_msgpack(bytes).map_err(|err| fail(Box::new(err)))?;
+        if super::guard::msgpack_needs_walk(bytes) {
+            super::guard::check_msgpack(bytes).map_err(|err| fail(Box::new(err)))?;
+        }
         rmp_serde::from_slice(bytes).map_err(|err| fail(Box::new(err)))
     }
 }
