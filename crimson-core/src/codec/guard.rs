@@ -431,11 +431,11 @@ mod tests {
             &rmp_serde::to_vec_named(&serde_json::json!({"a": [1, 2], "b": "ascii"})).unwrap()
         ));
         assert!(msgpack_needs_walk(&[0xdd, 0xff, 0xff, 0xff, 0xff]));
-        assert!(msgpack_needs_walk(&vec![0x91; MAX_DEPTH + 1]));
-        assert!(!msgpack_needs_walk(&vec![0x91; MAX_DEPTH]));
+        assert!(msgpack_needs_walk(&[0x91; MAX_DEPTH + 1]));
+        assert!(!msgpack_needs_walk(&[0x91; MAX_DEPTH]));
         assert!(cbor_needs_walk(&[0x9a, 0xff, 0xff, 0xff, 0xff]));
         assert!(cbor_needs_walk(&[0xbb, 0, 0, 0, 0, 0, 0, 0, 1]));
-        assert!(cbor_needs_walk(&vec![0xc1; MAX_DEPTH + 1]));
+        assert!(cbor_needs_walk(&[0xc1; MAX_DEPTH + 1]));
         assert!(!cbor_needs_walk(&[0xa1, 0x61, b'a', 0x82, 0x01, 0x02]));
     }
 
