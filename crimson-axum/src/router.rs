@@ -33,7 +33,19 @@ pub trait RouterExt<S>: sealed::Sealed {
     /// this router.
     ///
     /// A missing config, or one registered for other message types, answers 500 with a body
-    /// that names the config (and logs it) on the first request.
+    /// that names the config (and logs it at error) from the first request on. axum gives a
+    /// route no way to see the layers applied after it, so to fail at startup instead, check
+    /// the layer before serving:
+    ///
+    /// ```
+    /// use crimson_axum::{CrimsonConfig, CrimsonLayer};
+    ///
+    /// let layer = CrimsonLayer::new().config("chat", CrimsonConfig::<String, String>::new());
+    /// // What `.crimson::<String, String, _, _>(.., "chat", ..)` will look up:
+    /// assert!(layer.get::<String, String>("chat").is_ok());
+    /// let err = layer.get::<String, String>("chta").unwrap_err();
+    /// assert!(err.starts_with("Crimson config \"chta\" is not registered"));
+    /// ```
     #[must_use]
     fn crimson<Up, Down, H, T>(self, path: &str, config: &str, handler: H) -> Self
     where
