@@ -107,13 +107,20 @@ pub(crate) async fn run<Up, Down>(
                 reader_done = true;
                 // After EOF or a failure nothing more can be written; after a bad message the
                 // reader has asked for a close frame (1007, 1009, 1002) and the writer sends it.
-                if !matches!(read, Ok(ReaderEnd::Writable)) {
+                let writable = matches!(read, Ok(ReaderEnd::Writable));
+                if !writable {
                     shared.outbox.end(Ending::Terminate);
+                } else if handler_task.is_none() {
+                    shared.apply_pending();
                 }
                 if writer_done {
                     break;
                 }
-                deadline.get_or_insert_with(|| Instant::now() + config.close_timeout);
+                if !writable {
+                    deadline.get_or_insert_with(|| Instant::now() + config.close_timeout);
+                }
+                // Writable: the held close goes out once the handler is done (bounded by
+                // close_timeout), then the writer ends and so does the session.
             }
             ended = &mut writer, if !writer_done => {
                 writer_done = true;
@@ -132,7 +139,13 @@ pub(crate) async fn run<Up, Down>(
             joined = async { handler_task.as_mut().expect("guarded").await }, if handler_task.is_some() => {
                 handler_task = None;
                 match joined {
-                    Ok(()) => shared.close(CloseCode::NORMAL, "session ended"),
+                    Ok(()) => {
+                        // Bad input's close, if any, goes out now: the handler has answered
+                        // everything that came before it.
+                        if !shared.apply_pending() {
+                            shared.close(CloseCode::NORMAL, "session ended");
+                        }
+                    }
                     Err(err) if err.is_panic() => {
                         let message = panic_message(err.into_panic());
                         tracing::error!(panic = %message, "session handler panicked");
@@ -275,7 +288,11 @@ async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
                                 err.short_type_name(),
                                 err.reason()
                             );
-                            shared.close(CloseCode::INVALID_PAYLOAD, &reason);
+                            shared.close_after_handler(
+                                CloseCode::INVALID_PAYLOAD,
+                                &reason,
+                                config.close_timeout,
+                            );
                             deliver = None;
                         }
                         DecodeErrorPolicy::Skip => {
@@ -310,18 +327,23 @@ async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
 
 /// Reports a read error; returns whether a close frame was asked for (the socket can still
 /// be written to).
-fn read_failed<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err: WsError) -> bool {
+fn read_failed<Up, Down>(
+    config: &CrimsonConfig<Up, Down>,
+    shared: &Arc<Shared>,
+    err: WsError,
+) -> bool {
     match err {
         WsError::Capacity(err) => {
             let error = SessionError::TooBig(err.to_string());
             tracing::warn!(error = %error, "message over the limit");
             report(config, shared, &error);
-            shared.close(
+            shared.close_after_handler(
                 CloseCode::TOO_BIG,
                 &format!(
                     "message too big: the limit is {} bytes",
                     config.max_message_size
                 ),
+                config.close_timeout,
             );
             true
         }
@@ -338,13 +360,21 @@ fn read_failed<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err:
             let error = SessionError::Protocol(err.to_string());
             tracing::debug!(error = %error, "protocol error");
             report(config, shared, &error);
-            shared.close(CloseCode::PROTOCOL_ERROR, &err.to_string());
+            shared.close_after_handler(
+                CloseCode::PROTOCOL_ERROR,
+                &err.to_string(),
+                config.close_timeout,
+            );
             true
         }
         WsError::Utf8(err) => {
             let error = SessionError::Protocol(format!("invalid UTF-8 in a text frame: {err}"));
             report(config, shared, &error);
-            shared.close(CloseCode::INVALID_PAYLOAD, "invalid UTF-8 in a text frame");
+            shared.close_after_handler(
+                CloseCode::INVALID_PAYLOAD,
+                "invalid UTF-8 in a text frame",
+                config.close_timeout,
+            );
             true
         }
         WsError::ConnectionClosed | WsError::AlreadyClosed => false,

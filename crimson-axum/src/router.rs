@@ -156,6 +156,7 @@ where
                 outbox: outbox.clone(),
                 closed: Default::default(),
                 skipped: Default::default(),
+                pending: Default::default(),
             });
 
             let cluster = config.cluster.clone();

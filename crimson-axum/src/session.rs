@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) outbox: Outbox,
     pub(crate) closed: Mutex<Option<CloseRecord>>,
     pub(crate) skipped: AtomicU64,
+    /// A close the client's bad input asked for, held until the handler has answered what
+    /// arrived before it (or `close_timeout` passed).
+    pub(crate) pending: Mutex<Option<(CloseCode, String)>>,
 }
 
 impl Shared {
@@ -55,6 +58,45 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Asks for a close once the handler has dealt with the messages that arrived before the
+    /// bad input (it returns, its `recv` having ended), or after `grace` at the latest; the
+    /// session keeps accepting the handler's replies until then.
+    pub(crate) fn close_after_handler(
+        self: &Arc<Self>,
+        code: CloseCode,
+        reason: &str,
+        grace: Duration,
+    ) {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.is_some() {
+                return;
+            }
+            *pending = Some((code, close::truncate_reason(reason).into_owned()));
+        }
+        let shared = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            shared.apply_pending();
+        });
+    }
+
+    /// Applies a held close, if there is one; returns whether there was.
+    pub(crate) fn apply_pending(&self) -> bool {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match pending {
+            Some((code, reason)) => {
+                self.close(code, &reason);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Asks the writer to close after what is queued.

@@ -438,3 +438,19 @@ async fn client_close_is_reported_with_its_code() {
         &[(CloseCode::from_u16(4001), "bye".to_owned())]
     );
 }
+
+/// A message that arrived before bad input is still answered; then the close goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_before_bad_input_are_answered_before_the_close() {
+    let (app, _) = chat_app(CrimsonConfig::new());
+    let (addr, _stop) = serve(app).await;
+    let mut ws = connect(addr, "/chat").await;
+    // Both in one write: the server reads them together.
+    ws.feed(Message::text(r#"{"text":"first"}"#)).await.unwrap();
+    ws.feed(Message::text("not json")).await.unwrap();
+    ws.flush().await.unwrap();
+    let got: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(got["text"], "first");
+    let (code, _) = close_of(&mut ws).await;
+    assert_eq!(code, 1007);
+}

@@ -1,0 +1,62 @@
+//! An echo server for the Autobahn|Testsuite conformance run (`scripts/autobahn.sh`): a
+//! Crimson route at `ws://ADDR/` that sends every message straight back, in the frame kind it
+//! came in (Text stays Text, Binary stays Binary).
+//!
+//! `cargo run --release -p crimson-examples --bin autobahn-echo -- 127.0.0.1:9001`
+//!
+//! It prints `ws://ADDR/` once it listens (so a script can wait for that line, and learn the
+//! port when ADDR ends in `:0`), then serves until Ctrl-C. The route is `Payload` in, `Payload`
+//! out: no codec, so the suite sees the WebSocket layer alone. The config keeps Crimson's
+//! defaults except the size limits, raised to 32 MiB because the suite sends messages and
+//! frames of up to 16 MiB (section 9).
+
+use axum::Router;
+use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonSession, Payload, RouterExt};
+
+/// The largest message and frame accepted: the suite's largest are 16 MiB.
+const MAX_SIZE: usize = 32 << 20;
+
+async fn echo(mut session: CrimsonSession<Payload, Payload>) {
+    while let Some(message) = session.recv().await {
+        if session.send(message).await.is_err() {
+            break; // the session is closing
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .init();
+
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+    let config = CrimsonConfig::<Payload, Payload>::new()
+        .max_message_size(MAX_SIZE)
+        .max_frame_size(MAX_SIZE);
+    let crimson = CrimsonLayer::new().config("echo", config);
+    let shutdown = crimson.shutdown_handle();
+    let app = Router::new()
+        .crimson::<Payload, Payload, _, _>("/", "echo", echo)
+        .layer(crimson);
+
+    let listener = crimson_axum::bind(&addr).await.map_err(|err| {
+        std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
+    })?;
+    let local = axum::serve::Listener::local_addr(&listener)?;
+    println!("ws://{local}/");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))
+    .await
+}
