@@ -13,6 +13,9 @@ use crate::error::{BuildError, ClientError};
 use crate::event::CloseEvent;
 use crate::retry::RetryPolicy;
 
+/// How long a connection must stay up before the backoff starts over, by default.
+const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(5);
+
 type AbnormalClose = Arc<dyn Fn(CloseCode, &str) -> bool + Send + Sync>;
 type ConnectHook = Arc<dyn Fn(&str) + Send + Sync>;
 type CloseHook = Arc<dyn Fn(&CloseEvent) + Send + Sync>;
@@ -37,6 +40,7 @@ pub(crate) struct Hooks {
 pub(crate) struct Config {
     pub(crate) endpoint: DynProvider,
     pub(crate) retry: RetryPolicy,
+    pub(crate) stable_after: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) heartbeat: Option<Heartbeat>,
     pub(crate) close_timeout: Duration,
@@ -53,6 +57,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("retry", &self.retry)
+            .field("stable_after", &self.stable_after)
             .field("connect_timeout", &self.connect_timeout)
             .field("heartbeat", &self.heartbeat)
             .field("close_timeout", &self.close_timeout)
@@ -70,10 +75,11 @@ impl fmt::Debug for Config {
 /// | setting | default |
 /// |---|---|
 /// | [`retry`](Self::retry) | [`RetryPolicy::default()`]: exponential 1 s → 30 s, 20% jitter, no limit |
+/// | [`stable_after`](Self::stable_after) | 5 s up before the backoff starts over |
 /// | [`connect_timeout`](Self::connect_timeout) | 10 s (provider + TCP + TLS + handshake) |
 /// | [`heartbeat`](Self::heartbeat) | ping every 30 s, dead after 15 s without an answer |
 /// | [`abnormal_close`](Self::abnormal_close) | every code but 1000 is abnormal (reconnects) |
-/// | [`close_timeout`](Self::close_timeout) | 5 s for the server to answer a close |
+/// | [`close_timeout`](Self::close_timeout) | 5 s to write the queue and close, 5 s more for the answer |
 /// | [`outbox_capacity`](Self::outbox_capacity) | 256 messages |
 /// | [`incoming_capacity`](Self::incoming_capacity) | 256 messages per subscriber |
 /// | [`max_message_size`](Self::max_message_size) | 16 MiB |
@@ -85,6 +91,8 @@ impl fmt::Debug for Config {
 /// let client = CrimsonClient::<String, String>::builder()
 ///     .url("ws://127.0.0.1:54321/chat")
 ///     .retry(RetryPolicy::exponential(Duration::from_millis(200), Duration::from_secs(10))?)
+///     // Start the backoff over only after a connection lasted 10 s.
+///     .stable_after(Duration::from_secs(10))
 ///     .connect_timeout(Duration::from_secs(5))
 ///     .heartbeat(Duration::from_secs(20), Duration::from_secs(5))
 ///     // 1001 (server going away) is expected during deploys: reconnect, but quietly.
@@ -97,6 +105,7 @@ impl fmt::Debug for Config {
 pub struct CrimsonClientBuilder<Up, Down> {
     endpoint: Option<DynProvider>,
     retry: RetryPolicy,
+    stable_after: Duration,
     connect_timeout: Duration,
     heartbeat: Option<Heartbeat>,
     close_timeout: Duration,
@@ -116,6 +125,7 @@ impl<Up, Down> fmt::Debug for CrimsonClientBuilder<Up, Down> {
             .field("down", &std::any::type_name::<Down>())
             .field("endpoint", &self.endpoint.is_some())
             .field("retry", &self.retry)
+            .field("stable_after", &self.stable_after)
             .field("connect_timeout", &self.connect_timeout)
             .field("heartbeat", &self.heartbeat)
             .field("close_timeout", &self.close_timeout)
@@ -135,6 +145,7 @@ where
         Self {
             endpoint: None,
             retry: RetryPolicy::default(),
+            stable_after: DEFAULT_STABLE_AFTER,
             connect_timeout: Duration::from_secs(10),
             heartbeat: Some(Heartbeat {
                 interval: Duration::from_secs(30),
@@ -166,6 +177,24 @@ where
     /// When to reconnect after a failed attempt or an abnormal close.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// How long a connection must stay up before the retry policy starts over (5 s unless
+    /// set).
+    ///
+    /// A connection that closes abnormally sooner counts as a failed attempt: the next delay
+    /// is the policy's next one, not its first, and the attempt counts toward
+    /// [`RetryPolicy::with_max_attempts`]. So a server that completes the handshake and closes
+    /// at once, again and again (1013 "try again later" at a connection limit, 1008 or a 4xxx
+    /// code for a token it refuses), is backed off from exponentially and the client gives up
+    /// where the policy says, instead of reconnecting at the initial delay forever.
+    ///
+    /// Only time counts, from the end of the handshake to the end of the connection; messages
+    /// received meanwhile do not. `Duration::ZERO` counts every connection as stable: the
+    /// backoff starts over after every handshake.
+    pub fn stable_after(mut self, duration: Duration) -> Self {
+        self.stable_after = duration;
         self
     }
 
@@ -204,8 +233,10 @@ where
         self
     }
 
-    /// How long [`disconnect`](crate::CrimsonClient::disconnect) waits for the server to answer
-    /// its close frame (and to take what was queued before it) before dropping the connection.
+    /// How long [`disconnect`](crate::CrimsonClient::disconnect) may take to write what was
+    /// queued and its close frame (messages it could not write by then are discarded and
+    /// reported), and then how long it waits for the server to answer the close frame before
+    /// dropping the connection.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self
@@ -213,7 +244,8 @@ where
 
     /// How many messages may wait in the outbox (while the client connects, retries, or the
     /// socket is slow) before [`send`](crate::CrimsonClient::send) fails with
-    /// [`SendError::Full`](crate::SendError::Full).
+    /// [`SendError::Full`](crate::SendError::Full). Messages the writer has already taken do
+    /// not count, so [`queued`](crate::CrimsonClient::queued) may briefly exceed it.
     pub fn outbox_capacity(mut self, messages: usize) -> Self {
         self.outbox_capacity = messages;
         self
@@ -302,6 +334,7 @@ where
         Ok(CrimsonClient::from_config(Config {
             endpoint,
             retry: self.retry,
+            stable_after: self.stable_after,
             connect_timeout: self.connect_timeout,
             heartbeat: self.heartbeat,
             close_timeout: self.close_timeout,

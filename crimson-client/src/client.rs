@@ -152,11 +152,14 @@ where
     /// Closes the connection with `code` and `reason` and stops reconnecting; resolves once
     /// the client is [`Closed`](ConnectionState::Closed).
     ///
-    /// When connected, what is already in the outbox is written first, then a close frame;
-    /// the server's answer is awaited for up to the
-    /// [`close_timeout`](CrimsonClientBuilder::close_timeout). When connecting or retrying, the
-    /// attempt is abandoned and what waits in the outbox is discarded (reported as
-    /// [`ClientError::Discarded`]). The reason is cut to 123 bytes. Disconnecting a closed
+    /// When connected, what is already in the outbox is written first (a write in progress,
+    /// even one stalled on a server that stopped reading, is carried on), then a close frame,
+    /// within the [`close_timeout`](CrimsonClientBuilder::close_timeout); then the server's
+    /// answer is awaited for up to the close timeout again. What could not be written in time
+    /// is discarded, and no answer is awaited when the close frame could not be sent. When
+    /// connecting or retrying, the attempt is abandoned. Either way, messages that were never
+    /// written are counted and reported as [`ClientError::Discarded`] (see the
+    /// [crate docs](crate#delivery)). The reason is cut to 123 bytes. Disconnecting a closed
     /// client does nothing. A later [`connect`](Self::connect) starts again.
     ///
     /// Fails only for a code a close frame may not carry (1005, 1006, 1015, or outside
@@ -173,11 +176,13 @@ where
 
     /// Queues `message` for the server; never waits.
     ///
-    /// `Ok` means the message is in the outbox: it is written to the socket in order, on this
-    /// connection or, if the client is connecting or retrying, on the next one. It fails when
-    /// the client is [`Closed`](ConnectionState::Closed), when the outbox is full, or when the
-    /// message does not encode. See the [crate docs](crate#delivery) for what is and is not
-    /// guaranteed after that.
+    /// `Ok` means the message is in the outbox: it is written to a connection in order, on
+    /// this one or, if the client is connecting or retrying or this connection ends first, on
+    /// the next one; or, if the client closes before that, it is counted as
+    /// [`discarded`](Self::discarded) and reported. It fails when the client is
+    /// [`Closed`](ConnectionState::Closed), when the outbox is full, or when the message does
+    /// not encode. See the [crate docs](crate#delivery) for exactly what is and is not
+    /// guaranteed.
     pub fn send(&self, message: Up) -> Result<(), SendError> {
         let payload = message.encode()?;
         self.shared().outbox.push(payload)
@@ -229,7 +234,9 @@ where
         self.shared().state.subscribe()
     }
 
-    /// How many messages wait in the outbox.
+    /// How many messages wait in the outbox: accepted by [`send`](Self::send) and not yet
+    /// written to a connection, including those the writer has taken but the connection has
+    /// not (a write in progress or stalled).
     pub fn queued(&self) -> usize {
         self.shared().outbox.len()
     }
@@ -239,8 +246,8 @@ where
         self.shared().skipped.load(Ordering::Relaxed)
     }
 
-    /// How many queued messages were discarded because the client closed before it could
-    /// write them.
+    /// How many messages [`send`](Self::send) accepted were discarded because the client closed
+    /// before it could write them to a connection (see the [crate docs](crate#delivery)).
     pub fn discarded(&self) -> u64 {
         self.shared().discarded.load(Ordering::Relaxed)
     }
@@ -327,6 +334,11 @@ impl<Down> Shared<Down> {
                 tracing::warn!(error = %error, "crimson client");
             }
             ClientError::InvalidEndpoint { .. } | ClientError::RetriesExhausted(_) => {
+                tracing::error!(error = %error, "crimson client closed");
+            }
+            ClientError::Rejected { status, .. }
+                if crate::dial::is_permanent_rejection(*status) =>
+            {
                 tracing::error!(error = %error, "crimson client closed");
             }
             _ => tracing::warn!(error = %error, "crimson client connection"),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crimson_core::__ws::{as_payload, into_message};
-use crimson_core::{CloseCode, CrimsonMessage, Payload, PayloadRef};
+use crimson_core::{CloseCode, CrimsonMessage, PayloadRef};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{watch, Notify};
@@ -19,6 +19,7 @@ use crate::client::{Shared, Stop};
 use crate::dial::Ws;
 use crate::error::ClientError;
 use crate::event::ClosedBy;
+use crate::outbox::Outbox;
 
 /// How a connection ended.
 pub(crate) struct Ended {
@@ -128,6 +129,11 @@ pub(crate) async fn run<Down: CrimsonMessage + Clone>(
                         outcome.get_or_insert(Ended { code: stop.code, reason: stop.reason, by: ClosedBy::Client, error: None });
                         deadline = Some(Instant::now() + close_timeout);
                     }
+                    // No close frame went out, so no answer will come: drop the connection.
+                    WriterEnd::CloseUnsent(stop) => {
+                        outcome.get_or_insert(Ended { code: stop.code, reason: stop.reason, by: ClosedBy::Client, error: None });
+                        break;
+                    }
                     WriterEnd::PeerClosed => {}
                     WriterEnd::Heartbeat(timeout) if outcome.is_none() => {
                         outcome = Some(Ended::failure(format!("no answer to a ping within {timeout:?}"), ClientError::Heartbeat(timeout)));
@@ -143,8 +149,8 @@ pub(crate) async fn run<Down: CrimsonMessage + Clone>(
             }
             _ = stop_requested(&mut stop), if !stopping => {
                 stopping = true;
-                // The writer sends what is queued and the close frame within `close_timeout`;
-                // this bounds the whole close should it stall.
+                // The writer sends what is queued and the close frame within `close_timeout`,
+                // then the server has `close_timeout` to answer; this is only a safety net.
                 let cap = Instant::now() + 2 * close_timeout;
                 deadline = Some(deadline.map_or(cap, |at| at.min(cap)));
             }
@@ -154,7 +160,24 @@ pub(crate) async fn run<Down: CrimsonMessage + Clone>(
             }
         }
     }
-    writer.abort();
+    if !writer_done {
+        // The writer may be blocked on a socket that will never drain, or idle. Aborting takes
+        // effect at its next await point and it never blocks between them, so this wait is
+        // short; it matters, because until the writer has stopped it may still hand a message
+        // to the socket.
+        writer.abort();
+        let _ = writer.await;
+    }
+    // Whatever the writer took but the connection never took from it goes back to the front
+    // of the outbox: it goes out on the next connection, or is counted as discarded when the
+    // client closes.
+    let requeued = shared.outbox.requeue_in_flight();
+    if requeued > 0 {
+        tracing::debug!(
+            requeued,
+            "messages never written were put back in the outbox"
+        );
+    }
     outcome.unwrap_or_else(|| {
         Ended::failure(
             "connection dropped",
@@ -204,16 +227,28 @@ fn read_failed(err: WsError) -> Ended {
     Ended::failure(reason.clone(), ClientError::Connection(reason))
 }
 
-/// How the writer finished.
+/// How the writer finished. What it had taken from the outbox and not written is still in
+/// flight there, whichever way it ended.
 enum WriterEnd {
     /// It wrote what was queued and a close frame.
     CloseSent(Stop),
+    /// It was asked to close but could not write what was queued and the close frame within
+    /// the close timeout, or the close frame failed.
+    CloseUnsent(Stop),
     /// The server closed: it stopped writing.
     PeerClosed,
     /// No answer to a ping within the heartbeat timeout.
     Heartbeat(Duration),
     /// A write failed.
     Failed(String),
+}
+
+/// The stop request, or the one the client makes when its last handle is gone.
+fn or_dropped(requested: Option<Stop>) -> Stop {
+    requested.unwrap_or_else(|| Stop {
+        code: CloseCode::GOING_AWAY,
+        reason: "client dropped".into(),
+    })
 }
 
 async fn write_loop<Down>(
@@ -226,7 +261,6 @@ async fn write_loop<Down>(
     let outbox = &shared.outbox;
     let heartbeat = shared.config.heartbeat;
     let close_timeout = shared.config.close_timeout;
-    let mut batch: Vec<Payload> = Vec::new();
     let mut pings = heartbeat.map(|heartbeat| {
         let mut interval =
             tokio::time::interval_at(Instant::now() + heartbeat.interval, heartbeat.interval);
@@ -234,6 +268,8 @@ async fn write_loop<Down>(
         interval
     });
     let mut ping_sent: Option<Instant> = None;
+    // Whether the oldest message in flight waits in the sink's own slot (see `write_in_flight`).
+    let mut in_slot = false;
 
     loop {
         let pong_timeout = heartbeat.map_or(Duration::MAX, |heartbeat| heartbeat.timeout);
@@ -242,58 +278,39 @@ async fn write_loop<Down>(
             biased;
             () = peer_closed.notified() => return WriterEnd::PeerClosed,
             requested = stop_requested(&mut stop) => {
-                let request = requested.unwrap_or_else(|| Stop {
-                    code: CloseCode::GOING_AWAY,
-                    reason: "client dropped".into(),
-                });
-                // Write what is queued, then the close frame, within the close timeout.
-                let mut fed = 0;
-                let close = async {
-                    while outbox.take_all(&mut batch) {
-                        fed = 0;
-                        write_batch(&mut sink, &batch, &mut fed).await?;
-                        batch.clear();
-                    }
-                    let frame = CloseFrame { code: request.code.as_u16().into(), reason: request.reason.clone().into() };
-                    sink.send(Message::Close(Some(frame))).await
-                };
-                let closed = tokio::time::timeout(close_timeout, close)
-                    .await
-                    .unwrap_or_else(|_| Err(WsError::Io(std::io::ErrorKind::TimedOut.into())));
-                if let Err(err) = closed {
-                    tracing::debug!(error = %err, "could not finish writing before the close");
-                    // What never reached the socket is counted and reported as discarded when
-                    // the client closes.
-                    outbox.requeue_front(batch.drain(fed..));
-                }
-                return WriterEnd::CloseSent(request);
+                return close(&mut sink, outbox, &mut in_slot, or_dropped(requested), close_timeout).await;
             }
-            () = outbox.next_batch(&mut batch) => {
-                let mut fed = 0;
+            () = outbox.next_batch() => {
                 let written = {
-                    let write = write_batch(&mut sink, &batch, &mut fed);
+                    let write = write_in_flight(&mut sink, outbox, &mut in_slot);
                     tokio::pin!(write);
                     loop {
                         let pong_deadline = ping_sent.map(|at| at + pong_timeout);
                         tokio::select! {
                             wrote = &mut write => {
-                                break wrote.map_err(|err| WriterEnd::Failed(format!("writing failed: {err}")));
+                                break wrote.map_err(|err| Interrupted::End(WriterEnd::Failed(format!("writing failed: {err}"))));
                             }
                             () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
                                 if !ping_answered(&liveness, ping_sent.take()) {
-                                    break Err(WriterEnd::Heartbeat(pong_timeout));
+                                    break Err(Interrupted::End(WriterEnd::Heartbeat(pong_timeout)));
                                 }
                             }
-                            () = peer_closed.notified() => break Err(WriterEnd::PeerClosed),
+                            () = peer_closed.notified() => break Err(Interrupted::End(WriterEnd::PeerClosed)),
+                            // A stalled write must not hold up a close: the close carries it on
+                            // from the first message not yet written.
+                            requested = stop_requested(&mut stop) => break Err(Interrupted::Stop(or_dropped(requested))),
                         }
                     }
                 };
-                if let Err(end) = written {
-                    // Messages never handed to the socket go out on the next connection.
-                    outbox.requeue_front(batch.drain(fed..));
-                    return end;
+                // Messages never written stay in flight in the outbox: the connection puts
+                // them back once this task has ended.
+                match written {
+                    Ok(()) => {}
+                    Err(Interrupted::End(end)) => return end,
+                    Err(Interrupted::Stop(request)) => {
+                        return close(&mut sink, outbox, &mut in_slot, request, close_timeout).await;
+                    }
                 }
-                batch.clear();
             }
             _ = async { pings.as_mut().expect("guarded").tick().await }, if pings.is_some() && ping_sent.is_none() => {
                 ping_sent = Some(Instant::now());
@@ -314,20 +331,86 @@ async fn write_loop<Down>(
     }
 }
 
+/// Why a write in progress was cut short.
+enum Interrupted {
+    /// The writer is done.
+    End(WriterEnd),
+    /// A close was asked for: finish writing, then close.
+    Stop(Stop),
+}
+
+/// Writes what is in flight and everything queued, then the close frame, within
+/// `close_timeout`. What tungstenite did not take in time stays in flight in the outbox.
+async fn close(
+    sink: &mut SplitSink<Ws, Message>,
+    outbox: &Outbox,
+    in_slot: &mut bool,
+    request: Stop,
+    close_timeout: Duration,
+) -> WriterEnd {
+    let close = async {
+        loop {
+            write_in_flight(sink, outbox, in_slot).await?;
+            if !outbox.take_all() {
+                break;
+            }
+        }
+        let frame = CloseFrame {
+            code: request.code.as_u16().into(),
+            reason: request.reason.clone().into(),
+        };
+        sink.send(Message::Close(Some(frame))).await
+    };
+    let closed = tokio::time::timeout(close_timeout, close)
+        .await
+        .unwrap_or_else(|_| Err(WsError::Io(std::io::ErrorKind::TimedOut.into())));
+    match closed {
+        Ok(()) => WriterEnd::CloseSent(request),
+        Err(err) => {
+            tracing::debug!(error = %err, "could not write the queue and the close frame in time");
+            WriterEnd::CloseUnsent(request)
+        }
+    }
+}
+
 fn ping_answered(liveness: &Liveness, ping_sent: Option<Instant>) -> bool {
     ping_sent.is_none_or(|at| liveness.seen_since(at))
 }
 
-/// Feeds each payload, counting in `fed` those handed to the socket, then flushes once.
-async fn write_batch(
+/// Hands the messages in flight to the connection, oldest first, then flushes once.
+///
+/// A message leaves the outbox only once tungstenite has taken its frame: from then on bytes of
+/// it may reach the server, so it must never be sent again. Feeding the split sink is not
+/// enough: the sink keeps the last message fed in a slot of its own and passes it on to
+/// tungstenite only when next polled ready or flushed, which waits for tungstenite's buffer to
+/// drain. `in_slot` says the oldest message in flight sits in that slot; it outlives this
+/// future, so a write cut short (by a stop request) and taken up again by the close passes that
+/// message on instead of feeding it twice. However this ends (an error, a timeout, this future
+/// dropped, the task aborted), the messages still in flight are exactly those tungstenite never
+/// took.
+async fn write_in_flight(
     sink: &mut SplitSink<Ws, Message>,
-    batch: &[Payload],
-    fed: &mut usize,
+    outbox: &Outbox,
+    in_slot: &mut bool,
 ) -> Result<(), WsError> {
-    for payload in batch {
+    loop {
+        // Passes the message in the slot, if any, to tungstenite.
+        let ready = std::future::poll_fn(|cx| sink.poll_ready_unpin(cx)).await;
+        if let Err(err) = ready {
+            // The connection is broken: whether or not the message left the slot, it never
+            // made it into a frame tungstenite could send, and stays in flight.
+            *in_slot = false;
+            return Err(err);
+        }
+        if std::mem::take(in_slot) {
+            outbox.handed_over();
+        }
+        let Some(payload) = outbox.next_in_flight() else {
+            break;
+        };
         tracing::trace!(kind = %payload.kind(), len = payload.len(), "frame out");
-        sink.feed(into_message(payload.clone())).await?;
-        *fed += 1;
+        sink.start_send_unpin(into_message(payload))?;
+        *in_slot = true;
     }
     sink.flush().await
 }

@@ -1,5 +1,6 @@
 //! Dialing: asking the endpoint provider, building the upgrade request, connecting (TLS for
-//! `wss`, TCP_NODELAY on), and sorting failures into "retry" and "give up".
+//! `wss`, TCP_NODELAY on), and sorting failures into "retry" and "give up" (an invalid endpoint,
+//! or an upgrade refused with a 4xx status other than 408 and 429).
 
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -101,12 +102,25 @@ fn request(endpoint: &Endpoint, url: &str) -> Result<Request, AttemptError> {
     Ok(request)
 }
 
+/// Whether a server that refused the upgrade with `status` would refuse the next attempt the
+/// same way: a client error (4xx: 400 Bad Request, 401 Unauthorized, 403 Forbidden, 404 Not
+/// Found, ...) except 408 Request Timeout and 429 Too Many Requests, which mean "not now".
+/// Anything else (5xx, 408, 429, and 3xx, which is not followed) is worth retrying.
+pub(crate) fn is_permanent_rejection(status: u16) -> bool {
+    (400..500).contains(&status) && status != 408 && status != 429
+}
+
 fn attempt_failed(url: String, err: WsError) -> AttemptError {
     match err {
-        WsError::Http(response) => AttemptError::Retry(ClientError::Rejected {
-            url,
-            status: response.status().as_u16(),
-        }),
+        WsError::Http(response) => {
+            let status = response.status().as_u16();
+            let error = ClientError::Rejected { url, status };
+            if is_permanent_rejection(status) {
+                AttemptError::Fatal(error)
+            } else {
+                AttemptError::Retry(error)
+            }
+        }
         WsError::Url(err) => AttemptError::Fatal(ClientError::InvalidEndpoint {
             url,
             reason: err.to_string(),
@@ -154,6 +168,16 @@ mod tests {
         assert_eq!(request.headers()["authorization"], "Bearer t");
         assert_eq!(request.headers()["x-a"], "1");
         assert!(request.headers().contains_key("sec-websocket-key"));
+    }
+
+    #[test]
+    fn client_errors_but_408_and_429_are_permanent() {
+        for status in [400, 401, 403, 404, 405, 410, 426, 451, 499] {
+            assert!(is_permanent_rejection(status), "{status}");
+        }
+        for status in [301, 302, 408, 429, 500, 502, 503, 504] {
+            assert!(!is_permanent_rejection(status), "{status}");
+        }
     }
 
     #[test]

@@ -38,8 +38,15 @@ pub enum ClientError {
         /// What failed.
         reason: String,
     },
-    /// The server answered the upgrade request with an HTTP error (for example 401 when a
-    /// token has expired: the endpoint provider is asked again before the next attempt).
+    /// The server answered the upgrade request with an HTTP status other than 101.
+    ///
+    /// A 4xx status other than 408 and 429 (400 Bad Request, 401 Unauthorized, 403 Forbidden,
+    /// 404 Not Found, ...) says the request itself is refused, so retrying it would be refused
+    /// the same way: the client closes, and [`connect`](crate::CrimsonClient::connect) fails
+    /// with this error. An endpoint provider that hands out tokens must hand out valid ones;
+    /// once the cause is fixed, call `connect()` again. Any other status (408 Request Timeout,
+    /// 429 Too Many Requests, a 5xx, or a 3xx, which is not followed) counts as a failed
+    /// attempt: the retry policy decides what comes next, asking the provider again first.
     #[error("{url} refused the WebSocket upgrade with HTTP {status}")]
     Rejected {
         /// The URL, without its query.
@@ -60,11 +67,17 @@ pub enum ClientError {
     /// An incoming message did not decode. It is skipped; the connection stays open.
     #[error("skipped an incoming message: {0}")]
     Decode(#[source] DecodeError),
-    /// The retry policy's limit was reached: the client is closed.
+    /// The retry policy's limit was reached: this many reconnect attempts in a row failed,
+    /// or connected but closed abnormally before
+    /// [`stable_after`](crate::CrimsonClientBuilder::stable_after). The client is closed.
     #[error("gave up after {0} reconnect attempts")]
     RetriesExhausted(u32),
-    /// Messages still in the outbox when the client closed were discarded (they had been
-    /// accepted by [`send`](crate::CrimsonClient::send) but never written to a socket).
+    /// Messages still in the outbox when the client closed were discarded: they had been
+    /// accepted by [`send`](crate::CrimsonClient::send) but never written to a connection,
+    /// whether they were still queued or a writer had taken them and could not write them (a
+    /// stalled write that [`disconnect`](crate::CrimsonClient::disconnect) gave up on, a
+    /// connection that dropped). Reported once per close; see the
+    /// [crate docs](crate#delivery).
     #[error("{0} queued message(s) were discarded because the client closed")]
     Discarded(usize),
 }
@@ -104,8 +117,9 @@ pub enum ConnectError {
     /// `connect()` was called outside a Tokio runtime.
     #[error("connect() needs a Tokio runtime: call it from inside one")]
     NoRuntime,
-    /// The client closed before it connected: the retry policy gave up, or the endpoint is
-    /// invalid. The error is the last one the client reported.
+    /// The client closed before it connected: the retry policy gave up, the endpoint is
+    /// invalid, or the server refused the upgrade with a 4xx status other than 408 and 429
+    /// ([`ClientError::Rejected`]). The error is the last one the client reported.
     #[error("could not connect: {0}")]
     GaveUp(Arc<ClientError>),
     /// The client closed before it connected because

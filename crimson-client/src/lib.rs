@@ -86,26 +86,53 @@
 //! says ([`Retrying`](ConnectionState::Retrying)) and tries again. By default every close code
 //! but 1000 is abnormal ([`abnormal_close`](CrimsonClientBuilder::abnormal_close) changes
 //! that); a connection that drops, or answers no ping within the heartbeat timeout, closes as
-//! 1006 and is abnormal too. A normal close, the policy giving up, an invalid endpoint, and
+//! 1006 and is abnormal too.
+//!
+//! The policy's backoff starts over only after a connection that stayed up for
+//! [`stable_after`](CrimsonClientBuilder::stable_after) (5 s by default). A connection that
+//! closes sooner counts as a failed attempt, so a server that accepts and closes at once (a
+//! connection limit, a token it refuses) is backed off from exponentially, and
+//! [`with_max_attempts`](RetryPolicy::with_max_attempts) applies to it.
+//!
+//! A normal close, the policy giving up, an invalid endpoint, an upgrade refused with a 4xx
+//! status other than 408 and 429 ([`ClientError::Rejected`]), and
 //! [`disconnect`](CrimsonClient::disconnect) (which sends a close frame with your code and
 //! reason) end in `Closed`, with no reconnect. Dropping every handle disconnects with 1001.
 //!
 //! # Delivery
 //!
 //! [`send`](CrimsonClient::send) puts the encoded message in a bounded outbox and returns at
-//! once. The outbox guarantees delivery **to the socket, in order**: each connection has one
-//! writer task that takes everything queued, writes it and flushes once; messages sent while
-//! the client is connecting or retrying wait and are written, in order, on the next
-//! connection; messages a failed write never handed to the socket go back to the front. It
-//! does not promise end-to-end delivery: a message written to a socket that then dies may or
-//! may not have reached the server, and is not sent again (there are no acks in the protocol;
-//! add your own if you need them).
+//! once; it fails, and nothing is queued, when the client is closed ([`SendError::Closed`]),
+//! the outbox is full ([`SendError::Full`], see
+//! [`outbox_capacity`](CrimsonClientBuilder::outbox_capacity)) or the message does not encode.
+//! Each connection has one writer task that takes everything queued, writes it in order and
+//! flushes once. A message stays in the outbox (and in [`queued`](CrimsonClient::queued))
+//! until the connection's WebSocket protocol layer (tungstenite) has taken its frame; from
+//! that moment bytes of it may reach the server, so it is never sent again.
 //!
-//! Nothing is lost without an error saying so: `send` fails when the client is closed
-//! ([`SendError::Closed`]) or the outbox is full ([`SendError::Full`], see
-//! [`outbox_capacity`](CrimsonClientBuilder::outbox_capacity)); messages still queued when the
-//! client closes are counted ([`discarded`](CrimsonClient::discarded)) and reported
-//! ([`ClientError::Discarded`]).
+//! Every message `send` accepted ends in exactly one of three ways:
+//!
+//! - **Written** to a connection, in order, as just described. That is delivery to the
+//!   socket, not to the server: if the connection fails before the frame has left the
+//!   buffers (tungstenite's, then the kernel's), the message may or may not have reached the
+//!   server, and it is not sent again. Delivery is at most once; there are no acks in the
+//!   protocol, so add your own if you need more.
+//! - **Requeued**: the connection ended (the server closed it or dropped it, the heartbeat
+//!   found it dead, a write failed or stalled past the close timeout) before the message was
+//!   written, whether it still waited in the outbox or the writer had already taken it. It
+//!   keeps its place at the front of the outbox, ahead of messages sent since, and is written,
+//!   in order, on the next connection.
+//! - **Discarded**: the client closed (a [`disconnect`](CrimsonClient::disconnect), every
+//!   handle dropped, a normal close, the retry policy giving up, an invalid endpoint or a 4xx
+//!   refusal) before the message was written. It is counted by
+//!   [`discarded`](CrimsonClient::discarded) and reported, once per close with the number of
+//!   messages, as [`ClientError::Discarded`] (to the error hook, the event stream and a
+//!   tracing `warn`).
+//!
+//! [`disconnect`](CrimsonClient::disconnect) first writes what is queued (finishing a write
+//! that had stalled), then the close frame, all within the
+//! [`close_timeout`](CrimsonClientBuilder::close_timeout); what it could not write by then is
+//! discarded.
 //!
 //! # Receiving
 //!

@@ -3,6 +3,14 @@
 //! Unlike a server session's queue, it survives its connection: messages sent while the client
 //! is connecting or retrying wait here and go out, in order, on the next connection. It is open
 //! from `connect()` until the client is closed; closing discards (and counts) what is left.
+//!
+//! A message stays here until a connection's socket has accepted it. The writer first moves
+//! what is queued *in flight* ([`take_all`](Outbox::take_all)), then hands the in-flight
+//! messages to the socket one at a time, dropping each from here only once the socket took it
+//! ([`handed_over`](Outbox::handed_over)). So however a connection ends (a failed write, a
+//! timeout, its writer aborted or panicking), what is still in flight was never handed over:
+//! [`requeue_in_flight`](Outbox::requeue_in_flight) puts it back at the front for the next
+//! connection, and [`close`](Outbox::close) counts it as discarded.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -20,7 +28,11 @@ pub(crate) struct Outbox {
 }
 
 struct Queue {
+    /// Waiting for a writer to take them.
     items: VecDeque<Payload>,
+    /// Taken by the current connection's writer and not yet accepted by its socket, oldest
+    /// first.
+    in_flight: VecDeque<Payload>,
     open: bool,
 }
 
@@ -29,6 +41,7 @@ impl Outbox {
         Self {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
+                in_flight: VecDeque::new(),
                 open: false,
             }),
             ready: Notify::new(),
@@ -43,7 +56,7 @@ impl Outbox {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues a message, or says why not.
+    /// Queues a message, or says why not. Messages in flight do not count toward the capacity.
     pub(crate) fn push(&self, payload: Payload) -> Result<(), SendError> {
         let mut queue = self.lock();
         if !queue.open {
@@ -58,20 +71,24 @@ impl Outbox {
         Ok(())
     }
 
-    /// Moves every queued message into `batch` (in order); `false` when there was none.
-    pub(crate) fn take_all(&self, batch: &mut Vec<Payload>) -> bool {
+    /// Moves every queued message in flight, behind any already there (order is kept);
+    /// `false` when none was queued.
+    pub(crate) fn take_all(&self) -> bool {
         let mut queue = self.lock();
         if queue.items.is_empty() {
             return false;
         }
-        batch.extend(queue.items.drain(..));
+        let Queue {
+            items, in_flight, ..
+        } = &mut *queue;
+        in_flight.extend(items.drain(..));
         true
     }
 
-    /// Moves every queued message into `batch` (in order); waits while there is none.
-    pub(crate) async fn next_batch(&self, batch: &mut Vec<Payload>) {
+    /// Moves every queued message in flight; waits while there is none.
+    pub(crate) async fn next_batch(&self) {
         loop {
-            if self.take_all(batch) {
+            if self.take_all() {
                 return;
             }
             // `notify_one` keeps a permit when nobody waits, so a push between the check above
@@ -80,21 +97,34 @@ impl Outbox {
         }
     }
 
-    /// Puts messages that were taken but never handed to a socket back at the front, ahead of
-    /// anything queued since, so order is kept. They may briefly exceed the capacity.
-    pub(crate) fn requeue_front(&self, unsent: impl DoubleEndedIterator<Item = Payload>) {
+    /// The oldest message in flight (a cheap clone: payloads share their bytes), if any.
+    pub(crate) fn next_in_flight(&self) -> Option<Payload> {
+        self.lock().in_flight.front().cloned()
+    }
+
+    /// The socket accepted the oldest message in flight: it leaves the outbox.
+    pub(crate) fn handed_over(&self) {
+        self.lock().in_flight.pop_front();
+    }
+
+    /// Puts the messages still in flight, which no socket accepted, back at the front, ahead
+    /// of anything queued since, so order is kept; returns how many. They may briefly exceed
+    /// the capacity. Call it only once the writer that took them has stopped.
+    pub(crate) fn requeue_in_flight(&self) -> usize {
         let mut queue = self.lock();
-        if !queue.open {
-            return;
+        let Queue {
+            items, in_flight, ..
+        } = &mut *queue;
+        let requeued = in_flight.len();
+        while let Some(payload) = in_flight.pop_back() {
+            items.push_front(payload);
         }
-        for payload in unsent.rev() {
-            queue.items.push_front(payload);
-        }
-        let any = !queue.items.is_empty();
+        let any = !items.is_empty();
         drop(queue);
         if any {
             self.ready.notify_one();
         }
+        requeued
     }
 
     /// Accepts messages from now on.
@@ -102,18 +132,21 @@ impl Outbox {
         self.lock().open = true;
     }
 
-    /// Refuses messages from now on and discards what is queued; returns how many.
+    /// Refuses messages from now on and discards every message no socket accepted, queued or
+    /// in flight; returns how many.
     pub(crate) fn close(&self) -> usize {
         let mut queue = self.lock();
         queue.open = false;
-        let discarded = queue.items.len();
+        let discarded = queue.items.len() + queue.in_flight.len();
         queue.items.clear();
+        queue.in_flight.clear();
         discarded
     }
 
-    /// How many messages wait.
+    /// How many messages no socket accepted yet: queued or in flight.
     pub(crate) fn len(&self) -> usize {
-        self.lock().items.len()
+        let queue = self.lock();
+        queue.items.len() + queue.in_flight.len()
     }
 }
 
@@ -125,6 +158,16 @@ mod tests {
         Payload::Text(crimson_core::Text::from_static(s))
     }
 
+    /// Hands every message in flight over; returns them.
+    fn hand_over_all(outbox: &Outbox) -> Vec<Payload> {
+        std::iter::from_fn(|| {
+            let next = outbox.next_in_flight()?;
+            outbox.handed_over();
+            Some(next)
+        })
+        .collect()
+    }
+
     #[tokio::test]
     async fn bounded_ordered_and_closable() {
         let outbox = Outbox::new(2);
@@ -134,19 +177,26 @@ mod tests {
         outbox.push(text("b")).unwrap();
         assert!(matches!(outbox.push(text("c")), Err(SendError::Full(2))));
 
-        let mut batch = Vec::new();
-        outbox.next_batch(&mut batch).await;
-        assert_eq!(batch, [text("a"), text("b")]);
+        outbox.next_batch().await;
+        assert_eq!(outbox.len(), 2, "in flight still counts");
+        // "a" reached a socket; "b" never did: it goes back ahead of "c".
+        assert_eq!(outbox.next_in_flight(), Some(text("a")));
+        outbox.handed_over();
         outbox.push(text("c")).unwrap();
-        // "b" never reached a socket: it goes back ahead of "c".
-        outbox.requeue_front(batch.drain(1..));
-        outbox.next_batch(&mut batch).await;
-        assert_eq!(batch, [text("a"), text("b"), text("c")]);
-
-        outbox.push(text("d")).unwrap();
-        assert_eq!(outbox.close(), 1);
+        assert_eq!(outbox.requeue_in_flight(), 1);
+        assert_eq!(outbox.requeue_in_flight(), 0);
+        outbox.next_batch().await;
+        assert_eq!(hand_over_all(&outbox), [text("b"), text("c")]);
         assert_eq!(outbox.len(), 0);
-        assert!(matches!(outbox.push(text("e")), Err(SendError::Closed)));
+
+        // Closing counts what is queued and what is in flight.
+        outbox.push(text("d")).unwrap();
+        outbox.next_batch().await;
+        outbox.push(text("e")).unwrap();
+        assert_eq!(outbox.close(), 2);
+        assert_eq!(outbox.len(), 0);
+        assert!(matches!(outbox.push(text("f")), Err(SendError::Closed)));
+        assert_eq!(outbox.requeue_in_flight(), 0);
     }
 
     #[tokio::test]
@@ -156,9 +206,8 @@ mod tests {
         let writer = {
             let outbox = outbox.clone();
             tokio::spawn(async move {
-                let mut batch = Vec::new();
-                outbox.next_batch(&mut batch).await;
-                batch
+                outbox.next_batch().await;
+                hand_over_all(&outbox)
             })
         };
         tokio::task::yield_now().await;

@@ -20,8 +20,13 @@ use std::time::Duration;
 ///
 /// [`with_max_attempts`](Self::with_max_attempts) bounds how many reconnect attempts in a row
 /// may fail before the client gives up, goes [`Closed`](crate::ConnectionState::Closed) and
-/// reports [`ClientError::RetriesExhausted`](crate::ClientError::RetriesExhausted). The count
-/// starts again after every successful connection.
+/// reports [`ClientError::RetriesExhausted`](crate::ClientError::RetriesExhausted).
+///
+/// The attempt number (and with it the delay and the limit) starts over only after a
+/// connection that stayed up for the client's
+/// [`stable_after`](crate::CrimsonClientBuilder::stable_after), 5 s by default. A connection
+/// that closes abnormally sooner counts as a failed attempt: a server that accepts and closes
+/// at once is backed off from like one that refuses.
 ///
 /// ```
 /// use std::time::Duration;
@@ -154,7 +159,9 @@ impl RetryPolicy {
         Ok(self)
     }
 
-    /// Give up after `attempts` reconnect attempts in a row have failed.
+    /// Give up after `attempts` reconnect attempts in a row have failed (an attempt whose
+    /// connection closed abnormally before
+    /// [`stable_after`](crate::CrimsonClientBuilder::stable_after) counts as failed).
     pub fn with_max_attempts(mut self, attempts: u32) -> Result<Self, RetryPolicyError> {
         if attempts == 0 || self.backoff == Backoff::Never {
             return Err(RetryPolicyError::MaxAttempts(attempts));

@@ -20,8 +20,9 @@ use std::time::Duration;
 /// ```
 ///
 /// A normal close (1000 by default, see
-/// [`abnormal_close`](crate::CrimsonClientBuilder::abnormal_close)) and
-/// [`disconnect`](crate::CrimsonClient::disconnect) go straight to `Closed`.
+/// [`abnormal_close`](crate::CrimsonClientBuilder::abnormal_close)),
+/// [`disconnect`](crate::CrimsonClient::disconnect), an invalid endpoint and an upgrade refused
+/// with a 4xx status other than 408 and 429 go straight to `Closed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ConnectionState {
     /// Not connected and not trying to: before [`connect`](crate::CrimsonClient::connect),
@@ -34,8 +35,9 @@ pub enum ConnectionState {
     /// Connected: messages flow both ways.
     Connected,
     /// Waiting `next_delay` before reconnect attempt number `attempt` (1 for the first retry
-    /// after a failure; it starts again at 1 after a successful connection). Messages sent now
-    /// wait in the outbox.
+    /// after a failure; it starts again at 1 only after a connection that stayed up for
+    /// [`stable_after`](crate::CrimsonClientBuilder::stable_after), so a connection that
+    /// closes sooner counts as one more failed attempt). Messages sent now wait in the outbox.
     Retrying {
         /// Which reconnect attempt this is, counting from 1.
         attempt: u32,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crimson_core::CrimsonMessage;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::client::{RunEnd, Shared, Stop};
@@ -42,6 +43,8 @@ async fn cycle<Down: CrimsonMessage + Clone>(
     stop: &mut watch::Receiver<Option<Stop>>,
 ) -> RunEnd {
     let config = &shared.config;
+    // Reconnect attempts since the client started or since the last connection that stayed up
+    // for `stable_after`: failed attempts and connections that closed sooner both count.
     let mut attempt = 0u32;
     let mut connected = false;
     let mut last_error: Option<Arc<ClientError>>;
@@ -59,9 +62,10 @@ async fn cycle<Down: CrimsonMessage + Clone>(
             dialed = tokio::time::timeout(config.connect_timeout, dial::dial(config)) => dialed,
             () = stopped(stop) => continue,
         };
-        match dialed {
+        // The retry policy's delay before the next attempt; `None` when it makes no more.
+        let next_delay = |attempt: u32| config.retry.delay(attempt.saturating_add(1));
+        let delay = match dialed {
             Ok(Ok((ws, url))) => {
-                attempt = 0;
                 connected = true;
                 tracing::debug!(%url, "connected");
                 shared.set_state(ConnectionState::Connected);
@@ -72,32 +76,46 @@ async fn cycle<Down: CrimsonMessage + Clone>(
                     .events
                     .send(ClientEvent::Connected { url: url.clone() });
 
+                let opened = Instant::now();
                 let ended = connection::run(ws, shared, stop.clone())
                     .instrument(tracing::debug_span!("connection", %url))
                     .await;
+                // Only a connection that stayed up starts the backoff over: a server that
+                // accepts and closes at once (a connection limit, a rejected token) is backed
+                // off from like one that refuses, and counts toward the policy's limit.
+                let stable = opened.elapsed() >= config.stable_after;
+                if stable {
+                    attempt = 0;
+                }
                 last_error = ended.error.map(|error| shared.report(error));
                 let asked_to_stop = stop.borrow().is_some();
-                let reconnect = !asked_to_stop
+                let wants_retry = !asked_to_stop
                     && ended.by != ClosedBy::Client
                     && config.retry.retries()
                     && (config.abnormal_close)(ended.code, &ended.reason);
+                let delay = if wants_retry {
+                    next_delay(attempt)
+                } else {
+                    None
+                };
                 let close = CloseEvent {
                     code: ended.code,
                     reason: ended.reason,
                     by: ended.by,
-                    reconnect,
+                    reconnect: delay.is_some(),
                 };
-                tracing::debug!(code = close.code.as_u16(), reason = %close.reason, by = ?close.by, reconnect, "connection closed");
+                tracing::debug!(code = close.code.as_u16(), reason = %close.reason, by = ?close.by, stable, reconnect = close.reconnect, "connection closed");
                 if let Some(hook) = &config.hooks.on_close {
                     hook(&close);
                 }
                 let _ = shared.events.send(ClientEvent::Closed(close));
-                if !reconnect {
+                if !wants_retry {
                     return RunEnd {
                         connected,
                         error: None,
                     };
                 }
+                delay
             }
             Ok(Err(AttemptError::Fatal(error))) => {
                 return RunEnd {
@@ -105,15 +123,19 @@ async fn cycle<Down: CrimsonMessage + Clone>(
                     error: Some(shared.report(error)),
                 };
             }
-            Ok(Err(AttemptError::Retry(error))) => last_error = Some(shared.report(error)),
+            Ok(Err(AttemptError::Retry(error))) => {
+                last_error = Some(shared.report(error));
+                next_delay(attempt)
+            }
             Err(_elapsed) => {
                 last_error =
                     Some(shared.report(ClientError::ConnectTimeout(config.connect_timeout)));
+                next_delay(attempt)
             }
-        }
+        };
 
         attempt = attempt.saturating_add(1);
-        let Some(delay) = config.retry.delay(attempt) else {
+        let Some(delay) = delay else {
             if config.retry.retries() {
                 last_error = Some(shared.report(ClientError::RetriesExhausted(attempt - 1)));
             }

@@ -1,5 +1,6 @@
 //! Reconnecting: after the server goes away, with a fresh endpoint each attempt, with the
-//! outbox delivered in order, and only for abnormal closes.
+//! outbox delivered in order, only for abnormal closes, backing off from a server that closes
+//! at once, and never after a 4xx refusal of the upgrade.
 
 mod common;
 
@@ -9,10 +10,13 @@ use std::time::Duration;
 
 use common::*;
 use crimson_client::{
-    BoxError, ClientError, ClientEvent, CloseCode, ClosedBy, ConnectionState, CrimsonClient,
-    Endpoint, RetryPolicy,
+    BoxError, ClientError, ClientEvent, CloseCode, ClosedBy, ConnectError, ConnectionState,
+    CrimsonClient, Endpoint, RetryPolicy,
 };
 use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::handshake::server::{
+    Callback, ErrorResponse, Request, Response,
+};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -345,4 +349,200 @@ async fn disconnect_sends_its_code_and_reason_after_the_queue_and_does_not_recon
     // And connect() starts it again.
     within("reconnect", client.connect()).await.unwrap();
     assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+/// Everything a client announced until it went `Closed`: the `Retrying` states, the close
+/// events' `reconnect` flags and the errors.
+struct Story {
+    retrying: Vec<(u32, Duration)>,
+    reconnect: Vec<bool>,
+    errors: Vec<String>,
+}
+
+async fn story_until_closed(events: &mut crimson_client::Subscription<ClientEvent>) -> Story {
+    let mut story = Story {
+        retrying: Vec::new(),
+        reconnect: Vec::new(),
+        errors: Vec::new(),
+    };
+    within("the client to close", async {
+        while let Some(event) = events.next().await {
+            match event.expect("lagged") {
+                ClientEvent::State(ConnectionState::Retrying {
+                    attempt,
+                    next_delay,
+                }) => story.retrying.push((attempt, next_delay)),
+                ClientEvent::State(ConnectionState::Closed) => break,
+                ClientEvent::Closed(close) => story.reconnect.push(close.reconnect),
+                ClientEvent::Error(error) => story.errors.push(error.to_string()),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    story
+}
+
+/// A server that accepts every connection and closes it at once with 1013, except those for
+/// which `hold` says how long to keep them open first.
+async fn closing_server(
+    hold: impl Fn(usize) -> Option<Duration> + Send + Sync + 'static,
+) -> (RawServer, Arc<AtomicUsize>) {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let hold = Arc::new(hold);
+    let server = RawServer::start("127.0.0.1:0", move |mut ws, _, number| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let hold = hold(number);
+        async move {
+            if let Some(hold) = hold {
+                tokio::time::sleep(hold).await;
+            }
+            let _ = ws
+                .close(Some(CloseFrame {
+                    code: WsCode::Again,
+                    reason: "too many connections".into(),
+                }))
+                .await;
+            while ws.next().await.is_some() {}
+        }
+    })
+    .await;
+    (server, connections)
+}
+
+fn exponential(initial_ms: u64, max_attempts: u32) -> RetryPolicy {
+    RetryPolicy::exponential(Duration::from_millis(initial_ms), Duration::from_secs(10))
+        .unwrap()
+        .with_jitter(0.0)
+        .unwrap()
+        .with_max_attempts(max_attempts)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_server_that_closes_every_connection_at_once_is_backed_off_until_the_limit() {
+    trace();
+    let (server, connections) = closing_server(|_| None).await;
+    // The default `stable_after` (5 s) is far longer than these connections last.
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .url(server.url())
+        .retry(exponential(50, 3))
+        .build()
+        .unwrap();
+    let mut events = client.events();
+    within("connect", client.connect()).await.unwrap();
+    let story = story_until_closed(&mut events).await;
+
+    let ms = Duration::from_millis;
+    assert_eq!(story.retrying, [(1, ms(50)), (2, ms(100)), (3, ms(200))]);
+    // The last close says truthfully that no reconnect follows.
+    assert_eq!(story.reconnect, [true, true, true, false]);
+    assert_eq!(
+        story.errors.last().map(String::as_str),
+        Some("gave up after 3 reconnect attempts")
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 4);
+    assert!(matches!(
+        client.send(say("late")),
+        Err(crimson_client::SendError::Closed)
+    ));
+}
+
+#[tokio::test]
+async fn a_connection_that_stays_up_for_stable_after_starts_the_backoff_over() {
+    trace();
+    // The third connection stays up well past `stable_after`; the others close at once.
+    let (server, connections) =
+        closing_server(|number| (number == 3).then_some(Duration::from_millis(600))).await;
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .url(server.url())
+        .retry(exponential(30, 2))
+        .stable_after(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut events = client.events();
+    within("connect", client.connect()).await.unwrap();
+    let story = story_until_closed(&mut events).await;
+
+    let attempts: Vec<u32> = story.retrying.iter().map(|(attempt, _)| *attempt).collect();
+    assert_eq!(attempts, [1, 2, 1, 2]);
+    assert_eq!(story.reconnect, [true, true, true, true, false]);
+    assert_eq!(
+        story.errors.last().map(String::as_str),
+        Some("gave up after 2 reconnect attempts")
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 5);
+}
+
+/// Answers an upgrade request with its status.
+struct Refuse(u16);
+
+impl Callback for Refuse {
+    fn on_request(self, _: &Request, _: Response) -> Result<Response, ErrorResponse> {
+        Err(Response::builder().status(self.0).body(None).unwrap())
+    }
+}
+
+/// A server that refuses every upgrade with `status`; counts the attempts.
+async fn refusing_server(status: u16) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = attempts.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(tokio_tungstenite::accept_hdr_async(tcp, Refuse(status)));
+        }
+    });
+    (url, attempts)
+}
+
+#[tokio::test]
+async fn an_upgrade_refused_with_a_4xx_closes_the_client_but_408_429_and_5xx_are_retried() {
+    trace();
+    for status in [400, 401, 403, 404] {
+        let (url, attempts) = refusing_server(status).await;
+        // A policy without limit: only the rejection can end it.
+        let client = CrimsonClient::<Say, Heard>::builder()
+            .url(&url)
+            .retry(fixed(20))
+            .build()
+            .unwrap();
+        let mut events = client.events();
+        let err = within("connect", client.connect()).await.unwrap_err();
+        let ConnectError::GaveUp(error) = &err else {
+            panic!("{status}: {err:?}")
+        };
+        assert!(
+            matches!(**error, ClientError::Rejected { status: got, .. } if got == status),
+            "{status}: {error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!("{url} refused the WebSocket upgrade with HTTP {status}")
+        );
+        assert!(client.state().borrow().is_closed());
+        let story = story_until_closed(&mut events).await;
+        assert!(story.retrying.is_empty(), "{status}: {:?}", story.retrying);
+        assert_eq!(story.errors, [error.to_string()]);
+        assert_eq!(attempts.load(Ordering::SeqCst), 1, "{status}");
+    }
+    for status in [408, 429, 500, 503] {
+        let (url, attempts) = refusing_server(status).await;
+        let client = CrimsonClient::<Say, Heard>::builder()
+            .url(&url)
+            .retry(fixed(20).with_max_attempts(2).unwrap())
+            .build()
+            .unwrap();
+        let err = within("connect", client.connect()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "could not connect: gave up after 2 reconnect attempts",
+            "{status}"
+        );
+        assert_eq!(attempts.load(Ordering::SeqCst), 3, "{status}");
+    }
 }

@@ -236,3 +236,72 @@ pub fn trace() {
         .with_test_writer()
         .try_init();
 }
+
+/// Larger than everything the kernel buffers between a client and a server that stopped
+/// reading (the client's send buffer grows to `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default;
+/// the server's receive buffer is kept small by [`small_window_listener`]), yet within a
+/// tungstenite server's default frame limit (16 MiB): writing it stalls until the server reads.
+pub const STALLING_LEN: usize = 12 << 20;
+
+/// A message of [`STALLING_LEN`] characters.
+pub fn stalling_message() -> Say {
+    say("x".repeat(STALLING_LEN))
+}
+
+/// A listener on 127.0.0.1 whose connections have a small receive buffer, so that a client
+/// writing to one that stopped reading is stalled by at most its own send buffer.
+pub fn small_window_listener() -> TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(32 << 10).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    socket.listen(16).unwrap()
+}
+
+/// Waits, without reading, until at least `bytes` have arrived on `ws` and wait unread: the
+/// client is writing a message the server has not read.
+pub async fn wait_unread(ws: &Ws, bytes: usize) {
+    let mut buf = vec![0; bytes];
+    within("unread bytes to pile up", async {
+        loop {
+            let got = ws.get_ref().peek(&mut buf).await.unwrap();
+            if got >= bytes {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// The panics [`record_panics`] saw, as messages.
+pub type Panics = Arc<Mutex<Vec<String>>>;
+
+/// Records every panic on the calling thread (a `#[tokio::test]` runs its tasks there): a
+/// panic in a task the client spawned is otherwise swallowed by its runtime. Read the record
+/// with `.lock().unwrap().clone()` before asserting on it.
+pub fn record_panics() -> Panics {
+    static RECORDED: std::sync::OnceLock<Mutex<Vec<(std::thread::ThreadId, Panics)>>> =
+        std::sync::OnceLock::new();
+    let recorded = RECORDED.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // `try_lock`: a hook that waited for a lock the panicking thread holds would hang.
+            if let Some(Ok(recorded)) = RECORDED.get().map(Mutex::try_lock) {
+                let current = std::thread::current().id();
+                for (thread, panics) in recorded.iter() {
+                    if let (true, Ok(mut panics)) = (*thread == current, panics.try_lock()) {
+                        panics.push(info.to_string());
+                    }
+                }
+            }
+            previous(info);
+        }));
+        Mutex::new(Vec::new())
+    });
+    let panics = Arc::new(Mutex::new(Vec::new()));
+    recorded
+        .lock()
+        .unwrap()
+        .push((std::thread::current().id(), panics.clone()));
+    panics
+}
