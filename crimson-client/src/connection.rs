@@ -94,9 +94,10 @@ pub(crate) async fn run<Down: CrimsonMessage + Clone>(
     let mut deadline: Option<Instant> = None;
     let mut writer_done = false;
     let mut stopping = false;
+    let mut reading = true;
     loop {
         tokio::select! {
-            next = stream.next() => match next {
+            next = stream.next(), if reading => match next {
                 Some(Ok(message)) => {
                     liveness.touch();
                     if let Some(payload) = as_payload(&message) {
@@ -116,8 +117,17 @@ pub(crate) async fn run<Down: CrimsonMessage + Clone>(
                     }
                 }
                 Some(Err(err)) => {
+                    // The server broke the protocol, but the socket can still be written:
+                    // give the application a moment to answer what it received just before
+                    // (the writer sends it), then drop the connection.
+                    let writable = matches!(err, WsError::Protocol(_) | WsError::Utf8(_) | WsError::Capacity(_));
                     outcome.get_or_insert_with(|| read_failed(err));
-                    break;
+                    if !writable || writer_done {
+                        break;
+                    }
+                    reading = false;
+                    let grace = Instant::now() + close_timeout.min(PROTOCOL_ERROR_GRACE);
+                    deadline = Some(deadline.map_or(grace, |at| at.min(grace)));
                 }
                 None => break,
             },
@@ -187,6 +197,10 @@ pub(crate) async fn run<Down: CrimsonMessage + Clone>(
         )
     })
 }
+
+/// How long, after the server broke the protocol, the writer may still send what the
+/// application queued in answer to the messages that came before.
+const PROTOCOL_ERROR_GRACE: Duration = Duration::from_millis(250);
 
 /// Resolves once a stop was requested, with the request (`None` when the client is gone).
 async fn stop_requested(stop: &mut watch::Receiver<Option<Stop>>) -> Option<Stop> {
