@@ -1,9 +1,9 @@
 //! Runs one session: a reader, a writer and the handler, and how they end together.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crimson_core::__ws::{as_payload, into_message};
+use crimson_core::__ws::{as_payload, into_message, Liveness};
 use crimson_core::session::Ending;
 use crimson_core::{close, CloseCode, CrimsonMessage, Payload};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -25,31 +25,6 @@ use crate::session::{CrimsonSession, Shared};
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
-/// Milliseconds since the session started at which a frame last arrived, and whether the
-/// reader is waiting for the handler (then it reads nothing, pongs included, and the peer's
-/// silence says nothing about the peer).
-struct Liveness {
-    start: Instant,
-    last_seen_ms: AtomicU64,
-    held: std::sync::atomic::AtomicBool,
-}
-
-impl Liveness {
-    fn held_by_handler(&self) -> bool {
-        self.held.load(Ordering::Relaxed)
-    }
-
-    fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.last_seen_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn seen_since(&self, at: Instant) -> bool {
-        let at_ms = at.saturating_duration_since(self.start).as_millis() as u64;
-        self.last_seen_ms.load(Ordering::Relaxed) >= at_ms
-    }
-}
-
 fn report<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err: &SessionError) {
     if let Some(hook) = &config.on_error {
         hook(&shared.info, err);
@@ -68,11 +43,7 @@ pub(crate) async fn run<Up, Down>(
     Down: CrimsonMessage,
 {
     let (sink, stream) = ws.split();
-    let liveness = Arc::new(Liveness {
-        start: Instant::now(),
-        last_seen_ms: AtomicU64::new(0),
-        held: Default::default(),
-    });
+    let liveness = Arc::new(Liveness::new());
     let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_queue);
     // Without a handler (a refused session) nothing reads: let the reader discard at once.
     let incoming_rx = handler.is_some().then_some(incoming_rx);
@@ -258,9 +229,9 @@ async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
                         Err(mpsc::error::TrySendError::Full(up)) => {
                             // The handler is behind: stop reading (TCP slows the client down)
                             // and do not mistake the unread pongs for a dead peer.
-                            liveness.held.store(true, Ordering::Relaxed);
+                            liveness.set_held(true);
                             let sent = tx.send(up).await.map_err(|_| ());
-                            liveness.held.store(false, Ordering::Relaxed);
+                            liveness.set_held(false);
                             liveness.touch();
                             sent
                         }
@@ -439,7 +410,7 @@ async fn write_loop<Up, Down>(
                                 () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
                                     let sent = ping_sent.take().expect("guarded");
                                     pong_deadline = None;
-                                    if !liveness.seen_since(sent) && !liveness.held_by_handler() {
+                                    if !liveness.seen_since(sent) && !liveness.held() {
                                         return ping_timeout(&config, &shared);
                                     }
                                 }
@@ -476,7 +447,7 @@ async fn write_loop<Up, Down>(
             }
             () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
                 let sent = ping_sent.take().expect("guarded");
-                if !liveness.seen_since(sent) && !liveness.held_by_handler() {
+                if !liveness.seen_since(sent) && !liveness.held() {
                     return ping_timeout(&config, &shared);
                 }
             }

@@ -1,11 +1,11 @@
 //! One open connection: a reader (here) and a writer task fed by the outbox, with the
 //! heartbeat, until the connection ends.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crimson_core::__ws::{as_payload, into_message};
+use crimson_core::__ws::{as_payload, into_message, Liveness};
 use crimson_core::{CloseCode, CrimsonMessage, PayloadRef};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -41,24 +41,6 @@ impl Ended {
     }
 }
 
-/// When a frame last arrived, in milliseconds since the connection opened.
-struct Liveness {
-    start: Instant,
-    last_seen_ms: AtomicU64,
-}
-
-impl Liveness {
-    fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.last_seen_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn seen_since(&self, at: Instant) -> bool {
-        let at_ms = at.saturating_duration_since(self.start).as_millis() as u64;
-        self.last_seen_ms.load(Ordering::Relaxed) >= at_ms
-    }
-}
-
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -74,10 +56,7 @@ pub(crate) async fn run<Down: CrimsonMessage + Clone>(
 ) -> Ended {
     let close_timeout = shared.config.close_timeout;
     let (sink, mut stream) = ws.split();
-    let liveness = Arc::new(Liveness {
-        start: Instant::now(),
-        last_seen_ms: AtomicU64::new(0),
-    });
+    let liveness = Arc::new(Liveness::new());
     let peer_closed = Arc::new(Notify::new());
     let mut writer = tokio::spawn(
         write_loop(

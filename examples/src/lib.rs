@@ -54,3 +54,14 @@ pub fn arg(name: &str, env: &str, default: &str) -> String {
     }
     std::env::var(env).unwrap_or_else(|_| default.to_owned())
 }
+
+/// Logs with `tracing` to stderr: `RUST_LOG` if set, else `default` (an env-filter string).
+pub fn init_tracing(default: &str) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .init();
+}

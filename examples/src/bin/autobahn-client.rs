@@ -105,13 +105,7 @@ async fn converse(url: String, echo: bool) -> Result<Outcome, Box<dyn Error>> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
-        )
-        .init();
+    crimson_examples::init_tracing("error");
 
     let mut args = std::env::args().skip(1);
     let base = args

@@ -26,13 +26,7 @@ async fn echo(mut session: CrimsonSession<Payload, Payload>) {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
-        )
-        .init();
+    crimson_examples::init_tracing("error");
 
     let addr = std::env::args()
         .nth(1)

@@ -125,13 +125,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
-        )
-        .init();
+    crimson_examples::init_tracing("error");
 
     let name = arg("name", "CRIMSON_NAME", "chat-client");
     if flag("proto") {

@@ -82,12 +82,7 @@ async fn cluster<Down>(redis: &str, prefix: &str) -> std::io::Result<Cluster<Dow
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,crimson_axum=debug".into()),
-        )
-        .init();
+    crimson_examples::init_tracing("info,crimson_axum=debug");
 
     let addr = arg("addr", "CRIMSON_ADDR", DEFAULT_ADDR);
     let redis = arg("redis", "CRIMSON_REDIS", "");
