@@ -1,0 +1,326 @@
+//! The servers under test for the load benchmark (`bench`): one Crimson server and two raw
+//! axum WebSocket servers that do the same work, so `bench` can compare them in one run.
+//!
+//! `bench-server --impl crimson|raw|raw-tuned --addr 127.0.0.1:0 --scenario echo|broadcast|idle`
+//!
+//! It prints its bound address (`127.0.0.1:PORT`) as one line on stdout, then serves until its
+//! standard input closes (the `bench` process that spawned it exits or lets go of it).
+//!
+//! Scenarios (the routes served):
+//! - `echo` and `idle`: `/echo` decodes every JSON message `{"seq":N,"pad":"..."}` into a
+//!   typed value, encodes it again and sends it back.
+//! - `broadcast`: `/sub` subscribes; every JSON message `{"seq":N,"sent":T,"pad":"..."}` sent to
+//!   `/pub` is decoded once, encoded once and queued for every subscriber.
+//!
+//! Implementations:
+//! - `crimson`: Crimson routes with `CrimsonConfig::new()` (its defaults).
+//! - `raw`: axum's `WebSocketUpgrade` with its default buffers (128 KiB read buffer); echo
+//!   uses `socket.send` (one flush per message), as a plain axum handler does. Broadcast is the
+//!   strong baseline: a writer task per subscriber fed by a bounded channel (256, like
+//!   Crimson's queue), the payload encoded once and shared as `Utf8Bytes`, `feed` for what is
+//!   ready and one `flush`.
+//! - `raw-tuned`: `raw` with Crimson's buffer sizes (4 KiB read, 8 KiB write, 64 KiB message
+//!   and frame limits).
+//!
+//! Both listeners are the same: `SO_REUSEADDR`, a 4096-deep accept backlog, `TCP_NODELAY`.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use axum::Router;
+use crimson_axum::cluster::Cluster;
+use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt};
+use crimson_examples::arg;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+
+/// The accept backlog of both listeners (the same as `crimson_axum::BACKLOG`).
+const BACKLOG: u32 = 4096;
+/// The bound of each raw subscriber's queue: Crimson's default outgoing queue.
+const RAW_QUEUE: usize = 256;
+
+/// What echo clients send and get back.
+#[derive(Serialize, Deserialize, CrimsonMessage)]
+#[crimson(codec = "json")]
+struct Echo {
+    seq: u64,
+    pad: String,
+}
+
+/// What the publisher sends and every subscriber gets.
+#[derive(Serialize, Deserialize, CrimsonMessage)]
+#[crimson(codec = "json")]
+struct Tick {
+    seq: u64,
+    sent: u64,
+    pad: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Impl {
+    Crimson,
+    Raw,
+    RawTuned,
+}
+
+// ---------------------------------------------------------------------------------------
+// Crimson
+
+async fn crimson_echo(mut session: CrimsonSession<Echo, Echo>) {
+    while let Some(message) = session.recv().await {
+        if session.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn crimson_subscriber(mut session: CrimsonSession<Tick, Tick>) {
+    while session.recv().await.is_some() {}
+}
+
+async fn crimson_publisher(
+    State(subscribers): State<Cluster<Tick>>,
+    mut session: CrimsonSession<Tick, Tick>,
+) {
+    while let Some(tick) = session.recv().await {
+        if let Err(err) = subscribers.broadcast(&tick).await {
+            eprintln!("bench-server: broadcast failed: {err}");
+        }
+    }
+}
+
+fn crimson_app(scenario: &str) -> Router {
+    match scenario {
+        "broadcast" => {
+            let subscribers = Cluster::<Tick>::local();
+            let layer = CrimsonLayer::new()
+                .config(
+                    "sub",
+                    CrimsonConfig::<Tick, Tick>::new().cluster(subscribers.clone()),
+                )
+                .config("pub", CrimsonConfig::<Tick, Tick>::new());
+            Router::new()
+                .crimson::<Tick, Tick, _, _>("/sub", "sub", crimson_subscriber)
+                .crimson::<Tick, Tick, _, _>("/pub", "pub", crimson_publisher)
+                .layer(layer)
+                .with_state(subscribers)
+        }
+        _ => Router::new()
+            .crimson::<Echo, Echo, _, _>("/echo", "echo", crimson_echo)
+            .layer(CrimsonLayer::new().config("echo", CrimsonConfig::<Echo, Echo>::new())),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw axum
+
+/// The raw servers' state: buffer tuning and the broadcast hub.
+#[derive(Clone)]
+struct Raw {
+    tuned: bool,
+    hub: Arc<Hub>,
+}
+
+/// The raw broadcast baseline's subscribers: one bounded queue each.
+#[derive(Default)]
+struct Hub {
+    next_id: AtomicU64,
+    subscribers: RwLock<HashMap<u64, mpsc::Sender<Utf8Bytes>>>,
+    dropped: AtomicU64,
+}
+
+impl Raw {
+    fn upgrade(&self, ws: WebSocketUpgrade) -> WebSocketUpgrade {
+        if self.tuned {
+            ws.read_buffer_size(4 << 10)
+                .write_buffer_size(8 << 10)
+                .max_message_size(64 << 10)
+                .max_frame_size(64 << 10)
+        } else {
+            ws
+        }
+    }
+}
+
+async fn raw_echo_route(State(raw): State<Raw>, ws: WebSocketUpgrade) -> Response {
+    raw.upgrade(ws).on_upgrade(raw_echo)
+}
+
+async fn raw_echo(mut socket: WebSocket) {
+    while let Some(Ok(message)) = socket.recv().await {
+        let Message::Text(text) = message else {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+            continue;
+        };
+        let Ok(echo) = serde_json::from_str::<Echo>(&text) else {
+            break;
+        };
+        let Ok(out) = serde_json::to_string(&echo) else {
+            break;
+        };
+        if socket.send(Message::Text(out.into())).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn raw_subscriber_route(State(raw): State<Raw>, ws: WebSocketUpgrade) -> Response {
+    let hub = raw.hub.clone();
+    raw.upgrade(ws)
+        .on_upgrade(move |socket| raw_subscriber(hub, socket))
+}
+
+async fn raw_subscriber(hub: Arc<Hub>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(RAW_QUEUE);
+    let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
+    hub.subscribers
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, tx);
+    let writer = tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            if sink.feed(Message::Text(first)).await.is_err() {
+                return;
+            }
+            while let Ok(next) = rx.try_recv() {
+                if sink.feed(Message::Text(next)).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(Ok(message)) = stream.next().await {
+        if matches!(message, Message::Close(_)) {
+            break;
+        }
+    }
+    hub.subscribers
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+    writer.abort();
+}
+
+async fn raw_publisher_route(State(raw): State<Raw>, ws: WebSocketUpgrade) -> Response {
+    let hub = raw.hub.clone();
+    raw.upgrade(ws)
+        .on_upgrade(move |socket| raw_publisher(hub, socket))
+}
+
+async fn raw_publisher(hub: Arc<Hub>, mut socket: WebSocket) {
+    while let Some(Ok(message)) = socket.recv().await {
+        let Message::Text(text) = message else {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+            continue;
+        };
+        let Ok(tick) = serde_json::from_str::<Tick>(&text) else {
+            break;
+        };
+        let Ok(out) = serde_json::to_string(&tick) else {
+            break;
+        };
+        // Encoded once; every clone below is a reference-count bump.
+        let out = Utf8Bytes::from(out);
+        let subscribers = hub.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        for tx in subscribers.values() {
+            if tx.try_send(out.clone()).is_err() {
+                hub.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn raw_app(scenario: &str, tuned: bool) -> Router {
+    let state = Raw {
+        tuned,
+        hub: Arc::default(),
+    };
+    let router = match scenario {
+        "broadcast" => Router::new()
+            .route("/sub", get(raw_subscriber_route))
+            .route("/pub", get(raw_publisher_route)),
+        _ => Router::new().route("/echo", get(raw_echo_route)),
+    };
+    router.with_state(state)
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn nodelay(stream: &mut TcpStream) {
+    let _ = stream.set_nodelay(true);
+}
+
+fn parse_impl(name: &str) -> Option<Impl> {
+    match name {
+        "crimson" => Some(Impl::Crimson),
+        "raw" => Some(Impl::Raw),
+        "raw-tuned" => Some(Impl::RawTuned),
+        _ => None,
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let which = arg("impl", "BENCH_IMPL", "crimson");
+    let scenario = arg("scenario", "BENCH_SCENARIO", "echo");
+    let addr: SocketAddr = arg("addr", "BENCH_ADDR", "127.0.0.1:0")
+        .parse()
+        .map_err(|err| std::io::Error::other(format!("bad --addr: {err}")))?;
+    let Some(which) = parse_impl(&which) else {
+        return Err(std::io::Error::other(format!(
+            "unknown --impl {which:?} (crimson | raw | raw-tuned)"
+        )));
+    };
+    if !matches!(scenario.as_str(), "echo" | "idle" | "broadcast") {
+        return Err(std::io::Error::other(format!(
+            "unknown --scenario {scenario:?} (echo | broadcast | idle)"
+        )));
+    }
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::other("bench-server binds loopback only"));
+    }
+
+    let app = match which {
+        Impl::Crimson => crimson_app(&scenario),
+        Impl::Raw => raw_app(&scenario, false),
+        Impl::RawTuned => raw_app(&scenario, true),
+    };
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let tap: fn(&mut TcpStream) = nodelay;
+    let listener = socket.listen(BACKLOG)?.tap_io(tap);
+    let local = axum::serve::Listener::local_addr(&listener)?;
+    println!("{local}");
+
+    // Serve until stdin closes: the bench process that owns this one is done with it.
+    std::thread::spawn(|| {
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        std::process::exit(0);
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}

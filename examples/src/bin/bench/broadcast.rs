@@ -1,0 +1,235 @@
+//! Broadcast fan-out: `subscribers` connections on `/sub`, one publisher on `/pub` whose every
+//! message the server sends to all subscribers.
+//!
+//! The publisher keeps at most `WINDOW` messages in flight: it sends message `s` once message
+//! `s − WINDOW` has reached every subscriber. So the server is kept busy without any
+//! subscriber queue ever nearing its bound (256), and neither server drops anything. Each
+//! message carries its send time (ns on this process's clock); subscribers measure
+//! publish→deliver latency against it.
+
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{self, Ws};
+use crate::report::Values;
+use crate::server::Server;
+use crate::stats;
+
+/// Messages the publisher may have in flight.
+pub(crate) const WINDOW: u64 = 32;
+/// Delivery counters kept, one per message, reused round-robin (more than `WINDOW`).
+const RING: u64 = 1024;
+/// Added to send times so every message has the same length.
+const SENT_BASE: u64 = 1_000_000_000_000_000;
+/// Latency samples kept per subscriber, so memory stays bounded on long runs.
+const MAX_SAMPLES: usize = 200_000;
+
+/// One broadcast run's shape.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Broadcast {
+    pub(crate) subscribers: usize,
+    pub(crate) size: usize,
+    pub(crate) window: u64,
+    pub(crate) warmup: Duration,
+    pub(crate) measure: Duration,
+}
+
+/// Nanoseconds on this process's clock.
+fn now_ns() -> u64 {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
+
+/// What the publisher and the subscribers share.
+struct Shared {
+    subscribers: u32,
+    /// Subscribers that have received at least one message.
+    ready: AtomicUsize,
+    /// The first counted message; `u64::MAX` while the subscribers are still being found.
+    base: AtomicU64,
+    /// How many subscribers got message `s`, at `s % RING`.
+    got: Vec<AtomicU32>,
+    /// Wakes the publisher: a message reached everyone, or everyone is ready.
+    progress: Notify,
+}
+
+struct Subscribed {
+    ws: Ws,
+    delivered: u64,
+    latencies: Vec<u64>,
+}
+
+async fn subscriber(
+    mut ws: Ws,
+    shared: Arc<Shared>,
+    start: Instant,
+    end: Instant,
+) -> io::Result<Subscribed> {
+    let mut first = true;
+    let mut delivered = 0;
+    let mut latencies = Vec::new();
+    let stop = tokio::time::sleep_until(end);
+    tokio::pin!(stop);
+    loop {
+        let next = tokio::select! {
+            () = &mut stop => break,
+            next = ws.next() => next,
+        };
+        let text = match next {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
+                return Err(io::Error::other(format!("subscriber closed: {frame:?}")))
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(err)) => return Err(io::Error::other(err)),
+            None => return Err(io::Error::other("subscriber connection ended")),
+        };
+        let now = Instant::now();
+        let received = now_ns();
+        if first {
+            first = false;
+            if shared.ready.fetch_add(1, Ordering::AcqRel) + 1 == shared.subscribers as usize {
+                shared.progress.notify_one();
+            }
+        }
+        let seq = client::json_u64(&text, "\"seq\":").unwrap_or(0) - 1_000_000_000;
+        let sent = client::json_u64(&text, "\"sent\":").unwrap_or(0) - SENT_BASE;
+        if seq >= shared.base.load(Ordering::Acquire) {
+            let slot = &shared.got[(seq % RING) as usize];
+            if slot.fetch_add(1, Ordering::AcqRel) + 1 == shared.subscribers {
+                shared.progress.notify_one();
+            }
+        }
+        if now >= start && now < end {
+            delivered += 1;
+            if latencies.len() < MAX_SAMPLES {
+                latencies.push(received.saturating_sub(sent));
+            }
+        }
+    }
+    Ok(Subscribed {
+        ws,
+        delivered,
+        latencies,
+    })
+}
+
+async fn publish(ws: &mut Ws, seq: u64, size: usize, end: Instant) -> io::Result<()> {
+    let sent = format!("\"sent\":{},", SENT_BASE + now_ns());
+    let text = client::json_message(size, seq, &sent);
+    let give_up = end + Duration::from_secs(5);
+    client::send_by(ws, Message::Text(text.into()), give_up).await
+}
+
+/// Publishes until `end`: first one message every 20 ms until every subscriber has one (so
+/// all are registered), then windowed. Returns how many messages were published.
+async fn publisher(
+    mut ws: Ws,
+    shared: Arc<Shared>,
+    shape: Broadcast,
+    end: Instant,
+) -> io::Result<(Ws, u64)> {
+    let mut seq = 0u64;
+    while shared.ready.load(Ordering::Acquire) < shared.subscribers as usize {
+        if Instant::now() >= end {
+            return Err(io::Error::other(format!(
+                "only {} of {} subscribers got a message",
+                shared.ready.load(Ordering::Acquire),
+                shared.subscribers
+            )));
+        }
+        publish(&mut ws, seq, shape.size, end).await?;
+        seq += 1;
+        let _ = tokio::time::timeout(Duration::from_millis(20), shared.progress.notified()).await;
+    }
+    let base = seq;
+    shared.base.store(base, Ordering::Release);
+    while Instant::now() < end {
+        if seq - base >= shape.window {
+            let waited = (seq - shape.window) % RING;
+            let slot = &shared.got[waited as usize];
+            if slot.load(Ordering::Acquire) < shared.subscribers {
+                let _ = tokio::time::timeout_at(end, shared.progress.notified()).await;
+                continue;
+            }
+        }
+        // Slot `seq % RING` last counted message `seq − RING`, which every subscriber has had.
+        shared.got[(seq % RING) as usize].store(0, Ordering::Release);
+        publish(&mut ws, seq, shape.size, end).await?;
+        seq += 1;
+    }
+    Ok((ws, seq - base))
+}
+
+/// One run: delivered messages/s, p50/p99 publish→deliver latency (µs), server CPU µs per
+/// delivered message.
+pub(crate) async fn run(server: Server, shape: Broadcast) -> io::Result<Values> {
+    let (subs, _) =
+        client::connect_many(server.addr, "/sub", shape.subscribers, 64, 0, None).await?;
+    let publisher_ws = client::connect(server.addr, "/pub", client::source(0)).await?;
+    let shared = Arc::new(Shared {
+        subscribers: shape.subscribers as u32,
+        ready: AtomicUsize::new(0),
+        base: AtomicU64::new(u64::MAX),
+        got: (0..RING).map(|_| AtomicU32::new(0)).collect(),
+        progress: Notify::new(),
+    });
+    // Finding every subscriber takes a few 20 ms ticks; time for it comes on top.
+    let start = Instant::now() + Duration::from_millis(500) + shape.warmup;
+    let end = start + shape.measure;
+    let mut tasks = tokio::task::JoinSet::new();
+    for ws in subs {
+        tasks.spawn(subscriber(ws, shared.clone(), start, end));
+    }
+    let publishing = tokio::spawn(publisher(publisher_ws, shared.clone(), shape, end));
+    tokio::time::sleep_until(start).await;
+    let cpu_start = server.cpu()?;
+    tokio::time::sleep_until(end).await;
+    let cpu_end = server.cpu()?;
+
+    let mut delivered = 0u64;
+    let mut latencies = Vec::new();
+    let mut keep = Vec::new();
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.map_err(io::Error::other).and_then(|r| r) {
+            Ok(sub) => {
+                delivered += sub.delivered;
+                latencies.extend(sub.latencies);
+                keep.push(sub.ws);
+            }
+            Err(err) => {
+                failure.get_or_insert(err);
+            }
+        }
+    }
+    let published = publishing.await.map_err(io::Error::other).and_then(|r| r);
+    server.stop();
+    drop(keep);
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    let (_, published) = published?;
+    latencies.sort_unstable();
+    let cpu = (cpu_end - cpu_start).as_secs_f64() * 1e6;
+    Ok(Values::from([
+        (
+            "delivered_per_s",
+            delivered as f64 / shape.measure.as_secs_f64(),
+        ),
+        ("p50_us", stats::percentile_us(&latencies, 50.0)),
+        ("p99_us", stats::percentile_us(&latencies, 99.0)),
+        ("cpu_us_per_delivery", cpu / delivered.max(1) as f64),
+        ("published", published as f64),
+    ]))
+}

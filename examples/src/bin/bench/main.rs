@@ -1,0 +1,492 @@
+//! The load benchmark: Crimson against a raw axum WebSocket server doing the same work.
+//!
+//! ```text
+//! cargo build --release -p crimson-examples --bin bench --bin bench-server
+//! cargo run --release -p crimson-examples --bin bench -- [--quick] [--only echo,pipelined,...]
+//!     [--rounds N] [--measure SECS] [--warmup SECS] [--out DIR]
+//!     [--impls crimson,raw,raw-tuned] [--idle-conns N] [--subscribers N,N] [--setup-conns N]
+//! ```
+//!
+//! Every scenario runs against each implementation in turn, alternating the order (A B, B A,
+//! …) for `--rounds` rounds (5 by default, 2 with `--quick`), each time against a fresh
+//! `bench-server` process (spawned from this executable's directory). The clients run in this
+//! process, the server in its own. Medians per implementation are compared as ratios, the only
+//! numbers worth reading on a noisy machine. Results go to `--out` (default `bench-out/`):
+//! `results.md` (the table, also printed), `bench-results.json` and `bench-ratios.svg`.
+//!
+//! Scenarios (`--only`, comma separated; all by default):
+//! - `echo`: 100 connections, one message in flight each, 32 B and 1 KiB JSON.
+//! - `pipelined`: 16 connections, 16 messages in flight each, 32 B and 1 KiB JSON.
+//! - `broadcast`: 1,000 and 5,000 subscribers, a publisher, 256 B JSON.
+//! - `idle`: server memory per idle connection at 10,000 connections.
+//! - `setup`: 5,000 connects (TCP + WebSocket handshake), 64 at a time.
+//!
+//! Only loopback addresses are used; every loop is bounded in count and time.
+
+mod broadcast;
+mod client;
+mod echo;
+mod idle;
+mod report;
+mod server;
+mod setup;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crimson_examples::{arg, flag};
+use report::{Metric, ScenarioResult, Target, Values};
+use server::{Impl, Server};
+
+/// What to run, from the command line.
+#[derive(Debug, Clone)]
+struct Options {
+    quick: bool,
+    rounds: usize,
+    warmup: Duration,
+    measure: Duration,
+    out: PathBuf,
+    only: Vec<String>,
+    impls: Vec<Impl>,
+    idle_conns: usize,
+    subscribers: Vec<usize>,
+    setup_conns: usize,
+}
+
+const SCENARIOS: [&str; 5] = ["echo", "pipelined", "broadcast", "idle", "setup"];
+
+fn number<T: std::str::FromStr>(name: &str, default: T) -> io::Result<T> {
+    let text = arg(name, "", "");
+    if text.is_empty() {
+        return Ok(default);
+    }
+    text.parse()
+        .map_err(|_| io::Error::other(format!("--{name}: not a number: {text:?}")))
+}
+
+impl Options {
+    fn parse() -> io::Result<Self> {
+        let quick = flag("quick");
+        let only: Vec<String> = arg("only", "", &SCENARIOS.join(","))
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(unknown) = only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
+            return Err(io::Error::other(format!(
+                "unknown scenario {unknown:?}; choose from {}",
+                SCENARIOS.join(", ")
+            )));
+        }
+        let subscribers = arg(
+            "subscribers",
+            "",
+            if quick { "200,1000" } else { "1000,5000" },
+        )
+        .split(',')
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| io::Error::other("--subscribers: numbers, comma separated"))?;
+        let impls = arg("impls", "", "crimson,raw,raw-tuned")
+            .split(',')
+            .map(|s| match s.trim() {
+                "crimson" => Ok(Impl::Crimson),
+                "raw" => Ok(Impl::Raw),
+                "raw-tuned" => Ok(Impl::RawTuned),
+                other => Err(io::Error::other(format!(
+                    "--impls: unknown {other:?} (crimson, raw, raw-tuned)"
+                ))),
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let secs = |name: &str, default: f64| -> io::Result<Duration> {
+            let s: f64 = number(name, default)?;
+            Duration::try_from_secs_f64(s)
+                .map_err(|_| io::Error::other(format!("--{name}: seconds, at least 0")))
+        };
+        let options = Self {
+            quick,
+            rounds: number("rounds", if quick { 2 } else { 5 })?.clamp(1, 50),
+            warmup: secs("warmup", if quick { 0.3 } else { 0.5 })?,
+            measure: secs("measure", if quick { 1.0 } else { 3.0 })?,
+            out: PathBuf::from(arg("out", "", "bench-out")),
+            only,
+            impls,
+            idle_conns: number("idle-conns", if quick { 1000 } else { 10_000 })?,
+            subscribers,
+            setup_conns: number("setup-conns", if quick { 1000 } else { 5000 })?,
+        };
+        if options.measure.is_zero() || options.measure > Duration::from_secs(60) {
+            return Err(io::Error::other("--measure: more than 0 and at most 60 s"));
+        }
+        // This process holds every client socket: ~19k descriptors at most (ulimit -n 20000).
+        let biggest = options
+            .subscribers
+            .iter()
+            .copied()
+            .chain([options.idle_conns + idle::WARM, options.setup_conns])
+            .max()
+            .unwrap_or(0);
+        if biggest > 18_000 {
+            return Err(io::Error::other(
+                "at most 18,000 client connections: the process has ~19k descriptors",
+            ));
+        }
+        Ok(options)
+    }
+
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.iter().any(|s| s == scenario)
+    }
+}
+
+/// Runs `run` against a fresh server of each implementation, `rounds` times, alternating the
+/// order each round; collects each run's values. A failed run is reported and left out.
+async fn alternate<F, Fut>(
+    only: &[Impl],
+    label: &str,
+    scenario: &str,
+    impls: &[Impl],
+    rounds: usize,
+    mut run: F,
+) -> BTreeMap<Impl, Vec<Values>>
+where
+    F: FnMut(Server) -> Fut,
+    Fut: Future<Output = io::Result<Values>>,
+{
+    let mut runs: BTreeMap<Impl, Vec<Values>> = BTreeMap::new();
+    for round in 0..rounds {
+        let mut order: Vec<Impl> = impls.iter().copied().filter(|i| only.contains(i)).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for which in order {
+            let outcome = match Server::start(which, scenario) {
+                Ok(server) => run(server).await,
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Ok(values) => {
+                    let shown: Vec<String> =
+                        values.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
+                    eprintln!(
+                        "[{label}] round {}/{rounds} {:<9} {}",
+                        round + 1,
+                        which.name(),
+                        shown.join(" ")
+                    );
+                    runs.entry(which).or_default().push(values);
+                }
+                Err(err) => eprintln!(
+                    "[{label}] round {}/{rounds} {}: FAILED: {err}",
+                    round + 1,
+                    which.name()
+                ),
+            }
+            // Let the kernel finish closing the last run's sockets.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    runs
+}
+
+const fn metric(
+    key: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    higher_is_better: bool,
+    target: Option<Target>,
+) -> Metric {
+    Metric {
+        key,
+        label,
+        unit,
+        higher_is_better,
+        target,
+    }
+}
+
+fn echo_metrics() -> Vec<Metric> {
+    vec![
+        metric(
+            "msgs_per_s",
+            "throughput",
+            "msg/s",
+            true,
+            Some(Target::RatioAtLeast(0.95)),
+        ),
+        metric("p50_us", "p50 round trip", "µs", false, None),
+        metric("p99_us", "p99 round trip", "µs", false, None),
+        metric(
+            "cpu_us_per_msg",
+            "server CPU per message",
+            "µs",
+            false,
+            Some(Target::RatioAtMost(1.10)),
+        ),
+    ]
+}
+
+fn size_name(size: usize) -> String {
+    if size >= 1024 && size % 1024 == 0 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+async fn run_echo(
+    options: &Options,
+    name: &str,
+    conns: usize,
+    in_flight: usize,
+    results: &mut Vec<ScenarioResult>,
+) {
+    for size in [32, 1024] {
+        let shape = echo::Echo {
+            conns,
+            in_flight,
+            size,
+            warmup: options.warmup,
+            measure: options.measure,
+        };
+        let detail = format!("{conns} conns × {in_flight} in flight, {}", size_name(size));
+        let label = format!("{name} {detail}");
+        let runs = alternate(
+            &options.impls,
+            &label,
+            "echo",
+            &[Impl::Crimson, Impl::Raw, Impl::RawTuned],
+            options.rounds,
+            |server| echo::run(server, shape),
+        )
+        .await;
+        results.push(ScenarioResult {
+            name: name.to_owned(),
+            detail,
+            metrics: echo_metrics(),
+            runs,
+        });
+    }
+}
+
+async fn run_broadcast(options: &Options, results: &mut Vec<ScenarioResult>) {
+    for &subscribers in &options.subscribers {
+        let shape = broadcast::Broadcast {
+            subscribers,
+            size: 256,
+            window: broadcast::WINDOW,
+            warmup: options.warmup,
+            measure: options.measure,
+        };
+        let detail = format!("{subscribers} subscribers, 256 B");
+        let label = format!("broadcast {detail}");
+        let runs = alternate(
+            &options.impls,
+            &label,
+            "broadcast",
+            &[Impl::Crimson, Impl::Raw, Impl::RawTuned],
+            options.rounds,
+            |server| broadcast::run(server, shape),
+        )
+        .await;
+        results.push(ScenarioResult {
+            name: "broadcast".to_owned(),
+            detail,
+            metrics: vec![
+                metric(
+                    "delivered_per_s",
+                    "delivered",
+                    "msg/s",
+                    true,
+                    Some(Target::RatioAtLeast(1.0)),
+                ),
+                metric("p50_us", "p50 publish→deliver", "µs", false, None),
+                metric("p99_us", "p99 publish→deliver", "µs", false, None),
+                metric(
+                    "cpu_us_per_delivery",
+                    "server CPU per delivery",
+                    "µs",
+                    false,
+                    None,
+                ),
+            ],
+            runs,
+        });
+    }
+}
+
+async fn run_idle(options: &Options, results: &mut Vec<ScenarioResult>) {
+    let conns = options.idle_conns;
+    let runs = alternate(
+        &options.impls,
+        &format!("idle {conns}"),
+        "idle",
+        &[Impl::Crimson, Impl::Raw, Impl::RawTuned],
+        options.rounds,
+        |server| idle::run(server, conns),
+    )
+    .await;
+    results.push(ScenarioResult {
+        name: "idle".to_owned(),
+        detail: format!("{conns} connections"),
+        metrics: vec![
+            metric(
+                "kib_per_conn",
+                "server RSS per idle connection",
+                "KiB",
+                false,
+                Some(Target::AtMost(8.0)),
+            ),
+            metric("rss_mib", "server RSS", "MiB", false, None),
+        ],
+        runs,
+    });
+}
+
+async fn run_setup(options: &Options, results: &mut Vec<ScenarioResult>) {
+    let conns = options.setup_conns;
+    let runs = alternate(
+        &options.impls,
+        &format!("setup {conns}"),
+        "echo",
+        &[Impl::Crimson, Impl::Raw, Impl::RawTuned],
+        options.rounds,
+        |server| setup::run(server, conns, setup::CONCURRENCY),
+    )
+    .await;
+    results.push(ScenarioResult {
+        name: "setup".to_owned(),
+        detail: format!("{conns} connects, {} at a time", setup::CONCURRENCY),
+        metrics: vec![
+            metric(
+                "connects_per_s",
+                "connects",
+                "conn/s",
+                true,
+                Some(Target::RatioAtLeast(0.9)),
+            ),
+            metric("p50_us", "p50 connect", "µs", false, None),
+            metric("p99_us", "p99 connect", "µs", false, None),
+            metric(
+                "cpu_us_per_conn",
+                "server CPU per connect",
+                "µs",
+                false,
+                None,
+            ),
+        ],
+        runs,
+    });
+}
+
+/// The commit under test and the Crimson sources that differ from it (the build measures the
+/// work tree), from `git`, if there is one.
+fn source_state() -> serde_json::Value {
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git").args(args).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let dirty: Vec<String> = git(&[
+        "status",
+        "--porcelain",
+        "--",
+        "crimson-core",
+        "crimson-axum",
+    ])
+    .unwrap_or_default()
+    .lines()
+    .map(|l| l.trim().to_owned())
+    .collect();
+    serde_json::json!({
+        "head": git(&["rev-parse", "--short", "HEAD"]),
+        "uncommitted_crimson_changes": dirty,
+    })
+}
+
+fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[tokio::main]
+async fn main() -> io::Result<()> {
+    if flag("help") || flag("h") {
+        // The module docs say it all.
+        println!(
+            "bench [--quick] [--only {}] [--rounds N] [--measure SECS] [--warmup SECS] \
+             [--out DIR] [--impls crimson,raw,raw-tuned] [--idle-conns N] [--subscribers N,N] [--setup-conns N]",
+            SCENARIOS.join(",")
+        );
+        return Ok(());
+    }
+    let options = Options::parse()?;
+    let command = std::env::args()
+        .skip(1)
+        .fold(String::from("bench"), |line, arg| line + " " + &arg);
+    // Before the run: the binaries measure the tree as it was built.
+    let source = source_state();
+    eprintln!("bench: {options:?}");
+
+    let mut results = Vec::new();
+    if options.runs("echo") {
+        run_echo(&options, "echo", 100, 1, &mut results).await;
+    }
+    if options.runs("pipelined") {
+        run_echo(&options, "pipelined", 16, 16, &mut results).await;
+    }
+    if options.runs("broadcast") {
+        run_broadcast(&options, &mut results).await;
+    }
+    if options.runs("idle") {
+        run_idle(&options, &mut results).await;
+    }
+    if options.runs("setup") {
+        run_setup(&options, &mut results).await;
+    }
+
+    std::fs::create_dir_all(&options.out)?;
+    let table = report::table(&results);
+    let heading = format!(
+        "Crimson vs raw axum: medians of {} alternating rounds{} (`{command}`)",
+        options.rounds,
+        if options.quick { ", --quick" } else { "" },
+    );
+    std::fs::write(
+        options.out.join("results.md"),
+        format!("{heading}\n\n{table}"),
+    )?;
+    let meta = serde_json::json!({
+        "command": command,
+        "quick": options.quick,
+        "rounds": options.rounds,
+        "warmup_s": options.warmup.as_secs_f64(),
+        "measure_s": options.measure.as_secs_f64(),
+        "unix_time": unix_time(),
+        "source": source,
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "ratio": "median(Crimson) / median(baseline); see each metric's higher_is_better",
+    });
+    let json = report::json(&results, meta);
+    std::fs::write(
+        options.out.join("bench-results.json"),
+        serde_json::to_string_pretty(&json).map_err(io::Error::other)? + "\n",
+    )?;
+    report::chart(
+        &results,
+        &options.out.join("bench-ratios.svg"),
+        &format!("Crimson vs raw axum ({} rounds)", options.rounds),
+    )?;
+    println!("{heading}\n\n{table}");
+    eprintln!(
+        "bench: wrote {0}/results.md, {0}/bench-results.json, {0}/bench-ratios.svg",
+        options.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The server under test: a `bench-server` child process, its address, CPU time and memory.
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// One implementation under test, as `bench-server --impl` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Impl {
+    Crimson,
+    Raw,
+    RawTuned,
+}
+
+impl Impl {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Crimson => "crimson",
+            Self::Raw => "raw",
+            Self::RawTuned => "raw-tuned",
+        }
+    }
+}
+
+/// A running `bench-server`; dropping it kills the process.
+pub(crate) struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `bench-server` (next to this executable) and waits for its address line.
+    pub(crate) fn start(which: Impl, scenario: &str) -> io::Result<Self> {
+        let exe = std::env::current_exe()?.with_file_name("bench-server");
+        let mut child = Command::new(&exe)
+            .args(["--impl", which.name(), "--scenario", scenario])
+            .args(["--addr", "127.0.0.1:0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", exe.display())))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped");
+        // bench-server prints its address once it listens, or exits with an error.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = tx.send(read);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(read) => read,
+            Err(_) => Err(io::Error::other(
+                "bench-server printed no address within 10 s",
+            )),
+        };
+        let addr = line.and_then(|line| {
+            line.trim().parse().map_err(|_| {
+                io::Error::other(format!("bench-server printed {line:?}, not an address"))
+            })
+        });
+        let addr = match addr {
+            Ok(addr) => addr,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err);
+            }
+        };
+        Ok(Self { child, stdin, addr })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User plus system CPU time the server has used so far, all threads.
+    pub(crate) fn cpu(&self) -> io::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| io::Error::other("odd /proc/PID/stat"))?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let tick = |i: usize| -> io::Result<u64> {
+            fields
+                .get(i)
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| io::Error::other("odd /proc/PID/stat"))
+        };
+        let ticks = tick(11)? + tick(12)?;
+        Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+    }
+
+    /// The server's resident memory (VmRSS), in KiB.
+    pub(crate) fn rss_kib(&self) -> io::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| io::Error::other("no VmRSS in /proc/PID/status"))
+    }
+
+    /// Stops the server: closes its stdin, waits up to 2 s for it to exit, then kills it.
+    /// Call it before dropping the client connections, so the server side closes first.
+    pub(crate) fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+/// Clock ticks per second for /proc times (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
