@@ -1,15 +1,15 @@
-//! Any client speaks to a Crimson route: the Protobuf client, a Python script and a real
-//! browser (headless Chromium driven by playwright-core), all in one chat room.
+//! Any client speaks to a Crimson route: the Protobuf client and a Python script share one
+//! chat room with the Rust JSON client. (The browser test is in `browser.rs`.)
 //!
-//! These need `python3` with `websockets`, `node` with `examples/browser/node_modules`, and
-//! Debian's `chromium`; `./scripts/test.sh` installs them. Missing, they fail: never a skip.
+//! These need `python3` with `websockets`; `./scripts/test.sh` installs it. Missing, the test
+//! fails: never a skip.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{client, client_with, server, server_on, Program};
+use common::{client, client_with, server};
 
 fn examples_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,39 +54,4 @@ fn a_python_websockets_client_chats() {
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains(": hello from python"));
     rust.expect_line(": hello from python");
-}
-
-#[test]
-fn the_browser_page_chats_and_reconnects_in_chromium() {
-    let browser_dir = examples_dir().join("browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is not installed: run ./scripts/test.sh, which runs `npm ci` in examples/browser"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
-        "Debian's chromium is needed (/usr/bin/chromium): run ./scripts/test.sh, which installs it"
-    );
-
-    let (server, url) = server(&[]);
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/chat")
-        .to_owned();
-    let mut test = Program::start(
-        "node",
-        &[
-            browser_dir.join("chat-test.mjs").to_str().unwrap(),
-            &format!("http://{addr}/"),
-        ],
-    );
-    test.expect_line("READY-FOR-RESTART");
-    drop(server);
-    // Both pages see the server go and start retrying; then it comes back on the same port.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let (_server, _) = server_on(&addr, &[]);
-    test.type_line("RESTARTED");
-    test.expect_line("OK");
-    let status = test.child.wait().unwrap();
-    assert!(status.success(), "the browser test script failed");
 }

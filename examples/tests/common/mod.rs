@@ -50,10 +50,13 @@ impl Program {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(line) => seen.push(line),
-                Err(_) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("the program ended (stdout closed) before a line containing {needle:?}; saw {seen:?}");
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
             }
         }
-        panic!("no line containing {needle:?}; saw {seen:?}");
+        panic!("no line containing {needle:?} within 15 s; saw {seen:?}");
     }
 
     pub(crate) fn type_line(&mut self, line: &str) {
