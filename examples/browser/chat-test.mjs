@@ -26,6 +26,14 @@ const browser = await chromium.launch({
 const lines = createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve) => lines.once("line", resolve));
 
+// A page is surely in the chat once the server has broadcast its own message back to it.
+async function join(page, nick, words) {
+  await page.fill("#nick", nick);
+  await page.fill("#input", words);
+  await page.click("#send");
+  await page.locator("#messages li", { hasText: `${nick}: ${words}` }).waitFor({ timeout: 10000 });
+}
+
 try {
   const alice = await (await browser.newContext()).newPage();
   const bob = await (await browser.newContext()).newPage();
@@ -35,7 +43,8 @@ try {
     await page.locator("#state", { hasText: /^connected$/ }).waitFor({ timeout: 10000 });
   }
 
-  await alice.fill("#nick", "alice");
+  await join(alice, "alice", "alice is here");
+  await join(bob, "bob", "bob is here");
   await alice.fill("#input", "hello from the browser");
   await alice.click("#send");
   await bob.locator("#messages li", { hasText: "alice: hello from the browser" }).waitFor({ timeout: 10000 });
@@ -48,7 +57,8 @@ try {
   for (const page of [alice, bob]) {
     await page.locator("#state", { hasText: /^connected$/ }).waitFor({ timeout: 20000 });
   }
-  await bob.fill("#nick", "bob");
+  await join(alice, "alice", "alice is back");
+  await join(bob, "bob", "bob is back");
   await bob.fill("#input", "back again");
   await bob.click("#send");
   await alice.locator("#messages li", { hasText: "bob: back again" }).waitFor({ timeout: 10000 });

@@ -2,15 +2,17 @@
 
 mod common;
 
-use common::{client, server};
+use common::{client_with, server};
 use crimson_tests::redis_server::RedisServer;
 
 #[test]
 fn the_chat_client_talks_to_the_chat_server() {
     let (_server, url) = server(&[]);
-    let mut alice = client(&url);
-    alice.expect_line(": hello from chat-client");
-    let bob = client(&url);
+    // Each waits for its own greeting: then its session is surely in the chat's cluster.
+    let mut alice = client_with(&url, &["--name", "alice"]);
+    alice.expect_line(": hello from alice");
+    let bob = client_with(&url, &["--name", "bob"]);
+    bob.expect_line(": hello from bob");
     alice.type_line("hi bob");
     bob.expect_line(": hi bob");
     alice.expect_line(": hi bob");
@@ -21,8 +23,10 @@ fn two_chat_servers_on_one_redis_are_one_room() {
     let redis = RedisServer::start();
     let (_one, url_one) = server(&["--redis", &redis.url()]);
     let (_two, url_two) = server(&["--redis", &redis.url()]);
-    let mut alice = client(&url_one);
-    let bob = client(&url_two);
+    let mut alice = client_with(&url_one, &["--name", "alice"]);
+    alice.expect_line(": hello from alice");
+    let bob = client_with(&url_two, &["--name", "bob"]);
+    bob.expect_line(": hello from bob");
     alice.type_line("across the cluster");
     bob.expect_line(": across the cluster");
 }

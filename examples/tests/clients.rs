@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{client, client_with, server};
+use common::{client_with, server};
 
 fn examples_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,9 +19,11 @@ fn examples_dir() -> &'static Path {
 fn protobuf_and_json_clients_share_one_chat() {
     let (_server, url) = server(&[]);
     let proto_url = url.replace("/chat", "/chat.proto");
-    let mut json = client(&url);
-    let mut proto = client_with(&proto_url, &["--proto"]);
-    proto.expect_line(": hello from chat-client");
+    // Each waits for its own greeting: then its session is surely in its cluster.
+    let mut json = client_with(&url, &["--name", "json"]);
+    json.expect_line(": hello from json");
+    let mut proto = client_with(&proto_url, &["--proto", "--name", "proto"]);
+    proto.expect_line(": hello from proto");
     json.type_line("json says hi");
     proto.expect_line(": json says hi");
     proto.type_line("protobuf says hi");
@@ -40,7 +42,8 @@ fn a_python_websockets_client_chats() {
          (pip install websockets)"
     );
     let (_server, url) = server(&[]);
-    let rust = client(&url);
+    let rust = client_with(&url, &["--name", "rust"]);
+    rust.expect_line(": hello from rust");
     let script = examples_dir().join("python/chat_client.py");
     let output = Command::new("python3")
         .arg(&script)

@@ -12,6 +12,9 @@ pub(crate) struct Program {
     /// The process.
     pub(crate) child: Child,
     lines: Receiver<String>,
+    /// Lines read but not yet asked for: lines from two streams (state changes, messages) may
+    /// come in either order, and a line skipped while waiting for another is kept.
+    backlog: std::cell::RefCell<Vec<String>>,
     stdin: Option<ChildStdin>,
 }
 
@@ -38,14 +41,19 @@ impl Program {
         Self {
             child,
             lines,
+            backlog: Default::default(),
             stdin,
         }
     }
 
-    /// Waits for a stdout line containing `needle`; returns it.
+    /// Waits for a stdout line containing `needle` (one already read counts); returns it.
     pub(crate) fn expect_line(&self, needle: &str) -> String {
+        let mut backlog = self.backlog.borrow_mut();
+        if let Some(at) = backlog.iter().position(|line| line.contains(needle)) {
+            return backlog.remove(at);
+        }
         let deadline = Instant::now() + Duration::from_secs(15);
-        let mut seen = Vec::new();
+        let seen = &mut *backlog;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
@@ -99,9 +107,4 @@ pub(crate) fn client_with(url: &str, args: &[&str]) -> Program {
     let client = Program::start(env!("CARGO_BIN_EXE_chat-client"), &all);
     client.expect_line("state: connected");
     client
-}
-
-/// Starts `chat-client` on `url`, once it is connected.
-pub(crate) fn client(url: &str) -> Program {
-    client_with(url, &[])
 }
