@@ -65,3 +65,27 @@ pub fn init_tracing(default: &str) {
         )
         .init();
 }
+
+/// Binds `addr` with [`crimson_axum::bind`], saying which address failed.
+pub async fn bind(addr: &str) -> std::io::Result<crimson_axum::CrimsonListener> {
+    crimson_axum::bind(addr)
+        .await
+        .map_err(|err| std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))
+}
+
+/// Serves `app` (with `ConnectInfo<SocketAddr>`) until Ctrl-C, then shuts the Crimson
+/// sessions down gracefully (flush, then 1001).
+pub async fn serve_until_ctrl_c(
+    listener: crimson_axum::CrimsonListener,
+    app: axum::Router,
+    shutdown: crimson_axum::ShutdownHandle,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))
+    .await
+}

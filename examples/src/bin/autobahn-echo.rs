@@ -40,17 +40,8 @@ async fn main() -> std::io::Result<()> {
         .crimson::<Payload, Payload, _, _>("/", "echo", echo)
         .layer(crimson);
 
-    let listener = crimson_axum::bind(&addr).await.map_err(|err| {
-        std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
-    })?;
+    let listener = crimson_examples::bind(&addr).await?;
     let local = axum::serve::Listener::local_addr(&listener)?;
     println!("ws://{local}/");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.on(async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))
-    .await
+    crimson_examples::serve_until_ctrl_c(listener, app, shutdown).await
 }

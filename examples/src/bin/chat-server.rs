@@ -119,18 +119,9 @@ async fn main() -> std::io::Result<()> {
         .layer(crimson)
         .with_state(chat);
 
-    let listener = crimson_axum::bind(&addr).await.map_err(|err| {
-        std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
-    })?;
+    let listener = crimson_examples::bind(&addr).await?;
     let local = axum::serve::Listener::local_addr(&listener)?;
     println!("chat server on ws://{local}/chat");
     tracing::info!("serving ws://{local}/chat (JSON), ws://{local}/chat.proto (Protobuf), http://{local}/ (browser page); Ctrl-C stops");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.on(async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))
-    .await
+    crimson_examples::serve_until_ctrl_c(listener, app, shutdown).await
 }
