@@ -1,7 +1,8 @@
-//! The servers under test for the load benchmark (`bench`): one Crimson server and two raw
-//! axum WebSocket servers that do the same work, so `bench` can compare them in one run.
+//! The servers under test for the load benchmark (`bench`): one Crimson server, two raw axum
+//! WebSocket servers and one server on a peer framework (ezsockets), all doing the same work,
+//! so `bench` can compare them in one run.
 //!
-//! `bench-server --impl crimson|raw|raw-tuned --addr 127.0.0.1:0 --scenario echo|broadcast|idle`
+//! `bench-server --impl crimson|raw|raw-tuned|ezsockets --addr 127.0.0.1:0 --scenario echo|broadcast|idle`
 //!
 //! It prints its bound address (`127.0.0.1:PORT`) as one line on stdout, then serves until its
 //! standard input closes (the `bench` process that spawned it exits or lets go of it).
@@ -21,8 +22,15 @@
 //!   ready and one `flush`.
 //! - `raw-tuned`: `raw` with Crimson's buffer sizes (4 KiB read, 8 KiB write, 64 KiB message
 //!   and frame limits).
+//! - `ezsockets`: the [ezsockets](https://crates.io/crates/ezsockets) actor framework (its
+//!   crates.io release) through its axum runner, with its defaults: a session actor per
+//!   connection whose `on_text` decodes and answers; broadcast the way its chat example does
+//!   it, a server actor that holds the subscribers' handles and queues each message on all of
+//!   them (see `peer.rs`).
 //!
-//! Both listeners are the same: `SO_REUSEADDR`, a 4096-deep accept backlog, `TCP_NODELAY`.
+//! Every listener is the same: `SO_REUSEADDR`, a 4096-deep accept backlog, `TCP_NODELAY`.
+
+mod peer;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -44,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
-/// The accept backlog of both listeners (the same as `crimson_axum::BACKLOG`).
+/// The accept backlog of every listener (the same as `crimson_axum::BACKLOG`).
 const BACKLOG: u32 = 4096;
 /// The bound of each raw subscriber's queue: Crimson's default outgoing queue.
 const RAW_QUEUE: usize = 256;
@@ -71,6 +79,7 @@ enum Impl {
     Crimson,
     Raw,
     RawTuned,
+    Ezsockets,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -273,6 +282,7 @@ fn parse_impl(name: &str) -> Option<Impl> {
         "crimson" => Some(Impl::Crimson),
         "raw" => Some(Impl::Raw),
         "raw-tuned" => Some(Impl::RawTuned),
+        "ezsockets" => Some(Impl::Ezsockets),
         _ => None,
     }
 }
@@ -286,7 +296,7 @@ async fn main() -> std::io::Result<()> {
         .map_err(|err| std::io::Error::other(format!("bad --addr: {err}")))?;
     let Some(which) = parse_impl(&which) else {
         return Err(std::io::Error::other(format!(
-            "unknown --impl {which:?} (crimson | raw | raw-tuned)"
+            "unknown --impl {which:?} (crimson | raw | raw-tuned | ezsockets)"
         )));
     };
     if !matches!(scenario.as_str(), "echo" | "idle" | "broadcast") {
@@ -302,6 +312,7 @@ async fn main() -> std::io::Result<()> {
         Impl::Crimson => crimson_app(&scenario),
         Impl::Raw => raw_app(&scenario, false),
         Impl::RawTuned => raw_app(&scenario, true),
+        Impl::Ezsockets => peer::app(&scenario),
     };
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
