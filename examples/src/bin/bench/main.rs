@@ -1,11 +1,21 @@
-//! The load benchmark: Crimson against a raw axum WebSocket server doing the same work.
+//! The load benchmark: Crimson against a raw axum WebSocket server doing the same work, and
+//! against a peer framework, ezsockets (its crates.io release), doing it too.
 //!
 //! ```text
 //! cargo build --release -p crimson-examples --bin bench --bin bench-server
 //! cargo run --release -p crimson-examples --bin bench -- [--quick] [--only echo,pipelined,...]
 //!     [--rounds N] [--measure SECS] [--warmup SECS] [--out DIR]
-//!     [--impls crimson,raw,raw-tuned] [--idle-conns N] [--subscribers N,N] [--setup-conns N]
+//!     [--impls crimson,raw,raw-tuned,ezsockets] [--idle-conns N] [--subscribers N,N]
+//!     [--setup-conns N]
 //! ```
+//!
+//! Implementations (`--impls`, all by default): `crimson`; `raw`, axum's own WebSocket with
+//! its defaults (the baseline of every ratio and target); `raw-tuned`, the same with Crimson's
+//! buffer sizes; `ezsockets`, the ezsockets actor framework through its axum runner, with its
+//! defaults. The peer runs every scenario: its session actors decode and answer echoes, and its
+//! server actor holds the subscribers and fans each broadcast out (`bench-server`'s `peer.rs`).
+//! The table and JSON give its medians and its ratio to raw axum beside Crimson's; a scenario
+//! an implementation could not run shows "n/a: why" or "failed", never a number.
 //!
 //! Every scenario runs against each implementation in turn, alternating the order (A B, B A,
 //! …) for `--rounds` rounds (5 by default, 2 with `--quick`), each time against a fresh
@@ -32,15 +42,14 @@ mod server;
 mod setup;
 mod stats;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crimson_examples::{arg, flag};
-use report::{Metric, ScenarioResult, Target, Values};
-use server::{Impl, Server};
+use report::{Metric, Runs, ScenarioResult, Target, Values};
+use server::{Impl, Server, PEER_CRATE};
 
 /// What to run, from the command line.
 #[derive(Debug, Clone)]
@@ -91,15 +100,13 @@ impl Options {
         .map(|s| s.trim().parse::<usize>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| io::Error::other("--subscribers: numbers, comma separated"))?;
-        let impls = arg("impls", "", "crimson,raw,raw-tuned")
+        let all: Vec<&str> = Impl::ALL.iter().map(|which| which.name()).collect();
+        let impls = arg("impls", "", &all.join(","))
             .split(',')
-            .map(|s| match s.trim() {
-                "crimson" => Ok(Impl::Crimson),
-                "raw" => Ok(Impl::Raw),
-                "raw-tuned" => Ok(Impl::RawTuned),
-                other => Err(io::Error::other(format!(
-                    "--impls: unknown {other:?} (crimson, raw, raw-tuned)"
-                ))),
+            .map(|s| {
+                Impl::parse(s.trim()).ok_or_else(|| {
+                    io::Error::other(format!("--impls: unknown {s:?} ({})", all.join(", ")))
+                })
             })
             .collect::<io::Result<Vec<_>>>()?;
         let secs = |name: &str, default: f64| -> io::Result<Duration> {
@@ -143,21 +150,33 @@ impl Options {
     }
 }
 
-/// Runs `run` against a fresh server of each implementation, `rounds` times, alternating the
-/// order each round; collects each run's values. A failed run is reported and left out.
+/// Runs `run` against a fresh server of each implementation in `only`, `rounds` times,
+/// alternating the order each round; collects each run's values. A failed run is reported,
+/// recorded and left out of the medians. `unsupported` names the implementations that cannot
+/// do this scenario, and why; they are not run.
 async fn alternate<F, Fut>(
     only: &[Impl],
     label: &str,
     scenario: &str,
-    impls: &[Impl],
+    unsupported: &[(Impl, &'static str)],
     rounds: usize,
     mut run: F,
-) -> BTreeMap<Impl, Vec<Values>>
+) -> Runs
 where
     F: FnMut(Server) -> Fut,
     Fut: Future<Output = io::Result<Values>>,
 {
-    let mut runs: BTreeMap<Impl, Vec<Values>> = BTreeMap::new();
+    let mut runs = Runs::default();
+    for &(which, why) in unsupported {
+        if only.contains(&which) {
+            eprintln!("[{label}] {}: n/a: {why}", which.name());
+            runs.unsupported.insert(which, why);
+        }
+    }
+    let impls: Vec<Impl> = Impl::ALL
+        .into_iter()
+        .filter(|which| !runs.unsupported.contains_key(which))
+        .collect();
     for round in 0..rounds {
         let mut order: Vec<Impl> = impls.iter().copied().filter(|i| only.contains(i)).collect();
         if round % 2 == 1 {
@@ -178,13 +197,17 @@ where
                         which.name(),
                         shown.join(" ")
                     );
-                    runs.entry(which).or_default().push(values);
+                    runs.done.entry(which).or_default().push(values);
                 }
-                Err(err) => eprintln!(
-                    "[{label}] round {}/{rounds} {}: FAILED: {err}",
-                    round + 1,
-                    which.name()
-                ),
+                Err(err) => {
+                    eprintln!(
+                        "[{label}] round {}/{rounds} {}: FAILED: {err}",
+                        round + 1,
+                        which.name()
+                    );
+                    let why = format!("round {}: {err}", round + 1);
+                    runs.failed.entry(which).or_default().push(why);
+                }
             }
             // Let the kernel finish closing the last run's sockets.
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -259,7 +282,7 @@ async fn run_echo(
             &options.impls,
             &label,
             "echo",
-            &[Impl::Crimson, Impl::Raw, Impl::RawTuned],
+            &[],
             options.rounds,
             |server| echo::run(server, shape),
         )
@@ -288,7 +311,7 @@ async fn run_broadcast(options: &Options, results: &mut Vec<ScenarioResult>) {
             &options.impls,
             &label,
             "broadcast",
-            &[Impl::Crimson, Impl::Raw, Impl::RawTuned],
+            &[],
             options.rounds,
             |server| broadcast::run(server, shape),
         )
@@ -325,7 +348,7 @@ async fn run_idle(options: &Options, results: &mut Vec<ScenarioResult>) {
         &options.impls,
         &format!("idle {conns}"),
         "idle",
-        &[Impl::Crimson, Impl::Raw, Impl::RawTuned],
+        &[],
         options.rounds,
         |server| idle::run(server, conns),
     )
@@ -353,7 +376,7 @@ async fn run_setup(options: &Options, results: &mut Vec<ScenarioResult>) {
         &options.impls,
         &format!("setup {conns}"),
         "echo",
-        &[Impl::Crimson, Impl::Raw, Impl::RawTuned],
+        &[],
         options.rounds,
         |server| setup::run(server, conns, setup::CONCURRENCY),
     )
@@ -421,7 +444,7 @@ async fn main() -> io::Result<()> {
         // The module docs say it all.
         println!(
             "bench [--quick] [--only {}] [--rounds N] [--measure SECS] [--warmup SECS] \
-             [--out DIR] [--impls crimson,raw,raw-tuned] [--idle-conns N] [--subscribers N,N] [--setup-conns N]",
+             [--out DIR] [--impls crimson,raw,raw-tuned,ezsockets] [--idle-conns N] [--subscribers N,N] [--setup-conns N]",
             SCENARIOS.join(",")
         );
         return Ok(());
@@ -454,7 +477,9 @@ async fn main() -> io::Result<()> {
     std::fs::create_dir_all(&options.out)?;
     let table = report::table(&results);
     let heading = format!(
-        "Crimson vs raw axum: medians of {} alternating rounds{} (`{command}`)",
+        "Crimson vs raw axum and {} {}: medians of {} alternating rounds{} (`{command}`)",
+        PEER_CRATE.0,
+        PEER_CRATE.1,
         options.rounds,
         if options.quick { ", --quick" } else { "" },
     );
@@ -472,6 +497,12 @@ async fn main() -> io::Result<()> {
         "source": source,
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "ratio": "median(Crimson) / median(baseline); see each metric's higher_is_better",
+        "peer": {
+            "crate": PEER_CRATE.0,
+            "version": PEER_CRATE.1,
+            "column": "ezsockets",
+            "ratio": "ratio_ezsockets_vs_raw = median(ezsockets) / median(raw)",
+        },
     });
     let json = report::json(&results, meta);
     std::fs::write(
@@ -481,7 +512,10 @@ async fn main() -> io::Result<()> {
     report::chart(
         &results,
         &options.out.join("bench-ratios.svg"),
-        &format!("Crimson vs raw axum ({} rounds)", options.rounds),
+        &format!(
+            "Crimson and {} {} vs raw axum ({} rounds)",
+            PEER_CRATE.0, PEER_CRATE.1, options.rounds
+        ),
     )?;
     println!("{heading}\n\n{table}");
     eprintln!(

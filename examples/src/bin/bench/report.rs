@@ -59,13 +59,36 @@ pub(crate) struct ScenarioResult {
     pub(crate) name: String,
     pub(crate) detail: String,
     pub(crate) metrics: Vec<Metric>,
-    pub(crate) runs: BTreeMap<Impl, Vec<Values>>,
+    pub(crate) runs: Runs,
+}
+
+/// What the rounds of one scenario gave, by implementation.
+#[derive(Debug, Default)]
+pub(crate) struct Runs {
+    /// The values of each run that finished, in round order.
+    pub(crate) done: BTreeMap<Impl, Vec<Values>>,
+    /// Why each failed run failed, in round order.
+    pub(crate) failed: BTreeMap<Impl, Vec<String>>,
+    /// Implementations that cannot run this scenario, and why (shown as "n/a: why").
+    pub(crate) unsupported: BTreeMap<Impl, &'static str>,
 }
 
 /// One implementation's values of a metric and their median.
 struct Column {
     rounds: Vec<f64>,
     median: f64,
+    /// Why there is no median: "n/a: …", "failed", "not run".
+    missing: Option<String>,
+}
+
+impl Column {
+    /// The median as a table cell, or why there is none.
+    fn cell(&self) -> String {
+        match &self.missing {
+            Some(why) if !self.median.is_finite() => why.clone(),
+            _ => number(self.median),
+        }
+    }
 }
 
 /// A metric summed up: medians, the ratios and the verdict.
@@ -75,10 +98,14 @@ struct Row<'a> {
     crimson: Column,
     raw: Column,
     tuned: Column,
+    /// The peer framework (`PEER`).
+    peer: Column,
     /// Crimson / raw axum with its defaults: what targets judge.
     ratio: f64,
     /// Crimson / raw axum with Crimson's buffer sizes.
     ratio_tuned: f64,
+    /// The peer framework / raw axum with its defaults, to set beside `ratio`.
+    ratio_peer: f64,
     met: Option<bool>,
 }
 
@@ -99,25 +126,38 @@ fn median(values: &[f64]) -> f64 {
 fn rows(results: &[ScenarioResult]) -> Vec<Row<'_>> {
     let mut rows = Vec::new();
     for scenario in results {
+        let runs = &scenario.runs;
         let column = |which: Impl, key: &str| -> Column {
-            let rounds: Vec<f64> = scenario
-                .runs
+            let rounds: Vec<f64> = runs
+                .done
                 .get(&which)
                 .into_iter()
                 .flatten()
                 .filter_map(|v| v.get(key).copied())
                 .collect();
+            let missing = if let Some(why) = runs.unsupported.get(&which) {
+                Some(format!("n/a: {why}"))
+            } else if runs.failed.contains_key(&which) && rounds.is_empty() {
+                Some("failed".to_owned())
+            } else if rounds.is_empty() {
+                Some("not run".to_owned())
+            } else {
+                None
+            };
             Column {
                 median: median(&rounds),
                 rounds,
+                missing,
             }
         };
         for &metric in &scenario.metrics {
             let crimson = column(Impl::Crimson, metric.key);
             let raw = column(Impl::Raw, metric.key);
             let tuned = column(Impl::RawTuned, metric.key);
+            let peer = column(Impl::Ezsockets, metric.key);
             let ratio = crimson.median / raw.median;
             let ratio_tuned = crimson.median / tuned.median;
+            let ratio_peer = peer.median / raw.median;
             let met = metric
                 .target
                 .filter(|_| crimson.median.is_finite())
@@ -128,8 +168,10 @@ fn rows(results: &[ScenarioResult]) -> Vec<Row<'_>> {
                 crimson,
                 raw,
                 tuned,
+                peer,
                 ratio,
                 ratio_tuned,
+                ratio_peer,
                 met,
             });
         }
@@ -173,11 +215,13 @@ fn ratio_text(ratio: f64) -> String {
 
 /// The results as a markdown table.
 pub(crate) fn table(results: &[ScenarioResult]) -> String {
+    let peer = Impl::Ezsockets.name();
     let mut out = String::new();
-    out.push_str(
-        "| scenario | metric | Crimson | raw axum | raw axum, tuned | Crimson / raw | Crimson / tuned | target | met |\n",
+    let _ = writeln!(
+        out,
+        "| scenario | metric | Crimson | raw axum | raw axum, tuned | {peer} | Crimson / raw | Crimson / tuned | {peer} / raw | target | met |",
     );
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---|---|\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
     for row in rows(results) {
         let m = row.metric;
         let better = if m.higher_is_better { "↑" } else { "↓" };
@@ -189,25 +233,28 @@ pub(crate) fn table(results: &[ScenarioResult]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} ({}) | {} {better} [{}] | {} | {} | {} | {} | {} | {target} | {met} |",
+            "| {} ({}) | {} {better} [{}] | {} | {} | {} | {} | {} | {} | {} | {target} | {met} |",
             row.scenario.name,
             row.scenario.detail,
             m.label,
             m.unit,
-            number(row.crimson.median),
-            number(row.raw.median),
-            number(row.tuned.median),
+            row.crimson.cell(),
+            row.raw.cell(),
+            row.tuned.cell(),
+            row.peer.cell(),
             ratio_text(row.ratio),
             ratio_text(row.ratio_tuned),
+            ratio_text(row.ratio_peer),
         );
     }
     out
 }
 
-/// The results as JSON: every metric's per-round values, medians and Crimson/raw ratios.
+/// The results as JSON: every metric's per-round values, medians, Crimson/raw ratios and the
+/// peer framework's ratios to raw axum.
 pub(crate) fn json(results: &[ScenarioResult], meta: serde_json::Value) -> serde_json::Value {
     let finite = |v: f64| v.is_finite().then_some(v);
-    let column = |c: &Column| json!({ "median": finite(c.median), "rounds": c.rounds });
+    let column = |c: &Column| json!({ "median": finite(c.median), "rounds": c.rounds, "missing": c.missing });
     let mut scenarios = Vec::new();
     for scenario in results {
         let metrics: Vec<_> = rows(std::slice::from_ref(scenario))
@@ -222,16 +269,33 @@ pub(crate) fn json(results: &[ScenarioResult], meta: serde_json::Value) -> serde
                     "crimson": column(&row.crimson),
                     "raw": column(&row.raw),
                     "raw_tuned": column(&row.tuned),
+                    "ezsockets": column(&row.peer),
                     "ratio": finite(row.ratio),
                     "ratio_vs_raw_tuned": finite(row.ratio_tuned),
+                    "ratio_ezsockets_vs_raw": finite(row.ratio_peer),
                     "target": m.target.map(|t| t.text(m.unit)),
                     "met": row.met,
                 })
             })
             .collect();
+        let failed: BTreeMap<&str, &Vec<String>> = scenario
+            .runs
+            .failed
+            .iter()
+            .map(|(which, why)| (which.name(), why))
+            .collect();
+        let unsupported: BTreeMap<&str, &str> = scenario
+            .runs
+            .unsupported
+            .iter()
+            .map(|(which, why)| (which.name(), *why))
+            .collect();
         scenarios.push(json!({
             "scenario": scenario.name,
             "detail": scenario.detail,
+            "ran": scenario.runs.done.keys().map(|which| which.name()).collect::<Vec<_>>(),
+            "failed_runs": failed,
+            "unsupported": unsupported,
             "metrics": metrics,
         }));
     }
@@ -239,21 +303,26 @@ pub(crate) fn json(results: &[ScenarioResult], meta: serde_json::Value) -> serde
 }
 
 /// A horizontal bar chart of every metric's Crimson / raw axum ratio (coloured by its
-/// target) and Crimson / raw axum with tuned buffers (grey), with 1.0 and each target marked.
+/// target), Crimson / raw axum with tuned buffers (grey) and the peer framework / raw axum
+/// (orange), with 1.0 and each target marked.
 pub(crate) fn chart(results: &[ScenarioResult], path: &Path, caption: &str) -> io::Result<()> {
     let rows: Vec<Row<'_>> = rows(results)
         .into_iter()
-        .filter(|r| r.ratio.is_finite() || r.ratio_tuned.is_finite())
+        .filter(|r| {
+            [r.ratio, r.ratio_tuned, r.ratio_peer]
+                .iter()
+                .any(|v| v.is_finite())
+        })
         .collect();
-    let bar = 30i32;
-    let top = 70i32;
+    let bar = 42i32;
+    let top = 90i32;
     let left = 520i32;
     let width = 1250i32;
     let plot = width - left - 60;
     let height = top + bar * rows.len().max(1) as i32 + 50;
     let max = rows
         .iter()
-        .flat_map(|r| [r.ratio, r.ratio_tuned])
+        .flat_map(|r| [r.ratio, r.ratio_tuned, r.ratio_peer])
         .filter(|r| r.is_finite())
         .fold(1.5f64, f64::max)
         .min(25.0)
@@ -266,14 +335,20 @@ pub(crate) fn chart(results: &[ScenarioResult], path: &Path, caption: &str) -> i
     let font = |size: i32| ("sans-serif", size).into_font();
     root.draw(&Text::new(caption.to_owned(), (20, 12), font(24)))
         .map_err(err)?;
-    root.draw(&Text::new(
-        "Upper bar: Crimson / raw axum (green: target met, red: missed, blue: no target). \
-         Lower bar: Crimson / raw axum with Crimson's buffer sizes. Black tick: target; dashed: 1.0."
+    let legend = [
+        "Top bar: Crimson / raw axum (green: target met, red: missed, blue: no target). \
+         Black tick: target; dashed: 1.0."
             .to_owned(),
-        (20, 44),
-        font(15),
-    ))
-    .map_err(err)?;
+        format!(
+            "Middle (grey): Crimson / raw axum with Crimson's buffer sizes. \
+             Bottom (orange): {} / raw axum.",
+            Impl::Ezsockets.name()
+        ),
+    ];
+    for (i, line) in legend.into_iter().enumerate() {
+        root.draw(&Text::new(line, (20, 42 + 20 * i as i32), font(15)))
+            .map_err(err)?;
+    }
     for (i, row) in rows.iter().enumerate() {
         let y = top + bar * i as i32;
         let m = row.metric;
@@ -290,7 +365,7 @@ pub(crate) fn chart(results: &[ScenarioResult], path: &Path, caption: &str) -> i
                 m.unit
             ));
         }
-        root.draw(&Text::new(label, (10, y + 8), font(15)))
+        root.draw(&Text::new(label, (10, y + 14), font(15)))
             .map_err(err)?;
         let color = match row.met {
             Some(true) => RGBColor(60, 160, 80),
@@ -298,13 +373,9 @@ pub(crate) fn chart(results: &[ScenarioResult], path: &Path, caption: &str) -> i
             None => RGBColor(90, 120, 190),
         };
         let bars = [
-            (row.ratio, color, y + 3, y + 16),
-            (
-                row.ratio_tuned,
-                RGBColor(170, 170, 170),
-                y + 17,
-                y + bar - 4,
-            ),
+            (row.ratio, color, y + 3, y + 15),
+            (row.ratio_tuned, RGBColor(170, 170, 170), y + 16, y + 27),
+            (row.ratio_peer, RGBColor(235, 150, 50), y + 28, y + bar - 3),
         ];
         for (ratio, color, y0, y1) in bars {
             if !ratio.is_finite() {
@@ -324,7 +395,7 @@ pub(crate) fn chart(results: &[ScenarioResult], path: &Path, caption: &str) -> i
         }
         if let Some(Target::RatioAtLeast(t) | Target::RatioAtMost(t)) = m.target {
             root.draw(&PathElement::new(
-                vec![(x(t), y + 1), (x(t), y + 18)],
+                vec![(x(t), y + 1), (x(t), y + 17)],
                 BLACK.stroke_width(2),
             ))
             .map_err(err)?;
