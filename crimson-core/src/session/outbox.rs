@@ -1,7 +1,9 @@
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
@@ -80,27 +82,99 @@ pub struct Outbox {
 
 struct Inner {
     state: Mutex<State>,
-    /// Wakes the writer: a payload or an ending arrived.
-    writer: Notify,
-    /// Wakes producers waiting for room.
+    /// Wakes producers waiting for room (only called when `State::room_waiters` says some
+    /// are: a broadcast's writers then pay no extra lock per batch).
     room: Notify,
-    /// Wakes callers of `flushed`: the writer wrote a batch, or ended.
+    /// Wakes callers of `flushed` (likewise only when `State::flush_waiters` says so).
     flushed: Notify,
     capacity: usize,
     policy: OverflowPolicy,
     dropped: AtomicU64,
     sent: AtomicU64,
-    /// Payloads accepted so far: each ends up sent or dropped.
-    pushed: AtomicU64,
 }
 
 struct State {
+    /// Starts without an allocation and grows as payloads arrive: an idle session's queue
+    /// costs nothing.
     queue: VecDeque<Payload>,
     ending: Option<Ending>,
     /// An ending was handed to the writer, or the writer is gone: nothing more is accepted.
     closed: bool,
     /// Payloads the writer has taken but not yet reported written.
     in_flight: usize,
+    /// Payloads accepted so far: each ends up sent or dropped.
+    pushed: u64,
+    /// The writer waiting in `next_batch`, woken by a push or an ending. Kept under the
+    /// queue's own lock, so a push wakes it without any other synchronisation.
+    writer: Option<Waker>,
+    /// The writer waiting in `urgent`.
+    urgent: Option<Waker>,
+    /// Producers waiting in `push` for room.
+    room_waiters: usize,
+    /// Callers waiting in `flushed`.
+    flush_waiters: usize,
+}
+
+impl State {
+    /// Takes the writer's waker for a new payload, to wake once the lock is released.
+    fn take_writer(&mut self) -> Wake {
+        Wake(self.writer.take(), None)
+    }
+
+    /// Takes both of the writer's wakers, for an ending.
+    fn take_writer_urgent(&mut self) -> Wake {
+        Wake(self.writer.take(), self.urgent.take())
+    }
+}
+
+/// Wakers taken under the lock, woken after it is released.
+struct Wake(Option<Waker>, Option<Waker>);
+
+impl Wake {
+    fn wake(self) {
+        if let Some(waker) = self.0 {
+            waker.wake();
+        }
+        if let Some(waker) = self.1 {
+            waker.wake();
+        }
+    }
+}
+
+/// Keeps `State::room_waiters` or `State::flush_waiters` right however the wait ends.
+struct Waiting<'a> {
+    outbox: &'a Outbox,
+    room: bool,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(outbox: &'a Outbox, state: &mut State, room: bool) -> Self {
+        if room {
+            state.room_waiters += 1;
+        } else {
+            state.flush_waiters += 1;
+        }
+        Self { outbox, room }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut state = self.outbox.state();
+        if self.room {
+            state.room_waiters -= 1;
+        } else {
+            state.flush_waiters -= 1;
+        }
+    }
+}
+
+/// Stores `cx`'s waker in `slot` unless it is already there.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
 }
 
 impl fmt::Debug for Outbox {
@@ -123,19 +197,22 @@ impl Outbox {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
-                    queue: VecDeque::with_capacity(capacity.min(16)),
+                    queue: VecDeque::new(),
                     ending: None,
                     closed: false,
                     in_flight: 0,
+                    pushed: 0,
+                    writer: None,
+                    urgent: None,
+                    room_waiters: 0,
+                    flush_waiters: 0,
                 }),
-                writer: Notify::new(),
                 room: Notify::new(),
                 flushed: Notify::new(),
                 capacity,
                 policy,
                 dropped: AtomicU64::new(0),
                 sent: AtomicU64::new(0),
-                pushed: AtomicU64::new(0),
             }),
         }
     }
@@ -158,28 +235,33 @@ impl Outbox {
                 OverflowPolicy::DropOldest => {
                     state.queue.pop_front();
                     self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.inner.flushed.notify_waiters();
+                    if state.flush_waiters > 0 {
+                        self.inner.flushed.notify_waiters();
+                    }
                     Queued::DroppedOldest
                 }
                 OverflowPolicy::Disconnect => {
                     let reason =
                         format!("slow consumer: {} messages were waiting", state.queue.len());
                     state.ending = Some(Ending::CloseNow(CloseCode::POLICY, reason));
+                    let wake = state.take_writer_urgent();
                     drop(state);
-                    self.inner.writer.notify_one();
+                    wake.wake();
                     return Err(SendError::Overflow);
                 }
             }
         };
         state.queue.push_back(payload);
-        self.inner.pushed.fetch_add(1, Ordering::Relaxed);
+        state.pushed += 1;
+        let wake = state.take_writer();
         drop(state);
-        self.inner.writer.notify_one();
+        wake.wake();
         Ok(queued)
     }
 
     /// Queues `payload`, waiting for room while the queue is full.
     pub async fn push(&self, payload: Payload) -> Result<(), SendError> {
+        let mut waiting = None;
         loop {
             let room = self.inner.room.notified();
             tokio::pin!(room);
@@ -191,10 +273,14 @@ impl Outbox {
                 }
                 if state.queue.len() < self.inner.capacity {
                     state.queue.push_back(payload);
-                    self.inner.pushed.fetch_add(1, Ordering::Relaxed);
+                    state.pushed += 1;
+                    let wake = state.take_writer();
                     drop(state);
-                    self.inner.writer.notify_one();
+                    wake.wake();
                     return Ok(());
+                }
+                if waiting.is_none() {
+                    waiting = Some(Waiting::new(self, &mut state, true));
                 }
             }
             room.await;
@@ -220,9 +306,13 @@ impl Outbox {
         );
         if takes {
             state.ending = Some(ending);
+            let wake = state.take_writer_urgent();
+            let room = state.room_waiters > 0;
             drop(state);
-            self.inner.writer.notify_one();
-            self.inner.room.notify_waiters();
+            wake.wake();
+            if room {
+                self.inner.room.notify_waiters();
+            }
         }
         takes
     }
@@ -230,57 +320,75 @@ impl Outbox {
     /// The writer's side: waits until something is queued or an ending is asked for, moves
     /// every queued payload into `batch`, and returns the ending if there is one. After an
     /// ending is returned the queue accepts nothing more.
+    ///
+    /// There is one writer: a second task waiting here at the same time would take the
+    /// first one's place.
     pub async fn next_batch(&self, batch: &mut Vec<Payload>) -> Option<Ending> {
-        loop {
-            {
-                let mut state = self.state();
-                if let Some(ending) = state.ending.take() {
-                    state.closed = true;
-                    match ending {
-                        Ending::Close(..) => {
-                            state.in_flight += state.queue.len();
-                            batch.extend(state.queue.drain(..));
-                        }
-                        Ending::CloseNow(..) | Ending::Terminate => {
-                            let discarded = state.queue.len() as u64;
-                            state.queue.clear();
-                            self.inner.dropped.fetch_add(discarded, Ordering::Relaxed);
-                        }
-                    }
-                    drop(state);
-                    self.inner.room.notify_waiters();
-                    self.inner.flushed.notify_waiters();
-                    return Some(ending);
-                }
-                if state.closed {
-                    return Some(Ending::Terminate);
-                }
-                if !state.queue.is_empty() {
+        poll_fn(|cx| self.poll_next_batch(cx, batch)).await
+    }
+
+    /// [`next_batch`](Self::next_batch) as a poll function, for a writer that is a
+    /// hand-written future.
+    pub fn poll_next_batch(
+        &self,
+        cx: &mut Context<'_>,
+        batch: &mut Vec<Payload>,
+    ) -> Poll<Option<Ending>> {
+        let mut state = self.state();
+        if let Some(ending) = state.ending.take() {
+            state.closed = true;
+            match ending {
+                Ending::Close(..) => {
                     state.in_flight += state.queue.len();
                     batch.extend(state.queue.drain(..));
-                    drop(state);
-                    self.inner.room.notify_waiters();
-                    return None;
+                }
+                Ending::CloseNow(..) | Ending::Terminate => {
+                    let discarded = state.queue.len() as u64;
+                    state.queue.clear();
+                    self.inner.dropped.fetch_add(discarded, Ordering::Relaxed);
                 }
             }
-            self.inner.writer.notified().await;
+            let (room, flushed) = (state.room_waiters > 0, state.flush_waiters > 0);
+            drop(state);
+            if room {
+                self.inner.room.notify_waiters();
+            }
+            if flushed {
+                self.inner.flushed.notify_waiters();
+            }
+            return Poll::Ready(Some(ending));
         }
+        if state.closed {
+            return Poll::Ready(Some(Ending::Terminate));
+        }
+        if !state.queue.is_empty() {
+            state.in_flight += state.queue.len();
+            batch.extend(state.queue.drain(..));
+            let room = state.room_waiters > 0;
+            drop(state);
+            if room {
+                self.inner.room.notify_waiters();
+            }
+            return Poll::Ready(None);
+        }
+        register(&mut state.writer, cx);
+        Poll::Pending
     }
 
     /// Resolves once an ending that must not wait for queued payloads ([`Ending::CloseNow`],
     /// [`Ending::Terminate`]) is asked for: the writer races it against a slow write.
     pub async fn urgent(&self) {
-        loop {
-            {
-                let state = self.state();
-                if matches!(state.ending, Some(Ending::CloseNow(..) | Ending::Terminate)) {
-                    return;
-                }
-            }
-            // The writer's own wake-up: `next_batch` re-checks the state before it waits,
-            // so taking a wake-up here loses nothing.
-            self.inner.writer.notified().await;
+        poll_fn(|cx| self.poll_urgent(cx)).await;
+    }
+
+    /// [`urgent`](Self::urgent) as a poll function.
+    pub fn poll_urgent(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state();
+        if matches!(state.ending, Some(Ending::CloseNow(..) | Ending::Terminate)) {
+            return Poll::Ready(());
         }
+        register(&mut state.urgent, cx);
+        Poll::Pending
     }
 
     /// The writer is gone: refuse everything from now on and count what was still queued as
@@ -290,9 +398,11 @@ impl Outbox {
         state.closed = true;
         state.ending = None;
         let discarded = (state.queue.len() + state.in_flight) as u64;
-        state.queue.clear();
+        state.queue = VecDeque::new();
         state.in_flight = 0;
+        let wake = state.take_writer_urgent();
         drop(state);
+        wake.wake();
         self.inner.dropped.fetch_add(discarded, Ordering::Relaxed);
         self.inner.room.notify_waiters();
         self.inner.flushed.notify_waiters();
@@ -301,29 +411,38 @@ impl Outbox {
 
     /// Records that the writer wrote and flushed `count` payloads it had taken.
     pub fn record_sent(&self, count: usize) {
-        {
+        let flushed = {
             let mut state = self.state();
             state.in_flight = state.in_flight.saturating_sub(count);
+            // Counted under the lock, so that `flushed` sees the count and the in-flight
+            // figure change together.
+            self.inner.sent.fetch_add(count as u64, Ordering::Relaxed);
+            state.flush_waiters > 0
+        };
+        if flushed {
+            self.inner.flushed.notify_waiters();
         }
-        self.inner.sent.fetch_add(count as u64, Ordering::Relaxed);
-        self.inner.flushed.notify_waiters();
     }
 
     /// Waits until everything queued before the call has been written and flushed to the
     /// socket (or dropped, and counted so), or the queue has closed. Later pushes do not
     /// delay it.
     pub async fn flushed(&self) {
-        let target = self.inner.pushed.load(Ordering::Relaxed);
+        let target = self.state().pushed;
+        let mut waiting = None;
         loop {
             let flushed = self.inner.flushed.notified();
             tokio::pin!(flushed);
             flushed.as_mut().enable();
             {
-                let state = self.state();
+                let mut state = self.state();
                 let settled = self.inner.sent.load(Ordering::Relaxed)
                     + self.inner.dropped.load(Ordering::Relaxed);
                 if state.closed || settled >= target {
                     return;
+                }
+                if waiting.is_none() {
+                    waiting = Some(Waiting::new(self, &mut state, false));
                 }
             }
             flushed.await;
@@ -489,6 +608,54 @@ mod tests {
         assert_eq!(outbox.finish(), 1);
         assert_eq!(blocked.await.unwrap(), Err(SendError::Closed));
         assert_eq!(outbox.dropped(), 1);
+    }
+
+    #[tokio::test]
+    async fn cancelled_waits_give_back_their_count() {
+        let outbox = Outbox::new(1, OverflowPolicy::Disconnect);
+        outbox.try_push(text(0)).unwrap();
+        let short = Duration::from_millis(10);
+        assert!(tokio::time::timeout(short, outbox.push(text(1)))
+            .await
+            .is_err());
+        assert!(tokio::time::timeout(short, outbox.flushed()).await.is_err());
+        let state = outbox.state();
+        assert_eq!((state.room_waiters, state.flush_waiters), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn waiters_are_woken_only_while_counted() {
+        let outbox = Outbox::new(1, OverflowPolicy::Disconnect);
+        outbox.try_push(text(0)).unwrap();
+        let flusher = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.flushed().await })
+        };
+        let pusher = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.push(text(1)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            {
+                let state = outbox.state();
+                (state.room_waiters, state.flush_waiters)
+            },
+            (1, 1)
+        );
+        let mut batch = Vec::new();
+        outbox.next_batch(&mut batch).await;
+        let wait = Duration::from_secs(5);
+        tokio::time::timeout(wait, pusher)
+            .await
+            .expect("taking the batch makes room")
+            .unwrap()
+            .unwrap();
+        outbox.record_sent(batch.len());
+        tokio::time::timeout(wait, flusher)
+            .await
+            .expect("writing the batch wakes flushed")
+            .unwrap();
     }
 
     #[tokio::test]
