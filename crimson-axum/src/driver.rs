@@ -1,19 +1,29 @@
 //! Runs one session: a reader, a writer and the handler, and how they end together.
+//!
+//! The reader and the writer are two futures polled by the session's own task (the handler
+//! runs in a task of its own): an idle connection then costs one task, not three, and the
+//! connection needs no lock shared between tasks. They take turns on the WebSocket through
+//! [`Conn`], whose lock is only ever held inside a single poll, so it is never contended.
 
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Poll};
+use std::time::Duration;
 
 use crimson_core::__ws::{as_payload, into_message, Liveness};
-use crimson_core::session::Ending;
+use crimson_core::cluster::SessionCluster;
+use crimson_core::session::{Ending, SessionHandle, SessionId};
 use crimson_core::{close, CloseCode, CrimsonMessage, Payload};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
+use futures_util::{FutureExt, Sink, Stream};
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
@@ -21,9 +31,62 @@ use tracing::Instrument;
 use crate::config::{CrimsonConfig, DecodeErrorPolicy};
 use crate::error::SessionError;
 use crate::handler::Prepared;
+use crate::incoming;
+use crate::layer::Registry;
 use crate::session::{CrimsonSession, Shared};
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// The connection, shared by the reader and the writer futures of one task.
+struct Conn(Mutex<Option<Ws>>);
+
+impl Conn {
+    fn new(ws: Ws) -> Self {
+        Self(Mutex::new(Some(ws)))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(Pin<&mut Ws>) -> R) -> R {
+        // Held for one poll only and never across an await; both users are polled by the
+        // same task, one at a time. Nothing panics while holding it, but recover anyway.
+        let mut ws = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let ws = ws
+            .as_mut()
+            .expect("the connection is used after it was dropped");
+        f(Pin::new(ws))
+    }
+
+    /// Drops the connection (the reader and the writer are done with it).
+    fn close(&self) {
+        let ws = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(ws);
+    }
+
+    async fn next(&self) -> Option<Result<Message, WsError>> {
+        poll_fn(|cx| self.with(|ws| ws.poll_next(cx))).await
+    }
+
+    /// Queues `message` in the connection's write buffer (writing out what no longer fits).
+    async fn feed(&self, message: Message) -> Result<(), WsError> {
+        let mut message = Some(message);
+        poll_fn(|cx| {
+            self.with(|mut ws| {
+                ready!(ws.as_mut().poll_ready(cx))?;
+                ws.start_send(message.take().expect("polled after completion"))?;
+                Poll::Ready(Ok(()))
+            })
+        })
+        .await
+    }
+
+    async fn flush(&self) -> Result<(), WsError> {
+        poll_fn(|cx| self.with(|ws| ws.poll_flush(cx))).await
+    }
+
+    async fn send(&self, message: Message) -> Result<(), WsError> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+}
 
 fn report<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err: &SessionError) {
     if let Some(hook) = &config.on_error {
@@ -31,42 +94,162 @@ fn report<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared, err: &Ses
     }
 }
 
-/// Drives a session over an upgraded connection until it has ended.
-pub(crate) async fn run<Up, Down>(
-    ws: Ws,
+/// A session's task: waits for the upgrade, joins the cluster, and drives the session until
+/// it has ended.
+pub(crate) async fn session<Up, Down>(
+    on_upgrade: OnUpgrade,
     config: CrimsonConfig<Up, Down>,
     shared: Arc<Shared>,
+    prepared: Prepared<Up, Down>,
+    registry: Arc<Registry>,
+) where
+    Up: CrimsonMessage,
+    Down: CrimsonMessage,
+{
+    // In a block of its own: what is only needed to set the connection up is then not kept
+    // in the session's future for its whole life.
+    let conn = {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(error = %err, "the WebSocket upgrade failed");
+                return;
+            }
+        };
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(config.read_buffer_size)
+            .write_buffer_size(config.write_buffer_size)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_frame_size));
+        // Without a handshake to do this completes at once; not awaiting it keeps its state out
+        // of the session's future, which is most of an idle connection's memory.
+        let Some(ws) =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .now_or_never()
+        else {
+            tracing::error!("setting up the WebSocket did not complete at once");
+            return;
+        };
+        Conn::new(ws)
+    };
+    let _live = registry.enter();
+    let shutdown = registry.shutdown.subscribe();
+
+    let cluster = &**config.cluster.backend();
+    let handle = SessionHandle::new(shared.info.clone(), shared.outbox.clone());
+    // Leaves the cluster however the task ends, a panicking hook included.
+    let (_member, handler) = match cluster.add(handle) {
+        Ok(()) => {
+            tracing::debug!("session connected");
+            let member = Membership {
+                cluster,
+                id: shared.info.id,
+            };
+            if let Some(hook) = &config.on_connect {
+                hook(&shared.info);
+            }
+            (Some(member), Some(prepared))
+        }
+        Err(full) => {
+            tracing::debug!(limit = full.limit, "connection limit reached");
+            shared.close(CloseCode::TRY_AGAIN_LATER, "connection limit reached");
+            (None, None)
+        }
+    };
+    run(&conn, &config, &shared, handler, shutdown).await;
+}
+
+/// A session's place in its cluster, given up on drop.
+struct Membership<'a> {
+    cluster: &'a dyn SessionCluster,
+    id: SessionId,
+}
+
+impl Drop for Membership<'_> {
+    fn drop(&mut self) {
+        self.cluster.remove(self.id);
+    }
+}
+
+/// Drives a session over an upgraded connection until it has ended.
+async fn run<Up, Down>(
+    conn: &Conn,
+    config: &CrimsonConfig<Up, Down>,
+    shared: &Arc<Shared>,
     handler: Option<Prepared<Up, Down>>,
+    shutdown: watch::Receiver<bool>,
+) where
+    Up: CrimsonMessage,
+    Down: CrimsonMessage,
+{
+    let (incoming_tx, incoming_rx) = incoming::channel(config.incoming_queue);
+    let mut handler_task = handler.map(|handler| {
+        let session = CrimsonSession::new(shared.clone(), incoming_rx, config.cluster.clone());
+        tokio::spawn(handler(session).instrument(tracing::Span::current()))
+    });
+    // Without a handler (a refused session) the receiver is gone and the reader discards
+    // at once.
+
+    supervise(
+        conn,
+        config,
+        shared,
+        incoming_tx,
+        &mut handler_task,
+        shutdown,
+    )
+    .await;
+    // The reader and the writer are gone: drop the connection now, not after the handler.
+    conn.close();
+    let discarded = shared.outbox.finish();
+    if discarded > 0 {
+        tracing::debug!(discarded, "session ended with messages still queued");
+    }
+
+    // The connection is gone; the handler sees `recv() == None` and failing sends. Give it
+    // `close_timeout` to return, then stop it.
+    if let Some(mut task) = handler_task {
+        tokio::select! {
+            joined = &mut task => {
+                if let Err(err) = joined {
+                    if err.is_panic() {
+                        let message = panic_message(err.into_panic());
+                        tracing::error!(panic = %message, "session handler panicked");
+                        report(config, shared, &SessionError::HandlerPanic(message));
+                    }
+                }
+            }
+            () = tokio::time::sleep(config.close_timeout) => {
+                tracing::warn!("session handler still running {:?} after its connection ended: aborted", config.close_timeout);
+                task.abort();
+            }
+        }
+    }
+
+    shared.record_close(CloseCode::ABNORMAL, "connection dropped", true);
+    let record = shared.close_record().expect("recorded just above");
+    tracing::debug!(code = record.code.as_u16(), reason = %record.reason, by_peer = record.by_peer, "session closed");
+    if let Some(hook) = &config.on_close {
+        hook(&shared.info, record.code, &record.reason);
+    }
+}
+
+/// Polls the reader, the writer and the handler's task until the connection is done.
+async fn supervise<Up, Down>(
+    conn: &Conn,
+    config: &CrimsonConfig<Up, Down>,
+    shared: &Arc<Shared>,
+    incoming: incoming::Sender<Up>,
+    handler_task: &mut Option<tokio::task::JoinHandle<()>>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     Up: CrimsonMessage,
     Down: CrimsonMessage,
 {
-    let (sink, stream) = ws.split();
-    let liveness = Arc::new(Liveness::new());
-    let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_queue);
-    // Without a handler (a refused session) nothing reads: let the reader discard at once.
-    let incoming_rx = handler.is_some().then_some(incoming_rx);
-
-    let span = tracing::Span::current();
-    let mut writer = tokio::spawn(
-        write_loop(sink, config.clone(), shared.clone(), liveness.clone()).instrument(span.clone()),
-    );
-    let mut reader = tokio::spawn(
-        read_loop::<Up, Down>(
-            stream,
-            config.clone(),
-            shared.clone(),
-            incoming_tx,
-            liveness,
-        )
-        .instrument(span.clone()),
-    );
-
-    let mut handler_task = handler.zip(incoming_rx).map(|(handler, incoming_rx)| {
-        let session = CrimsonSession::new(shared.clone(), incoming_rx, config.cluster.clone());
-        tokio::spawn(handler(session).instrument(span.clone()))
-    });
+    let liveness = Liveness::new();
+    let reader = read_loop::<Up, Down>(conn, config, shared, incoming, &liveness);
+    let writer = write_loop(conn, config, shared, &liveness);
+    tokio::pin!(reader, writer);
 
     let mut writer_done = false;
     let mut reader_done = false;
@@ -78,7 +261,7 @@ pub(crate) async fn run<Up, Down>(
                 reader_done = true;
                 // After EOF or a failure nothing more can be written; after a bad message the
                 // reader has asked for a close frame (1007, 1009, 1002) and the writer sends it.
-                let writable = matches!(read, Ok(ReaderEnd::Writable));
+                let writable = matches!(read, ReaderEnd::Writable);
                 if !writable {
                     shared.outbox.end(Ending::Terminate);
                 } else if handler_task.is_none() {
@@ -98,7 +281,7 @@ pub(crate) async fn run<Up, Down>(
                 if reader_done {
                     break;
                 }
-                let terminated = matches!(ended, Ok(WriterEnd::Terminated));
+                let terminated = matches!(ended, WriterEnd::Terminated);
                 let peer_closed = shared.close_record().is_some_and(|c| c.by_peer);
                 if terminated && !peer_closed {
                     break;
@@ -108,7 +291,7 @@ pub(crate) async fn run<Up, Down>(
                 deadline.get_or_insert_with(|| Instant::now() + config.close_timeout);
             }
             joined = async { handler_task.as_mut().expect("guarded").await }, if handler_task.is_some() => {
-                handler_task = None;
+                *handler_task = None;
                 match joined {
                     Ok(()) => {
                         // Bad input's close, if any, goes out now: the handler has answered
@@ -120,7 +303,7 @@ pub(crate) async fn run<Up, Down>(
                     Err(err) if err.is_panic() => {
                         let message = panic_message(err.into_panic());
                         tracing::error!(panic = %message, "session handler panicked");
-                        report(&config, &shared, &SessionError::HandlerPanic(message));
+                        report(config, shared, &SessionError::HandlerPanic(message));
                         shared.close(CloseCode::INTERNAL_ERROR, "internal server error");
                     }
                     Err(_) => shared.close(CloseCode::GOING_AWAY, "handler cancelled"),
@@ -134,39 +317,6 @@ pub(crate) async fn run<Up, Down>(
                 }
             }
         }
-    }
-    reader.abort();
-    writer.abort();
-    let discarded = shared.outbox.finish();
-    if discarded > 0 {
-        tracing::debug!(discarded, "session ended with messages still queued");
-    }
-
-    // The connection is gone; the handler sees `recv() == None` and failing sends. Give it
-    // `close_timeout` to return, then stop it.
-    if let Some(mut task) = handler_task {
-        tokio::select! {
-            joined = &mut task => {
-                if let Err(err) = joined {
-                    if err.is_panic() {
-                        let message = panic_message(err.into_panic());
-                        tracing::error!(panic = %message, "session handler panicked");
-                        report(&config, &shared, &SessionError::HandlerPanic(message));
-                    }
-                }
-            }
-            () = tokio::time::sleep(config.close_timeout) => {
-                tracing::warn!("session handler still running {:?} after its connection ended: aborted", config.close_timeout);
-                task.abort();
-            }
-        }
-    }
-
-    shared.record_close(CloseCode::ABNORMAL, "connection dropped", true);
-    let record = shared.close_record().expect("recorded just above");
-    tracing::debug!(code = record.code.as_u16(), reason = %record.reason, by_peer = record.by_peer, "session closed");
-    if let Some(hook) = &config.on_close {
-        hook(&shared.info, record.code, &record.reason);
     }
 }
 
@@ -196,19 +346,19 @@ enum ReaderEnd {
 }
 
 async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
-    mut stream: SplitStream<Ws>,
-    config: CrimsonConfig<Up, Down>,
-    shared: Arc<Shared>,
-    incoming: mpsc::Sender<Up>,
-    liveness: Arc<Liveness>,
+    conn: &Conn,
+    config: &CrimsonConfig<Up, Down>,
+    shared: &Arc<Shared>,
+    incoming: incoming::Sender<Up>,
+    liveness: &Liveness,
 ) -> ReaderEnd {
     let mut deliver = Some(incoming);
     let mut unread = 0u64;
-    while let Some(next) = stream.next().await {
+    while let Some(next) = conn.next().await {
         let message = match next {
             Ok(message) => message,
             Err(err) => {
-                return if read_failed(&config, &shared, err) {
+                return if read_failed(config, shared, err) {
                     ReaderEnd::Writable
                 } else {
                     ReaderEnd::Gone
@@ -226,7 +376,7 @@ async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
                 Ok(up) => {
                     let sent = match tx.try_send(up) {
                         Ok(()) => Ok(()),
-                        Err(mpsc::error::TrySendError::Full(up)) => {
+                        Err(incoming::TrySendError::Full(up)) => {
                             // The handler is behind: stop reading (TCP slows the client down)
                             // and do not mistake the unread pongs for a dead peer.
                             liveness.set_held(true);
@@ -235,7 +385,7 @@ async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
                             liveness.touch();
                             sent
                         }
-                        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+                        Err(incoming::TrySendError::Closed(_)) => Err(()),
                     };
                     if sent.is_err() {
                         unread += 1;
@@ -247,7 +397,7 @@ async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
                 Err(err) => {
                     let error = SessionError::Decode(err);
                     tracing::warn!(error = %error, "message did not decode");
-                    report(&config, &shared, &error);
+                    report(config, shared, &error);
                     let SessionError::Decode(err) = error else {
                         unreachable!()
                     };
@@ -373,46 +523,73 @@ enum WriterEnd {
 }
 
 async fn write_loop<Up, Down>(
-    mut sink: SplitSink<Ws, Message>,
-    config: CrimsonConfig<Up, Down>,
-    shared: Arc<Shared>,
-    liveness: Arc<Liveness>,
+    conn: &Conn,
+    config: &CrimsonConfig<Up, Down>,
+    shared: &Shared,
+    liveness: &Liveness,
 ) -> WriterEnd {
-    let outbox = shared.outbox.clone();
+    let outbox = &shared.outbox;
     let mut batch: Vec<Payload> = Vec::new();
-    let mut pings = config.ping_period.map(|period| {
-        let mut interval = tokio::time::interval_at(Instant::now() + period, period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        interval
-    });
+    // One timer for the heartbeat: when the next ping is due or, while one is out, when its
+    // pong is. It is reset only when that changes, not for every batch.
+    let mut next_ping = config.ping_period.map(|period| Instant::now() + period);
     let mut ping_sent: Option<Instant> = None;
+    let due = |ping_sent: Option<Instant>, next_ping: Option<Instant>| match ping_sent {
+        Some(at) => Some(at + config.pong_timeout),
+        None => next_ping,
+    };
+    let mut armed = due(ping_sent, next_ping);
+    let timer = tokio::time::sleep_until(armed.unwrap_or_else(far_future));
+    tokio::pin!(timer);
 
     loop {
-        let pong_deadline = ping_sent.map(|at| at + config.pong_timeout);
+        let now_due = due(ping_sent, next_ping);
+        if now_due != armed {
+            armed = now_due;
+            if let Some(at) = armed {
+                timer.as_mut().reset(at);
+            }
+        }
         tokio::select! {
             ending = outbox.next_batch(&mut batch) => {
                 if !batch.is_empty() {
                     let count = batch.len();
-                    let stalled_at = Instant::now() + config.write_timeout;
-                    let mut pong_deadline = pong_deadline;
                     let wrote = {
-                        let write = write_batch(&mut sink, &batch);
+                        let write = write_batch(conn, &batch);
                         tokio::pin!(write);
-                        // The write may wait on a slow reader; an urgent ending, the pong deadline
-                        // and the stall limit all stay armed meanwhile.
-                        loop {
-                            tokio::select! {
-                                wrote = &mut write => break wrote,
-                                () = outbox.urgent() => break Ok(false),
-                                () = tokio::time::sleep_until(stalled_at) => {
-                                    return write_stalled(&config, &shared);
-                                }
-                                () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
-                                    let sent = ping_sent.take().expect("guarded");
-                                    pong_deadline = None;
-                                    if !liveness.seen_since(sent) && !liveness.held() {
-                                        return ping_timeout(&config, &shared);
+                        // Most writes complete at once (the socket has room): only a write
+                        // that has to wait arms the stall limit and watches for an urgent end.
+                        match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                            Poll::Ready(wrote) => wrote,
+                            Poll::Pending => {
+                                // Boxed: only a write that waits pays for its timers, and an
+                                // idle session's future stays small.
+                                let slow = Box::pin(async {
+                                    let stalled = tokio::time::sleep(config.write_timeout);
+                                    tokio::pin!(stalled);
+                                    // The write waits on a slow reader; an urgent ending, the
+                                    // pong deadline and the stall limit all stay armed meanwhile.
+                                    loop {
+                                        tokio::select! {
+                                            wrote = &mut write => break Ok(wrote),
+                                            () = outbox.urgent() => break Ok(Ok(false)),
+                                            () = &mut stalled => break Err(write_stalled(config, shared)),
+                                            () = &mut timer, if armed.is_some() && ping_sent.is_some() => {
+                                                let sent = ping_sent.take().expect("guarded");
+                                                if !liveness.seen_since(sent) && !liveness.held() {
+                                                    break Err(ping_timeout(config, shared));
+                                                }
+                                                armed = next_ping;
+                                                if let Some(at) = armed {
+                                                    timer.as_mut().reset(at);
+                                                }
+                                            }
+                                        }
                                     }
+                                });
+                                match slow.await {
+                                    Ok(wrote) => wrote,
+                                    Err(end) => return end,
                                 }
                             }
                         }
@@ -421,7 +598,7 @@ async fn write_loop<Up, Down>(
                     match wrote {
                         Ok(true) => outbox.record_sent(count),
                         Ok(false) => {}
-                        Err(err) => return write_failed(&config, &shared, err),
+                        Err(err) => return write_failed(config, shared, err),
                     }
                 }
                 match ending {
@@ -431,28 +608,43 @@ async fn write_loop<Up, Down>(
                         // An overflow asks for its close inside the queue: record it here.
                         shared.record_close(code, reason.clone(), false);
                         let frame = CloseFrame { code: code.as_u16().into(), reason: reason.into() };
-                        let _ = tokio::time::timeout(config.close_timeout, sink.send(Message::Close(Some(frame)))).await;
+                        let send = conn.send(Message::Close(Some(frame)));
+                        let _ = Box::pin(tokio::time::timeout(config.close_timeout, send)).await;
                         return WriterEnd::Closed;
                     }
                     Some(Ending::Terminate) => return WriterEnd::Terminated,
                 }
             }
-            _ = async { pings.as_mut().expect("guarded").tick().await }, if pings.is_some() && ping_sent.is_none() => {
-                ping_sent = Some(Instant::now());
-                match tokio::time::timeout(config.write_timeout, sink.send(Message::Ping(Default::default()))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => return write_failed(&config, &shared, err),
-                    Err(_) => return write_stalled(&config, &shared),
+            () = &mut timer, if armed.is_some() => {
+                match ping_sent.take() {
+                    // The pong was due: any frame since the ping will do.
+                    Some(sent) => {
+                        if !liveness.seen_since(sent) && !liveness.held() {
+                            return ping_timeout(config, shared);
+                        }
+                    }
+                    None => {
+                        let now = Instant::now();
+                        ping_sent = Some(now);
+                        next_ping = config.ping_period.map(|period| now + period);
+                        let send = conn.send(Message::Ping(Default::default()));
+                        match Box::pin(tokio::time::timeout(config.write_timeout, send)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(err)) => return write_failed(config, shared, err),
+                            Err(_) => return write_stalled(config, shared),
+                        }
+                    }
                 }
-            }
-            () = sleep_until(pong_deadline), if pong_deadline.is_some() => {
-                let sent = ping_sent.take().expect("guarded");
-                if !liveness.seen_since(sent) && !liveness.held() {
-                    return ping_timeout(&config, &shared);
-                }
+                // Polled to completion: it must be reset before it is polled again.
+                armed = None;
             }
         }
     }
+}
+
+/// A deadline that never comes in practice, for a timer that is not armed.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 /// A close code and reason fit to send: a code an endpoint may send (else 1011, saying so)
@@ -472,14 +664,11 @@ fn sendable(code: CloseCode, reason: &str) -> (CloseCode, String) {
 
 /// Feeds every payload (cloning a payload copies no bytes), then flushes once. `Ok(true)`
 /// when all were written. Cancel-safe in the sense that matters here: the batch is left whole.
-async fn write_batch(
-    sink: &mut SplitSink<Ws, Message>,
-    batch: &[Payload],
-) -> Result<bool, WsError> {
+async fn write_batch(conn: &Conn, batch: &[Payload]) -> Result<bool, WsError> {
     for payload in batch.iter() {
-        sink.feed(into_message(payload.clone())).await?;
+        conn.feed(into_message(payload.clone())).await?;
     }
-    sink.flush().await?;
+    conn.flush().await?;
     Ok(true)
 }
 

@@ -52,6 +52,7 @@ mod config;
 mod driver;
 mod error;
 mod handler;
+mod incoming;
 mod layer;
 mod listener;
 mod router;

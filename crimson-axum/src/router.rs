@@ -7,11 +7,8 @@ use std::time::SystemTime;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::Router;
-use crimson_core::session::{Outbox, SessionHandle, SessionId, SessionInfo};
-use crimson_core::{CloseCode, CrimsonMessage};
-use hyper_util::rt::TokioIo;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
+use crimson_core::session::{Outbox, SessionId, SessionInfo};
+use crimson_core::CrimsonMessage;
 use tracing::Instrument;
 
 use crate::handler::CrimsonHandler;
@@ -125,85 +122,20 @@ where
         config: name.to_string(),
     };
     let span = tracing::debug_span!("crimson_session", config = %name, path = %info.path, session_id = %info.id);
-    // Copied out: hyper's header values share its 16 KiB read buffer, which would otherwise
-    // stay alive as long as the session (measured: 16 KiB per idle connection).
-    let headers = detach(&parts.headers);
-
-    tokio::spawn(
-        async move {
-            let upgraded = match on_upgrade.await {
-                Ok(upgraded) => upgraded,
-                Err(err) => {
-                    tracing::debug!(error = %err, "the WebSocket upgrade failed");
-                    return;
-                }
-            };
-            let ws_config = WebSocketConfig::default()
-                .read_buffer_size(config.read_buffer_size)
-                .write_buffer_size(config.write_buffer_size)
-                .max_message_size(Some(config.max_message_size))
-                .max_frame_size(Some(config.max_frame_size));
-            let ws = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
-                Role::Server,
-                Some(ws_config),
-            )
-            .await;
-            let _live = registry.enter();
-
-            let outbox = Outbox::new(config.outgoing_queue, config.overflow);
-            let shared = Arc::new(Shared {
-                info: info.clone(),
-                headers,
-                outbox: outbox.clone(),
-                closed: Default::default(),
-                skipped: Default::default(),
-                pending: Default::default(),
-            });
-
-            let cluster = config.cluster.clone();
-            if let Err(full) = cluster
-                .backend()
-                .add(SessionHandle::new(info.clone(), outbox))
-            {
-                tracing::debug!(limit = full.limit, "connection limit reached");
-                shared.close(CloseCode::TRY_AGAIN_LATER, "connection limit reached");
-                driver::run(ws, config, shared, None, registry.shutdown.subscribe()).await;
-                return;
-            }
-            // Leaves the cluster however the task ends, a panicking hook included.
-            let _member = Membership {
-                cluster: cluster.clone(),
-                id: info.id,
-            };
-            tracing::debug!("session connected");
-            if let Some(hook) = &config.on_connect {
-                hook(&info);
-            }
-            driver::run(
-                ws,
-                config,
-                shared,
-                Some(prepared),
-                registry.shutdown.subscribe(),
-            )
-            .await;
-        }
-        .instrument(span),
-    );
+    // Everything the session needs that does not need the connection is made now, so that the
+    // session's task holds one copy of each (its size is most of an idle connection's cost).
+    let shared = Arc::new(Shared {
+        info,
+        // Copied out: hyper's header values share its 16 KiB read buffer, which would
+        // otherwise stay alive as long as the session (measured: 16 KiB per idle connection).
+        headers: detach(&parts.headers),
+        outbox: Outbox::new(config.outgoing_queue, config.overflow),
+        closed: Default::default(),
+        skipped: Default::default(),
+        pending: Default::default(),
+    });
+    tokio::spawn(driver::session(on_upgrade, config, shared, prepared, registry).instrument(span));
     response
-}
-
-/// A session's place in its cluster, given up on drop.
-struct Membership<Down> {
-    cluster: crimson_core::cluster::Cluster<Down>,
-    id: SessionId,
-}
-
-impl<Down> Drop for Membership<Down> {
-    fn drop(&mut self) {
-        self.cluster.backend().remove(self.id);
-    }
 }
 
 /// A copy of `headers` that shares no memory with the connection's read buffer.

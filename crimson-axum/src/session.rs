@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use crate::incoming;
 use crimson_core::cluster::Cluster;
 use crimson_core::session::{Ending, Outbox, Queued, SessionId, SessionInfo};
 use crimson_core::{close, CloseCode, CrimsonMessage};
 use futures_util::Stream;
 use http::HeaderMap;
-use tokio::sync::mpsc;
 
 use crate::error::SessionSendError;
 
@@ -134,7 +134,7 @@ impl<Up, Down> fmt::Debug for CrimsonSession<Up, Down> {
 impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonSession<Up, Down> {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        incoming: mpsc::Receiver<Up>,
+        incoming: incoming::Receiver<Up>,
         cluster: Cluster<Down>,
     ) -> Self {
         Self {
@@ -328,7 +328,7 @@ impl<Down: CrimsonMessage> SessionSender<Down> {
 /// The receiving half of a session.
 pub struct SessionReceiver<Up> {
     shared: Arc<Shared>,
-    incoming: mpsc::Receiver<Up>,
+    incoming: incoming::Receiver<Up>,
 }
 
 impl<Up> fmt::Debug for SessionReceiver<Up> {
