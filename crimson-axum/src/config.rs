@@ -36,7 +36,7 @@ type ErrorHook = Arc<dyn Fn(&SessionInfo, &SessionError) + Send + Sync>;
 /// | [`ping_period`](Self::ping_period) / [`pong_timeout`](Self::pong_timeout) | 30 s / 15 s |
 /// | [`max_message_size`](Self::max_message_size) | 64 KiB (1009 past it) |
 /// | [`max_frame_size`](Self::max_frame_size) | 64 KiB |
-/// | [`read_buffer_size`](Self::read_buffer_size) | 4 KiB (axum's 128 KiB costs ~133 KiB per idle connection) |
+/// | [`read_buffer_size`](Self::read_buffer_size) | 2 KiB (axum's 128 KiB costs ~133 KiB per idle connection) |
 /// | [`write_buffer_size`](Self::write_buffer_size) | 8 KiB |
 /// | [`outgoing_queue`](Self::outgoing_queue) | 256 messages, [`OverflowPolicy::Disconnect`] |
 /// | [`incoming_queue`](Self::incoming_queue) | 32 decoded messages |
@@ -141,7 +141,7 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonConfig<Up, Down> {
             pong_timeout: Duration::from_secs(15),
             max_message_size: 64 << 10,
             max_frame_size: 64 << 10,
-            read_buffer_size: 4 << 10,
+            read_buffer_size: 2 << 10,
             write_buffer_size: 8 << 10,
             outgoing_queue: 256,
             overflow: OverflowPolicy::Disconnect,
@@ -187,7 +187,13 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonConfig<Up, Down> {
         self
     }
 
-    /// The read buffer each connection allocates on its first read.
+    /// The read buffer each connection allocates on its first read and keeps while it lives,
+    /// and the most one read from the socket takes.
+    ///
+    /// The default, 2 KiB, is most of an idle connection's memory. A message larger than the
+    /// buffer still arrives whole (the buffer grows to the frame's length while it is read)
+    /// but takes one read per 2 KiB: raise it for a few connections that carry large
+    /// messages, keep it small for many mostly idle ones.
     #[must_use]
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.read_buffer_size = bytes.max(1);

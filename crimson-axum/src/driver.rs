@@ -253,7 +253,9 @@ async fn supervise<Up, Down>(
 
     let mut writer_done = false;
     let mut reader_done = false;
-    let mut deadline: Option<Instant> = None;
+    // The close handshake's time limit, once one is under way (boxed: only a closing session
+    // pays for the timer).
+    let mut closing: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut shutting_down = false;
     loop {
         tokio::select! {
@@ -271,7 +273,7 @@ async fn supervise<Up, Down>(
                     break;
                 }
                 if !writable {
-                    deadline.get_or_insert_with(|| Instant::now() + config.close_timeout);
+                    closing.get_or_insert_with(|| Box::pin(tokio::time::sleep(config.close_timeout)));
                 }
                 // Writable: the held close goes out once the handler is done (bounded by
                 // close_timeout), then the writer ends and so does the session.
@@ -288,7 +290,7 @@ async fn supervise<Up, Down>(
                 }
                 // A close frame went out (or the peer's close is being answered): give the
                 // peer `close_timeout` to finish the handshake.
-                deadline.get_or_insert_with(|| Instant::now() + config.close_timeout);
+                closing.get_or_insert_with(|| Box::pin(tokio::time::sleep(config.close_timeout)));
             }
             joined = async { handler_task.as_mut().expect("guarded").await }, if handler_task.is_some() => {
                 *handler_task = None;
@@ -309,7 +311,7 @@ async fn supervise<Up, Down>(
                     Err(_) => shared.close(CloseCode::GOING_AWAY, "handler cancelled"),
                 }
             }
-            () = sleep_until(deadline), if deadline.is_some() => break,
+            () = async { closing.as_mut().expect("guarded").await }, if closing.is_some() => break,
             changed = shutdown.wait_for(|down| *down), if !shutting_down => {
                 shutting_down = true;
                 if changed.is_ok() {
@@ -317,13 +319,6 @@ async fn supervise<Up, Down>(
                 }
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -380,7 +375,7 @@ async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
                             // The handler is behind: stop reading (TCP slows the client down)
                             // and do not mistake the unread pongs for a dead peer.
                             liveness.set_held(true);
-                            let sent = tx.send(up).await.map_err(|_| ());
+                            let sent = Box::pin(tx.send(up)).await.map_err(|_| ());
                             liveness.set_held(false);
                             liveness.touch();
                             sent

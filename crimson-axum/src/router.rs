@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::handler::CrimsonHandler;
 use crate::layer::{setup_error, Registry};
-use crate::session::Shared;
+use crate::session::{Headers, Shared};
 use crate::{driver, upgrade};
 
 mod sealed {
@@ -126,9 +126,7 @@ where
     // session's task holds one copy of each (its size is most of an idle connection's cost).
     let shared = Arc::new(Shared {
         info,
-        // Copied out: hyper's header values share its 16 KiB read buffer, which would
-        // otherwise stay alive as long as the session (measured: 16 KiB per idle connection).
-        headers: detach(&parts.headers),
+        headers: Headers::new(&parts.headers),
         outbox: Outbox::new(config.outgoing_queue, config.overflow),
         closed: Default::default(),
         skipped: Default::default(),
@@ -136,16 +134,4 @@ where
     });
     tokio::spawn(driver::session(on_upgrade, config, shared, prepared, registry).instrument(span));
     response
-}
-
-/// A copy of `headers` that shares no memory with the connection's read buffer.
-fn detach(headers: &http::HeaderMap) -> http::HeaderMap {
-    let mut copy = http::HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let mut detached =
-            http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-        detached.set_sensitive(value.is_sensitive());
-        copy.append(name.clone(), detached);
-    }
-    copy
 }

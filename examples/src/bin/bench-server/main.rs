@@ -20,7 +20,7 @@
 //!   strong baseline: a writer task per subscriber fed by a bounded channel (256, like
 //!   Crimson's queue), the payload encoded once and shared as `Utf8Bytes`, `feed` for what is
 //!   ready and one `flush`.
-//! - `raw-tuned`: `raw` with Crimson's buffer sizes (4 KiB read, 8 KiB write, 64 KiB message
+//! - `raw-tuned`: `raw` with Crimson's buffer sizes (2 KiB read, 8 KiB write, 64 KiB message
 //!   and frame limits).
 //! - `ezsockets`: the [ezsockets](https://crates.io/crates/ezsockets) actor framework (its
 //!   crates.io release) through its axum runner, with its defaults: a session actor per
@@ -151,7 +151,7 @@ struct Hub {
 impl Raw {
     fn upgrade(&self, ws: WebSocketUpgrade) -> WebSocketUpgrade {
         if self.tuned {
-            ws.read_buffer_size(4 << 10)
+            ws.read_buffer_size(2 << 10)
                 .write_buffer_size(8 << 10)
                 .max_message_size(64 << 10)
                 .max_frame_size(64 << 10)
