@@ -7,15 +7,16 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{ready, Poll};
+use std::task::{ready, Poll, Waker};
 use std::time::Duration;
 
 use crimson_core::__ws::{as_payload, into_message, Liveness};
 use crimson_core::cluster::SessionCluster;
 use crimson_core::session::{Ending, SessionHandle, SessionId};
 use crimson_core::{close, CloseCode, CrimsonMessage, Payload};
+use futures_util::task::AtomicWaker;
 use futures_util::{FutureExt, Sink, Stream};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -36,6 +37,41 @@ use crate::layer::Registry;
 use crate::session::{CrimsonSession, Shared};
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// The reader's waker: it records that the read side woke the session's task, then wakes it.
+struct ReadWake {
+    shared: Arc<ReadWaker>,
+    /// A waker for `shared`, made once.
+    waker: Waker,
+}
+
+impl ReadWake {
+    fn new() -> Self {
+        let shared = Arc::new(ReadWaker {
+            // The first call reads.
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        let waker = Waker::from(shared.clone());
+        Self { shared, waker }
+    }
+}
+
+struct ReadWaker {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl std::task::Wake for ReadWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
 
 /// The connection, shared by the reader and the writer futures of one task.
 struct Conn(Mutex<Option<Ws>>);
@@ -61,8 +97,24 @@ impl Conn {
         drop(ws);
     }
 
-    async fn next(&self) -> Option<Result<Message, WsError>> {
-        poll_fn(|cx| self.with(|ws| ws.poll_next(cx))).await
+    /// The next frame. `wake` is the reader's own waker: the session's task is woken for
+    /// many things (every batch to write), and only a wake-up for the reader makes it read.
+    async fn next(&self, wake: &ReadWake) -> Option<Result<Message, WsError>> {
+        poll_fn(|cx| {
+            wake.shared.task.register(cx.waker());
+            if !wake.shared.woken.swap(false, Ordering::AcqRel) {
+                // Nothing happened on the read side since the last read left off.
+                return Poll::Pending;
+            }
+            let mut cx = std::task::Context::from_waker(&wake.waker);
+            let next = self.with(|ws| ws.poll_next(&mut cx));
+            if next.is_ready() {
+                // More frames may be buffered already: the next call reads at once.
+                wake.shared.woken.store(true, Ordering::Release);
+            }
+            next
+        })
+        .await
     }
 
     /// Queues `message` in the connection's write buffer (writing out what no longer fits).
@@ -349,7 +401,8 @@ async fn read_loop<Up: CrimsonMessage, Down: CrimsonMessage>(
 ) -> ReaderEnd {
     let mut deliver = Some(incoming);
     let mut unread = 0u64;
-    while let Some(next) = conn.next().await {
+    let wake = ReadWake::new();
+    while let Some(next) = conn.next(&wake).await {
         let message = match next {
             Ok(message) => message,
             Err(err) => {
