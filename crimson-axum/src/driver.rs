@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Poll, Waker};
 use std::time::Duration;
 
+use bytes::Bytes;
 use crimson_core::__ws::{as_payload, into_message, Liveness};
 use crimson_core::cluster::SessionCluster;
 use crimson_core::session::{Ending, SessionHandle, SessionId};
@@ -603,7 +604,7 @@ async fn write_loop<Up, Down>(
                 if !batch.is_empty() {
                     let count = batch.len();
                     let wrote = {
-                        let write = write_batch(conn, &batch);
+                        let write = write_batch(conn, &mut batch);
                         tokio::pin!(write);
                         // Most writes complete at once (the socket has room): only a write
                         // that has to wait arms the stall limit and watches for an urgent end.
@@ -710,14 +711,24 @@ fn sendable(code: CloseCode, reason: &str) -> (CloseCode, String) {
     }
 }
 
-/// Feeds every payload (cloning a payload copies no bytes), then flushes once. `Ok(true)`
-/// when all were written. Cancel-safe in the sense that matters here: the batch is left whole.
-async fn write_batch(conn: &Conn, batch: &[Payload]) -> Result<bool, WsError> {
-    for payload in batch.iter() {
-        conn.feed(into_message(payload.clone())).await?;
-    }
-    conn.flush().await?;
-    Ok(true)
+/// Writes every payload of the batch, moving each out (a broadcast's shared bytes are then
+/// not counted up and down again), then flushes once; one lock of the connection per poll.
+/// `Ok(true)` when all were written. Cancelled, it leaves what it did not write in the batch.
+async fn write_batch(conn: &Conn, batch: &mut [Payload]) -> Result<bool, WsError> {
+    let mut next = 0;
+    poll_fn(|cx| {
+        conn.with(|mut ws| {
+            while let Some(slot) = batch.get_mut(next) {
+                ready!(ws.as_mut().poll_ready(cx))?;
+                let payload = std::mem::replace(slot, Payload::Binary(Bytes::new()));
+                ws.as_mut().start_send(into_message(payload))?;
+                next += 1;
+            }
+            ready!(ws.as_mut().poll_flush(cx))?;
+            Poll::Ready(Ok(true))
+        })
+    })
+    .await
 }
 
 fn write_stalled<Up, Down>(config: &CrimsonConfig<Up, Down>, shared: &Shared) -> WriterEnd {

@@ -1,7 +1,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -85,12 +85,17 @@ struct Inner {
     /// Wakes producers waiting for room (only called when `State::room_waiters` says some
     /// are: a broadcast's writers then pay no extra lock per batch).
     room: Notify,
-    /// Wakes callers of `flushed` (likewise only when `State::flush_waiters` says so).
+    /// Wakes callers of `flushed` (likewise only when `flush_waiters` says so).
     flushed: Notify,
     capacity: usize,
     policy: OverflowPolicy,
     dropped: AtomicU64,
+    /// Counted without the queue's lock: the writer records every batch, and producers on
+    /// other cores are contending for that lock.
     sent: AtomicU64,
+    /// Callers waiting in `flushed`. With `sent` and `dropped` it is updated and read
+    /// sequentially consistently, so a waiter either sees a count or is notified of it.
+    flush_waiters: AtomicUsize,
 }
 
 struct State {
@@ -100,8 +105,8 @@ struct State {
     ending: Option<Ending>,
     /// An ending was handed to the writer, or the writer is gone: nothing more is accepted.
     closed: bool,
-    /// Payloads the writer has taken but not yet reported written.
-    in_flight: usize,
+    /// Payloads handed to the writer so far; those not yet counted in `sent` are in flight.
+    taken: u64,
     /// Payloads accepted so far: each ends up sent or dropped.
     pushed: u64,
     /// The writer waiting in `next_batch`, woken by a push or an ending. Kept under the
@@ -111,8 +116,6 @@ struct State {
     urgent: Option<Waker>,
     /// Producers waiting in `push` for room.
     room_waiters: usize,
-    /// Callers waiting in `flushed`.
-    flush_waiters: usize,
 }
 
 impl State {
@@ -141,30 +144,46 @@ impl Wake {
     }
 }
 
-/// Keeps `State::room_waiters` or `State::flush_waiters` right however the wait ends.
-struct Waiting<'a> {
+/// Keeps `State::room_waiters` right however the wait ends.
+struct WaitingForRoom<'a> {
     outbox: &'a Outbox,
-    room: bool,
 }
 
-impl<'a> Waiting<'a> {
-    fn new(outbox: &'a Outbox, state: &mut State, room: bool) -> Self {
-        if room {
-            state.room_waiters += 1;
-        } else {
-            state.flush_waiters += 1;
-        }
-        Self { outbox, room }
+impl<'a> WaitingForRoom<'a> {
+    fn new(outbox: &'a Outbox, state: &mut State) -> Self {
+        state.room_waiters += 1;
+        Self { outbox }
     }
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for WaitingForRoom<'_> {
     fn drop(&mut self) {
-        let mut state = self.outbox.state();
-        if self.room {
-            state.room_waiters -= 1;
-        } else {
-            state.flush_waiters -= 1;
+        self.outbox.state().room_waiters -= 1;
+    }
+}
+
+/// Keeps `Inner::flush_waiters` right however the wait ends.
+struct WaitingForFlush<'a> {
+    inner: &'a Inner,
+}
+
+impl<'a> WaitingForFlush<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        inner.flush_waiters.fetch_add(1, Ordering::SeqCst);
+        Self { inner }
+    }
+}
+
+impl Drop for WaitingForFlush<'_> {
+    fn drop(&mut self) {
+        self.inner.flush_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Inner {
+    fn notify_flushed(&self) {
+        if self.flush_waiters.load(Ordering::SeqCst) > 0 {
+            self.flushed.notify_waiters();
         }
     }
 }
@@ -200,12 +219,11 @@ impl Outbox {
                     queue: VecDeque::new(),
                     ending: None,
                     closed: false,
-                    in_flight: 0,
+                    taken: 0,
                     pushed: 0,
                     writer: None,
                     urgent: None,
                     room_waiters: 0,
-                    flush_waiters: 0,
                 }),
                 room: Notify::new(),
                 flushed: Notify::new(),
@@ -213,6 +231,7 @@ impl Outbox {
                 policy,
                 dropped: AtomicU64::new(0),
                 sent: AtomicU64::new(0),
+                flush_waiters: AtomicUsize::new(0),
             }),
         }
     }
@@ -234,10 +253,8 @@ impl Outbox {
             match self.inner.policy {
                 OverflowPolicy::DropOldest => {
                     state.queue.pop_front();
-                    self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-                    if state.flush_waiters > 0 {
-                        self.inner.flushed.notify_waiters();
-                    }
+                    self.inner.dropped.fetch_add(1, Ordering::SeqCst);
+                    self.inner.notify_flushed();
                     Queued::DroppedOldest
                 }
                 OverflowPolicy::Disconnect => {
@@ -280,7 +297,7 @@ impl Outbox {
                     return Ok(());
                 }
                 if waiting.is_none() {
-                    waiting = Some(Waiting::new(self, &mut state, true));
+                    waiting = Some(WaitingForRoom::new(self, &mut state));
                 }
             }
             room.await;
@@ -339,30 +356,28 @@ impl Outbox {
             state.closed = true;
             match ending {
                 Ending::Close(..) => {
-                    state.in_flight += state.queue.len();
+                    state.taken += state.queue.len() as u64;
                     batch.extend(state.queue.drain(..));
                 }
                 Ending::CloseNow(..) | Ending::Terminate => {
                     let discarded = state.queue.len() as u64;
                     state.queue.clear();
-                    self.inner.dropped.fetch_add(discarded, Ordering::Relaxed);
+                    self.inner.dropped.fetch_add(discarded, Ordering::SeqCst);
                 }
             }
-            let (room, flushed) = (state.room_waiters > 0, state.flush_waiters > 0);
+            let room = state.room_waiters > 0;
             drop(state);
             if room {
                 self.inner.room.notify_waiters();
             }
-            if flushed {
-                self.inner.flushed.notify_waiters();
-            }
+            self.inner.notify_flushed();
             return Poll::Ready(Some(ending));
         }
         if state.closed {
             return Poll::Ready(Some(Ending::Terminate));
         }
         if !state.queue.is_empty() {
-            state.in_flight += state.queue.len();
+            state.taken += state.queue.len() as u64;
             batch.extend(state.queue.drain(..));
             let room = state.room_waiters > 0;
             drop(state);
@@ -397,13 +412,17 @@ impl Outbox {
         let mut state = self.state();
         state.closed = true;
         state.ending = None;
-        let discarded = (state.queue.len() + state.in_flight) as u64;
+        // Taken by the writer but never recorded as sent: lost with the connection.
+        let in_flight = state
+            .taken
+            .saturating_sub(self.inner.sent.load(Ordering::SeqCst));
+        state.taken -= in_flight;
+        let discarded = state.queue.len() as u64 + in_flight;
         state.queue = VecDeque::new();
-        state.in_flight = 0;
         let wake = state.take_writer_urgent();
         drop(state);
         wake.wake();
-        self.inner.dropped.fetch_add(discarded, Ordering::Relaxed);
+        self.inner.dropped.fetch_add(discarded, Ordering::SeqCst);
         self.inner.room.notify_waiters();
         self.inner.flushed.notify_waiters();
         discarded
@@ -411,17 +430,8 @@ impl Outbox {
 
     /// Records that the writer wrote and flushed `count` payloads it had taken.
     pub fn record_sent(&self, count: usize) {
-        let flushed = {
-            let mut state = self.state();
-            state.in_flight = state.in_flight.saturating_sub(count);
-            // Counted under the lock, so that `flushed` sees the count and the in-flight
-            // figure change together.
-            self.inner.sent.fetch_add(count as u64, Ordering::Relaxed);
-            state.flush_waiters > 0
-        };
-        if flushed {
-            self.inner.flushed.notify_waiters();
-        }
+        self.inner.sent.fetch_add(count as u64, Ordering::SeqCst);
+        self.inner.notify_flushed();
     }
 
     /// Waits until everything queued before the call has been written and flushed to the
@@ -429,20 +439,18 @@ impl Outbox {
     /// delay it.
     pub async fn flushed(&self) {
         let target = self.state().pushed;
-        let mut waiting = None;
+        // Counted before the first check: a writer that counts after it sees the waiter.
+        let _waiting = WaitingForFlush::new(&self.inner);
         loop {
             let flushed = self.inner.flushed.notified();
             tokio::pin!(flushed);
             flushed.as_mut().enable();
             {
-                let mut state = self.state();
-                let settled = self.inner.sent.load(Ordering::Relaxed)
-                    + self.inner.dropped.load(Ordering::Relaxed);
+                let state = self.state();
+                let settled = self.inner.sent.load(Ordering::SeqCst)
+                    + self.inner.dropped.load(Ordering::SeqCst);
                 if state.closed || settled >= target {
                     return;
-                }
-                if waiting.is_none() {
-                    waiting = Some(Waiting::new(self, &mut state, false));
                 }
             }
             flushed.await;
@@ -619,8 +627,9 @@ mod tests {
             .await
             .is_err());
         assert!(tokio::time::timeout(short, outbox.flushed()).await.is_err());
-        let state = outbox.state();
-        assert_eq!((state.room_waiters, state.flush_waiters), (0, 0));
+        let room_waiters = outbox.state().room_waiters;
+        let flush_waiters = outbox.inner.flush_waiters.load(Ordering::SeqCst);
+        assert_eq!((room_waiters, flush_waiters), (0, 0));
     }
 
     #[tokio::test]
@@ -637,10 +646,10 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(
-            {
-                let state = outbox.state();
-                (state.room_waiters, state.flush_waiters)
-            },
+            (
+                outbox.state().room_waiters,
+                outbox.inner.flush_waiters.load(Ordering::SeqCst)
+            ),
             (1, 1)
         );
         let mut batch = Vec::new();
