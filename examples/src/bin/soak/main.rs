@@ -29,7 +29,8 @@
 //! - **Leaks.** Afterwards the clients reset their connections; every session must leave the
 //!   server's cluster within 20 s.
 //! - Also reported: publish→deliver latency (the `sent_at_us` stamp against this process's
-//!   clock, the same host's `SystemTime`) and the server's CPU time (`/proc/PID/stat`).
+//!   clock, the same host's `SystemTime`), overall and in each third of the window, and the
+//!   server's CPU time (`/proc/PID/stat`), sampled with RSS so its use in each third shows too.
 //!
 //! It prints a Markdown report and writes it to `OUT/soak.md`, with the figures and every RSS
 //! sample in `OUT/soak.json`. It exits with 1 if anything was lost, a connection failed, a
@@ -182,6 +183,7 @@ async fn soak(options: &Options) -> io::Result<Run> {
 
     // The window: sample RSS until the server says it made its last broadcast.
     let mut samples = vec![(0.0, rss_connected_kib)];
+    let mut cpu_samples = vec![(0.0, 0.0)];
     let mut next_sample = start + options.sample;
     let give_up = start + options.period * count as u32 + Duration::from_secs(60);
     let done = loop {
@@ -192,12 +194,16 @@ async fn soak(options: &Options) -> io::Result<Run> {
         if Instant::now() >= give_up {
             return Err(io::Error::other("the server did not finish its broadcasts"));
         }
-        samples.push((start.elapsed().as_secs_f64(), server.rss_kib()?));
+        let t = start.elapsed().as_secs_f64();
+        samples.push((t, server.rss_kib()?));
+        let cpu = server.cpu()?.saturating_sub(cpu_start);
+        cpu_samples.push((t, cpu.as_secs_f64()));
         next_sample += options.sample;
     };
     let window_secs = start.elapsed().as_secs_f64();
     let cpu = server.cpu()?.saturating_sub(cpu_start);
     let own_cpu = child::cpu_time("self")?.saturating_sub(own_cpu_start);
+    cpu_samples.push((window_secs, cpu.as_secs_f64()));
     let at_done: ServerStats = serde_json::from_str(&done).map_err(io::Error::other)?;
 
     // Let the last ticks arrive, then stop the readers.
@@ -253,6 +259,7 @@ async fn soak(options: &Options) -> io::Result<Run> {
         rss_end_kib,
         rss_left_kib,
         samples,
+        cpu_samples,
         at_done,
         server: server_end,
         clients: outcome,

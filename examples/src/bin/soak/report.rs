@@ -40,6 +40,9 @@ pub(crate) struct Run {
     pub(crate) rss_left_kib: u64,
     /// (seconds into the window, RSS KiB).
     pub(crate) samples: Vec<(f64, u64)>,
+    /// (seconds into the window, server CPU seconds since the window started), sampled
+    /// with RSS, and once more at the window's end.
+    pub(crate) cpu_samples: Vec<(f64, f64)>,
     /// The server's counters right after its last broadcast, and once its writers settled.
     pub(crate) at_done: ServerStats,
     pub(crate) server: ServerStats,
@@ -156,6 +159,27 @@ pub(crate) fn judge_rss(samples: &[(f64, u64)], window_secs: f64) -> Rss {
         stable: problem.is_none() && growth_kib <= allowance_kib && rise_kib <= allowance_kib,
         problem,
     }
+}
+
+/// The server's CPU use (% of one core) in each third of the window, from the samples
+/// nearest to the thirds' bounds.
+fn cpu_by_third(points: &[(f64, f64)], window_secs: f64) -> [f64; 3] {
+    let nearest = |at: f64| {
+        points
+            .iter()
+            .copied()
+            .min_by(|a, b| (a.0 - at).abs().total_cmp(&(b.0 - at).abs()))
+            .unwrap_or((at, 0.0))
+    };
+    std::array::from_fn(|k| {
+        let (t0, cpu0) = nearest(window_secs * k as f64 / 3.0);
+        let (t1, cpu1) = nearest(window_secs * (k + 1) as f64 / 3.0);
+        if t1 > t0 {
+            100.0 * (cpu1 - cpu0) / (t1 - t0)
+        } else {
+            f64::NAN
+        }
+    })
 }
 
 /// The `p`th percentile (0–100) of sorted samples, nearest rank; 0 when there are none.
@@ -345,6 +369,15 @@ impl Report {
                 r.cpu_secs * 1e6 / r.clients.received.max(1) as f64
             ),
         );
+        let cpu_thirds = cpu_by_third(&r.cpu_samples, r.window_secs);
+        figure(
+            "server CPU in each third of the window",
+            cpu_thirds
+                .iter()
+                .map(|pct| format!("{pct:.1} %"))
+                .collect::<Vec<_>>()
+                .join(" · "),
+        );
         figure(
             "client process CPU in the window",
             format!(
@@ -402,9 +435,13 @@ impl Report {
                 let _ = writeln!(md, "- {err}");
             }
         }
-        md.push_str("\nServer RSS samples (seconds into the window):\n\n| t [s] | RSS [KiB] |\n|---:|---:|\n");
-        for (t, kib) in &r.samples {
-            let _ = writeln!(md, "| {t:.1} | {} |", thousands(*kib));
+        md.push_str(
+            "\nServer samples (seconds into the window; CPU seconds since it started):\n\n\
+             | t [s] | RSS [KiB] | CPU [s] |\n|---:|---:|---:|\n",
+        );
+        for (i, (t, kib)) in r.samples.iter().enumerate() {
+            let cpu = r.cpu_samples.get(i).map_or(f64::NAN, |c| c.1);
+            let _ = writeln!(md, "| {t:.1} | {} | {cpu:.2} |", thousands(*kib));
         }
         md
     }
@@ -465,6 +502,10 @@ impl Report {
             "connect_s": r.connect_secs,
             "window_s": r.window_secs,
             "server_cpu_s": r.cpu_secs,
+            "server_cpu_pct_by_third": cpu_by_third(&r.cpu_samples, r.window_secs),
+            "server_cpu_samples": r.cpu_samples.iter()
+                .map(|(t, cpu)| json!({ "t_s": t, "cpu_s": cpu }))
+                .collect::<Vec<_>>(),
             "client_cpu_s": r.client_cpu_secs,
             "load_average_before": r.load_before,
             "rss_kib": {
@@ -603,6 +644,13 @@ mod tests {
     fn too_few_samples_is_not_stable() {
         let rss = judge_rss(&[(0.0, 1), (50.0, 1)], 60.0);
         assert!(!rss.stable && rss.problem.is_some());
+    }
+
+    #[test]
+    fn cpu_by_third_reads_the_slope_of_each_third() {
+        // Half a core, then a whole one, then none.
+        let points = [(0.0, 0.0), (10.0, 5.0), (20.0, 15.0), (30.0, 15.0)];
+        assert_eq!(cpu_by_third(&points, 30.0), [50.0, 100.0, 0.0]);
     }
 
     #[test]
