@@ -6,6 +6,7 @@
 //! [`Conn`], whose lock is only ever held inside a single poll, so it is never contended.
 
 use std::future::{poll_fn, Future};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -300,8 +301,13 @@ async fn supervise<Up, Down>(
     Down: CrimsonMessage,
 {
     let liveness = Liveness::new();
-    let reader = read_loop::<Up, Down>(conn, config, shared, incoming, &liveness);
-    let writer = write_loop(conn, config, shared, &liveness);
+    // A panic in either (a codec's decode, an `on_error` hook) ends that side as a failed
+    // connection would, and the session's teardown still runs.
+    let reader = AssertUnwindSafe(read_loop::<Up, Down>(
+        conn, config, shared, incoming, &liveness,
+    ))
+    .catch_unwind();
+    let writer = AssertUnwindSafe(write_loop(conn, config, shared, &liveness)).catch_unwind();
     tokio::pin!(reader, writer);
 
     let mut writer_done = false;
@@ -316,7 +322,13 @@ async fn supervise<Up, Down>(
                 reader_done = true;
                 // After EOF or a failure nothing more can be written; after a bad message the
                 // reader has asked for a close frame (1007, 1009, 1002) and the writer sends it.
-                let writable = matches!(read, ReaderEnd::Writable);
+                let writable = match read {
+                    Ok(end) => matches!(end, ReaderEnd::Writable),
+                    Err(panic) => {
+                        panicked(shared, "reader", panic);
+                        false
+                    }
+                };
                 if !writable {
                     shared.outbox.end(Ending::Terminate);
                 } else if handler_task.is_none() {
@@ -336,7 +348,14 @@ async fn supervise<Up, Down>(
                 if reader_done {
                     break;
                 }
-                let terminated = matches!(ended, WriterEnd::Terminated);
+                let terminated = match ended {
+                    Ok(end) => matches!(end, WriterEnd::Terminated),
+                    Err(panic) => {
+                        panicked(shared, "writer", panic);
+                        shared.outbox.end(Ending::Terminate);
+                        true
+                    }
+                };
                 let peer_closed = shared.close_record().is_some_and(|c| c.by_peer);
                 if terminated && !peer_closed {
                     break;
@@ -373,6 +392,15 @@ async fn supervise<Up, Down>(
             }
         }
     }
+}
+
+/// Reports a panic in the session's reader or writer (user code runs in both: decoding,
+/// hooks); the connection is dropped as after a failure.
+fn panicked(shared: &Shared, side: &str, panic: Box<dyn std::any::Any + Send>) {
+    let message = panic_message(panic);
+    tracing::error!(panic = %message, "the session's {side} panicked: dropping the connection");
+    shared.record_close(CloseCode::ABNORMAL, "internal error", false);
+    // Not reported through `on_error`: that hook may be what panicked.
 }
 
 fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {

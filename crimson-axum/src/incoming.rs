@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 
 /// A queue of at most `capacity` messages (at least 1).
 pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
@@ -133,7 +133,11 @@ pub(crate) struct Receiver<T> {
 
 impl<T> Receiver<T> {
     /// The next message; `None` once the sender is gone and the queue is empty.
+    ///
+    /// Takes part in tokio's cooperative budget, as tokio's own channels do: a handler
+    /// that always finds a message waiting still yields to other tasks now and then.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.chan.state();
         let was_full = state.queue.len() >= state.capacity;
         if let Some(value) = state.queue.pop_front() {
@@ -144,9 +148,11 @@ impl<T> Receiver<T> {
             let sender = if was_full { state.sender.take() } else { None };
             drop(state);
             wake(sender);
+            coop.made_progress();
             return Poll::Ready(Some(value));
         }
         if !state.sender_alive {
+            coop.made_progress();
             return Poll::Ready(None);
         }
         register(&mut state.receiver, cx);

@@ -435,3 +435,82 @@ async fn a_panicking_hook_does_not_leak_its_session() {
     let _fine = server.connect::<String, String>("/ok").await.unwrap();
     wait_for(|| cluster.local_len() == 1).await;
 }
+
+/// A message type whose decoder panics on "boom": user code running in the session's reader.
+#[derive(Debug)]
+struct Touchy(String);
+
+impl crimson_axum::CrimsonMessage for Touchy {
+    const FRAME: crimson_axum::FrameKind = crimson_axum::FrameKind::Text;
+    const CODEC: &'static str = "text";
+
+    fn encode(&self) -> Result<Payload, crimson_axum::EncodeError> {
+        self.0.encode()
+    }
+
+    fn decode(payload: crimson_axum::PayloadRef<'_>) -> Result<Self, crimson_axum::DecodeError> {
+        let text = String::decode(payload)?;
+        assert!(text != "boom", "decoder exploded");
+        Ok(Self(text))
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_decoder_ends_its_session_with_a_full_teardown() {
+    let closed = Arc::new(Mutex::new(None));
+    let handler_done = Arc::new(Mutex::new(Vec::new()));
+    let cluster = Cluster::<String>::local();
+    let config = CrimsonConfig::<Touchy, String>::new()
+        .cluster(cluster.clone())
+        .on_close({
+            let closed = closed.clone();
+            move |_, code, reason| *closed.lock().unwrap() = Some((code, reason.to_owned()))
+        });
+    let app = Router::new()
+        .crimson::<Touchy, String, _, _>("/t", "t", {
+            let handler_done = handler_done.clone();
+            move |mut session: CrimsonSession<Touchy, String>| {
+                let handler_done = handler_done.clone();
+                async move {
+                    let mut got = Vec::new();
+                    while let Some(Touchy(text)) = session.recv().await {
+                        got.push(text);
+                    }
+                    *handler_done.lock().unwrap() = got;
+                }
+            }
+        })
+        .layer(CrimsonLayer::new().config("t", config));
+    let server = TestServer::new(app).await;
+    let (mut client, _) = tokio_tungstenite::connect_async(server.url("/t"))
+        .await
+        .unwrap();
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    client.send(Message::text("fine")).await.unwrap();
+    client.send(Message::text("boom")).await.unwrap();
+    // The connection is dropped, as after a failure: no close frame, then EOF or a reset.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = client.next().await {
+            assert!(
+                !matches!(frame, Message::Close(_)),
+                "no close frame: {frame:?}"
+            );
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server dropped the connection");
+    wait_for(|| closed.lock().unwrap().is_some()).await;
+    let (code, reason) = closed.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::ABNORMAL, "internal error")
+    );
+    wait_for(|| !handler_done.lock().unwrap().is_empty()).await;
+    assert_eq!(
+        *handler_done.lock().unwrap(),
+        ["fine"],
+        "the handler saw its input end"
+    );
+    assert_eq!(cluster.local_len(), 0, "the session left its cluster");
+}

@@ -406,8 +406,9 @@ impl Outbox {
         Poll::Pending
     }
 
-    /// The writer is gone: refuse everything from now on and count what was still queued as
-    /// dropped. Returns how many were dropped.
+    /// The writer is gone: refuse everything from now on and count what was still queued, and
+    /// what the writer took but never recorded with [`record_sent`](Self::record_sent), as
+    /// dropped. Returns how many were dropped. Nothing may be recorded as sent after this.
     pub fn finish(&self) -> u64 {
         let mut state = self.state();
         state.closed = true;
