@@ -672,6 +672,10 @@ async fn write_loop<Up, Down>(
                         }
                     };
                     batch.clear();
+                    // After a backlog, give the batch's memory back (the queue does the same).
+                    if batch.capacity() > 64 {
+                        batch.shrink_to(8);
+                    }
                     match wrote {
                         Ok(true) => outbox.record_sent(count),
                         Ok(false) => {}
