@@ -192,7 +192,7 @@ impl Shared {
 /// One typed WebSocket conversation: receive `Up` from the client, send `Down` to it.
 ///
 /// A handler gets one per connection. It is a [`Stream`] of `Up`; [`send`](Self::send) queues
-/// a `Down` on the session's bounded outgoing queue, which one writer task drains and flushes
+/// a `Down` on the session's bounded outgoing queue, which the session's writer drains and flushes
 /// in batches. [`split`](Self::split) gives a cloneable [`SessionSender`] for other tasks.
 ///
 /// When the handler returns, the session closes with 1000 after sending what is queued; if it

@@ -78,7 +78,7 @@ const KEEP: usize = 8;
 /// A session's bounded outgoing queue: many producers, one writer.
 ///
 /// Producers (the session's handler, broadcasts, other tasks) push encoded payloads; the
-/// session's writer task takes everything that is ready in one go, writes it and flushes once.
+/// session's writer takes everything that is ready in one go, writes it and flushes once.
 /// Cloning shares the queue.
 #[derive(Clone)]
 pub struct Outbox {
