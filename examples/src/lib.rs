@@ -29,6 +29,8 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/crimson.chat.rs"));
 }
 
+pub mod measure;
+
 /// The address the chat programs use unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:54321";
 

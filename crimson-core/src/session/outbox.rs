@@ -349,9 +349,7 @@ impl Outbox {
         poll_fn(|cx| self.poll_next_batch(cx, batch)).await
     }
 
-    /// [`next_batch`](Self::next_batch) as a poll function, for a writer that is a
-    /// hand-written future.
-    pub fn poll_next_batch(
+    fn poll_next_batch(
         &self,
         cx: &mut Context<'_>,
         batch: &mut Vec<Payload>,
@@ -407,8 +405,7 @@ impl Outbox {
         poll_fn(|cx| self.poll_urgent(cx)).await;
     }
 
-    /// [`urgent`](Self::urgent) as a poll function.
-    pub fn poll_urgent(&self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_urgent(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.state();
         if matches!(state.ending, Some(Ending::CloseNow(..) | Ending::Terminate)) {
             return Poll::Ready(());

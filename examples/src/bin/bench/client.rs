@@ -6,56 +6,25 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crimson_examples::measure;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
-/// A client connection.
-pub(crate) type Ws = WebSocketStream<TcpStream>;
+pub(crate) use measure::Ws;
 
 /// Source addresses 127.0.0.1 ..= 127.0.0.SOURCES: each has its own ephemeral ports towards
 /// the server, so 10k+ connections (over several rounds) stay far from the ~14k a single
 /// source address can bind.
 const SOURCES: u8 = 5;
 
-/// How long one connect (TCP and WebSocket handshake) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// The source address of the `i`th connection.
 pub(crate) fn source(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % SOURCES as usize) as u8))
 }
 
-/// Connects to `ws://server{path}` from `source` with `TCP_NODELAY`.
+/// Connects to `ws://server{path}` from `source` (an 8 KiB read buffer).
 pub(crate) async fn connect(server: SocketAddr, path: &str, source: IpAddr) -> io::Result<Ws> {
-    assert!(server.ip().is_loopback(), "load goes to loopback only");
-    let attempt = async {
-        let socket = TcpSocket::new_v4()?;
-        socket.set_nodelay(true)?;
-        // Reset rather than linger in TIME_WAIT when dropped: rounds reuse the ports. With a
-        // zero timeout `close` does not block.
-        #[allow(deprecated)]
-        socket.set_linger(Some(Duration::ZERO))?;
-        socket.bind(SocketAddr::new(source, 0))?;
-        let stream = socket.connect(server).await?;
-        // Small client buffers: 10k idle clients must fit beside the server.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(8 << 10)
-            .write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(
-            format!("ws://{server}{path}"),
-            stream,
-            Some(config),
-        )
-        .await
-        .map_err(io::Error::other)?;
-        Ok(ws)
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+    measure::connect(server, path, source, 8 << 10).await
 }
 
 /// Sends `message` (flushing it), giving up at `deadline`: a server that stops reading cannot

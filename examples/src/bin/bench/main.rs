@@ -406,32 +406,6 @@ async fn run_setup(options: &Options, results: &mut Vec<ScenarioResult>) {
     });
 }
 
-/// The commit under test and the Crimson sources that differ from it (the build measures the
-/// work tree), from `git`, if there is one.
-fn source_state() -> serde_json::Value {
-    let git = |args: &[&str]| -> Option<String> {
-        let out = std::process::Command::new("git").args(args).output().ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    };
-    let dirty: Vec<String> = git(&[
-        "status",
-        "--porcelain",
-        "--",
-        "crimson-core",
-        "crimson-axum",
-    ])
-    .unwrap_or_default()
-    .lines()
-    .map(|l| l.trim().to_owned())
-    .collect();
-    serde_json::json!({
-        "head": git(&["rev-parse", "--short", "HEAD"]),
-        "uncommitted_crimson_changes": dirty,
-    })
-}
-
 fn unix_time() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -454,7 +428,7 @@ async fn main() -> io::Result<()> {
         .skip(1)
         .fold(String::from("bench"), |line, arg| line + " " + &arg);
     // Before the run: the binaries measure the tree as it was built.
-    let source = source_state();
+    let source = crimson_examples::measure::source_state();
     eprintln!("bench: {options:?}");
 
     let mut results = Vec::new();

@@ -3,8 +3,9 @@
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crimson_examples::measure;
 
 /// One implementation under test, as `bench-server --impl` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,73 +96,25 @@ impl Server {
 
     /// User plus system CPU time the server has used so far, all threads.
     pub(crate) fn cpu(&self) -> io::Result<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
-        let rest = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .ok_or_else(|| io::Error::other("odd /proc/PID/stat"))?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let tick = |i: usize| -> io::Result<u64> {
-            fields
-                .get(i)
-                .and_then(|f| f.parse().ok())
-                .ok_or_else(|| io::Error::other("odd /proc/PID/stat"))
-        };
-        let ticks = tick(11)? + tick(12)?;
-        Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+        measure::cpu_time(&self.pid().to_string())
     }
 
     /// The server's resident memory (VmRSS), in KiB.
     pub(crate) fn rss_kib(&self) -> io::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| io::Error::other("no VmRSS in /proc/PID/status"))
+        measure::rss_kib(self.pid())
     }
 
     /// Stops the server: closes its stdin, waits up to 2 s for it to exit, then kills it.
     /// Call it before dropping the client connections, so the server side closes first.
     pub(crate) fn stop(mut self) {
-        self.shut_down();
-    }
-
-    fn shut_down(&mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        measure::stop(&mut self.child, &mut self.stdin);
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.shut_down();
+        measure::stop(&mut self.child, &mut self.stdin);
     }
-}
-
-/// Clock ticks per second for /proc times (`getconf CLK_TCK`, 100 on Linux).
-fn clock_ticks() -> u64 {
-    static TICKS: OnceLock<u64> = OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| String::from_utf8(out.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .filter(|&t| t > 0)
-            .unwrap_or(100)
-    })
 }
 
 #[cfg(test)]

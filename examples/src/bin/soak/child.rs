@@ -4,10 +4,11 @@
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+
+use crimson_examples::measure;
 
 use crate::server::ServerStats;
 
@@ -105,69 +106,23 @@ impl ServerProcess {
 
     /// User plus system CPU time of every thread of the server so far.
     pub(crate) fn cpu(&self) -> io::Result<Duration> {
-        cpu_time(&self.pid().to_string())
+        measure::cpu_time(&self.pid().to_string())
     }
 
     /// The server's resident memory (`VmRSS` in `/proc/PID/status`), in KiB.
     pub(crate) fn rss_kib(&self) -> io::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.split_whitespace().next()?.parse().ok())
-            .ok_or_else(|| io::Error::other("no VmRSS in /proc/PID/status"))
+        measure::rss_kib(self.pid())
     }
 
     /// Closes the server's stdin, gives it 2 s to exit, then kills it.
     pub(crate) fn stop(&mut self) {
-        drop(self.stdin.take());
-        for _ in 0..200 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        measure::stop(&mut self.child, &mut self.stdin);
     }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// User plus system CPU time of every thread of process `pid` (a number, or `self`) so far,
-/// from `/proc/PID/stat`.
-pub(crate) fn cpu_time(pid: &str) -> io::Result<Duration> {
-    static CLOCK_TICKS: OnceLock<f64> = OnceLock::new();
-    // Ticks per second of `/proc` times (`getconf CLK_TCK`; 100 on Linux).
-    let ticks = *CLOCK_TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| {
-                String::from_utf8(out.stdout)
-                    .ok()?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .filter(|&ticks| ticks > 0.0)
-            .unwrap_or(100.0)
-    });
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // After `(comm)` come the state (field 3) … utime (field 14) and stime (field 15).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    match (field(14), field(15)) {
-        (Some(user), Some(system)) => Ok(Duration::from_secs_f64((user + system) as f64 / ticks)),
-        _ => Err(io::Error::other(format!("odd /proc/{pid}/stat: {stat:?}"))),
     }
 }
 

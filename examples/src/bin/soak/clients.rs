@@ -8,16 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{watch, Notify};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::{unix_micros, Tick};
 
-/// A client connection.
-pub(crate) type Ws = WebSocketStream<TcpStream>;
+use crimson_examples::measure;
+
+pub(crate) use measure::Ws;
 
 /// Clients bind 127.0.0.21 ..= 127.0.0.24 in turn. Each source address has its own ephemeral
 /// ports, and these are not the ones the load benchmark uses (127.0.0.1–5), so the two can run
@@ -25,39 +23,12 @@ pub(crate) type Ws = WebSocketStream<TcpStream>;
 const FIRST_SOURCE: u8 = 21;
 const SOURCES: usize = 4;
 
-/// How long one connect (TCP and WebSocket handshake) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// Latency samples kept per client and third of the window (long runs stay bounded).
 const MAX_SAMPLES: usize = 100_000;
 
-/// Opens one connection to `ws://server/soak` from `source`, with `TCP_NODELAY` and a zero
-/// linger, so closing it at the end resets it instead of leaving `TIME_WAIT` behind.
+/// Opens one connection to `ws://server/soak` from `source` (a 4 KiB read buffer).
 async fn connect(server: SocketAddr, source: IpAddr) -> io::Result<Ws> {
-    assert!(server.ip().is_loopback(), "the soak targets loopback only");
-    let attempt = async {
-        let socket = TcpSocket::new_v4()?;
-        socket.set_nodelay(true)?;
-        // A zero linger never blocks (the deprecation is about non-zero ones).
-        #[allow(deprecated)]
-        socket.set_linger(Some(Duration::ZERO))?;
-        socket.bind(SocketAddr::new(source, 0))?;
-        let stream = socket.connect(server).await?;
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4 << 10)
-            .write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(
-            format!("ws://{server}/soak"),
-            stream,
-            Some(config),
-        )
-        .await
-        .map_err(io::Error::other)?;
-        Ok(ws)
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+    measure::connect(server, "/soak", source, 4 << 10).await
 }
 
 /// Opens `count` connections, `concurrency` at a time. On the first failure, says how many

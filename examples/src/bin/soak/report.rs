@@ -52,32 +52,6 @@ pub(crate) struct Run {
     pub(crate) closed_after_leaving: u64,
 }
 
-/// The commit under test and any uncommitted change to the Crimson crates (the binary
-/// measures the work tree as it was built), from `git` if there is one.
-pub(crate) fn source_state() -> serde_json::Value {
-    let git = |args: &[&str]| -> Option<String> {
-        let out = std::process::Command::new("git").args(args).output().ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    };
-    let changed: Vec<String> = git(&[
-        "status",
-        "--porcelain",
-        "--",
-        "crimson-core",
-        "crimson-axum",
-    ])
-    .unwrap_or_default()
-    .lines()
-    .map(|line| line.trim().to_owned())
-    .collect();
-    json!({
-        "head": git(&["rev-parse", "--short", "HEAD"]),
-        "uncommitted_crimson_changes": changed,
-    })
-}
-
 /// The RSS rule's allowance: this fraction of the middle third's mean, or [`MIN_ALLOWANCE_KIB`].
 const ALLOWANCE: f64 = 0.02;
 const MIN_ALLOWANCE_KIB: f64 = 1024.0;
