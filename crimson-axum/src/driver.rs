@@ -119,26 +119,20 @@ impl Conn {
         .await
     }
 
-    /// Queues `message` in the connection's write buffer (writing out what no longer fits).
-    async fn feed(&self, message: Message) -> Result<(), WsError> {
+    /// Writes `message` and flushes.
+    async fn send(&self, message: Message) -> Result<(), WsError> {
         let mut message = Some(message);
         poll_fn(|cx| {
             self.with(|mut ws| {
-                ready!(ws.as_mut().poll_ready(cx))?;
-                ws.start_send(message.take().expect("polled after completion"))?;
-                Poll::Ready(Ok(()))
+                if message.is_some() {
+                    ready!(ws.as_mut().poll_ready(cx))?;
+                    ws.as_mut()
+                        .start_send(message.take().expect("checked just above"))?;
+                }
+                ws.poll_flush(cx)
             })
         })
         .await
-    }
-
-    async fn flush(&self) -> Result<(), WsError> {
-        poll_fn(|cx| self.with(|ws| ws.poll_flush(cx))).await
-    }
-
-    async fn send(&self, message: Message) -> Result<(), WsError> {
-        self.feed(message).await?;
-        self.flush().await
     }
 }
 
