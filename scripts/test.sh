@@ -30,11 +30,24 @@ if [ ! -d examples/browser/node_modules/playwright-core ]; then
   echo "test.sh: installing playwright-core (npm ci in examples/browser)"
   (cd examples/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
-# The Python client example's one package.
-if ! python3 -c "import websockets" >/dev/null 2>&1; then
-  echo "test.sh: installing the Python websockets package"
-  python3 -m pip install --quiet websockets
+# The Python clients' one package, in a virtual environment of our own: a system Python
+# (Debian, Ubuntu) refuses `pip install` outside one (PEP 668).
+venv=target/python-venv
+if ! "$venv/bin/python" -c "import websockets" >/dev/null 2>&1; then
+  echo "test.sh: making a Python virtual environment with websockets in $venv"
+  if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    else
+      echo "test.sh: python3 cannot make virtual environments: sudo apt-get install python3-venv" >&2
+      exit 1
+    fi
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet websockets
 fi
+export CRIMSON_PYTHON=$PWD/$venv/bin/python
 
 # --- tests ------------------------------------------------------------------------------
 cargo test --workspace --all-features "$@"

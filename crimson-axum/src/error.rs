@@ -15,6 +15,8 @@ pub enum SessionError {
     TooBig(String),
     /// The client broke the WebSocket protocol.
     Protocol(String),
+    /// Unfinished messages across the config's sessions hold all the bytes allowed for them.
+    Busy(String),
     /// The connection failed.
     Io(std::io::Error),
     /// No answer to a ping within the pong timeout.
@@ -31,6 +33,7 @@ impl fmt::Display for SessionError {
             Self::Decode(err) => err.fmt(f),
             Self::TooBig(msg) => write!(f, "message too big: {msg}"),
             Self::Protocol(msg) => write!(f, "WebSocket protocol error: {msg}"),
+            Self::Busy(msg) => f.write_str(msg),
             Self::Io(err) => write!(f, "connection failed: {err}"),
             Self::PingTimeout => f.write_str("no answer to a ping within the pong timeout"),
             Self::WriteStalled(timeout) => {
@@ -93,3 +96,25 @@ impl From<EncodeError> for SessionSendError {
         Self::Encode(err)
     }
 }
+
+/// A setting or a piece of setup that cannot work, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -11,8 +11,13 @@ use http::request::Parts;
 use crate::session::CrimsonSession;
 
 /// A handler after its extractors ran: it only waits for the session.
-pub type Prepared<Up, Down> =
+pub(crate) type Prepared<Up, Down> =
     Box<dyn FnOnce(CrimsonSession<Up, Down>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+mod sealed {
+    pub trait Sealed<T> {}
+    impl<T, F> Sealed<T> for F {}
+}
 
 /// An async fn that handles a Crimson session.
 ///
@@ -43,8 +48,17 @@ pub type Prepared<Up, Down> =
 /// }
 /// # let _ = chat;
 /// ```
-pub trait CrimsonHandler<T, S, Up, Down>: Clone + Send + Sync + Sized + 'static {
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Crimson handler for `CrimsonSession<{Up}, {Down}>`",
+    label = "not an async fn(extractors..., CrimsonSession<{Up}, {Down}>)",
+    note = "a Crimson handler is an `async fn` whose last argument is the `CrimsonSession<Up, Down>`, after at most eight axum extractors that implement `FromRequestParts` (no body extractors: a WebSocket upgrade has no body)",
+    note = "the route's `Up` and `Down` must be the ones its config name (`ConfigName<Up, Down>`) and its `CrimsonConfig` were made for"
+)]
+pub trait CrimsonHandler<T, S, Up, Down>:
+    Clone + Send + Sync + Sized + 'static + sealed::Sealed<T>
+{
     /// Runs the extractors; on success returns the handler, ready for its session.
+    #[doc(hidden)]
     fn prepare<'a>(
         self,
         parts: &'a mut Parts,

@@ -5,59 +5,218 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
+use crimson_core::cluster::Cluster;
+use crimson_core::transport::Budget;
 use crimson_core::CrimsonMessage;
 use http::{Request, StatusCode};
-use tokio::sync::{watch, Notify};
 use tower::{Layer, Service};
 
-use crate::config::CrimsonConfig;
+use crate::config::{CrimsonConfig, Settings};
+use crate::error::ConfigError;
+use crate::live::SessionSet;
 
-struct Entry {
-    config: Arc<dyn Any + Send + Sync>,
-    up: &'static str,
-    down: &'static str,
+/// The typed name of a config: a route mounted with it and the config registered under it
+/// must agree on `Up` and `Down`, or the program does not compile.
+///
+/// ```
+/// use crimson_axum::ConfigName;
+///
+/// /// Clients send `String`, the server sends `String`.
+/// const ECHO: ConfigName<String, String> = ConfigName::new("echo");
+/// assert_eq!(ECHO.as_str(), "echo");
+/// ```
+pub struct ConfigName<Up, Down> {
+    name: &'static str,
+    _types: PhantomData<fn(Up) -> Down>,
 }
 
-/// What the layer shares with every request: the configs and the shutdown signal.
-pub(crate) struct Registry {
-    configs: HashMap<String, Entry>,
-    pub(crate) shutdown: watch::Sender<bool>,
-    live: AtomicUsize,
-    all_ended: Notify,
+impl<Up, Down> ConfigName<Up, Down> {
+    /// A config name for clients that send `Up` and receive `Down`.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            _types: PhantomData,
+        }
+    }
+
+    /// The name, as logs and error messages show it.
+    pub const fn as_str(&self) -> &'static str {
+        self.name
+    }
 }
 
-/// Counts a live session; dropping it uncounts.
-pub(crate) struct LiveGuard(Arc<Registry>);
+impl<Up, Down> Clone for ConfigName<Up, Down> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
 
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.all_ended.notify_waiters();
+impl<Up, Down> Copy for ConfigName<Up, Down> {}
+
+impl<Up, Down> fmt::Debug for ConfigName<Up, Down> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ConfigName<{}, {}>({:?})",
+            std::any::type_name::<Up>(),
+            std::any::type_name::<Down>(),
+            self.name
+        )
+    }
+}
+
+/// What names a config when a route is mounted or a config registered: a typed
+/// [`ConfigName`] (checked at compile time) or a string (checked when the first request
+/// arrives, for Kotlin Crimson's `config = "chat"`).
+pub trait IntoConfigName<Up, Down>: sealed::Sealed {
+    /// The name.
+    fn into_name(self) -> String;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<Up, Down> Sealed for super::ConfigName<Up, Down> {}
+    impl Sealed for &str {}
+    impl Sealed for String {}
+}
+
+impl<Up, Down> IntoConfigName<Up, Down> for ConfigName<Up, Down> {
+    fn into_name(self) -> String {
+        self.name.to_owned()
+    }
+}
+
+impl<Up, Down> IntoConfigName<Up, Down> for &str {
+    fn into_name(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl<Up, Down> IntoConfigName<Up, Down> for String {
+    fn into_name(self) -> String {
+        self
+    }
+}
+
+/// A config as its routes use it: settings shared by its sessions, its cluster, and the
+/// counts its limits need.
+pub(crate) struct Route<Up, Down> {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) cluster: Cluster<Down>,
+    pub(crate) budget: Budget,
+    pub(crate) live: AtomicUsize,
+    pub(crate) per_address: Mutex<HashMap<IpAddr, usize>>,
+    _up: PhantomData<fn() -> Up>,
+}
+
+impl<Up, Down> Route<Up, Down> {
+    /// Counts one more session of this config from `address`, unless a limit says no.
+    pub(crate) fn admit(self: &Arc<Self>, address: Option<IpAddr>) -> Result<RouteGuard, Refusal>
+    where
+        Up: 'static,
+        Down: 'static,
+    {
+        if let (Some(limit), Some(address)) = (self.settings.max_connections_per_address, address) {
+            let mut counts = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
+            let count = counts.entry(address).or_insert(0);
+            if *count >= limit {
+                return Err(Refusal::PerAddress(limit));
+            }
+            *count += 1;
+        }
+        let over = self
+            .settings
+            .max_connections
+            .is_some_and(|limit| self.live.load(Ordering::Acquire) >= limit);
+        self.live.fetch_add(1, Ordering::AcqRel);
+        let guard = RouteGuard {
+            route: self.clone(),
+            address: address.filter(|_| self.settings.max_connections_per_address.is_some()),
+        };
+        if over {
+            return Err(Refusal::ConfigFull(
+                self.settings.max_connections.unwrap_or_default(),
+                guard,
+            ));
+        }
+        Ok(guard)
+    }
+
+    fn release(&self, address: Option<IpAddr>) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        if let Some(address) = address {
+            let mut counts = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = counts.get_mut(&address) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&address);
+                }
+            }
         }
     }
 }
 
-impl Registry {
-    pub(crate) fn enter(self: &Arc<Self>) -> LiveGuard {
-        self.live.fetch_add(1, Ordering::AcqRel);
-        LiveGuard(self.clone())
-    }
+/// Why a session is refused.
+pub(crate) enum Refusal {
+    /// Too many sessions from one address: 429 before the upgrade.
+    PerAddress(usize),
+    /// The config's limit: upgrade, then 1013 (the guard counts the session meanwhile).
+    ConfigFull(usize, RouteGuard),
+}
 
+/// Counts a session of a config until dropped.
+pub(crate) struct RouteGuard {
+    route: Arc<dyn Releases>,
+    address: Option<IpAddr>,
+}
+
+trait Releases: Send + Sync {
+    fn release(&self, address: Option<IpAddr>);
+}
+
+impl<Up, Down> Releases for Route<Up, Down> {
+    fn release(&self, address: Option<IpAddr>) {
+        Route::release(self, address);
+    }
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        self.route.release(self.address);
+    }
+}
+
+struct Entry {
+    route: Arc<dyn Any + Send + Sync>,
+    up: &'static str,
+    down: &'static str,
+}
+
+/// What the layer shares with every request: the configs, and every live session (to shut
+/// them down).
+pub(crate) struct Registry {
+    configs: HashMap<String, Entry>,
+    pub(crate) sessions: Arc<SessionSet>,
+}
+
+impl Registry {
     /// The config named `name`, if it was registered for `Up` and `Down`.
-    pub(crate) fn get<Up: CrimsonMessage, Down: CrimsonMessage>(
+    pub(crate) fn route<Up: CrimsonMessage, Down: CrimsonMessage>(
         &self,
         name: &str,
-    ) -> Result<CrimsonConfig<Up, Down>, String> {
+    ) -> Result<Arc<Route<Up, Down>>, ConfigError> {
         let Some(entry) = self.configs.get(name) else {
             let mut known: Vec<_> = self.configs.keys().map(|k| format!("\"{k}\"")).collect();
             known.sort();
-            return Err(format!(
+            return Err(ConfigError::new(format!(
                 "Crimson config \"{name}\" is not registered: add \
                  `CrimsonLayer::new().config(\"{name}\", CrimsonConfig::<{}, {}>::new())` \
                  to this router's layers (registered: {})",
@@ -68,21 +227,21 @@ impl Registry {
                 } else {
                     known.join(", ")
                 }
-            ));
+            )));
         };
         entry
-            .config
-            .downcast_ref::<CrimsonConfig<Up, Down>>()
-            .cloned()
-            .ok_or_else(|| {
-                format!(
+            .route
+            .clone()
+            .downcast::<Route<Up, Down>>()
+            .map_err(|_| {
+                ConfigError::new(format!(
                     "Crimson config \"{name}\" is registered for CrimsonConfig<{}, {}>, \
-                     but this route was mounted with .crimson::<{}, {}>()",
+                     but this route was mounted for CrimsonSession<{}, {}>",
                     entry.up,
                     entry.down,
                     std::any::type_name::<Up>(),
                     std::any::type_name::<Down>()
-                )
+                ))
             })
     }
 }
@@ -97,7 +256,9 @@ pub(crate) fn setup_error(message: String) -> Response {
 ///
 /// ```no_run
 /// use axum::Router;
-/// use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
+/// use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
+///
+/// const ECHO: ConfigName<String, String> = ConfigName::new("echo");
 ///
 /// async fn echo(mut session: CrimsonSession<String, String>) {
 ///     while let Some(text) = session.recv().await {
@@ -108,14 +269,11 @@ pub(crate) fn setup_error(message: String) -> Response {
 /// }
 ///
 /// # async fn run() -> std::io::Result<()> {
-/// let crimson = CrimsonLayer::new().config("echo", CrimsonConfig::<String, String>::new());
-/// let shutdown = crimson.shutdown_handle();
-/// let app = Router::new()
-///     .crimson::<String, String, _, _>("/echo", "echo", echo)
-///     .layer(crimson);
+/// let crimson = CrimsonLayer::new().config(ECHO, CrimsonConfig::new());
+/// let app = Router::new().crimson("/echo", ECHO, echo).layer(crimson);
 /// let listener = crimson_axum::bind("127.0.0.1:0").await?;
-/// axum::serve(listener, app)
-///     .with_graceful_shutdown(shutdown.on(async { let _ = tokio::signal::ctrl_c().await; }))
+/// crimson_axum::serve(listener, app)
+///     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
 ///     .await
 /// # }
 /// ```
@@ -130,7 +288,7 @@ impl fmt::Debug for CrimsonLayer {
         names.sort();
         f.debug_struct("CrimsonLayer")
             .field("configs", &names)
-            .field("live_sessions", &self.registry.live.load(Ordering::Relaxed))
+            .field("live_sessions", &self.live_sessions())
             .finish()
     }
 }
@@ -147,31 +305,42 @@ impl CrimsonLayer {
         Self {
             registry: Arc::new(Registry {
                 configs: HashMap::new(),
-                shutdown: watch::Sender::new(false),
-                live: AtomicUsize::new(0),
-                all_ended: Notify::new(),
+                sessions: Arc::default(),
             }),
         }
     }
 
-    /// Registers `config` under `name`.
+    /// Registers `config` under `name`: a [`ConfigName`] (the types are then checked at
+    /// compile time against every route that uses it) or a string.
     ///
     /// # Panics
     ///
-    /// If `name` is already registered, or the layer was already cloned (register every
-    /// config before applying the layer).
+    /// If `name` is already registered, if the config's settings cannot work together (see
+    /// [`CrimsonConfig::validate`]), or if the layer was already cloned (register every config
+    /// before applying the layer). These are mistakes in the program, found at startup.
     #[must_use]
     #[track_caller]
     pub fn config<Up: CrimsonMessage, Down: CrimsonMessage>(
         mut self,
-        name: impl Into<String>,
+        name: impl IntoConfigName<Up, Down>,
         config: CrimsonConfig<Up, Down>,
     ) -> Self {
-        let name = name.into();
+        let name = name.into_name();
+        if let Err(err) = config.validate() {
+            panic!("Crimson config \"{name}\" is invalid: {err}");
+        }
         let registry = Arc::get_mut(&mut self.registry)
             .expect("register every Crimson config before the layer is cloned or applied");
+        let route = Route::<Up, Down> {
+            budget: Budget::new(config.settings.max_unfinished_bytes),
+            settings: Arc::new(config.settings),
+            cluster: config.cluster,
+            live: AtomicUsize::new(0),
+            per_address: Mutex::new(HashMap::new()),
+            _up: PhantomData,
+        };
         let entry = Entry {
-            config: Arc::new(config),
+            route: Arc::new(route),
             up: std::any::type_name::<Up>(),
             down: std::any::type_name::<Down>(),
         };
@@ -181,12 +350,16 @@ impl CrimsonLayer {
         self
     }
 
-    /// The config registered as `name` for `Up` and `Down` (to reach its cluster).
-    pub fn get<Up: CrimsonMessage, Down: CrimsonMessage>(
+    /// Checks that a config is registered under `name` for `Up` and `Down`, as a route that
+    /// names it will look it up, and returns its cluster: call it at startup to fail early.
+    pub fn cluster<Up: CrimsonMessage, Down: CrimsonMessage>(
         &self,
-        name: &str,
-    ) -> Result<CrimsonConfig<Up, Down>, String> {
-        self.registry.get(name)
+        name: impl IntoConfigName<Up, Down>,
+    ) -> Result<Cluster<Down>, ConfigError> {
+        let name = name.into_name();
+        self.registry
+            .route::<Up, Down>(&name)
+            .map(|route| route.cluster.clone())
     }
 
     /// A handle that shuts every session of this layer down gracefully.
@@ -198,12 +371,13 @@ impl CrimsonLayer {
 
     /// How many sessions are live across every config.
     pub fn live_sessions(&self) -> usize {
-        self.registry.live.load(Ordering::Acquire)
+        self.registry.sessions.len()
     }
 }
 
 /// Shuts every session of a [`CrimsonLayer`] down: each sends what it has queued, then closes
-/// with 1001 "server shutting down"; handlers see their sessions end.
+/// with 1001 "server shutting down"; handlers see their sessions end. Sessions still live
+/// after the grace period are dropped.
 #[derive(Clone)]
 pub struct ShutdownHandle {
     registry: Arc<Registry>,
@@ -212,38 +386,41 @@ pub struct ShutdownHandle {
 impl fmt::Debug for ShutdownHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShutdownHandle")
-            .field("live_sessions", &self.registry.live.load(Ordering::Relaxed))
+            .field("live_sessions", &self.registry.sessions.len())
             .finish()
     }
 }
 
 impl ShutdownHandle {
-    /// Closes every session with 1001 and waits until all have ended, or `grace` has passed.
-    /// Returns how many sessions were still live when it gave up (0 on a clean shutdown).
+    /// Closes every session with 1001 and waits until all have ended or `grace` has passed;
+    /// then drops the connections of those still live (their handlers get the close timeout
+    /// to return). Returns how many sessions were still live when the grace period ended (0
+    /// on a clean shutdown).
     pub async fn shutdown(&self, grace: Duration) -> usize {
-        self.registry.shutdown.send_replace(true);
-        let wait = async {
-            loop {
-                let ended = self.registry.all_ended.notified();
-                tokio::pin!(ended);
-                ended.as_mut().enable();
-                if self.registry.live.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                ended.await;
-            }
-        };
-        let _ = tokio::time::timeout(grace, wait).await;
-        self.registry.live.load(Ordering::Acquire)
+        self.registry.sessions.shutdown(grace).await
+    }
+
+    /// Whether a shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.registry.sessions.is_shutting_down()
+    }
+
+    /// How many sessions are live.
+    pub fn live_sessions(&self) -> usize {
+        self.registry.sessions.len()
     }
 
     /// A future for axum's `with_graceful_shutdown`: waits for `signal`, then shuts the
-    /// sessions down (10 s grace) so the server can stop.
+    /// sessions down (10 s grace) so the server can stop. ([`serve`](crate::serve) does this
+    /// for every session it served, with a deadline for the whole server.)
     pub async fn on(self, signal: impl Future<Output = ()> + Send + 'static) {
         signal.await;
         let left = self.shutdown(Duration::from_secs(10)).await;
         if left > 0 {
-            tracing::warn!(left, "sessions still live after the shutdown grace period");
+            tracing::warn!(
+                left,
+                "sessions still live after the shutdown grace period: dropped"
+            );
         }
     }
 }

@@ -49,31 +49,34 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod config;
-mod driver;
+mod engine;
 mod error;
 mod handler;
-mod incoming;
 mod layer;
 mod listener;
+mod live;
 mod router;
+mod serve;
 mod session;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod upgrade;
 
-pub use config::{CrimsonConfig, DecodeErrorPolicy};
-pub use error::{SessionError, SessionSendError};
-pub use handler::{CrimsonHandler, Prepared};
-pub use layer::{CrimsonLayer, CrimsonService, ShutdownHandle};
+pub use config::{CrimsonConfig, DecodeErrorPolicy, Rate};
+pub use crimson_core::transport::Deflate;
+pub use error::{ConfigError, SessionError, SessionSendError};
+pub use handler::CrimsonHandler;
+pub use layer::{ConfigName, CrimsonLayer, CrimsonService, IntoConfigName, ShutdownHandle};
 pub use listener::{bind, CrimsonListener, BACKLOG};
 pub use router::RouterExt;
-pub use session::{CloseRecord, CrimsonSession, RecvTimeout, SessionReceiver, SessionSender};
+pub use serve::{serve, Serve};
+pub use session::{CrimsonSession, RecvTimeout, SessionReceiver, SessionSender};
 pub use upgrade::UpgradeRejection;
 
 #[doc(inline)]
 pub use crimson_core::{
-    close, cluster, codec, session as sessions, Bytes, CloseCode, Codec, CrimsonMessage,
-    DecodeError, EncodeError, FrameKind, Payload, PayloadRef, Text,
+    close, cluster, codec, session as sessions, Bytes, CloseCode, CloseRecord, ClosedBy, Codec,
+    CrimsonMessage, DecodeError, EncodeError, FrameKind, Payload, PayloadRef, Text,
 };
 
 #[doc(hidden)]

@@ -1,50 +1,72 @@
-//! `Router::crimson`: mounting a typed WebSocket route.
+//! `Router::crimson`: mounting a typed WebSocket route, and what happens on each request to it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
-use crimson_core::session::{Outbox, SessionId, SessionInfo};
-use crimson_core::CrimsonMessage;
+use crimson_core::cluster::SessionCluster;
+use crimson_core::session::{SessionHandle, SessionId, SessionInfo};
+use crimson_core::transport::{deflate, Connection, Role};
+use crimson_core::{CloseCode, CloseRecord, ClosedBy, CrimsonMessage};
+use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
+use crate::engine::{incoming, outbox, Task};
 use crate::handler::CrimsonHandler;
-use crate::layer::{setup_error, Registry};
-use crate::session::{Headers, Shared};
-use crate::{driver, upgrade};
+use crate::layer::{setup_error, IntoConfigName, Refusal, Registry, Route};
+use crate::serve::ServedBy;
+use crate::session::{CrimsonSession, Headers, SessionState};
+use crate::upgrade::{self, UpgradeRejection};
 
 mod sealed {
     pub trait Sealed {}
     impl<S> Sealed for axum::Router<S> {}
 }
 
-/// Adds `.crimson::<Up, Down>(path, config, handler)` to axum's [`Router`].
+/// Adds `.crimson(path, config, handler)` to axum's [`Router`].
 ///
 /// This trait is sealed.
 pub trait RouterExt<S>: sealed::Sealed {
     /// Mounts a Crimson route at `path`: clients send `Up`, the server sends `Down`, with the
-    /// config registered as `config` on a [`CrimsonLayer`](crate::CrimsonLayer) applied to
-    /// this router.
-    ///
-    /// A missing config, or one registered for other message types, answers 500 with a body
-    /// that names the config (and logs it at error) from the first request on. axum gives a
-    /// route no way to see the layers applied after it, so to fail at startup instead, check
-    /// the layer before serving:
+    /// config registered under `config` on a [`CrimsonLayer`](crate::CrimsonLayer) applied to
+    /// this router. `Up` and `Down` come from the handler's
+    /// [`CrimsonSession<Up, Down>`](crate::CrimsonSession), and must agree with a typed
+    /// [`ConfigName`](crate::ConfigName) at compile time:
     ///
     /// ```
-    /// use crimson_axum::{CrimsonConfig, CrimsonLayer};
+    /// use axum::Router;
+    /// use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
     ///
-    /// let layer = CrimsonLayer::new().config("chat", CrimsonConfig::<String, String>::new());
-    /// // What `.crimson::<String, String, _, _>(.., "chat", ..)` will look up:
-    /// assert!(layer.get::<String, String>("chat").is_ok());
-    /// let err = layer.get::<String, String>("chta").unwrap_err();
-    /// assert!(err.starts_with("Crimson config \"chta\" is not registered"));
+    /// const CHAT: ConfigName<String, String> = ConfigName::new("chat");
+    ///
+    /// async fn chat(mut session: CrimsonSession<String, String>) {
+    ///     while let Some(text) = session.recv().await {
+    ///         let _ = session.cluster().broadcast(&text).await;
+    ///     }
+    /// }
+    ///
+    /// let app: Router = Router::new()
+    ///     .crimson("/chat", CHAT, chat)
+    ///     .layer(CrimsonLayer::new().config(CHAT, CrimsonConfig::new()));
     /// ```
+    ///
+    /// A string name works too (Kotlin Crimson's `config = "chat"`): a missing config, or one
+    /// registered for other message types, then answers 500 with a body that names it (and
+    /// logs it at error) from the first request on; [`CrimsonLayer::cluster`] checks it at
+    /// startup.
+    ///
+    /// [`CrimsonLayer::cluster`]: crate::CrimsonLayer::cluster
     #[must_use]
-    fn crimson<Up, Down, H, T>(self, path: &str, config: &str, handler: H) -> Self
+    fn crimson<Up, Down, H, T>(
+        self,
+        path: &str,
+        config: impl IntoConfigName<Up, Down>,
+        handler: H,
+    ) -> Self
     where
         Up: CrimsonMessage,
         Down: CrimsonMessage,
@@ -57,20 +79,45 @@ where
     S: Clone + Send + Sync + 'static,
 {
     #[track_caller]
-    fn crimson<Up, Down, H, T>(self, path: &str, config: &str, handler: H) -> Self
+    fn crimson<Up, Down, H, T>(
+        self,
+        path: &str,
+        config: impl IntoConfigName<Up, Down>,
+        handler: H,
+    ) -> Self
     where
         Up: CrimsonMessage,
         Down: CrimsonMessage,
         H: CrimsonHandler<T, S, Up, Down>,
         T: 'static,
     {
-        let name: Arc<str> = config.into();
+        let name: Arc<str> = config.into_name().into();
+        // The config, found on the first request and kept.
+        let route: Arc<OnceLock<Arc<Route<Up, Down>>>> = Arc::default();
         self.route(
             path,
             axum::routing::any(move |State(state): State<S>, request: Request| {
-                endpoint::<Up, Down, H, T, S>(state, request, name.clone(), handler.clone())
+                endpoint::<Up, Down, H, T, S>(
+                    state,
+                    request,
+                    name.clone(),
+                    route.clone(),
+                    handler.clone(),
+                )
             }),
         )
+    }
+}
+
+/// A session's place in its cluster, given up on drop.
+struct InCluster {
+    cluster: Arc<dyn SessionCluster>,
+    id: SessionId,
+}
+
+impl Drop for InCluster {
+    fn drop(&mut self) {
+        self.cluster.remove(self.id);
     }
 }
 
@@ -78,6 +125,7 @@ async fn endpoint<Up, Down, H, T, S>(
     state: S,
     request: Request,
     name: Arc<str>,
+    found: Arc<OnceLock<Arc<Route<Up, Down>>>>,
     handler: H,
 ) -> Response
 where
@@ -93,45 +141,149 @@ where
             parts.uri.path()
         ));
     };
-    let config = match registry.get::<Up, Down>(&name) {
-        Ok(config) => config,
-        Err(message) => return setup_error(message),
+    let route = match found.get() {
+        Some(route) => route.clone(),
+        None => match registry.route::<Up, Down>(&name) {
+            Ok(route) => found.get_or_init(|| route).clone(),
+            Err(err) => return setup_error(err.to_string()),
+        },
     };
     let handshake = match upgrade::check(&mut parts) {
         Ok(handshake) => handshake,
-        Err(rejection) => return axum::response::IntoResponse::into_response(rejection),
+        Err(rejection) => return rejection.into_response(),
     };
-    if let Err(rejection) = upgrade::check_origin(&parts.headers, config.allowed_origins.as_deref())
+    let settings = route.settings.clone();
+    if let Err(rejection) =
+        upgrade::check_origin(&parts.headers, settings.allowed_origins.as_deref())
     {
-        return axum::response::IntoResponse::into_response(rejection);
+        return rejection.into_response();
     }
+    let remote_addr = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    let (admitted, refusal) = match route.admit(remote_addr.map(|a| a.ip())) {
+        Ok(guard) => (guard, None),
+        Err(Refusal::PerAddress(limit)) => {
+            tracing::debug!(?remote_addr, limit, "too many sessions from one address");
+            return UpgradeRejection::TooManyFromAddress(limit).into_response();
+        }
+        Err(Refusal::ConfigFull(limit, guard)) => (guard, Some(limit)),
+    };
     let prepared = match handler.prepare(&mut parts, &state).await {
         Ok(prepared) => prepared,
         Err(response) => return response,
     };
+    let compression = deflate::negotiate(
+        &settings.compression,
+        upgrade::extension_offers(&parts.headers),
+    );
+    let (response, on_upgrade) = handshake.accept(compression.as_ref().map(|(_, v)| v.as_str()));
+    let negotiated = compression.map(|(agreed, _)| agreed);
 
-    let (response, on_upgrade) = handshake.accept();
+    let cluster = route.cluster.clone();
     let info = SessionInfo {
-        id: SessionId::on_node(config.cluster.node_id()),
+        id: SessionId::on_node(cluster.node_id()),
         connected_at: SystemTime::now(),
-        remote_addr: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| *addr),
+        remote_addr,
         path: parts.uri.path().to_owned(),
         config: name.to_string(),
     };
-    let span = tracing::debug_span!("crimson_session", config = %name, path = %info.path, session_id = %info.id);
-    // Everything the session needs that does not need the connection is made now, so that the
-    // session's task holds one copy of each (its size is most of an idle connection's cost).
-    let shared = Arc::new(Shared {
+    let span = tracing::debug_span!(
+        "crimson_session",
+        config = %name,
+        path = %info.path,
+        session_id = %info.id,
+        remote = ?remote_addr,
+    );
+    let (outbox_tx, outbox_rx) = outbox::outbox(settings.outgoing_queue, settings.overflow);
+    let shared = Arc::new(SessionState {
         info,
         headers: Headers::new(&parts.headers),
-        outbox: Outbox::new(config.outgoing_queue, config.overflow),
-        closed: Default::default(),
-        skipped: Default::default(),
-        pending: Default::default(),
+        outbox: outbox_tx,
+        record: OnceLock::new(),
+        skipped: AtomicU64::new(0),
     });
-    tokio::spawn(driver::session(on_upgrade, config, shared, prepared, registry).instrument(span));
+    let (input_tx, input_rx) = incoming::channel(settings.incoming_queue);
+
+    // Into the cluster before the client sees the upgrade complete: a broadcast made after the
+    // client learns it is connected reaches it.
+    let mut refused = refusal.map(|limit| format!("connection limit reached ({limit} sessions)"));
+    let backend = cluster.backend().clone();
+    let member = if refused.is_none() {
+        let handle = SessionHandle::new(shared.info.clone(), Arc::new(shared.outbox.clone()));
+        match backend.add(handle) {
+            Ok(()) => Some(InCluster {
+                cluster: backend,
+                id: shared.info.id,
+            }),
+            Err(full) => {
+                refused = Some(full.to_string());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let handler = match &refused {
+        None => {
+            let _entered = span.enter();
+            tracing::debug!("session connected");
+            if let Some(hook) = &settings.on_connect {
+                hook(&shared.info);
+            }
+            let session = CrimsonSession::new(shared.clone(), input_rx, cluster);
+            Some(prepared(session))
+        }
+        Some(reason) => {
+            let _entered = span.enter();
+            tracing::debug!(%reason, "session refused");
+            None
+        }
+    };
+    let live = registry.sessions.enter(&shared.outbox);
+    // Served by `crimson_axum::serve`: that server's shutdown reaches this session too.
+    let served = parts
+        .extensions
+        .get::<ServedBy>()
+        .map(|ServedBy(server)| server.enter(&shared.outbox));
+    let guards: crate::engine::Guards = Box::new((member, admitted, live, served));
+
+    tokio::spawn(
+        async move {
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(err) => {
+                    tracing::debug!(error = %err, "the WebSocket upgrade did not complete");
+                    drop(guards);
+                    if handler.is_some() {
+                        if let Some(hook) = &settings.on_close {
+                            let record = CloseRecord {
+                                code: CloseCode::ABNORMAL,
+                                reason: "the WebSocket upgrade did not complete".into(),
+                                by: ClosedBy::Failure,
+                            };
+                            hook(&shared.info, &record);
+                        }
+                    }
+                    return;
+                }
+            };
+            let conn = Connection::new(
+                TokioIo::new(upgraded),
+                Role::Server,
+                settings.max_message_size,
+                negotiated,
+                Some(route.budget.clone()),
+                &[],
+            );
+            let mut task = Task::new(conn, shared, settings, outbox_rx, input_tx, handler, guards);
+            if let Some(reason) = refused {
+                task.refuse(CloseCode::TRY_AGAIN_LATER, &reason);
+            }
+            task.await;
+        }
+        .instrument(span),
+    );
     response
 }

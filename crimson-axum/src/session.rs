@@ -4,40 +4,28 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use crate::incoming;
 use crimson_core::cluster::Cluster;
-use crimson_core::session::{Ending, Outbox, Queued, SessionId, SessionInfo};
-use crimson_core::{close, CloseCode, CrimsonMessage};
+use crimson_core::session::{Outgoing, Queued, SessionId, SessionInfo};
+use crimson_core::{close, CloseCode, CloseRecord, CrimsonMessage};
 use futures_util::Stream;
 use http::HeaderMap;
 
+use crate::engine::incoming;
+use crate::engine::outbox::{EndRequest, OutboxSender};
 use crate::error::SessionSendError;
 
-/// How a session ended: who closed it, with which code and reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseRecord {
-    /// The close code (1006 when the connection dropped without a close frame).
-    pub code: CloseCode,
-    /// The close reason.
-    pub reason: String,
-    /// Whether the client closed first.
-    pub by_peer: bool,
-}
-
-/// State shared by a session's handler, its sender clones and its driver.
-pub(crate) struct Shared {
+/// State shared by a session's handler, its sender clones and its task.
+pub(crate) struct SessionState {
     pub(crate) info: SessionInfo,
     pub(crate) headers: Headers,
-    pub(crate) outbox: Outbox,
-    pub(crate) closed: Mutex<Option<CloseRecord>>,
+    pub(crate) outbox: OutboxSender,
+    /// How the session ended, set once its ending has a cause.
+    pub(crate) record: OnceLock<CloseRecord>,
     pub(crate) skipped: AtomicU64,
-    /// A close the client's bad input asked for, held until the handler has answered what
-    /// arrived before it (or `close_timeout` passed).
-    pub(crate) pending: Mutex<Option<(CloseCode, String)>>,
 }
 
 /// The upgrade request's headers, kept as one compact copy and made a [`HeaderMap`] the first
@@ -121,74 +109,6 @@ fn detach(headers: &HeaderMap) -> HeaderMap {
     copy
 }
 
-impl Shared {
-    /// Records how the session ended; the first record wins.
-    pub(crate) fn record_close(&self, code: CloseCode, reason: impl Into<String>, by_peer: bool) {
-        let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
-        if closed.is_none() {
-            *closed = Some(CloseRecord {
-                code,
-                reason: reason.into(),
-                by_peer,
-            });
-        }
-    }
-
-    pub(crate) fn close_record(&self) -> Option<CloseRecord> {
-        self.closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Asks for a close once the handler has dealt with the messages that arrived before the
-    /// bad input (it returns, its `recv` having ended), or after `grace` at the latest; the
-    /// session keeps accepting the handler's replies until then.
-    pub(crate) fn close_after_handler(
-        self: &Arc<Self>,
-        code: CloseCode,
-        reason: &str,
-        grace: Duration,
-    ) {
-        {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if pending.is_some() {
-                return;
-            }
-            *pending = Some((code, close::truncate_reason(reason).into_owned()));
-        }
-        let shared = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            shared.apply_pending();
-        });
-    }
-
-    /// Applies a held close, if there is one; returns whether there was.
-    pub(crate) fn apply_pending(&self) -> bool {
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        match pending {
-            Some((code, reason)) => {
-                self.close(code, &reason);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Asks the writer to close after what is queued.
-    pub(crate) fn close(&self, code: CloseCode, reason: &str) {
-        let reason = close::truncate_reason(reason).into_owned();
-        if self.outbox.end(Ending::Close(code, reason.clone())) {
-            self.record_close(code, reason, false);
-        }
-    }
-}
-
 /// One typed WebSocket conversation: receive `Up` from the client, send `Down` to it.
 ///
 /// A handler gets one per connection. It is a [`Stream`] of `Up`; [`send`](Self::send) queues
@@ -214,7 +134,7 @@ impl<Up, Down> fmt::Debug for CrimsonSession<Up, Down> {
 
 impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonSession<Up, Down> {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<SessionState>,
         incoming: incoming::Receiver<Up>,
         cluster: Cluster<Down>,
     ) -> Self {
@@ -324,7 +244,7 @@ impl<Up, Down> Stream for CrimsonSession<Up, Down> {
 
 /// The sending half of a session: cloneable, usable from any task.
 pub struct SessionSender<Down> {
-    shared: Arc<Shared>,
+    shared: Arc<SessionState>,
     cluster: Cluster<Down>,
     _down: PhantomData<fn(Down)>,
 }
@@ -367,14 +287,14 @@ impl<Down: CrimsonMessage> SessionSender<Down> {
     /// Queues a message, waiting while the outgoing queue is full.
     pub async fn send(&self, message: Down) -> Result<(), SessionSendError> {
         let payload = message.encode()?;
-        self.shared.outbox.push(payload).await?;
+        self.shared.outbox.push(Outgoing::Single(payload)).await?;
         Ok(())
     }
 
     /// Queues a message now, applying the overflow policy if the queue is full.
     pub fn try_send(&self, message: Down) -> Result<Queued, SessionSendError> {
         let payload = message.encode()?;
-        Ok(self.shared.outbox.try_push(payload)?)
+        Ok(self.shared.outbox.try_push(Outgoing::Single(payload))?)
     }
 
     /// Waits until every message queued so far is written to the socket.
@@ -382,17 +302,18 @@ impl<Down: CrimsonMessage> SessionSender<Down> {
         self.shared.outbox.flushed().await;
     }
 
-    /// Closes the session after the queued messages are sent.
+    /// Closes the session after the queued messages are sent: a close frame with `code` and
+    /// `reason` (cut to 123 bytes). Later sends fail.
     pub fn close(&self, code: CloseCode, reason: &str) {
-        self.shared.close(code, reason);
+        self.shared.outbox.request_end(EndRequest::Close(
+            code,
+            close::truncate_reason(reason).into_owned(),
+        ));
     }
 
     /// Drops the connection at once, discarding queued messages.
     pub fn terminate(&self) {
-        if self.shared.outbox.end(Ending::Terminate) {
-            self.shared
-                .record_close(CloseCode::ABNORMAL, "terminated by the server", false);
-        }
+        self.shared.outbox.request_end(EndRequest::Terminate);
     }
 
     /// Whether the session has stopped accepting messages.
@@ -400,15 +321,15 @@ impl<Down: CrimsonMessage> SessionSender<Down> {
         self.shared.outbox.is_closed()
     }
 
-    /// How the session ended, once it has.
+    /// How the session ended (or is ending), once the cause is known.
     pub fn close_record(&self) -> Option<CloseRecord> {
-        self.shared.close_record()
+        self.shared.record.get().cloned()
     }
 }
 
 /// The receiving half of a session.
 pub struct SessionReceiver<Up> {
-    shared: Arc<Shared>,
+    shared: Arc<SessionState>,
     incoming: incoming::Receiver<Up>,
 }
 

@@ -2,9 +2,9 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use crimson_core::transport::accept_key;
 use http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// Why a request to a Crimson route was answered without upgrading.
 ///
@@ -25,6 +25,8 @@ pub enum UpgradeRejection {
     ConnectionNotUpgradable,
     /// The `Origin` is not in the config's allowed origins. 403.
     OriginNotAllowed(Option<String>),
+    /// This address has as many sessions of the config as it may have. 429.
+    TooManyFromAddress(usize),
 }
 
 impl std::fmt::Display for UpgradeRejection {
@@ -51,6 +53,10 @@ impl std::fmt::Display for UpgradeRejection {
             Self::OriginNotAllowed(None) => {
                 f.write_str("this WebSocket requires an allowed `Origin` header")
             }
+            Self::TooManyFromAddress(limit) => write!(
+                f,
+                "too many WebSocket connections from this address (at most {limit}): try again later"
+            ),
         }
     }
 }
@@ -66,6 +72,7 @@ impl IntoResponse for UpgradeRejection {
             Self::MethodNotGet => StatusCode::METHOD_NOT_ALLOWED,
             Self::MissingKey => StatusCode::BAD_REQUEST,
             Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::TooManyFromAddress(_) => StatusCode::TOO_MANY_REQUESTS,
         };
         let mut response = (status, self.to_string()).into_response();
         let headers = response.headers_mut();
@@ -82,6 +89,9 @@ impl IntoResponse for UpgradeRejection {
             }
             Self::MethodNotGet => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET"));
+            }
+            Self::TooManyFromAddress(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
         }
@@ -129,7 +139,7 @@ pub(crate) fn check(parts: &mut Parts) -> Result<Handshake, UpgradeRejection> {
         .headers
         .get(header::SEC_WEBSOCKET_KEY)
         .ok_or(UpgradeRejection::MissingKey)?;
-    let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+    let accept = HeaderValue::from_str(&accept_key(key.as_bytes()))
         .map_err(|_| UpgradeRejection::MissingKey)?;
     let on_upgrade = parts
         .extensions
@@ -154,17 +164,28 @@ pub(crate) fn check_origin(
 }
 
 impl Handshake {
-    /// The 101 response, and the future that yields the upgraded connection.
-    pub(crate) fn accept(self) -> (Response, OnUpgrade) {
-        let response = Response::builder()
+    /// The 101 response (with the agreed extensions, if any), and the future that yields the
+    /// upgraded connection.
+    pub(crate) fn accept(self, extensions: Option<&str>) -> (Response, OnUpgrade) {
+        let mut response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, HeaderValue::from_static("upgrade"))
             .header(header::UPGRADE, HeaderValue::from_static("websocket"))
-            .header(header::SEC_WEBSOCKET_ACCEPT, self.accept)
-            .body(Body::empty())
-            .unwrap_or_default();
+            .header(header::SEC_WEBSOCKET_ACCEPT, self.accept);
+        if let Some(value) = extensions.and_then(|v| HeaderValue::from_str(v).ok()) {
+            response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
+        let response = response.body(Body::empty()).unwrap_or_default();
         (response, self.on_upgrade)
     }
+}
+
+/// The `Sec-WebSocket-Extensions` values of a request.
+pub(crate) fn extension_offers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
 }
 
 #[cfg(test)]

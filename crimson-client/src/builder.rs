@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crimson_core::transport::Deflate;
 use crimson_core::{CloseCode, CrimsonMessage};
 
 use crate::client::CrimsonClient;
@@ -45,9 +46,10 @@ pub(crate) struct Config {
     pub(crate) heartbeat: Option<Heartbeat>,
     pub(crate) close_timeout: Duration,
     pub(crate) abnormal_close: AbnormalClose,
-    pub(crate) outbox_capacity: usize,
-    pub(crate) incoming_capacity: usize,
+    pub(crate) outgoing_queue: usize,
+    pub(crate) incoming_queue: usize,
     pub(crate) max_message_size: usize,
+    pub(crate) compression: Deflate,
     pub(crate) hooks: Hooks,
     #[cfg(feature = "rustls")]
     pub(crate) tls: Arc<rustls::ClientConfig>,
@@ -61,9 +63,10 @@ impl fmt::Debug for Config {
             .field("connect_timeout", &self.connect_timeout)
             .field("heartbeat", &self.heartbeat)
             .field("close_timeout", &self.close_timeout)
-            .field("outbox_capacity", &self.outbox_capacity)
-            .field("incoming_capacity", &self.incoming_capacity)
+            .field("outgoing_queue", &self.outgoing_queue)
+            .field("incoming_queue", &self.incoming_queue)
             .field("max_message_size", &self.max_message_size)
+            .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
 }
@@ -80,9 +83,10 @@ impl fmt::Debug for Config {
 /// | [`heartbeat`](Self::heartbeat) | ping every 30 s, dead after 15 s without an answer |
 /// | [`abnormal_close`](Self::abnormal_close) | every code but 1000 is abnormal (reconnects) |
 /// | [`close_timeout`](Self::close_timeout) | 5 s to write the queue and close, 5 s more for the answer |
-/// | [`outbox_capacity`](Self::outbox_capacity) | 256 messages |
-/// | [`incoming_capacity`](Self::incoming_capacity) | 256 messages per subscriber |
+/// | [`outgoing_queue`](Self::outgoing_queue) | 256 messages |
+/// | [`incoming_queue`](Self::incoming_queue) | 256 messages per subscriber |
 /// | [`max_message_size`](Self::max_message_size) | 16 MiB |
+/// | [`compression`](Self::compression) | permessage-deflate offered, without context takeover (used when the server agrees) |
 ///
 /// ```
 /// use std::time::Duration;
@@ -110,9 +114,10 @@ pub struct CrimsonClientBuilder<Up, Down> {
     heartbeat: Option<Heartbeat>,
     close_timeout: Duration,
     abnormal_close: AbnormalClose,
-    outbox_capacity: usize,
-    incoming_capacity: usize,
+    outgoing_queue: usize,
+    incoming_queue: usize,
     max_message_size: usize,
+    compression: Deflate,
     hooks: Hooks,
     root_certificates: Vec<Vec<u8>>,
     _messages: PhantomData<fn(Up) -> Down>,
@@ -129,8 +134,8 @@ impl<Up, Down> fmt::Debug for CrimsonClientBuilder<Up, Down> {
             .field("connect_timeout", &self.connect_timeout)
             .field("heartbeat", &self.heartbeat)
             .field("close_timeout", &self.close_timeout)
-            .field("outbox_capacity", &self.outbox_capacity)
-            .field("incoming_capacity", &self.incoming_capacity)
+            .field("outgoing_queue", &self.outgoing_queue)
+            .field("incoming_queue", &self.incoming_queue)
             .field("max_message_size", &self.max_message_size)
             .finish_non_exhaustive()
     }
@@ -153,9 +158,10 @@ where
             }),
             close_timeout: Duration::from_secs(5),
             abnormal_close: Arc::new(|code, _| code != CloseCode::NORMAL),
-            outbox_capacity: 256,
-            incoming_capacity: 256,
+            outgoing_queue: 256,
+            incoming_queue: 256,
             max_message_size: 16 << 20,
+            compression: Deflate::new(),
             hooks: Hooks::default(),
             root_certificates: Vec::new(),
             _messages: PhantomData,
@@ -246,21 +252,29 @@ where
     /// socket is slow) before [`send`](crate::CrimsonClient::send) fails with
     /// [`SendError::Full`](crate::SendError::Full). Messages the writer has already taken do
     /// not count, so [`queued`](crate::CrimsonClient::queued) may briefly exceed it.
-    pub fn outbox_capacity(mut self, messages: usize) -> Self {
-        self.outbox_capacity = messages;
+    pub fn outgoing_queue(mut self, messages: usize) -> Self {
+        self.outgoing_queue = messages;
         self
     }
 
     /// How many incoming messages each subscriber (and [`receive`](crate::CrimsonClient::receive))
     /// may fall behind before it is told it lagged (see [`Subscription`](crate::Subscription)).
-    pub fn incoming_capacity(mut self, messages: usize) -> Self {
-        self.incoming_capacity = messages;
+    pub fn incoming_queue(mut self, messages: usize) -> Self {
+        self.incoming_queue = messages;
         self
     }
 
-    /// The largest incoming message accepted, in bytes. A larger one fails the connection
-    /// (reported as [`ClientError::Connection`]); it closes as abnormal, so the client
-    /// reconnects.
+    /// permessage-deflate: offered by default without context takeover, and used when the
+    /// server agrees (a Crimson server does when its config turns compression on);
+    /// [`Deflate::disabled`] offers nothing.
+    pub fn compression(mut self, deflate: Deflate) -> Self {
+        self.compression = deflate;
+        self
+    }
+
+    /// The largest message the client accepts, however it is split into frames (and,
+    /// compressed, once inflated); a larger one fails the connection: the client closes it
+    /// with 1009, reports [`ClientError::Connection`] and reconnects.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
@@ -319,8 +333,8 @@ where
             }
         }
         for (capacity, name) in [
-            (self.outbox_capacity, "outbox capacity"),
-            (self.incoming_capacity, "incoming capacity"),
+            (self.outgoing_queue, "outgoing queue"),
+            (self.incoming_queue, "incoming queue"),
             (self.max_message_size, "maximum message size"),
         ] {
             if capacity == 0 {
@@ -339,9 +353,10 @@ where
             heartbeat: self.heartbeat,
             close_timeout: self.close_timeout,
             abnormal_close: self.abnormal_close,
-            outbox_capacity: self.outbox_capacity,
-            incoming_capacity: self.incoming_capacity,
+            outgoing_queue: self.outgoing_queue,
+            incoming_queue: self.incoming_queue,
             max_message_size: self.max_message_size,
+            compression: self.compression,
             hooks: self.hooks,
             #[cfg(feature = "rustls")]
             tls,
@@ -374,12 +389,12 @@ mod tests {
             "the heartbeat timeout must be longer than zero"
         );
         assert_eq!(
-            err(with_url().outbox_capacity(0)),
-            "the outbox capacity must be at least 1"
+            err(with_url().outgoing_queue(0)),
+            "the outgoing queue must be at least 1"
         );
         assert_eq!(
-            err(with_url().incoming_capacity(0)),
-            "the incoming capacity must be at least 1"
+            err(with_url().incoming_queue(0)),
+            "the incoming queue must be at least 1"
         );
         assert!(with_url().without_heartbeat().build().is_ok());
     }

@@ -61,7 +61,7 @@ impl<Up, Down> fmt::Debug for CrimsonClient<Up, Down> {
 
 /// The user-facing owner: dropping the last one stops the connection task.
 struct Handle<Down> {
-    shared: Arc<Shared<Down>>,
+    shared: Arc<ClientState<Down>>,
 }
 
 impl<Down> Drop for Handle<Down> {
@@ -82,10 +82,10 @@ where
     }
 
     pub(crate) fn from_config(config: Config) -> Self {
-        let (incoming, receiver) = broadcast::channel(config.incoming_capacity);
+        let (incoming, receiver) = broadcast::channel(config.incoming_queue);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let shared = Shared {
-            outbox: Outbox::new(config.outbox_capacity),
+        let shared = ClientState {
+            outbox: Outbox::new(config.outgoing_queue),
             config,
             state: watch::Sender::new(ConnectionState::Closed),
             incoming,
@@ -103,7 +103,7 @@ where
         }
     }
 
-    fn shared(&self) -> &Arc<Shared<Down>> {
+    fn shared(&self) -> &Arc<ClientState<Down>> {
         &self.handle.shared
     }
 
@@ -192,7 +192,7 @@ where
     ///
     /// It reads the client's own subscription, made when the client was built, so a message
     /// that arrives between two calls is not missed. If more than the
-    /// [`incoming_capacity`](CrimsonClientBuilder::incoming_capacity) arrive between calls the
+    /// [`incoming_queue`](CrimsonClientBuilder::incoming_queue) arrive between calls the
     /// next call fails with [`ReceiveError::Lagged`] (how many were skipped) and the one after
     /// returns the oldest message still held. Calls from several tasks take turns. Use
     /// [`incoming`](Self::incoming) for a stream, or for several consumers.
@@ -215,7 +215,7 @@ where
     /// A new stream of every message that arrives from now on, across reconnects.
     ///
     /// Any number of subscribers may exist; each gets every message. One that falls more than
-    /// [`incoming_capacity`](CrimsonClientBuilder::incoming_capacity) behind gets
+    /// [`incoming_queue`](CrimsonClientBuilder::incoming_queue) behind gets
     /// `Err(Lagged(n))` and goes on (see [`Subscription`]); a slow subscriber never slows the
     /// connection. Messages that do not decode are not in it: they are skipped and reported
     /// ([`ClientError::Decode`]).
@@ -299,7 +299,7 @@ struct Run {
 }
 
 /// What the handles and the connection task share.
-pub(crate) struct Shared<Down> {
+pub(crate) struct ClientState<Down> {
     pub(crate) config: Config,
     pub(crate) state: watch::Sender<ConnectionState>,
     pub(crate) incoming: broadcast::Sender<Down>,
@@ -311,7 +311,7 @@ pub(crate) struct Shared<Down> {
     discarded: AtomicU64,
 }
 
-impl<Down> Shared<Down> {
+impl<Down> ClientState<Down> {
     fn run_slot(&self) -> MutexGuard<'_, Option<Run>> {
         self.run
             .lock()
@@ -397,7 +397,7 @@ type Started = (
     watch::Receiver<Option<RunEnd>>,
 );
 
-impl<Down: CrimsonMessage + Clone> Shared<Down> {
+impl<Down: CrimsonMessage + Clone> ClientState<Down> {
     /// Starts the connection task unless it runs; returns watches for its state and its end.
     fn start(self: &Arc<Self>) -> Result<Started, ConnectError> {
         let mut slot = self.run_slot();

@@ -1,21 +1,25 @@
 //! Dialing: asking the endpoint provider, building the upgrade request, connecting (TLS for
-//! `wss`, TCP_NODELAY on), and sorting failures into "retry" and "give up" (an invalid endpoint,
-//! or an upgrade refused with a 4xx status other than 408 and 429).
+//! `wss`, TCP_NODELAY on), the WebSocket handshake, and sorting failures into "retry" and
+//! "give up" (an invalid endpoint, or an upgrade refused with a 4xx status other than 408 and
+//! 429).
 
+use std::fmt::Write as _;
+
+use crimson_core::transport::{self, deflate, Connection, Role};
+use http::{HeaderName, HeaderValue, Uri};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::client::Request;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Error as WsError;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::builder::Config;
 use crate::endpoint::Endpoint;
 use crate::error::ClientError;
+use crate::stream::Stream;
 
 /// An open connection.
-pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Conn = Connection<Stream>;
+
+/// The longest upgrade response head the client reads.
+const MAX_RESPONSE_HEAD: usize = 16 << 10;
 
 /// Why an attempt failed, and whether another attempt could do better.
 pub(crate) enum AttemptError {
@@ -25,37 +29,165 @@ pub(crate) enum AttemptError {
     Fatal(ClientError),
 }
 
+/// An upgrade request, checked.
+pub(crate) struct Request {
+    tls: bool,
+    host: String,
+    port: u16,
+    head: String,
+    key: String,
+}
+
 /// Asks the provider for the endpoint and connects to it (TCP_NODELAY on, TLS for `wss`).
 /// Returns the connection and its URL without the query.
-pub(crate) async fn dial(config: &Config) -> Result<(Ws, String), AttemptError> {
+pub(crate) async fn dial(config: &Config) -> Result<(Conn, String), AttemptError> {
     let endpoint = (config.endpoint)()
         .await
         .map_err(|err| AttemptError::Retry(ClientError::Endpoint(err)))?;
     let url = endpoint.redacted_url().to_owned();
-    let request = request(&endpoint, &url)?;
+    let request = request(
+        &endpoint,
+        &url,
+        deflate::offer(&config.compression).as_deref(),
+    )?;
     tracing::debug!(%url, "connecting");
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size));
-    #[cfg(feature = "rustls")]
-    let connected = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        Some(ws_config),
-        true,
-        Some(crate::tls::connector(&config.tls)),
-    )
-    .await;
-    #[cfg(not(feature = "rustls"))]
-    let connected =
-        tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true).await;
-    match connected {
-        Ok((ws, _response)) => Ok((ws, url)),
-        Err(err) => Err(attempt_failed(url, err)),
+    let failed = |reason: String| {
+        AttemptError::Retry(ClientError::Connect {
+            url: url.clone(),
+            reason,
+        })
+    };
+    let tcp = TcpStream::connect((request.host.as_str(), request.port))
+        .await
+        .map_err(|err| failed(err.to_string()))?;
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %err, "could not set TCP_NODELAY");
     }
+    let mut stream = if request.tls {
+        #[cfg(feature = "rustls")]
+        {
+            Stream::Tls(Box::new(
+                crate::tls::connect(&config.tls, &request.host, tcp)
+                    .await
+                    .map_err(failed)?,
+            ))
+        }
+        #[cfg(not(feature = "rustls"))]
+        unreachable!("wss:// is refused without the rustls feature")
+    } else {
+        Stream::Plain(tcp)
+    };
+    stream
+        .write_all(request.head.as_bytes())
+        .await
+        .map_err(|err| failed(err.to_string()))?;
+    let (negotiated, leftover) = read_response(&mut stream, &request, config, &url).await?;
+    let conn = Connection::new(
+        stream,
+        Role::Client,
+        config.max_message_size,
+        negotiated,
+        None,
+        &leftover,
+    );
+    Ok((conn, url))
+}
+
+/// Reads the server's answer to the upgrade request: the agreed compression and the bytes
+/// read past the head (frames the server sent right away).
+async fn read_response(
+    stream: &mut Stream,
+    request: &Request,
+    config: &Config,
+    url: &str,
+) -> Result<(Option<deflate::Negotiated>, Vec<u8>), AttemptError> {
+    let retry = |reason: String| {
+        AttemptError::Retry(ClientError::Connect {
+            url: url.to_owned(),
+            reason,
+        })
+    };
+    let mut buf = Vec::with_capacity(1024);
+    let head_len = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buf.len() >= MAX_RESPONSE_HEAD {
+            return Err(retry(format!(
+                "the server's answer to the upgrade has no end of headers within {MAX_RESPONSE_HEAD} bytes"
+            )));
+        }
+        let mut chunk = [0u8; 1024];
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|err| retry(err.to_string()))?;
+        if n == 0 {
+            return Err(retry(
+                "the server closed the connection during the handshake".into(),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(&buf[..head_len]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) | Err(_) => {
+            return Err(retry(
+                "the server's answer to the upgrade is not HTTP".into(),
+            ))
+        }
+    }
+    let status = response.code.unwrap_or(0);
+    if status != 101 {
+        let error = ClientError::Rejected {
+            url: url.to_owned(),
+            status,
+        };
+        return Err(if is_permanent_rejection(status) {
+            AttemptError::Fatal(error)
+        } else {
+            AttemptError::Retry(error)
+        });
+    }
+    let all: Vec<(&str, &str)> = response
+        .headers
+        .iter()
+        .filter_map(|h| Some((h.name, std::str::from_utf8(h.value).ok()?)))
+        .collect();
+    let header = |name: &'static str| {
+        all.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    };
+    let has_token = |name: &'static str, token: &str| {
+        header(name)
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return Err(retry(
+            "the server answered 101 without `Upgrade: websocket` and `Connection: upgrade`".into(),
+        ));
+    }
+    let expected = transport::accept_key(request.key.as_bytes());
+    if header("sec-websocket-accept").next() != Some(expected.as_str()) {
+        return Err(retry(
+            "the server's Sec-WebSocket-Accept does not match the key sent".into(),
+        ));
+    }
+    let negotiated = deflate::accept(&config.compression, header("sec-websocket-extensions"))
+        .map_err(|reason| retry(format!("the server's extensions cannot be used: {reason}")))?;
+    Ok((negotiated, buf[head_len..].to_vec()))
 }
 
 /// The upgrade request for `endpoint`, or why there can be none.
-fn request(endpoint: &Endpoint, url: &str) -> Result<Request, AttemptError> {
+pub(crate) fn request(
+    endpoint: &Endpoint,
+    url: &str,
+    extensions: Option<&str>,
+) -> Result<Request, AttemptError> {
     let invalid = |reason: String| {
         AttemptError::Fatal(ClientError::InvalidEndpoint {
             url: url.to_owned(),
@@ -71,9 +203,9 @@ fn request(endpoint: &Endpoint, url: &str) -> Result<Request, AttemptError> {
         .url()
         .parse()
         .map_err(|err| invalid(format!("not a URL: {err}")))?;
-    match uri.scheme_str() {
-        Some("ws") => {}
-        Some("wss") if cfg!(feature = "rustls") => {}
+    let tls = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") if cfg!(feature = "rustls") => true,
         Some("wss") => {
             return Err(invalid(
                 "wss:// needs crimson-client's `rustls` feature".into(),
@@ -85,21 +217,40 @@ fn request(endpoint: &Endpoint, url: &str) -> Result<Request, AttemptError> {
             )))
         }
         None => return Err(invalid("the URL has no scheme".into())),
+    };
+    let host = match uri.host() {
+        Some(host) if !host.is_empty() => host.to_owned(),
+        _ => return Err(invalid("the URL has no host".into())),
+    };
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = uri.authority().map_or(host.as_str(), |a| a.as_str());
+    let key = transport::new_key();
+    let mut head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+    );
+    if let Some(extensions) = extensions {
+        let _ = write!(head, "Sec-WebSocket-Extensions: {extensions}\r\n");
     }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(invalid("the URL has no host".into()));
-    }
-    let mut request = uri
-        .into_client_request()
-        .map_err(|err| invalid(err.to_string()))?;
     for (name, value) in endpoint.headers() {
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| invalid(format!("`{name}` is not a valid header name")))?;
-        let value = HeaderValue::from_str(value)
+        HeaderValue::from_str(value)
             .map_err(|_| invalid(format!("the value of header `{name}` is not valid")))?;
-        request.headers_mut().append(header, value);
+        let _ = write!(head, "{header}: {value}\r\n");
     }
-    Ok(request)
+    head.push_str("\r\n");
+    Ok(Request {
+        tls,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+        head,
+        key,
+    })
 }
 
 /// Whether a server that refused the upgrade with `status` would refuse the next attempt the
@@ -108,36 +259,6 @@ fn request(endpoint: &Endpoint, url: &str) -> Result<Request, AttemptError> {
 /// Anything else (5xx, 408, 429, and 3xx, which is not followed) is worth retrying.
 pub(crate) fn is_permanent_rejection(status: u16) -> bool {
     (400..500).contains(&status) && status != 408 && status != 429
-}
-
-fn attempt_failed(url: String, err: WsError) -> AttemptError {
-    match err {
-        WsError::Http(response) => {
-            let status = response.status().as_u16();
-            let error = ClientError::Rejected { url, status };
-            if is_permanent_rejection(status) {
-                AttemptError::Fatal(error)
-            } else {
-                AttemptError::Retry(error)
-            }
-        }
-        WsError::Url(err) => AttemptError::Fatal(ClientError::InvalidEndpoint {
-            url,
-            reason: err.to_string(),
-        }),
-        WsError::HttpFormat(err) => AttemptError::Fatal(ClientError::InvalidEndpoint {
-            url,
-            reason: err.to_string(),
-        }),
-        WsError::Io(err) => AttemptError::Retry(ClientError::Connect {
-            url,
-            reason: err.to_string(),
-        }),
-        other => AttemptError::Retry(ClientError::Connect {
-            url,
-            reason: other.to_string(),
-        }),
-    }
 }
 
 #[cfg(test)]
@@ -151,7 +272,7 @@ mod tests {
             .fold(Endpoint::new(url), |endpoint, (name, value)| {
                 endpoint.header(*name, *value)
             });
-        request(&endpoint, endpoint.redacted_url()).map_err(|err| match err {
+        request(&endpoint, endpoint.redacted_url(), None).map_err(|err| match err {
             AttemptError::Fatal(err) => err.to_string(),
             AttemptError::Retry(err) => panic!("not fatal: {err}"),
         })
@@ -164,10 +285,16 @@ mod tests {
             &[("authorization", "Bearer t"), ("x-a", "1")],
         )
         .unwrap();
-        assert_eq!(request.uri(), "ws://h:1/chat?room=7");
-        assert_eq!(request.headers()["authorization"], "Bearer t");
-        assert_eq!(request.headers()["x-a"], "1");
-        assert!(request.headers().contains_key("sec-websocket-key"));
+        assert!(request
+            .head
+            .starts_with("GET /chat?room=7 HTTP/1.1\r\nHost: h:1\r\n"));
+        assert!(request.head.contains("authorization: Bearer t\r\n"));
+        assert!(request.head.contains("x-a: 1\r\n"));
+        assert!(request
+            .head
+            .contains(&format!("Sec-WebSocket-Key: {}\r\n", request.key)));
+        assert!(request.head.ends_with("\r\n\r\n"));
+        assert_eq!((request.host.as_str(), request.port), ("h", 1));
     }
 
     #[test]
@@ -182,28 +309,29 @@ mod tests {
 
     #[test]
     fn bad_endpoints_are_refused_with_reasons() {
+        let err = |url: &str, headers: &[(&str, &str)]| build(url, headers).err().unwrap();
         assert_eq!(
-            build("ws://h/x?token=secret", &[("bad name", "v")]).unwrap_err(),
+            err("ws://h/x?token=secret", &[("bad name", "v")]),
             "invalid endpoint `ws://h/x`: `bad name` is not a valid header name"
         );
         assert_eq!(
-            build("ws://h/x", &[("x-a", "line\nbreak")]).unwrap_err(),
+            err("ws://h/x", &[("x-a", "line\nbreak")]),
             "invalid endpoint `ws://h/x`: the value of header `x-a` is not valid"
         );
         assert_eq!(
-            build("ftp://h/x", &[]).unwrap_err(),
+            err("ftp://h/x", &[]),
             "invalid endpoint `ftp://h/x`: the scheme must be ws or wss, not ftp"
         );
         assert_eq!(
-            build("ws:///x", &[]).unwrap_err(),
+            err("ws:///x", &[]),
             "invalid endpoint `ws:///x`: not a URL: invalid format"
         );
         let wss = build("wss://h/x", &[]);
         if cfg!(feature = "rustls") {
-            assert!(wss.is_ok());
+            assert_eq!(wss.map(|r| r.port).unwrap(), 443);
         } else {
             assert_eq!(
-                wss.unwrap_err(),
+                wss.err().unwrap(),
                 "invalid endpoint `wss://h/x`: wss:// needs crimson-client's `rustls` feature"
             );
         }

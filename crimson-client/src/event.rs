@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use crimson_core::CloseCode;
+use crimson_core::{CloseCode, ClosedBy};
 use futures_util::Stream;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -30,18 +30,6 @@ pub enum ClientEvent {
     Closed(CloseEvent),
     /// Something went wrong; see [`ClientError`] for what each case means.
     Error(Arc<ClientError>),
-}
-
-/// Who ended a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ClosedBy {
-    /// This client: [`disconnect`](crate::CrimsonClient::disconnect), or every handle dropped.
-    Client,
-    /// The server, with a close frame.
-    Server,
-    /// Nobody: the connection failed or went silent (no answer to pings), without a close
-    /// handshake. The code is 1006.
-    Failure,
 }
 
 /// How a connection ended, for [`ClientEvent::Closed`] and the

@@ -104,7 +104,7 @@
 //! [`send`](CrimsonClient::send) puts the encoded message in a bounded outbox and returns at
 //! once; it fails, and nothing is queued, when the client is closed ([`SendError::Closed`]),
 //! the outbox is full ([`SendError::Full`], see
-//! [`outbox_capacity`](CrimsonClientBuilder::outbox_capacity)) or the message does not encode.
+//! [`outgoing_queue`](CrimsonClientBuilder::outgoing_queue)) or the message does not encode.
 //! Each connection has one writer task that takes everything queued, writes it in order and
 //! flushes once. A message stays in the outbox (and in [`queued`](CrimsonClient::queued))
 //! until the connection's WebSocket protocol layer (tungstenite) has taken its frame; from
@@ -138,7 +138,7 @@
 //!
 //! Each [`incoming`](CrimsonClient::incoming) subscriber gets every message decoded once and
 //! cloned to it, so `Down` must be `Clone`. A subscriber that falls more than
-//! [`incoming_capacity`](CrimsonClientBuilder::incoming_capacity) messages behind is told how
+//! [`incoming_queue`](CrimsonClientBuilder::incoming_queue) messages behind is told how
 //! many it missed (`Err(Lagged(n))`) and goes on; it never slows the connection or the others.
 //! [`receive`](CrimsonClient::receive) reads the client's own subscription with a timeout.
 //!
@@ -184,22 +184,24 @@ mod event;
 mod outbox;
 mod retry;
 mod state;
+mod stream;
 mod supervisor;
 #[cfg(feature = "rustls")]
 mod tls;
 
 pub use builder::CrimsonClientBuilder;
 pub use client::{Connecting, CrimsonClient};
+pub use crimson_core::transport::Deflate;
 pub use endpoint::{BoxError, Endpoint, EndpointProvider};
 pub use error::{BuildError, ClientError, ConnectError, DisconnectError, ReceiveError, SendError};
-pub use event::{ClientEvent, CloseEvent, ClosedBy, Lagged, Subscription};
+pub use event::{ClientEvent, CloseEvent, Lagged, Subscription};
 pub use retry::{RetryPolicy, RetryPolicyError};
 pub use state::ConnectionState;
 
 #[doc(inline)]
 pub use crimson_core::{
-    close, codec, Bytes, CloseCode, Codec, CrimsonMessage, DecodeError, EncodeError, FrameKind,
-    Payload, PayloadRef, Text,
+    close, codec, Bytes, CloseCode, ClosedBy, Codec, CrimsonMessage, DecodeError, EncodeError,
+    FrameKind, Payload, PayloadRef, Text,
 };
 
 #[doc(hidden)]

@@ -7,12 +7,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::client::{RunEnd, Shared, Stop};
+use crate::client::{ClientState, RunEnd, Stop};
 use crate::connection;
 use crate::dial::{self, AttemptError};
 use crate::error::ClientError;
-use crate::event::{ClientEvent, CloseEvent, ClosedBy};
+use crate::event::{ClientEvent, CloseEvent};
 use crate::state::ConnectionState;
+use crimson_core::ClosedBy;
 
 /// Resolves once a stop was requested (or every way to request one is gone).
 async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) {
@@ -21,7 +22,7 @@ async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) {
 
 /// Runs one client from `connect()` until it is closed, then reports how it ended.
 pub(crate) async fn run<Down: CrimsonMessage + Clone>(
-    shared: Arc<Shared<Down>>,
+    shared: Arc<ClientState<Down>>,
     mut stop: watch::Receiver<Option<Stop>>,
     done: watch::Sender<Option<RunEnd>>,
 ) {
@@ -39,7 +40,7 @@ fn crimson_core_short(name: &'static str) -> &'static str {
 }
 
 async fn cycle<Down: CrimsonMessage + Clone>(
-    shared: &Arc<Shared<Down>>,
+    shared: &Arc<ClientState<Down>>,
     stop: &mut watch::Receiver<Option<Stop>>,
 ) -> RunEnd {
     let config = &shared.config;
@@ -65,7 +66,7 @@ async fn cycle<Down: CrimsonMessage + Clone>(
         // The retry policy's delay before the next attempt; `None` when it makes no more.
         let next_delay = |attempt: u32| config.retry.delay(attempt.saturating_add(1));
         let delay = match dialed {
-            Ok(Ok((ws, url))) => {
+            Ok(Ok((conn, url))) => {
                 connected = true;
                 tracing::debug!(%url, "connected");
                 shared.set_state(ConnectionState::Connected);
@@ -77,7 +78,7 @@ async fn cycle<Down: CrimsonMessage + Clone>(
                     .send(ClientEvent::Connected { url: url.clone() });
 
                 let opened = Instant::now();
-                let ended = connection::run(ws, shared, stop.clone())
+                let ended = connection::run(conn, shared, stop.clone())
                     .instrument(tracing::debug_span!("connection", %url))
                     .await;
                 // Only a connection that stayed up starts the backoff over: a server that

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use tokio_tungstenite::Connector;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::error::BuildError;
 
@@ -29,6 +30,20 @@ pub(crate) fn client_config(extra_roots: &[Vec<u8>]) -> Result<Arc<ClientConfig>
     Ok(Arc::new(config))
 }
 
-pub(crate) fn connector(config: &Arc<ClientConfig>) -> Connector {
-    Connector::Rustls(config.clone())
+/// Opens TLS to `host` over `tcp`.
+pub(crate) async fn connect(
+    config: &Arc<ClientConfig>,
+    host: &str,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let name = ServerName::try_from(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    )
+    .map_err(|err| format!("`{host}` is not a valid TLS server name: {err}"))?;
+    TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|err| format!("TLS handshake failed: {err}"))
 }

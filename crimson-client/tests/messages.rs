@@ -38,7 +38,7 @@ async fn a_full_outbox_fails_and_what_it_held_is_reported_when_the_client_closes
     let client = CrimsonClient::<Say, Heard>::builder()
         .url(format!("ws://{addr}/nobody"))
         .retry(RetryPolicy::fixed(Duration::from_secs(30)).unwrap())
-        .outbox_capacity(3)
+        .outgoing_queue(3)
         .build()
         .unwrap();
     let mut events = client.events();
@@ -127,7 +127,7 @@ async fn a_lagging_subscriber_is_told_how_many_it_missed() {
     .await;
     let client = CrimsonClient::<Say, Heard>::builder()
         .url(server.url())
-        .incoming_capacity(4)
+        .incoming_queue(4)
         .build()
         .unwrap();
     let mut slow = client.incoming();

@@ -87,6 +87,51 @@ impl fmt::Display for CloseCode {
     }
 }
 
+/// Who ended a connection: the same words on the server and the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClosedBy {
+    /// The client: its close frame (seen from the server), `disconnect()` or its handle dropped
+    /// (seen from the client).
+    Client,
+    /// The server: its close frame, or a server that dropped the connection on purpose
+    /// (`terminate()`).
+    Server,
+    /// Nobody: the connection failed or went silent (no answer to pings, a write that made no
+    /// progress) without a close handshake. The code is 1006.
+    Failure,
+}
+
+impl fmt::Display for ClosedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Client => "the client",
+            Self::Server => "the server",
+            Self::Failure => "a failure",
+        })
+    }
+}
+
+/// How a connection ended: its close code and reason, and who ended it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRecord {
+    /// The close code (1006 when the connection dropped without a close frame).
+    pub code: CloseCode,
+    /// The close reason (empty when none was given).
+    pub reason: String,
+    /// Who ended it.
+    pub by: ClosedBy,
+}
+
+impl fmt::Display for CloseRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} by {}", self.code, self.by)?;
+        if !self.reason.is_empty() {
+            write!(f, ": {}", self.reason)?;
+        }
+        Ok(())
+    }
+}
+
 /// A close code outside the application range 4000–4999.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidCloseCode(pub u16);

@@ -43,14 +43,18 @@
 extern crate self as crimson_core;
 
 pub mod close;
+#[cfg(feature = "server")]
 pub mod cluster;
 pub mod codec;
 mod error;
 mod message;
+#[cfg(feature = "server")]
 pub mod session;
+#[cfg(feature = "transport")]
+pub mod transport;
 
 pub use bytes::Bytes;
-pub use close::CloseCode;
+pub use close::{CloseCode, CloseRecord, ClosedBy};
 pub use codec::Codec;
 pub use error::{DecodeError, EncodeError};
 pub use message::{CrimsonMessage, FrameKind, Payload, PayloadRef, Text};
@@ -82,5 +86,3 @@ pub use crimson_macros::CrimsonMessage;
 
 #[doc(hidden)]
 pub mod __private;
-#[doc(hidden)]
-pub mod __ws;

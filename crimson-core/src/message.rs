@@ -34,30 +34,27 @@ impl std::fmt::Display for FrameKind {
 
 /// UTF-8 text with shared, reference-counted storage: cloning it copies no bytes.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Text(tungstenite::Utf8Bytes);
+pub struct Text(bytestring::ByteString);
 
 impl Text {
     /// Text from a static string, without allocating.
     pub const fn from_static(text: &'static str) -> Self {
-        Self(tungstenite::Utf8Bytes::from_static(text))
+        Self(bytestring::ByteString::from_static(text))
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        &self.0
     }
 
     /// The text's bytes, sharing the storage.
     pub fn into_bytes(self) -> Bytes {
-        self.0.into()
+        self.0.into_bytes()
     }
 
-    pub(crate) fn into_inner(self) -> tungstenite::Utf8Bytes {
-        self.0
-    }
-
-    pub(crate) fn from_inner(inner: tungstenite::Utf8Bytes) -> Self {
-        Self(inner)
+    /// The text's bytes as shared storage.
+    pub fn as_shared(&self) -> &Bytes {
+        self.0.as_bytes()
     }
 }
 
@@ -104,7 +101,7 @@ impl TryFrom<Bytes> for Text {
 
     /// Checks that `bytes` are UTF-8, then shares them.
     fn try_from(bytes: Bytes) -> Result<Self, Self::Error> {
-        tungstenite::Utf8Bytes::try_from(bytes).map(Self)
+        bytestring::ByteString::try_from(bytes).map(Self)
     }
 }
 

@@ -29,10 +29,20 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/crimson.chat.rs"));
 }
 
-pub mod measure;
-
 /// The address the chat programs use unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:54321";
+
+/// Prints `usage` and returns true when `--help` (or `-h`) is on the command line: the
+/// program then exits without doing anything else.
+pub fn help(usage: &str) -> bool {
+    let asked = std::env::args()
+        .skip(1)
+        .any(|arg| arg == "--help" || arg == "-h");
+    if asked {
+        print!("{usage}");
+    }
+    asked
+}
 
 /// Whether `--name` is on the command line (a flag without a value).
 pub fn flag(name: &str) -> bool {
@@ -75,19 +85,28 @@ pub async fn bind(addr: &str) -> std::io::Result<crimson_axum::CrimsonListener> 
         .map_err(|err| std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))
 }
 
-/// Serves `app` (with `ConnectInfo<SocketAddr>`) until Ctrl-C, then shuts the Crimson
-/// sessions down gracefully (flush, then 1001).
+/// Serves `app` with [`crimson_axum::serve`] until Ctrl-C (or SIGTERM), then shuts down
+/// gracefully: every session sends what it has queued and closes with 1001, and the process
+/// is done within the grace period (10 s) whatever the clients do.
 pub async fn serve_until_ctrl_c(
     listener: crimson_axum::CrimsonListener,
     app: axum::Router,
-    shutdown: crimson_axum::ShutdownHandle,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.on(async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))
-    .await
+    crimson_axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("a SIGTERM handler");
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+        })
+        .await
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{client_with, server};
-use crimson_tests::redis_server::RedisServer;
+use crimson_axum::testing::RedisServer;
 
 #[test]
 fn the_chat_client_talks_to_the_chat_server() {

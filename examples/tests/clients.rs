@@ -32,20 +32,22 @@ fn protobuf_and_json_clients_share_one_chat() {
 
 #[test]
 fn a_python_websockets_client_chats() {
-    let has_websockets = Command::new("python3")
+    let python = common::python();
+    let has_websockets = Command::new(&python)
         .args(["-c", "import websockets"])
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         has_websockets,
-        "python3 with the `websockets` package is needed: run ./scripts/test.sh, which installs it \
-         (pip install websockets)"
+        "{} with the `websockets` package is needed: run ./scripts/test.sh, which makes a \
+         virtual environment with it in target/python-venv",
+        python.display()
     );
     let (_server, url) = server(&[]);
     let rust = client_with(&url, &["--name", "rust"]);
     rust.expect_line(": hello from rust");
     let script = examples_dir().join("python/chat_client.py");
-    let output = Command::new("python3")
+    let output = Command::new(&python)
         .arg(&script)
         .args([&url, "hello from python"])
         .output()

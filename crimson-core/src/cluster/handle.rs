@@ -4,13 +4,9 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
-use super::{
-    ClusterError, Delivery, LocalCluster, Membership, SendToError, SessionCluster, Target,
-};
+use super::{ClusterError, Delivery, LocalCluster, SendToError, SessionCluster, Target};
 use crate::message::CrimsonMessage;
-use crate::session::{SessionHandle, SessionId, SessionInfo};
+use crate::session::{SessionId, SessionInfo};
 
 /// A session cluster whose sessions receive `Down`: broadcast to all, to a room, or send to
 /// one session by id, from a handler or from anywhere else (an HTTP route, a timer).
@@ -81,29 +77,30 @@ impl<Down> Cluster<Down> {
         &self.backend
     }
 
+    /// This node's own sessions: look one up by id, list them, see which rooms they are in,
+    /// watch them come and go ([`LocalCluster::membership`]).
+    pub fn node(&self) -> &LocalCluster {
+        self.backend.local()
+    }
+
     /// This node's id: the node part of the session ids it hands out.
     pub fn node_id(&self) -> u64 {
         self.backend.node_id()
     }
 
-    /// A session of this node.
-    pub fn get(&self, id: SessionId) -> Option<SessionHandle> {
-        self.backend.get(id)
-    }
-
-    /// The facts of every session of this node.
-    pub fn local_sessions(&self) -> Vec<SessionInfo> {
-        self.backend.local_sessions()
-    }
-
-    /// How many sessions this node has.
-    pub fn local_len(&self) -> usize {
-        self.backend.local_len()
-    }
-
     /// How many sessions the whole cluster has.
     pub async fn count(&self) -> Result<usize, ClusterError> {
         self.backend.count().await
+    }
+
+    /// How many sessions are in `room`, across the cluster.
+    pub async fn room_len(&self, room: &str) -> Result<usize, ClusterError> {
+        self.backend.room_len(room).await
+    }
+
+    /// The sessions in `room`, across the cluster.
+    pub async fn room_members(&self, room: &str) -> Result<Vec<SessionId>, ClusterError> {
+        self.backend.room_members(room).await
     }
 
     /// Puts a session of this node in a room (1 to 1024 bytes of name).
@@ -114,16 +111,6 @@ impl<Down> Cluster<Down> {
     /// Takes a session of this node out of a room.
     pub fn leave(&self, id: SessionId, room: &str) {
         self.backend.leave(id, room);
-    }
-
-    /// The rooms a session of this node is in.
-    pub fn rooms_of(&self, id: SessionId) -> Vec<String> {
-        self.backend.rooms_of(id)
-    }
-
-    /// Changes in this node's membership (Kotlin Crimson's session flow).
-    pub fn membership(&self) -> broadcast::Receiver<Membership> {
-        self.backend.membership()
     }
 }
 
@@ -152,6 +139,18 @@ impl<Down: CrimsonMessage> Cluster<Down> {
             .await
     }
 
+    /// Sends `message` to every session in `room` but `except` (typically the sender), on
+    /// every node.
+    pub async fn broadcast_room_except(
+        &self,
+        room: &str,
+        message: &Down,
+        except: SessionId,
+    ) -> Result<Delivery, ClusterError> {
+        self.broadcast_to(message, Target::RoomExcept(room.to_owned(), except))
+            .await
+    }
+
     /// Sends `message` to the sessions `target` names.
     pub async fn broadcast_to(
         &self,
@@ -164,13 +163,13 @@ impl<Down: CrimsonMessage> Cluster<Down> {
 
     /// Sends `message` to the sessions of **this node** for which `filter` returns true. (A
     /// closure cannot travel to other nodes: use rooms or [`Target`] for cluster-wide subsets.)
-    pub fn broadcast_local_filter(
+    pub fn broadcast_local(
         &self,
         message: &Down,
         filter: impl Fn(&SessionInfo) -> bool,
     ) -> Result<Delivery, ClusterError> {
         let payload = message.encode().map_err(ClusterError::Encode)?;
-        Ok(self.backend.deliver_local_filtered(&payload, &filter))
+        Ok(self.backend.local().broadcast_local(&payload, filter))
     }
 
     /// Sends `message` to the session with this id, wherever it lives.
@@ -183,7 +182,7 @@ impl<Down: CrimsonMessage> Cluster<Down> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Outbox, OverflowPolicy};
+    use crate::session::{MemorySink, SessionHandle};
 
     #[tokio::test]
     async fn typed_handle_encodes_once_and_targets() {
@@ -191,7 +190,7 @@ mod tests {
         let mut boxes = Vec::new();
         let mut ids = Vec::new();
         for n in 0..3 {
-            let outbox = Outbox::new(8, OverflowPolicy::Disconnect);
+            let outbox = Arc::new(MemorySink::new(8));
             let info = SessionInfo {
                 id: SessionId::on_node(cluster.node_id()),
                 connected_at: std::time::SystemTime::now(),
@@ -216,22 +215,37 @@ mod tests {
             2
         );
         cluster.join(ids[2], "room").unwrap();
+        cluster.join(ids[1], "room").unwrap();
         assert_eq!(
             cluster
                 .broadcast_room("room", &"r".into())
                 .await
                 .unwrap()
                 .delivered,
+            2
+        );
+        assert_eq!(
+            cluster
+                .broadcast_room_except("room", &"r".into(), ids[1])
+                .await
+                .unwrap()
+                .delivered,
             1
         );
+        assert_eq!(cluster.room_len("room").await.unwrap(), 2);
+        let mut members = cluster.room_members("room").await.unwrap();
+        members.sort();
+        let mut expected = vec![ids[1], ids[2]];
+        expected.sort();
+        assert_eq!(members, expected);
         let only_1 = cluster
-            .broadcast_local_filter(&"f".into(), |s| s.path == "/1")
+            .broadcast_local(&"f".into(), |s| s.path == "/1")
             .unwrap();
         assert_eq!(only_1.delivered, 1);
         cluster.send_to(ids[0], &"direct".into()).await.unwrap();
         assert_eq!(
-            boxes.iter().map(Outbox::len).collect::<Vec<_>>(),
-            vec![2, 3, 3]
+            boxes.iter().map(|b| b.len()).collect::<Vec<_>>(),
+            vec![2, 4, 4]
         );
         assert_eq!(cluster.count().await.unwrap(), 3);
     }

@@ -2,17 +2,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::{
-    BoxFuture, ClusterError, ClusterFull, Delivery, Membership, SendToError, SessionCluster, Target,
-};
+use super::{ClusterFull, Delivery, Membership, SendToError, SessionCluster, Target};
 use crate::close::CloseCode;
 use crate::message::Payload;
-use crate::session::{random_u64, Ending, SessionHandle, SessionId, SessionInfo};
+use crate::session::{random_u64, Outgoing, SessionHandle, SessionId, SessionInfo, SharedPayload};
 
 /// How many membership changes a slow subscriber may fall behind before it lags.
 const MEMBERSHIP_BOUND: usize = 1024;
@@ -50,12 +50,13 @@ struct Inner {
 ///
 /// ```
 /// use crimson_core::cluster::{Cluster, LocalCluster};
-/// use crimson_core::session::{Outbox, OverflowPolicy, SessionHandle, SessionId, SessionInfo};
+/// use std::sync::Arc;
+/// use crimson_core::session::{MemorySink, SessionHandle, SessionId, SessionInfo};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let cluster: Cluster<String> = Cluster::new(LocalCluster::new());
-/// let outbox = Outbox::new(16, OverflowPolicy::Disconnect);
+/// let sink = Arc::new(MemorySink::new(16));
 /// let info = SessionInfo {
 ///     id: SessionId::on_node(cluster.node_id()),
 ///     connected_at: std::time::SystemTime::now(),
@@ -63,11 +64,11 @@ struct Inner {
 ///     path: "/chat".into(),
 ///     config: "chat".into(),
 /// };
-/// cluster.backend().add(SessionHandle::new(info, outbox.clone())).unwrap();
+/// cluster.backend().add(SessionHandle::new(info, sink.clone())).unwrap();
 ///
 /// let delivery = cluster.broadcast(&"hello".to_string()).await.unwrap();
 /// assert_eq!(delivery.delivered, 1);
-/// assert_eq!(outbox.len(), 1);
+/// assert_eq!(sink.len(), 1);
 /// # }
 /// ```
 #[derive(Clone)]
@@ -163,12 +164,14 @@ impl LocalCluster {
         self.inner.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `payload` for this node's targeted sessions. What every backend does locally.
+    /// Queues `payload` for this node's targeted sessions, encoded once and shared by all of
+    /// them. What every backend does locally.
     pub fn deliver(&self, payload: &Payload, target: &Target) -> Delivery {
+        let message = Outgoing::Shared(SharedPayload::new(payload.clone()));
         let mut delivery = Delivery::default();
         let state = self.read();
         let mut offer = |member: &Member| {
-            delivery.count(member.handle.outbox().try_push(payload.clone()));
+            delivery.count(member.handle.deliver(message.clone()));
         };
         match target {
             Target::All | Target::Except(_) => {
@@ -191,16 +194,18 @@ impl LocalCluster {
         delivery
     }
 
-    /// Queues `payload` for every session of this node for which `filter` returns true.
-    pub fn deliver_filtered(
+    /// Queues `payload` for every session of this node for which `filter` returns true, encoded
+    /// once and shared.
+    pub fn broadcast_local(
         &self,
         payload: &Payload,
         filter: impl Fn(&SessionInfo) -> bool,
     ) -> Delivery {
+        let message = Outgoing::Shared(SharedPayload::new(payload.clone()));
         let mut delivery = Delivery::default();
         for member in self.read().sessions.values() {
             if filter(member.handle.info()) {
-                delivery.count(member.handle.outbox().try_push(payload.clone()));
+                delivery.count(member.handle.deliver(message.clone()));
             }
         }
         delivery
@@ -210,8 +215,7 @@ impl LocalCluster {
     pub fn deliver_to(&self, id: SessionId, payload: Payload) -> Result<(), SendToError> {
         let handle = self.get(id).ok_or(SendToError::NotFound(id))?;
         handle
-            .outbox()
-            .try_push(payload)
+            .deliver(Outgoing::Single(payload))
             .map(|_| ())
             .map_err(|err| SendToError::Send(id, err))
     }
@@ -257,20 +261,20 @@ impl LocalCluster {
             .collect();
         for handle in &expired {
             tracing::debug!(session_id = %handle.id(), "session lifetime over");
-            handle
-                .outbox()
-                .end(Ending::Close(CloseCode::POLICY, LIFETIME_OVER.into()));
+            handle.close(CloseCode::POLICY, LIFETIME_OVER);
         }
         expired.len()
     }
 }
 
-impl SessionCluster for LocalCluster {
-    fn node_id(&self) -> u64 {
+impl LocalCluster {
+    /// This node's id: the node part of the session ids it hands out.
+    pub fn node_id(&self) -> u64 {
         self.inner.node
     }
 
-    fn add(&self, session: SessionHandle) -> Result<(), ClusterFull> {
+    /// Adds a session; refused past the connection limit.
+    pub fn add(&self, session: SessionHandle) -> Result<(), ClusterFull> {
         {
             let mut state = self.write();
             if let Some(limit) = self.inner.max_connections {
@@ -293,7 +297,8 @@ impl SessionCluster for LocalCluster {
         Ok(())
     }
 
-    fn remove(&self, id: SessionId) {
+    /// Removes a session (and from its rooms).
+    pub fn remove(&self, id: SessionId) {
         let mut state = self.write();
         let Some(member) = state.sessions.remove(&id) else {
             return;
@@ -309,11 +314,13 @@ impl SessionCluster for LocalCluster {
         let _ = self.inner.events.send(Membership::Left(id));
     }
 
-    fn get(&self, id: SessionId) -> Option<SessionHandle> {
+    /// A session of this node.
+    pub fn get(&self, id: SessionId) -> Option<SessionHandle> {
         self.read().sessions.get(&id).map(|m| m.handle.clone())
     }
 
-    fn local_sessions(&self) -> Vec<SessionInfo> {
+    /// The facts of every session.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
         self.read()
             .sessions
             .values()
@@ -321,30 +328,18 @@ impl SessionCluster for LocalCluster {
             .collect()
     }
 
-    fn local_len(&self) -> usize {
+    /// How many sessions there are.
+    pub fn len(&self) -> usize {
         self.read().sessions.len()
     }
 
-    fn count(&self) -> BoxFuture<'_, Result<usize, ClusterError>> {
-        let len = self.local_len();
-        Box::pin(async move { Ok(len) })
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    fn broadcast(
-        &self,
-        payload: Payload,
-        target: Target,
-    ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
-        let delivery = self.deliver(&payload, &target);
-        Box::pin(async move { Ok(delivery) })
-    }
-
-    fn send_to(&self, id: SessionId, payload: Payload) -> BoxFuture<'_, Result<(), SendToError>> {
-        let result = self.deliver_to(id, payload);
-        Box::pin(async move { result })
-    }
-
-    fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError> {
+    /// Puts a session in a room (created on first use; 1 to 1024 bytes of name).
+    pub fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError> {
         super::check_room(room)?;
         let mut state = self.write();
         let member = state
@@ -361,7 +356,8 @@ impl SessionCluster for LocalCluster {
         Ok(())
     }
 
-    fn leave(&self, id: SessionId, room: &str) {
+    /// Takes a session out of a room.
+    pub fn leave(&self, id: SessionId, room: &str) {
         let mut state = self.write();
         let Some(member) = state.sessions.get_mut(&id) else {
             return;
@@ -380,7 +376,8 @@ impl SessionCluster for LocalCluster {
         }
     }
 
-    fn rooms_of(&self, id: SessionId) -> Vec<String> {
+    /// The rooms a session is in, sorted.
+    pub fn rooms_of(&self, id: SessionId) -> Vec<String> {
         let state = self.read();
         let mut rooms: Vec<String> = state
             .sessions
@@ -391,26 +388,100 @@ impl SessionCluster for LocalCluster {
         rooms
     }
 
-    fn membership(&self) -> broadcast::Receiver<Membership> {
-        self.inner.events.subscribe()
+    /// The sessions of this node in `room`.
+    pub fn room_members(&self, room: &str) -> Vec<SessionId> {
+        self.read()
+            .rooms
+            .get(room)
+            .map(|members| members.iter().copied().collect())
+            .unwrap_or_default()
     }
 
-    fn deliver_local_filtered(
-        &self,
-        payload: &Payload,
-        filter: &dyn Fn(&SessionInfo) -> bool,
-    ) -> Delivery {
-        self.deliver_filtered(payload, filter)
+    /// The names of the rooms that have sessions on this node.
+    pub fn rooms(&self) -> Vec<String> {
+        self.read().rooms.keys().cloned().collect()
+    }
+
+    /// Changes in this node's membership, as they happen (Kotlin Crimson's session flow). A
+    /// subscriber that falls more than 1024 changes behind gets [`Membership::Lagged`] with
+    /// the number it missed, then goes on.
+    pub fn membership(&self) -> MembershipStream {
+        MembershipStream::new(self.inner.events.subscribe())
+    }
+}
+
+impl SessionCluster for LocalCluster {
+    fn local(&self) -> &LocalCluster {
+        self
+    }
+}
+
+/// Changes in a node's membership, from [`LocalCluster::membership`]: a [`Stream`] of
+/// [`Membership`].
+///
+/// [`Stream`]: futures_core::Stream
+pub struct MembershipStream {
+    next: Pin<Box<dyn Future<Output = Next> + Send>>,
+}
+
+type Next = (
+    Result<Membership, broadcast::error::RecvError>,
+    broadcast::Receiver<Membership>,
+);
+
+impl fmt::Debug for MembershipStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MembershipStream").finish_non_exhaustive()
+    }
+}
+
+impl MembershipStream {
+    fn new(receiver: broadcast::Receiver<Membership>) -> Self {
+        Self {
+            next: Box::pin(Self::recv(receiver)),
+        }
+    }
+
+    async fn recv(mut receiver: broadcast::Receiver<Membership>) -> Next {
+        let next = receiver.recv().await;
+        (next, receiver)
+    }
+
+    /// The next change; `None` once the cluster is gone.
+    pub async fn next(&mut self) -> Option<Membership> {
+        std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *self), cx)).await
+    }
+}
+
+impl futures_core::Stream for MembershipStream {
+    type Item = Membership;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Membership>> {
+        let (next, receiver) = std::task::ready!(self.next.as_mut().poll(cx));
+        let item = match next {
+            Ok(change) => Some(change),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Some(Membership::Lagged(missed)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        };
+        self.next = Box::pin(Self::recv(receiver));
+        std::task::Poll::Ready(item)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Outbox, OverflowPolicy};
+    use crate::session::{Deliver, MemorySink};
 
-    fn session(cluster: &LocalCluster, path: &str, capacity: usize) -> (SessionHandle, Outbox) {
-        let outbox = Outbox::new(capacity, OverflowPolicy::Disconnect);
+    fn session(
+        cluster: &LocalCluster,
+        path: &str,
+        capacity: usize,
+    ) -> (SessionHandle, Arc<MemorySink>) {
+        let outbox = Arc::new(MemorySink::new(capacity));
         let info = SessionInfo {
             id: SessionId::on_node(cluster.node_id()),
             connected_at: std::time::SystemTime::now(),
@@ -530,18 +601,11 @@ mod tests {
             5_000
         );
         // Every queue holds the same shared bytes: one encoding, no copies.
-        let mut batch = Vec::new();
-        let first = boxes[0].clone();
-        drain_now(&first, &mut batch);
-        assert_eq!(batch[0].as_bytes().as_ptr(), payload.as_bytes().as_ptr());
-    }
-
-    /// Takes what is queued without an async runtime.
-    fn drain_now(outbox: &Outbox, batch: &mut Vec<Payload>) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(outbox.next_batch(batch));
+        let first = boxes[0].take();
+        assert_eq!(
+            first[0].payload().as_bytes().as_ptr(),
+            payload.as_bytes().as_ptr()
+        );
     }
 
     #[test]
@@ -552,8 +616,8 @@ mod tests {
         assert_eq!(err.to_string(), "connection limit reached (1 sessions)");
     }
 
-    #[test]
-    fn membership_events() {
+    #[tokio::test]
+    async fn membership_events_and_lag() {
         let cluster = LocalCluster::new();
         let mut events = cluster.membership();
         let (a, _) = session(&cluster, "/a", 1);
@@ -561,12 +625,19 @@ mod tests {
         cluster.add(a).unwrap();
         cluster.join(id, "r").unwrap();
         cluster.remove(id);
-        assert!(matches!(events.try_recv(), Ok(Membership::Joined(info)) if info.id == id));
+        assert!(matches!(events.next().await, Some(Membership::Joined(info)) if info.id == id));
         assert_eq!(
-            events.try_recv().unwrap(),
-            Membership::JoinedRoom(id, "r".into())
+            events.next().await,
+            Some(Membership::JoinedRoom(id, "r".into()))
         );
-        assert_eq!(events.try_recv().unwrap(), Membership::Left(id));
+        assert_eq!(events.next().await, Some(Membership::Left(id)));
+        // A subscriber that falls behind is told how much it missed.
+        for _ in 0..MEMBERSHIP_BOUND + 10 {
+            let (s, _) = session(&cluster, "/", 1);
+            cluster.add(s).unwrap();
+        }
+        assert_eq!(events.next().await, Some(Membership::Lagged(10)));
+        assert!(matches!(events.next().await, Some(Membership::Joined(_))));
     }
 
     #[tokio::test]
@@ -578,10 +649,9 @@ mod tests {
         let (a, a_box) = session(&cluster, "/a", 1);
         cluster.add(a).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut batch = Vec::new();
         assert_eq!(
-            a_box.next_batch(&mut batch).await,
-            Some(Ending::Close(CloseCode::POLICY, LIFETIME_OVER.into()))
+            a_box.close_request(),
+            Some((CloseCode::POLICY, LIFETIME_OVER.into()))
         );
     }
 }

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use handle::Cluster;
-pub use local::{LocalCluster, LocalClusterBuilder, LIFETIME_OVER};
+pub use local::{LocalCluster, LocalClusterBuilder, MembershipStream, LIFETIME_OVER};
 
 use crate::message::Payload;
 use crate::session::{Queued, SendError, SessionHandle, SessionId, SessionInfo};
@@ -197,6 +197,7 @@ impl std::error::Error for ClusterFull {}
 
 /// A change in a cluster's membership on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Membership {
     /// A session joined the cluster.
     Joined(SessionInfo),
@@ -206,72 +207,95 @@ pub enum Membership {
     JoinedRoom(SessionId, String),
     /// A session left a room.
     LeftRoom(SessionId, String),
+    /// The subscriber fell behind and this many changes went by unseen; query the cluster
+    /// for the current state.
+    Lagged(u64),
 }
 
 /// A cluster backend: where sessions live and how payloads reach them.
 ///
-/// Servers call [`add`](Self::add) and [`remove`](Self::remove); applications use the typed
-/// [`Cluster`] handle, which encodes once and calls the rest. Methods that may cross nodes
-/// return futures; everything about this node's own sessions is synchronous and never holds
-/// a lock across an `.await`.
+/// Every backend keeps this node's sessions in a [`LocalCluster`] ([`local`](Self::local));
+/// what spans nodes (counts, room sizes and members, broadcasts, sends by id) defaults to this
+/// node alone, so a single-node backend implements one method and a multi-node one overrides
+/// what crosses nodes. Applications use the typed [`Cluster`] handle, which encodes once and
+/// calls these. Nothing here holds a lock across an `.await`.
 ///
 /// ```
-/// use crimson_core::cluster::{Cluster, LocalCluster, SessionCluster, Target};
+/// use crimson_core::cluster::{Cluster, LocalCluster, SessionCluster};
 ///
-/// // Any backend plugs into the typed handle.
-/// let backend = LocalCluster::builder().max_connections(10_000).build();
-/// let cluster: Cluster<String> = Cluster::new(backend);
-/// assert_eq!(cluster.local_len(), 0);
+/// /// A backend that only logs what it is asked to broadcast, then delivers locally.
+/// #[derive(Debug, Default)]
+/// struct Logged(LocalCluster);
+///
+/// impl SessionCluster for Logged {
+///     fn local(&self) -> &LocalCluster {
+///         &self.0
+///     }
+/// }
+///
+/// let cluster: Cluster<String> = Cluster::new(Logged::default());
+/// assert_eq!(cluster.node().len(), 0);
 /// ```
 pub trait SessionCluster: Send + Sync + fmt::Debug + 'static {
+    /// This node's own sessions.
+    fn local(&self) -> &LocalCluster;
+
     /// This node's id: the node part of the [`SessionId`]s it hands out.
-    fn node_id(&self) -> u64;
+    fn node_id(&self) -> u64 {
+        self.local().node_id()
+    }
 
     /// Adds a session of this node; refused past the node's connection limit.
-    fn add(&self, session: SessionHandle) -> Result<(), ClusterFull>;
+    fn add(&self, session: SessionHandle) -> Result<(), ClusterFull> {
+        self.local().add(session)
+    }
 
     /// Removes a session of this node (and from its rooms).
-    fn remove(&self, id: SessionId);
+    fn remove(&self, id: SessionId) {
+        self.local().remove(id);
+    }
 
-    /// A session of this node.
-    fn get(&self, id: SessionId) -> Option<SessionHandle>;
+    /// Puts a session of this node in a room (created on first use).
+    fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError> {
+        self.local().join(id, room)
+    }
 
-    /// The facts of every session of this node.
-    fn local_sessions(&self) -> Vec<SessionInfo>;
-
-    /// How many sessions this node has.
-    fn local_len(&self) -> usize;
+    /// Takes a session of this node out of a room.
+    fn leave(&self, id: SessionId, room: &str) {
+        self.local().leave(id, room);
+    }
 
     /// How many sessions the whole cluster has.
-    fn count(&self) -> BoxFuture<'_, Result<usize, ClusterError>>;
+    fn count(&self) -> BoxFuture<'_, Result<usize, ClusterError>> {
+        let len = self.local().len();
+        Box::pin(async move { Ok(len) })
+    }
+
+    /// How many sessions are in `room`, across the cluster.
+    fn room_len(&self, room: &str) -> BoxFuture<'_, Result<usize, ClusterError>> {
+        let len = self.local().room_members(room).len();
+        Box::pin(async move { Ok(len) })
+    }
+
+    /// The sessions in `room`, across the cluster.
+    fn room_members(&self, room: &str) -> BoxFuture<'_, Result<Vec<SessionId>, ClusterError>> {
+        let members = self.local().room_members(room);
+        Box::pin(async move { Ok(members) })
+    }
 
     /// Queues `payload` for every targeted session, on every node.
     fn broadcast(
         &self,
         payload: Payload,
         target: Target,
-    ) -> BoxFuture<'_, Result<Delivery, ClusterError>>;
+    ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
+        let delivery = self.local().deliver(&payload, &target);
+        Box::pin(async move { Ok(delivery) })
+    }
 
     /// Queues `payload` for the session with this id, wherever it lives.
-    fn send_to(&self, id: SessionId, payload: Payload) -> BoxFuture<'_, Result<(), SendToError>>;
-
-    /// Puts a session of this node in a room (created on first use).
-    fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError>;
-
-    /// Takes a session of this node out of a room.
-    fn leave(&self, id: SessionId, room: &str);
-
-    /// The rooms a session of this node is in.
-    fn rooms_of(&self, id: SessionId) -> Vec<String>;
-
-    /// Changes in this node's membership, as they happen. A receiver that falls behind by
-    /// more than the channel's bound gets `Lagged(n)` with the number it missed.
-    fn membership(&self) -> tokio::sync::broadcast::Receiver<Membership>;
-
-    /// Queues `payload` for this node's sessions for which `filter` returns true, in one pass.
-    fn deliver_local_filtered(
-        &self,
-        payload: &Payload,
-        filter: &dyn Fn(&SessionInfo) -> bool,
-    ) -> Delivery;
+    fn send_to(&self, id: SessionId, payload: Payload) -> BoxFuture<'_, Result<(), SendToError>> {
+        let result = self.local().deliver_to(id, payload);
+        Box::pin(async move { result })
+    }
 }

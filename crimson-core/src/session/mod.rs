@@ -1,16 +1,25 @@
-//! Sessions as the server and its clusters see them: identity, facts about the connection,
-//! and the bounded outgoing queue every message to the session goes through.
+//! Sessions as clusters see them: identity, facts about the connection, and a way to hand
+//! each one a message ([`Deliver`]).
+//!
+//! The server owns each session's bounded outgoing queue; a cluster only offers it messages
+//! through the session's [`SessionHandle`] and reads what happened ([`Queued`] or
+//! [`SendError`]).
 
 mod id;
-mod outbox;
+mod outgoing;
+mod sink;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::close::CloseCode;
+
 pub(crate) use id::random_u64;
 pub use id::{ParseSessionIdError, SessionId};
-pub use outbox::{Ending, Outbox, OverflowPolicy, Queued, SendError};
+pub use outgoing::{Outgoing, SharedPayload};
+pub use sink::MemorySink;
 
 /// Facts about a session that do not change while it lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,22 +36,113 @@ pub struct SessionInfo {
     pub config: String,
 }
 
+/// What a full outgoing queue does with one more message.
+///
+/// A session's outgoing queue is bounded so that a client that stops reading can neither
+/// delay other sessions nor grow the server's memory. Broadcasts and `try_send` apply this
+/// policy at once; a session's own `send().await` waits for room instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// Close the session with 1008 "slow consumer", discarding what it had queued (counted
+    /// as dropped). The default: a client that cannot keep up reconnects and resynchronises.
+    #[default]
+    Disconnect,
+    /// Drop the oldest queued message to make room, counting each drop. Suits feeds where
+    /// only the latest state matters (prices, positions).
+    DropOldest,
+}
+
+/// A message that could not be queued for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The session is closing or gone.
+    Closed,
+    /// The queue was full and the policy is [`OverflowPolicy::Disconnect`]: the session is
+    /// now being closed with 1008.
+    Overflow,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Closed => "the session is closed",
+            Self::Overflow => {
+                "the session's outgoing queue is full: it is being closed as a slow consumer"
+            }
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// How a message was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued with room to spare.
+    Queued,
+    /// Queued after dropping the oldest queued message ([`OverflowPolicy::DropOldest`]).
+    DroppedOldest,
+}
+
+/// How a cluster reaches one session: the server's side of a session's outgoing queue.
+///
+/// Servers implement it (crimson-axum's sessions do); clusters call it. A test or a cluster
+/// backend of your own can use [`MemorySink`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use crimson_core::session::{Deliver, MemorySink, Outgoing, Queued};
+/// use crimson_core::Payload;
+///
+/// let sink = Arc::new(MemorySink::new(8));
+/// let result = sink.deliver(Outgoing::Single(Payload::Text("hi".into())));
+/// assert_eq!(result, Ok(Queued::Queued));
+/// assert_eq!(sink.len(), 1);
+/// ```
+pub trait Deliver: Send + Sync + fmt::Debug + 'static {
+    /// Queues a message now, applying the session's overflow policy if its queue is full.
+    fn deliver(&self, message: Outgoing) -> Result<Queued, SendError>;
+
+    /// Asks the session to close with `code` and `reason` once what is queued has been sent.
+    fn close(&self, code: CloseCode, reason: &str);
+
+    /// Whether the session has stopped accepting messages.
+    fn is_closed(&self) -> bool;
+
+    /// What the session's queue has done so far (all zero for a sink that does not count).
+    fn stats(&self) -> QueueStats {
+        QueueStats::default()
+    }
+}
+
+/// What a session's outgoing queue has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages written to the socket.
+    pub sent: u64,
+    /// Messages dropped: by [`OverflowPolicy::DropOldest`], or discarded when the session
+    /// closed at once or ended with messages still queued.
+    pub dropped: u64,
+    /// Messages waiting now.
+    pub waiting: u64,
+}
+
 /// A live session as a cluster holds it: its facts and its outgoing queue.
 ///
-/// Cloning is cheap and shares the queue.
+/// Cloning is cheap and shares both.
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     info: Arc<SessionInfo>,
-    outbox: Outbox,
+    sink: Arc<dyn Deliver>,
     started: std::time::Instant,
 }
 
 impl SessionHandle {
     /// A handle on a session's facts and queue.
-    pub fn new(info: SessionInfo, outbox: Outbox) -> Self {
+    pub fn new(info: SessionInfo, sink: Arc<dyn Deliver>) -> Self {
         Self {
             info: Arc::new(info),
-            outbox,
+            sink,
             started: std::time::Instant::now(),
         }
     }
@@ -62,8 +162,23 @@ impl SessionHandle {
         &self.info
     }
 
-    /// The session's outgoing queue.
-    pub fn outbox(&self) -> &Outbox {
-        &self.outbox
+    /// Queues a message for the session now (see [`Deliver::deliver`]).
+    pub fn deliver(&self, message: Outgoing) -> Result<Queued, SendError> {
+        self.sink.deliver(message)
+    }
+
+    /// Asks the session to close after what is queued.
+    pub fn close(&self, code: CloseCode, reason: &str) {
+        self.sink.close(code, reason);
+    }
+
+    /// Whether the session has stopped accepting messages.
+    pub fn is_closed(&self) -> bool {
+        self.sink.is_closed()
+    }
+
+    /// What the session's outgoing queue has done so far.
+    pub fn stats(&self) -> QueueStats {
+        self.sink.stats()
     }
 }

@@ -11,7 +11,7 @@
 //! `<sender>: <text>` for each message. Closes and errors go to stderr. At the end of stdin it
 //! waits (up to 10 s) until the server has broadcast back everything it sent, so
 //! `echo hi | chat-client` shows the reply; then, or at once on Ctrl-C, it disconnects with
-//! 1000 and exits once the close is done.
+//! 1000 and exits once the close is done. `--help` prints the usage.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -23,6 +23,19 @@ use crimson_client::{
 use crimson_examples::{arg, flag, proto, ChatMessage, ChatResponse, DEFAULT_ADDR};
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+const USAGE: &str = "\
+usage: chat-client [--url URL] [--name NAME] [--proto]
+
+Sends a greeting and every line typed on stdin to a chat-server, and prints every state change
+and every message it broadcasts. Reconnects when the server goes away.
+
+  --url URL     where the server is (default ws://127.0.0.1:54321/chat, or /chat.proto
+                with --proto; env CRIMSON_URL)
+  --name NAME   who says hello (default chat-client; env CRIMSON_NAME)
+  --proto       speak Protocol Buffers (proto/chat.proto) instead of JSON
+  --help        print this and exit
+";
 
 /// What the client sends, in either codec.
 trait Say: CrimsonMessage {
@@ -65,10 +78,38 @@ impl Heard for proto::ChatResponse {
     }
 }
 
-fn print_message<Down: Heard>(message: Result<Down, crimson_client::Lagged>) {
+/// Messages this client fell behind on and missed, reported at most once a second (a flood
+/// lags many times a second: one line each would bury everything else).
+struct Missed {
+    count: u64,
+    since: Option<tokio::time::Instant>,
+}
+
+impl Missed {
+    fn add(&mut self, count: u64) {
+        self.count += count;
+        let now = tokio::time::Instant::now();
+        if self
+            .since
+            .is_none_or(|at| now - at >= Duration::from_secs(1))
+        {
+            self.flush();
+            self.since = Some(now);
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.count > 0 {
+            eprintln!("missed {} message(s): this client fell behind", self.count);
+            self.count = 0;
+        }
+    }
+}
+
+fn print_message<Down: Heard>(message: Result<Down, crimson_client::Lagged>, missed: &mut Missed) {
     match message {
         Ok(message) => println!("{}: {}", message.from(), message.text()),
-        Err(lagged) => eprintln!("{lagged}"),
+        Err(lagged) => missed.add(lagged.0),
     }
 }
 
@@ -106,11 +147,16 @@ fn send<Up: Say, Down: Heard>(
 }
 
 /// Prints whatever is already waiting on both streams.
-fn drain<Down: Heard>(incoming: &mut Subscription<Down>, events: &mut Subscription<ClientEvent>) {
+fn drain<Down: Heard>(
+    incoming: &mut Subscription<Down>,
+    events: &mut Subscription<ClientEvent>,
+    missed: &mut Missed,
+) {
     use futures_util::FutureExt;
     while let Some(Some(message)) = incoming.next().now_or_never() {
-        print_message(message);
+        print_message(message, missed);
     }
+    missed.flush();
     while let Some(Some(Ok(event))) = events.next().now_or_never() {
         print_event(event);
     }
@@ -125,6 +171,9 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if crimson_examples::help(USAGE) {
+        return Ok(());
+    }
     crimson_examples::init_tracing("error");
 
     let name = arg("name", "CRIMSON_NAME", "chat-client");
@@ -161,6 +210,10 @@ async fn run<Up: Say, Down: Heard>(
     let mut pending = VecDeque::new(); // sent, not yet broadcast back
     send(&client, &mut pending, format!("hello from {name}"));
 
+    let mut missed = Missed {
+        count: 0,
+        since: None,
+    };
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     // Set at the end of stdin: how long to wait for the last echoes.
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -175,7 +228,7 @@ async fn run<Up: Say, Down: Heard>(
                         pending.pop_front();
                     }
                 }
-                print_message(message);
+                print_message(message, &mut missed);
             }
             Some(event) = events.next() => match event {
                 Ok(ClientEvent::State(ConnectionState::Closed)) => {
@@ -184,7 +237,7 @@ async fn run<Up: Say, Down: Heard>(
                     return Ok(());
                 }
                 Ok(event) => print_event(event),
-                Err(lagged) => eprintln!("{lagged}"),
+                Err(lagged) => missed.add(lagged.0),
             },
             line = lines.next_line(), if deadline.is_none() => match line {
                 Ok(Some(line)) if !line.trim().is_empty() => send(&client, &mut pending, line),
@@ -203,6 +256,6 @@ async fn run<Up: Say, Down: Heard>(
 
     // Writes what is still queued, then closes with 1000 and waits for the server's answer.
     client.disconnect(CloseCode::NORMAL, "bye").await?;
-    drain(&mut incoming, &mut events);
+    drain(&mut incoming, &mut events, &mut missed);
     Ok(())
 }

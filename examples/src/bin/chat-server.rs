@@ -5,7 +5,7 @@
 //! `cargo run -p crimson-examples --bin chat-server [-- --addr HOST:PORT] [--redis URL]`
 //! (or `CRIMSON_ADDR=HOST:PORT`, `CRIMSON_REDIS=URL`); it serves `http://127.0.0.1:54321/`
 //! by default, with in-memory clusters. With `--redis redis://HOST:PORT`, every chat server
-//! on that Redis is one chat room.
+//! on that Redis is one chat room. `--help` prints this usage.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,8 +15,26 @@ use axum::routing::get;
 use axum::Router;
 use crimson_axum::cluster::redis::RedisCluster;
 use crimson_axum::cluster::Cluster;
-use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
+use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
 use crimson_examples::{arg, proto, ChatMessage, ChatResponse, DEFAULT_ADDR};
+
+const USAGE: &str = "\
+usage: chat-server [--addr HOST:PORT] [--redis URL]
+
+A chat room: JSON clients at /chat, Protocol Buffers clients at /chat.proto, a browser page
+at /. Every message any client sends reaches every client.
+
+  --addr HOST:PORT   where to listen (default 127.0.0.1:54321; env CRIMSON_ADDR)
+  --redis URL        share the room with every chat server on this Redis, e.g.
+                     redis://127.0.0.1:6379 (default: in memory; env CRIMSON_REDIS)
+  --help             print this and exit
+";
+
+/// The JSON route's config.
+const CHAT: ConfigName<ChatMessage, ChatResponse> = ConfigName::new("chat");
+/// The Protocol Buffers route's config.
+const CHAT_PROTO: ConfigName<proto::ChatMessage, proto::ChatResponse> =
+    ConfigName::new("chat-proto");
 
 /// The chat room: one cluster per codec; what is said reaches both.
 #[derive(Clone)]
@@ -82,6 +100,9 @@ async fn cluster<Down>(redis: &str, prefix: &str) -> std::io::Result<Cluster<Dow
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    if crimson_examples::help(USAGE) {
+        return Ok(());
+    }
     crimson_examples::init_tracing("info,crimson_axum=debug");
 
     let addr = arg("addr", "CRIMSON_ADDR", DEFAULT_ADDR);
@@ -93,35 +114,30 @@ async fn main() -> std::io::Result<()> {
     if !redis.is_empty() {
         tracing::info!(%redis, "sharing the chat through Redis");
     }
-    let json = CrimsonConfig::<ChatMessage, ChatResponse>::new()
+    let json = CrimsonConfig::new()
         .cluster(chat.json.clone())
         .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined (JSON)"))
-        .on_close(|s, code, reason| tracing::info!(id = %s.id, %code, reason, "left"));
-    let protobuf = CrimsonConfig::<proto::ChatMessage, proto::ChatResponse>::new()
+        .on_close(|s, record| tracing::info!(id = %s.id, %record, "left"));
+    let protobuf = CrimsonConfig::new()
         .cluster(chat.proto.clone())
         .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined (Protobuf)"))
-        .on_close(|s, code, reason| tracing::info!(id = %s.id, %code, reason, "left"));
+        .on_close(|s, record| tracing::info!(id = %s.id, %record, "left"));
     let crimson = CrimsonLayer::new()
-        .config("chat", json)
-        .config("chat-proto", protobuf);
-    let shutdown = crimson.shutdown_handle();
+        .config(CHAT, json)
+        .config(CHAT_PROTO, protobuf);
     let app = Router::new()
         .route(
             "/",
             get(|| async { Html(include_str!("../../static/chat.html")) }),
         )
-        .crimson::<ChatMessage, ChatResponse, _, _>("/chat", "chat", chat_json)
-        .crimson::<proto::ChatMessage, proto::ChatResponse, _, _>(
-            "/chat.proto",
-            "chat-proto",
-            chat_proto,
-        )
+        .crimson("/chat", CHAT, chat_json)
+        .crimson("/chat.proto", CHAT_PROTO, chat_proto)
         .layer(crimson)
         .with_state(chat);
 
     let listener = crimson_examples::bind(&addr).await?;
-    let local = axum::serve::Listener::local_addr(&listener)?;
+    let local = listener.local_addr()?;
     println!("chat server on ws://{local}/chat");
     tracing::info!("serving ws://{local}/chat (JSON), ws://{local}/chat.proto (Protobuf), http://{local}/ (browser page); Ctrl-C stops");
-    crimson_examples::serve_until_ctrl_c(listener, app, shutdown).await
+    crimson_examples::serve_until_ctrl_c(listener, app).await
 }

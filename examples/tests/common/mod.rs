@@ -108,3 +108,18 @@ pub(crate) fn client_with(url: &str, args: &[&str]) -> Program {
     client.expect_line("state: connected");
     client
 }
+
+/// The Python with the `websockets` package: `$CRIMSON_PYTHON`, else the virtual environment
+/// `./scripts/test.sh` makes in `target/python-venv` (a system Python may refuse `pip install`,
+/// PEP 668), else `python3`.
+pub(crate) fn python() -> std::path::PathBuf {
+    if let Some(python) = std::env::var_os("CRIMSON_PYTHON") {
+        return python.into();
+    }
+    let venv =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    "python3".into()
+}

@@ -55,13 +55,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use self::wire::Route;
 use super::{
-    BoxFuture, ClusterError, ClusterFull, Delivery, LocalCluster, LocalClusterBuilder, Membership,
-    SendToError, SessionCluster, Target,
+    BoxFuture, ClusterError, ClusterFull, Delivery, LocalCluster, LocalClusterBuilder, SendToError,
+    SessionCluster, Target,
 };
 use crate::message::Payload;
 use crate::session::{SessionHandle, SessionId, SessionInfo};
@@ -136,7 +136,7 @@ impl RedisClusterBuilder {
         let names = Names::new(&self.prefix, node);
         let (presence_tx, presence_rx) = mpsc::unbounded_channel();
         let (subscribed_tx, subscribed_rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Node {
             local,
             names,
             commands,
@@ -239,7 +239,7 @@ pub(crate) enum PresenceOp {
     Resync,
 }
 
-pub(crate) struct Shared {
+pub(crate) struct Node {
     pub(crate) local: LocalCluster,
     pub(crate) names: Names,
     pub(crate) commands: ConnectionManager,
@@ -251,7 +251,7 @@ pub(crate) struct Shared {
     pub(crate) relay_failures: std::sync::atomic::AtomicU64,
 }
 
-impl Shared {
+impl Node {
     /// How long a node's presence outlives its last heartbeat.
     pub(crate) fn heartbeat_ttl_ms(&self) -> u64 {
         (self.heartbeat * 3).as_millis() as u64
@@ -275,7 +275,7 @@ impl Drop for Tasks {
 /// [`leave`](Self::leave) first removes its presence at once.
 #[derive(Clone)]
 pub struct RedisCluster {
-    shared: Arc<Shared>,
+    shared: Arc<Node>,
     /// Held for its `Drop`: the last clone stops the node's tasks.
     _tasks: Arc<Tasks>,
 }
@@ -366,8 +366,8 @@ fn unavailable(local: Delivery, err: redis::RedisError) -> ClusterError {
 }
 
 impl SessionCluster for RedisCluster {
-    fn node_id(&self) -> u64 {
-        self.shared.local.node_id()
+    fn local(&self) -> &LocalCluster {
+        &self.shared.local
     }
 
     fn add(&self, session: SessionHandle) -> Result<(), ClusterFull> {
@@ -380,18 +380,6 @@ impl SessionCluster for RedisCluster {
     fn remove(&self, id: SessionId) {
         self.shared.local.remove(id);
         let _ = self.shared.presence.send(PresenceOp::Remove(id));
-    }
-
-    fn get(&self, id: SessionId) -> Option<SessionHandle> {
-        self.shared.local.get(id)
-    }
-
-    fn local_sessions(&self) -> Vec<SessionInfo> {
-        self.shared.local.local_sessions()
-    }
-
-    fn local_len(&self) -> usize {
-        self.shared.local.local_len()
     }
 
     fn count(&self) -> BoxFuture<'_, Result<usize, ClusterError>> {
@@ -446,29 +434,5 @@ impl SessionCluster for RedisCluster {
                 Err(err) => Err(SendToError::Backend(unavailable(Delivery::default(), err))),
             }
         })
-    }
-
-    fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError> {
-        self.shared.local.join(id, room)
-    }
-
-    fn leave(&self, id: SessionId, room: &str) {
-        self.shared.local.leave(id, room);
-    }
-
-    fn rooms_of(&self, id: SessionId) -> Vec<String> {
-        self.shared.local.rooms_of(id)
-    }
-
-    fn membership(&self) -> broadcast::Receiver<Membership> {
-        self.shared.local.membership()
-    }
-
-    fn deliver_local_filtered(
-        &self,
-        payload: &Payload,
-        filter: &dyn Fn(&SessionInfo) -> bool,
-    ) -> Delivery {
-        self.shared.local.deliver_filtered(payload, filter)
     }
 }

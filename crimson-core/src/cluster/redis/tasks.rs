@@ -9,8 +9,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::wire::{self, Route};
-use super::{PresenceOp, Shared};
-use crate::cluster::SessionCluster;
+use super::{Node, PresenceOp};
 use crate::session::SessionInfo;
 
 /// Redis's own clock, in milliseconds: every node stamps and reads heartbeats with it, so
@@ -33,7 +32,7 @@ fn presence_value(info: &SessionInfo) -> String {
 /// backoff whenever the subscription is lost. A PING every heartbeat on the subscription
 /// notices a connection that died without closing.
 pub(super) async fn subscribe(
-    shared: Weak<Shared>,
+    shared: Weak<Node>,
     client: redis::Client,
     subscribed: watch::Sender<bool>,
     max_backoff: Duration,
@@ -106,7 +105,7 @@ pub(super) async fn subscribe(
 }
 
 /// Delivers one relayed message to this node's sessions.
-fn relay(node: &Shared, message: bytes::Bytes) {
+fn relay(node: &Node, message: bytes::Bytes) {
     let relay = match wire::decode(message) {
         Ok(relay) => relay,
         Err(err) => {
@@ -136,7 +135,7 @@ fn relay(node: &Shared, message: bytes::Bytes) {
 /// burst), refreshes the hash's expiry and the node's heartbeat, and rewrites the whole hash
 /// after any failure or when Redis lost it (restart, eviction).
 pub(super) async fn heartbeat(
-    shared: Weak<Shared>,
+    shared: Weak<Node>,
     mut ops: mpsc::UnboundedReceiver<PresenceOp>,
     every: Duration,
 ) {
@@ -196,7 +195,7 @@ pub(super) async fn heartbeat(
                 .ignore();
             if rewrite {
                 pipe.del(&names.presence).ignore();
-                let sessions = node.local.local_sessions();
+                let sessions = node.local.sessions();
                 for chunk in sessions.chunks(512) {
                     let fields: Vec<(String, String)> = chunk
                         .iter()
@@ -213,7 +212,7 @@ pub(super) async fn heartbeat(
         match beat {
             Ok(refreshed) => {
                 // No hash while this node has sessions: Redis lost it (eviction, flush).
-                let lost = !refreshed && node.local.local_len() > 0;
+                let lost = !refreshed && !node.local.is_empty();
                 if lost && !rewrite {
                     tracing::warn!("this node's presence was missing in Redis: rewriting it");
                 }
@@ -232,7 +231,7 @@ pub(super) async fn heartbeat(
 
 /// Sessions across every live node: the sum of the presence hashes of the nodes whose
 /// heartbeat is recent (by Redis's clock).
-pub(super) async fn cluster_len(node: &Arc<Shared>) -> Result<usize, redis::RedisError> {
+pub(super) async fn cluster_len(node: &Arc<Node>) -> Result<usize, redis::RedisError> {
     let mut conn = node.commands.clone();
     let now = redis_now_ms(&mut conn).await?;
     let live: Vec<String> = redis::cmd("ZRANGEBYSCORE")
@@ -242,7 +241,7 @@ pub(super) async fn cluster_len(node: &Arc<Shared>) -> Result<usize, redis::Redi
         .query_async(&mut conn)
         .await?;
     if live.is_empty() {
-        return Ok(node.local.local_len());
+        return Ok(node.local.len());
     }
     let mut pipe = redis::pipe();
     for id in &live {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crimson_examples::measure;
+use crimson_bench::measure;
 
 use crate::server::ServerStats;
 

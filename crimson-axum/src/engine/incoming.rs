@@ -92,27 +92,20 @@ impl<T> Sender<T> {
         Ok(())
     }
 
-    /// Queues `value`, waiting for room; hands it back when the receiver is gone.
-    pub(crate) async fn send(&self, value: T) -> Result<(), T> {
-        let mut value = Some(value);
-        poll_fn(|cx| {
-            let mut state = self.chan.state();
-            let taken = value.take().expect("polled after completion");
-            if !state.receiver_alive {
-                return Poll::Ready(Err(taken));
-            }
-            if state.queue.len() >= state.capacity {
-                value = Some(taken);
-                register(&mut state.sender, cx);
-                return Poll::Pending;
-            }
-            state.queue.push_back(taken);
-            let receiver = state.receiver.take();
-            drop(state);
-            wake(receiver);
-            Poll::Ready(Ok(()))
-        })
-        .await
+    /// How many more messages fit now: `Ready(Some(n))` with `n > 0`, `Ready(None)` once the
+    /// receiver is gone, `Pending` while the queue is full (the receiver wakes the caller when
+    /// it takes one).
+    pub(crate) fn poll_room(&self, cx: &mut Context<'_>) -> Poll<Option<usize>> {
+        let mut state = self.chan.state();
+        if !state.receiver_alive {
+            return Poll::Ready(None);
+        }
+        let room = state.capacity.saturating_sub(state.queue.len());
+        if room == 0 {
+            register(&mut state.sender, cx);
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(room))
     }
 }
 
@@ -185,6 +178,7 @@ impl<T> Drop for Receiver<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::poll_fn;
     use std::time::Duration;
 
     use super::*;
@@ -204,27 +198,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn full_queue_hands_the_message_back_and_send_waits_for_room() {
+    async fn full_queue_hands_the_message_back_and_room_is_signalled() {
         let (tx, mut rx) = channel(1);
         tx.try_send(1).unwrap();
         assert!(matches!(tx.try_send(2), Err(TrySendError::Full(2))));
         let sender = tokio::spawn(async move {
-            tx.send(2).await.unwrap();
-            tx
+            let room = poll_fn(|cx| tx.poll_room(cx)).await;
+            (tx, room)
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(
-            !sender.is_finished(),
-            "send must wait while the queue is full"
-        );
+        assert!(!sender.is_finished(), "no room while the queue is full");
         assert_eq!(rx.recv().await, Some(1));
-        let tx = tokio::time::timeout(Duration::from_secs(5), sender)
+        let (tx, room) = tokio::time::timeout(Duration::from_secs(5), sender)
             .await
             .expect("a receive makes room and wakes the sender")
             .unwrap();
-        assert_eq!(rx.recv().await, Some(2));
-        drop(tx);
-        assert_eq!(rx.recv().await, None);
+        assert_eq!(room, Some(1));
+        drop(rx);
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Closed(3))));
     }
 
     #[tokio::test]
@@ -238,13 +229,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dropped_receiver_fails_sends_and_wakes_a_waiting_sender() {
+    async fn a_dropped_receiver_wakes_a_waiting_sender() {
         let (tx, rx) = channel(1);
         tx.try_send(String::from("queued")).unwrap();
-        let sender = tokio::spawn(async move { tx.send(String::from("waiting")).await });
+        let sender = tokio::spawn(async move { poll_fn(|cx| tx.poll_room(cx)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(rx);
-        assert_eq!(sender.await.unwrap(), Err(String::from("waiting")));
+        assert_eq!(sender.await.unwrap(), None);
     }
 
     #[test]

@@ -45,7 +45,9 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 use crimson_axum::cluster::Cluster;
-use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt};
+use crimson_axum::{
+    ConfigName, CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt,
+};
 use crimson_examples::arg;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -108,25 +110,34 @@ async fn crimson_publisher(
     }
 }
 
+const SUB: ConfigName<Tick, Tick> = ConfigName::new("sub");
+const PUB: ConfigName<Tick, Tick> = ConfigName::new("pub");
+const ECHO: ConfigName<Echo, Echo> = ConfigName::new("echo");
+
+/// Crimson's defaults, but for the inbound rate limits: the scenarios flood on purpose (raw
+/// axum has no limits to compare with).
+fn crimson_config<Up: CrimsonMessage, Down: CrimsonMessage>() -> CrimsonConfig<Up, Down> {
+    CrimsonConfig::new()
+        .inbound_rate(None)
+        .inbound_bandwidth(None)
+}
+
 fn crimson_app(scenario: &str) -> Router {
     match scenario {
         "broadcast" => {
             let subscribers = Cluster::<Tick>::local();
             let layer = CrimsonLayer::new()
-                .config(
-                    "sub",
-                    CrimsonConfig::<Tick, Tick>::new().cluster(subscribers.clone()),
-                )
-                .config("pub", CrimsonConfig::<Tick, Tick>::new());
+                .config(SUB, crimson_config().cluster(subscribers.clone()))
+                .config(PUB, crimson_config());
             Router::new()
-                .crimson::<Tick, Tick, _, _>("/sub", "sub", crimson_subscriber)
-                .crimson::<Tick, Tick, _, _>("/pub", "pub", crimson_publisher)
+                .crimson("/sub", SUB, crimson_subscriber)
+                .crimson("/pub", PUB, crimson_publisher)
                 .layer(layer)
                 .with_state(subscribers)
         }
         _ => Router::new()
-            .crimson::<Echo, Echo, _, _>("/echo", "echo", crimson_echo)
-            .layer(CrimsonLayer::new().config("echo", CrimsonConfig::<Echo, Echo>::new())),
+            .crimson("/echo", ECHO, crimson_echo)
+            .layer(CrimsonLayer::new().config(ECHO, crimson_config())),
     }
 }
 

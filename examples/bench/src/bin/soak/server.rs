@@ -18,14 +18,15 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use crimson_axum::cluster::{Cluster, LocalCluster};
-use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
+use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
+
+const SOAK: ConfigName<Tick, Tick> = ConfigName::new("soak");
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::MissedTickBehavior;
@@ -99,7 +100,7 @@ fn snapshot(cluster: &Cluster<Tick>, counters: &Counters) -> ServerStats {
         failed: counters.failed.load(Ordering::Relaxed),
         broadcast_errors: counters.broadcast_errors.load(Ordering::Relaxed),
         slowest_broadcast_us: counters.slowest_broadcast_us.load(Ordering::Relaxed),
-        sessions: cluster.local_len(),
+        sessions: cluster.node().len(),
         connected: counters.connected.load(Ordering::Relaxed),
         closed: counters
             .closed
@@ -114,12 +115,12 @@ fn snapshot(cluster: &Cluster<Tick>, counters: &Counters) -> ServerStats {
             .clone(),
         ..ServerStats::default()
     };
-    for info in cluster.local_sessions() {
-        if let Some(session) = cluster.get(info.id) {
-            let outbox = session.outbox();
-            stats.outbox_sent += outbox.sent();
-            stats.outbox_dropped += outbox.dropped();
-            stats.outbox_waiting += outbox.len() as u64;
+    for info in cluster.node().sessions() {
+        if let Some(session) = cluster.node().get(info.id) {
+            let queue = session.stats();
+            stats.outbox_sent += queue.sent;
+            stats.outbox_dropped += queue.dropped;
+            stats.outbox_waiting += queue.waiting;
         }
     }
     stats
@@ -141,11 +142,11 @@ async fn broadcast(
     period: Duration,
 ) {
     let deadline = Instant::now() + JOIN_TIMEOUT;
-    while cluster.local_len() < sessions {
+    while cluster.node().len() < sessions {
         if Instant::now() >= deadline {
             println!(
                 "error only {} of {sessions} sessions joined the cluster within {JOIN_TIMEOUT:?}",
-                cluster.local_len()
+                cluster.node().len()
             );
             return;
         }
@@ -196,7 +197,7 @@ pub(crate) async fn serve(period: Duration) -> io::Result<()> {
     let counters = Arc::new(Counters::default());
     let cluster: Cluster<Tick> = Cluster::new(LocalCluster::new());
     // Crimson's defaults, plus hooks that count what happens to the sessions.
-    let config = CrimsonConfig::<Tick, Tick>::new()
+    let config = CrimsonConfig::new()
         .cluster(cluster.clone())
         .on_connect({
             let counters = counters.clone();
@@ -206,9 +207,9 @@ pub(crate) async fn serve(period: Duration) -> io::Result<()> {
         })
         .on_close({
             let counters = counters.clone();
-            move |_, code, _| {
+            move |_, record| {
                 let mut closed = counters.closed.lock().unwrap_or_else(|e| e.into_inner());
-                *closed.entry(code.as_u16()).or_default() += 1;
+                *closed.entry(record.code.as_u16()).or_default() += 1;
             }
         })
         .on_error({
@@ -225,16 +226,15 @@ pub(crate) async fn serve(period: Duration) -> io::Result<()> {
             }
         });
     let app = Router::new()
-        .crimson::<Tick, Tick, _, _>("/soak", "soak", listen)
-        .layer(CrimsonLayer::new().config("soak", config));
+        .crimson("/soak", SOAK, listen)
+        .layer(CrimsonLayer::new().config(SOAK, config));
     let listener = crimson_examples::bind("127.0.0.1:0").await?;
-    println!("{}", axum::serve::Listener::local_addr(&listener)?);
+    println!("{}", listener.local_addr()?);
     tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
+        // The soak's clients all come from a few loopback addresses.
+        let served = crimson_axum::serve(listener, app)
+            .max_connections_per_ip(None)
+            .await;
         if let Err(err) = served {
             eprintln!("soak server: {err}");
             std::process::exit(1);

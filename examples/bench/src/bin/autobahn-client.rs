@@ -35,8 +35,8 @@ fn client(url: String) -> Result<CrimsonClient<Payload, Payload>, Box<dyn Error>
         .without_heartbeat()
         .connect_timeout(Duration::from_secs(30))
         .max_message_size(MAX_SIZE)
-        .outbox_capacity(QUEUE)
-        .incoming_capacity(QUEUE)
+        .outgoing_queue(QUEUE)
+        .incoming_queue(QUEUE)
         .build()?)
 }
 

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{unix_micros, Tick};
 
-use crimson_examples::measure;
+use crimson_bench::measure;
 
 pub(crate) use measure::Ws;
 

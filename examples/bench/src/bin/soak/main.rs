@@ -174,7 +174,7 @@ async fn soak(options: &Options) -> io::Result<Run> {
     server.expect("started", Duration::from_secs(40)).await?;
     let start = Instant::now();
     let cpu_start = server.cpu()?;
-    let own_cpu_start = crimson_examples::measure::cpu_time("self")?;
+    let own_cpu_start = crimson_bench::measure::cpu_time("self")?;
     let rss_connected_kib = server.rss_kib()?;
     eprintln!(
         "soak: {} connections in {connect_secs:.1} s; {count} broadcasts, one every {:?}",
@@ -202,7 +202,7 @@ async fn soak(options: &Options) -> io::Result<Run> {
     };
     let window_secs = start.elapsed().as_secs_f64();
     let cpu = server.cpu()?.saturating_sub(cpu_start);
-    let own_cpu = crimson_examples::measure::cpu_time("self")?.saturating_sub(own_cpu_start);
+    let own_cpu = crimson_bench::measure::cpu_time("self")?.saturating_sub(own_cpu_start);
     cpu_samples.push((window_secs, cpu.as_secs_f64()));
     let at_done: ServerStats = serde_json::from_str(&done).map_err(io::Error::other)?;
 
@@ -305,7 +305,7 @@ async fn main() -> ExitCode {
         )
     };
     // Before the run: the binary measures the tree as it was built.
-    let source = crimson_examples::measure::source_state();
+    let source = crimson_bench::measure::source_state();
     let run = match soak(&options).await {
         Ok(run) => run,
         Err(err) => {

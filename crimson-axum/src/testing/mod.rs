@@ -29,14 +29,16 @@
 //! # }
 //! ```
 
+#[cfg(feature = "redis")]
+mod redis;
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use crimson_core::__ws::{as_payload, into_message};
-use crimson_core::{CloseCode, CrimsonMessage, DecodeError, EncodeError, Payload};
+use crimson_core::{CloseCode, CrimsonMessage, DecodeError, EncodeError, Payload, PayloadRef};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -44,7 +46,16 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// A router served on `127.0.0.1:0` for the length of a test; dropping it stops the server.
+#[cfg(feature = "redis")]
+pub use redis::RedisServer;
+
+/// A router served on `127.0.0.1:0` for the length of a test, by [`serve`](crate::serve).
+///
+/// Dropping it stops the server: it stops accepting, its Crimson sessions are closed with 1001
+/// and, after a short grace period (1 s), dropped.
+///
+/// [`connect`](Self::connect) returns once the upgrade is complete, and by then the session is
+/// in its cluster: a broadcast made right after `connect` reaches it.
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
@@ -59,17 +70,16 @@ impl TestServer {
     /// If no loopback port can be bound.
     pub async fn new(app: Router) -> Self {
         let listener = crate::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-        let addr = axum::serve::Listener::local_addr(&listener).expect("local address");
+        let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            let served = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
+            let served = crate::serve(listener, app)
+                .max_connections_per_ip(None)
+                .grace(Duration::from_secs(1))
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
             if let Err(err) = served {
                 tracing::error!(error = %err, "test server failed");
             }
@@ -209,8 +219,12 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> TestConnection<Up, Down> {
 
     /// Sends any payload, typed or not (to test bad input).
     pub async fn send_raw(&mut self, payload: Payload) -> Result<(), TestError> {
+        let message = match payload {
+            Payload::Text(text) => Message::Text(text.as_str().into()),
+            Payload::Binary(bytes) => Message::Binary(bytes),
+        };
         self.ws
-            .send(into_message(payload))
+            .send(message)
             .await
             .map_err(|err| TestError::Protocol(err.to_string()))
     }
@@ -224,11 +238,13 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> TestConnection<Up, Down> {
                     let (code, reason) = close_parts(frame);
                     return Err(TestError::Closed(code, reason));
                 }
-                message => {
-                    if let Some(payload) = as_payload(&message) {
-                        return Down::decode(payload).map_err(TestError::Decode);
-                    }
+                Message::Text(text) => {
+                    return Down::decode(PayloadRef::Text(text.as_str())).map_err(TestError::Decode)
                 }
+                Message::Binary(bytes) => {
+                    return Down::decode(PayloadRef::Binary(&bytes)).map_err(TestError::Decode)
+                }
+                _ => {}
             }
         }
     }

@@ -428,7 +428,7 @@ async fn main() -> io::Result<()> {
         .skip(1)
         .fold(String::from("bench"), |line, arg| line + " " + &arg);
     // Before the run: the binaries measure the tree as it was built.
-    let source = crimson_examples::measure::source_state();
+    let source = crimson_bench::measure::source_state();
     eprintln!("bench: {options:?}");
 
     let mut results = Vec::new();

@@ -11,7 +11,11 @@
 //! frames of up to 16 MiB (section 9).
 
 use axum::Router;
-use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonSession, Payload, RouterExt};
+use crimson_axum::{
+    ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, Deflate, Payload, RouterExt,
+};
+
+const ECHO: ConfigName<Payload, Payload> = ConfigName::new("echo");
 
 /// The largest message and frame accepted: the suite's largest are 16 MiB.
 const MAX_SIZE: usize = 32 << 20;
@@ -31,17 +35,22 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
-    let config = CrimsonConfig::<Payload, Payload>::new()
+    let config = CrimsonConfig::new()
         .max_message_size(MAX_SIZE)
-        .max_frame_size(MAX_SIZE);
-    let crimson = CrimsonLayer::new().config("echo", config);
-    let shutdown = crimson.shutdown_handle();
-    let app = Router::new()
-        .crimson::<Payload, Payload, _, _>("/", "echo", echo)
-        .layer(crimson);
+        .max_unfinished_bytes(MAX_SIZE * 4)
+        // The suite floods: its cases are about the protocol, not about rate limits.
+        .inbound_rate(None)
+        .inbound_bandwidth(None)
+        .compression(Deflate::new());
+    let crimson = CrimsonLayer::new().config(ECHO, config);
+    let app = Router::new().crimson("/", ECHO, echo).layer(crimson);
 
     let listener = crimson_examples::bind(&addr).await?;
     let local = axum::serve::Listener::local_addr(&listener)?;
     println!("ws://{local}/");
-    crimson_examples::serve_until_ctrl_c(listener, app, shutdown).await
+    crimson_axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
 }

@@ -1,0 +1,340 @@
+//! One session, driven by one task: its connection's reader and writer, its heartbeat and
+//! timers, its handler, and its ending.
+//!
+//! The handler is polled by the session's own task, so a message goes from the socket to the
+//! handler and its reply back to the socket without waking another task. Each step is a file:
+//!
+//! - [`read`]: socket → decode → the handler's input (bounded, rate-limited);
+//! - [`write`]: the outgoing queue → frames → socket, flushed once per batch;
+//! - [`timers`]: heartbeat, stalled writes, the close and grace deadlines, on one timer;
+//! - [`ending`]: the state machine every way of ending goes through;
+//! - [`outbox`] and [`incoming`]: the two bounded queues.
+
+pub(crate) mod ending;
+pub(crate) mod incoming;
+pub(crate) mod outbox;
+mod rate;
+mod read;
+mod timers;
+mod write;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crimson_core::session::Outgoing;
+use crimson_core::transport::Transport;
+use crimson_core::CloseCode;
+use tokio::time::{Instant, Sleep};
+
+use self::ending::{Action, Ending, Event, Phase};
+use self::outbox::{EndRequest, OutboxReceiver};
+use self::rate::Limiter;
+use crate::config::Settings;
+use crate::error::SessionError;
+use crate::session::SessionState;
+
+/// A handler's future, with its extractors already run.
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How many rounds of work one poll does before it yields to other tasks.
+const ROUNDS: usize = 16;
+/// How many messages one round moves from the outgoing queue to the socket's write queue.
+const BATCH: usize = 64;
+
+/// What the session's task holds until it ends, each released on drop: its place in the
+/// cluster, the live counts.
+pub(crate) type Guards = Box<dyn Send + Sync>;
+
+/// One session's task.
+pub(crate) struct Task<T, Up> {
+    conn: Option<T>,
+    shared: Arc<SessionState>,
+    settings: Arc<Settings>,
+    outbox: OutboxReceiver,
+    input: Option<incoming::Sender<Up>>,
+    handler: Option<HandlerFuture>,
+    ending: Ending,
+    events: Vec<Event>,
+    batch: Vec<Outgoing>,
+    /// Messages handed to the connection and not yet flushed.
+    in_flight: u64,
+    /// Our close, once the outgoing queue is written.
+    close_pending: Option<(CloseCode, String)>,
+    close_queued: bool,
+    close_written: bool,
+    /// The socket is not read any more (the peer's close arrived, or reading failed).
+    read_done: bool,
+    /// Reading waits for the handler to take a message (its pongs wait unread too).
+    held: bool,
+    limiter: Option<Limiter>,
+    /// Messages that arrived after the handler's input ended.
+    unread: u64,
+    timer: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+    next_ping: Option<Instant>,
+    ping_sent: Option<Instant>,
+    stall_since: Option<Instant>,
+    /// The grace time (draining) or the close handshake's deadline.
+    deadline: Option<Instant>,
+    resume_at: Option<Instant>,
+    idle_until: Option<Instant>,
+    handler_until: Option<Instant>,
+    guards: Option<Guards>,
+}
+
+impl<T, Up> Task<T, Up>
+where
+    T: Transport,
+    Up: crimson_core::CrimsonMessage,
+{
+    /// A session over `conn`, its handler not started yet (`handler` is `None` for a session
+    /// refused after the upgrade: `refusal` is its close).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        conn: T,
+        shared: Arc<SessionState>,
+        settings: Arc<Settings>,
+        outbox: OutboxReceiver,
+        input: incoming::Sender<Up>,
+        handler: Option<HandlerFuture>,
+        guards: Guards,
+    ) -> Self {
+        let now = Instant::now();
+        let next_ping = settings.heartbeat.map(|(interval, _)| now + interval);
+        let idle_until = settings.idle_timeout.map(|timeout| now + timeout);
+        let limiter = Limiter::new(settings.inbound_messages, settings.inbound_bytes, now);
+        Self {
+            conn: Some(conn),
+            shared,
+            outbox,
+            input: Some(input),
+            handler,
+            ending: Ending::new(),
+            events: Vec::new(),
+            batch: Vec::new(),
+            in_flight: 0,
+            close_pending: None,
+            close_queued: false,
+            close_written: false,
+            read_done: false,
+            held: false,
+            limiter,
+            unread: 0,
+            timer: Box::pin(tokio::time::sleep_until(now + timers::FAR)),
+            armed: None,
+            next_ping,
+            ping_sent: None,
+            stall_since: None,
+            deadline: None,
+            resume_at: None,
+            idle_until,
+            handler_until: None,
+            guards: Some(guards),
+            settings,
+        }
+    }
+
+    /// Refuses the session right after the upgrade (a connection limit): closes at once.
+    pub(crate) fn refuse(&mut self, code: CloseCode, reason: &str) {
+        self.events.push(Event::Requested(EndRequest::CloseNow(
+            code,
+            reason.to_owned(),
+        )));
+    }
+
+    /// Moves the outgoing queue's end requests (close, terminate, overflow) to the ending.
+    fn take_requests(&mut self) -> bool {
+        match self.outbox.take_request() {
+            Some(request) => {
+                self.events.push(Event::Requested(request));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Polls the handler, catching a panic.
+    fn poll_handler(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(handler) = self.handler.as_mut() else {
+            return false;
+        };
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(cx)));
+        match polled {
+            Ok(Poll::Pending) => false,
+            Ok(Poll::Ready(())) => {
+                self.handler = None;
+                self.handler_until = None;
+                self.events.push(Event::HandlerReturned);
+                true
+            }
+            Err(panic) => {
+                self.handler = None;
+                self.handler_until = None;
+                let message = panic_message(panic);
+                tracing::error!(panic = %message, "session handler panicked");
+                self.settings
+                    .report(&self.shared.info, &SessionError::HandlerPanic(message));
+                self.events.push(Event::HandlerPanicked);
+                true
+            }
+        }
+    }
+
+    /// Runs the events gathered so far through the ending, and does what it says.
+    fn apply_events(&mut self, now: Instant) {
+        while !self.events.is_empty() {
+            let events = std::mem::take(&mut self.events);
+            for event in events {
+                let written = event == Event::CloseWritten;
+                for action in self.ending.on(event) {
+                    self.apply(action, now);
+                }
+                // Our close is out but the socket cannot be read: no answer can arrive.
+                if written && self.read_done && self.ending.phase() == Phase::CloseSent {
+                    self.events.push(Event::TimedOut);
+                }
+            }
+        }
+        if self.shared.record.get().is_none() {
+            if let Some(record) = self.ending.record() {
+                let _ = self.shared.record.set(record.clone());
+            }
+        }
+    }
+
+    fn apply(&mut self, action: Action, now: Instant) {
+        match action {
+            Action::EndInput => {
+                self.input = None;
+                self.idle_until = None;
+            }
+            Action::SendClose {
+                code,
+                reason,
+                discard,
+            } => {
+                self.outbox.stop_accepting();
+                if discard {
+                    self.outbox.discard();
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.close_now(code, &reason);
+                        self.close_queued = true;
+                    }
+                    self.outbox
+                        .record_dropped(std::mem::take(&mut self.in_flight));
+                } else {
+                    self.close_pending = Some((code, reason));
+                }
+            }
+            Action::StartGrace | Action::StartCloseTimer => {
+                self.deadline = Some(now + self.settings.close_timeout);
+            }
+            Action::Drop => {
+                if let Some(conn) = self.conn.take() {
+                    drop(conn);
+                    self.outbox.stop_accepting();
+                    self.outbox.discard();
+                    self.outbox
+                        .record_dropped(std::mem::take(&mut self.in_flight));
+                    // Out of the cluster now: nothing more is queued for a dead session.
+                    self.guards = None;
+                    self.deadline = None;
+                    self.stall_since = None;
+                    self.next_ping = None;
+                    self.ping_sent = None;
+                    self.resume_at = None;
+                    if self.handler.is_some() {
+                        self.handler_until = Some(now + self.settings.close_timeout);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether everything is over: the connection dropped and the handler done.
+    fn finished(&self) -> bool {
+        self.conn.is_none() && self.handler.is_none()
+    }
+
+    /// The session is over: say so.
+    fn finish(&mut self) {
+        let record = self
+            .shared
+            .record
+            .get_or_init(|| self.ending.record().cloned().unwrap_or_else(dropped_record))
+            .clone();
+        if self.unread > 0 {
+            tracing::debug!(
+                unread = self.unread,
+                "messages arrived after the handler's input ended"
+            );
+        }
+        tracing::debug!(
+            code = record.code.as_u16(),
+            reason = %record.reason,
+            by = %record.by,
+            "session closed"
+        );
+        if let Some(hook) = &self.settings.on_close {
+            hook(&self.shared.info, &record);
+        }
+    }
+}
+
+fn dropped_record() -> crimson_core::CloseRecord {
+    crimson_core::CloseRecord {
+        code: CloseCode::ABNORMAL,
+        reason: "connection dropped".into(),
+        by: crimson_core::ClosedBy::Failure,
+    }
+}
+
+impl<T, Up> Future for Task<T, Up>
+where
+    T: Transport + Unpin,
+    Up: crimson_core::CrimsonMessage,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        for _ in 0..ROUNDS {
+            let now = Instant::now();
+            let mut progress = this.take_requests();
+            this.apply_events(now);
+            progress |= this.read(cx, now);
+            this.apply_events(now);
+            progress |= this.poll_handler(cx);
+            this.apply_events(now);
+            progress |= this.write(cx, now);
+            this.apply_events(now);
+            progress |= this.timers(cx, now);
+            this.apply_events(now);
+            if this.finished() {
+                this.finish();
+                return Poll::Ready(());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Plenty left to do: let other tasks run first.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl<T, Up> Unpin for Task<T, Up> {}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-text panic payload".to_owned()
+    }
+}

@@ -1,0 +1,540 @@
+//! A session's bounded outgoing queue: many producers ([`OutboxSender`], cloneable: the
+//! handler, broadcasts, other tasks), one writer ([`OutboxReceiver`], not cloneable: the
+//! session's task). "One writer" is a fact of the types.
+//!
+//! Producers also ask the session to end through it ([`EndRequest`]); the session's
+//! [`Ending`](super::ending::Ending) decides what a request does.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use crimson_core::session::{Deliver, Outgoing, OverflowPolicy, QueueStats, Queued, SendError};
+use crimson_core::CloseCode;
+use tokio::sync::Notify;
+
+/// Past this many slots a drained queue is shrunk back.
+const SHRINK_ABOVE: usize = 64;
+
+/// How a producer asks the session to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EndRequest {
+    /// Send what is queued, then close with this code and reason.
+    Close(CloseCode, String),
+    /// Discard what is queued and close at once (a slow consumer).
+    CloseNow(CloseCode, String),
+    /// Drop the connection without a close frame.
+    Terminate,
+}
+
+impl EndRequest {
+    fn urgency(&self) -> u8 {
+        match self {
+            Self::Close(..) => 0,
+            Self::CloseNow(..) => 1,
+            Self::Terminate => 2,
+        }
+    }
+}
+
+/// A new bounded queue.
+pub(crate) fn outbox(capacity: usize, policy: OverflowPolicy) -> (OutboxSender, OutboxReceiver) {
+    let inner = Arc::new(Inner {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            request: None,
+            closed: false,
+            pushed: 0,
+            writer: None,
+            room_waiters: 0,
+        }),
+        room: Notify::new(),
+        flushed: Notify::new(),
+        capacity: capacity.max(1),
+        policy,
+        dropped: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        flush_waiters: AtomicUsize::new(0),
+    });
+    (
+        OutboxSender {
+            inner: inner.clone(),
+        },
+        OutboxReceiver { inner },
+    )
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Wakes producers waiting for room (only when `room_waiters` says some are).
+    room: Notify,
+    /// Wakes callers of `flushed` (only when `flush_waiters` says some are).
+    flushed: Notify,
+    capacity: usize,
+    policy: OverflowPolicy,
+    dropped: AtomicU64,
+    sent: AtomicU64,
+    /// Callers waiting in `flushed`; updated and read sequentially consistently with `sent`
+    /// and `dropped`, so a waiter either sees a count or is notified of it.
+    flush_waiters: AtomicUsize,
+}
+
+struct State {
+    /// Allocated on the first push, shrunk after a backlog: an idle session's queue costs
+    /// nothing.
+    queue: VecDeque<Outgoing>,
+    /// The most urgent end request not yet taken by the writer.
+    request: Option<EndRequest>,
+    /// The writer stopped taking messages: nothing more is accepted.
+    closed: bool,
+    /// Messages accepted so far: each ends up sent or dropped.
+    pushed: u64,
+    /// The writer, woken by a push or a request.
+    writer: Option<Waker>,
+    /// Producers waiting in `push` for room.
+    room_waiters: usize,
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding the lock; recover the state all the same.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn notify_flushed(&self) {
+        if self.flush_waiters.load(Ordering::SeqCst) > 0 {
+            self.flushed.notify_waiters();
+        }
+    }
+
+    fn notify_room(&self, waiters: usize) {
+        if waiters > 0 {
+            self.room.notify_waiters();
+        }
+    }
+}
+
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// The producers' side: cloneable.
+#[derive(Clone)]
+pub(crate) struct OutboxSender {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for OutboxSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.state();
+        f.debug_struct("Outbox")
+            .field("queued", &state.queue.len())
+            .field("capacity", &self.inner.capacity)
+            .field("policy", &self.inner.policy)
+            .field("closed", &(state.closed || state.request.is_some()))
+            .field("dropped", &self.inner.dropped.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl OutboxSender {
+    /// Queues `message` now, applying the overflow policy if the queue is full.
+    pub(crate) fn try_push(&self, message: Outgoing) -> Result<Queued, SendError> {
+        let mut state = self.inner.state();
+        if state.closed || state.request.is_some() {
+            return Err(SendError::Closed);
+        }
+        let queued = if state.queue.len() < self.inner.capacity {
+            Queued::Queued
+        } else {
+            match self.inner.policy {
+                OverflowPolicy::DropOldest => {
+                    state.queue.pop_front();
+                    self.inner.dropped.fetch_add(1, Ordering::SeqCst);
+                    self.inner.notify_flushed();
+                    Queued::DroppedOldest
+                }
+                OverflowPolicy::Disconnect => {
+                    let reason =
+                        format!("slow consumer: {} messages were waiting", state.queue.len());
+                    state.request = Some(EndRequest::CloseNow(CloseCode::POLICY, reason));
+                    let writer = state.writer.take();
+                    let waiters = state.room_waiters;
+                    drop(state);
+                    wake(writer);
+                    self.inner.notify_room(waiters);
+                    return Err(SendError::Overflow);
+                }
+            }
+        };
+        state.queue.push_back(message);
+        state.pushed += 1;
+        let writer = state.writer.take();
+        drop(state);
+        wake(writer);
+        Ok(queued)
+    }
+
+    /// Queues `message`, waiting while the queue is full; fails once the session is closing.
+    pub(crate) async fn push(&self, message: Outgoing) -> Result<(), SendError> {
+        let mut message = Some(message);
+        let mut waiting: Option<RoomWaiter<'_>> = None;
+        loop {
+            // Enabled before the check: a writer that makes room after it wakes this wait.
+            let room = self.inner.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut state = self.inner.state();
+                if state.closed || state.request.is_some() {
+                    return Err(SendError::Closed);
+                }
+                if state.queue.len() < self.inner.capacity {
+                    state
+                        .queue
+                        .push_back(message.take().expect("pushed only once"));
+                    state.pushed += 1;
+                    let writer = state.writer.take();
+                    drop(state);
+                    wake(writer);
+                    return Ok(());
+                }
+                if waiting.is_none() {
+                    state.room_waiters += 1;
+                    waiting = Some(RoomWaiter(&self.inner));
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Asks the session to end. A more urgent request replaces a less urgent one that the
+    /// writer has not taken yet; otherwise the first one stands. Returns whether it took.
+    pub(crate) fn request_end(&self, request: EndRequest) -> bool {
+        let mut state = self.inner.state();
+        if state.closed {
+            return false;
+        }
+        let takes = state
+            .request
+            .as_ref()
+            .is_none_or(|current| request.urgency() > current.urgency());
+        if takes {
+            state.request = Some(request);
+            let writer = state.writer.take();
+            let waiters = state.room_waiters;
+            drop(state);
+            wake(writer);
+            self.inner.notify_room(waiters);
+        }
+        takes
+    }
+
+    /// Whether the queue has stopped accepting messages.
+    pub(crate) fn is_closed(&self) -> bool {
+        let state = self.inner.state();
+        state.closed || state.request.is_some()
+    }
+
+    /// Waits until everything queued before the call has been written to the socket (or
+    /// dropped, and counted so), or the queue has closed. Later pushes do not delay it.
+    pub(crate) async fn flushed(&self) {
+        let target = self.inner.state().pushed;
+        self.inner.flush_waiters.fetch_add(1, Ordering::SeqCst);
+        let _counted = FlushWaiter(&self.inner);
+        loop {
+            let flushed = self.inner.flushed.notified();
+            tokio::pin!(flushed);
+            flushed.as_mut().enable();
+            {
+                let state = self.inner.state();
+                let settled = self.inner.sent.load(Ordering::SeqCst)
+                    + self.inner.dropped.load(Ordering::SeqCst);
+                if state.closed || settled >= target {
+                    return;
+                }
+            }
+            flushed.await;
+        }
+    }
+
+    /// Messages dropped so far (overflow, or discarded when the session ended).
+    #[cfg(test)]
+    fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Messages written so far.
+    #[cfg(test)]
+    fn sent(&self) -> u64 {
+        self.inner.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// Keeps `room_waiters` right however the wait ends.
+struct RoomWaiter<'a>(&'a Inner);
+
+impl Drop for RoomWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.state().room_waiters -= 1;
+    }
+}
+
+/// Keeps `flush_waiters` right however the wait ends.
+struct FlushWaiter<'a>(&'a Inner);
+
+impl Drop for FlushWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.flush_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Deliver for OutboxSender {
+    fn deliver(&self, message: Outgoing) -> Result<Queued, SendError> {
+        self.try_push(message)
+    }
+
+    fn close(&self, code: CloseCode, reason: &str) {
+        self.request_end(EndRequest::Close(
+            code,
+            crimson_core::close::truncate_reason(reason).into_owned(),
+        ));
+    }
+
+    fn is_closed(&self) -> bool {
+        OutboxSender::is_closed(self)
+    }
+
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            sent: self.inner.sent.load(Ordering::Relaxed),
+            dropped: self.inner.dropped.load(Ordering::Relaxed),
+            waiting: self.inner.state().queue.len() as u64,
+        }
+    }
+}
+
+/// The writer's side: one per queue, owned by the session's task.
+pub(crate) struct OutboxReceiver {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for OutboxReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboxReceiver").finish_non_exhaustive()
+    }
+}
+
+impl OutboxReceiver {
+    /// Moves up to `max` queued messages into `batch`. When there are none and no request is
+    /// waiting, registers the task to be woken by the next push or request.
+    pub(crate) fn poll_take(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+        batch: &mut Vec<Outgoing>,
+    ) -> Poll<()> {
+        let mut state = self.inner.state();
+        if state.queue.is_empty() {
+            if state.request.is_some() {
+                return Poll::Ready(());
+            }
+            match &state.writer {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => state.writer = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        let take = state.queue.len().min(max);
+        batch.extend(state.queue.drain(..take));
+        if state.queue.is_empty() && state.queue.capacity() > SHRINK_ABOVE {
+            // A backlog is over: give its memory back.
+            state.queue = VecDeque::new();
+        }
+        let waiters = state.room_waiters;
+        drop(state);
+        self.inner.notify_room(waiters);
+        Poll::Ready(())
+    }
+
+    /// Whether no message waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inner.state().queue.is_empty()
+    }
+
+    /// The end request waiting, if any (taken: asking again returns `None`).
+    pub(crate) fn take_request(&mut self) -> Option<EndRequest> {
+        self.inner.state().request.take()
+    }
+
+    /// Stops accepting messages (the session is closing): producers get `Closed` from now on,
+    /// and those waiting for room are woken.
+    pub(crate) fn stop_accepting(&mut self) {
+        let mut state = self.inner.state();
+        state.closed = true;
+        let waiters = state.room_waiters;
+        drop(state);
+        self.inner.notify_room(waiters);
+        self.inner.notify_flushed();
+    }
+
+    /// Discards every queued message (counted as dropped); returns how many.
+    pub(crate) fn discard(&mut self) -> u64 {
+        let mut state = self.inner.state();
+        let discarded = state.queue.len() as u64;
+        state.queue = VecDeque::new();
+        drop(state);
+        self.inner.dropped.fetch_add(discarded, Ordering::SeqCst);
+        self.inner.notify_flushed();
+        discarded
+    }
+
+    /// Records that `count` messages taken earlier were written to the socket.
+    pub(crate) fn record_sent(&mut self, count: u64) {
+        if count > 0 {
+            self.inner.sent.fetch_add(count, Ordering::SeqCst);
+            self.inner.notify_flushed();
+        }
+    }
+
+    /// Records that `count` messages taken earlier will never be written (the connection
+    /// ended first).
+    pub(crate) fn record_dropped(&mut self, count: u64) {
+        if count > 0 {
+            self.inner.dropped.fetch_add(count, Ordering::SeqCst);
+            self.inner.notify_flushed();
+        }
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        // The session is over: refuse everything and count what was still queued.
+        self.stop_accepting();
+        self.discard();
+        let writer = self.inner.state().writer.take();
+        drop(writer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crimson_core::Payload;
+
+    use super::*;
+
+    fn text(n: usize) -> Outgoing {
+        Outgoing::Single(Payload::Text(n.to_string().into()))
+    }
+
+    fn take_now(rx: &mut OutboxReceiver, max: usize) -> Vec<Outgoing> {
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut batch = Vec::new();
+        let _ = rx.poll_take(&mut cx, max, &mut batch);
+        batch
+    }
+
+    #[tokio::test]
+    async fn batches_flush_waits_for_its_own_messages() {
+        let (tx, mut rx) = outbox(8, OverflowPolicy::Disconnect);
+        for n in 0..3 {
+            assert_eq!(tx.try_push(text(n)), Ok(Queued::Queued));
+        }
+        assert_eq!(take_now(&mut rx, 2), vec![text(0), text(1)]);
+        let waiter = {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.flushed().await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiter.is_finished(), "three messages are not written yet");
+        assert_eq!(take_now(&mut rx, 8), vec![text(2)]);
+        rx.record_sent(3);
+        waiter.await.unwrap();
+        assert_eq!(tx.sent(), 3);
+    }
+
+    #[test]
+    fn overflow_asks_to_close_now() {
+        let (tx, mut rx) = outbox(2, OverflowPolicy::Disconnect);
+        tx.try_push(text(0)).unwrap();
+        tx.try_push(text(1)).unwrap();
+        assert_eq!(tx.try_push(text(2)), Err(SendError::Overflow));
+        assert_eq!(tx.try_push(text(3)), Err(SendError::Closed));
+        assert_eq!(
+            rx.take_request(),
+            Some(EndRequest::CloseNow(
+                CloseCode::POLICY,
+                "slow consumer: 2 messages were waiting".into()
+            ))
+        );
+        assert_eq!(rx.discard(), 2);
+        assert_eq!(tx.dropped(), 2);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest() {
+        let (tx, mut rx) = outbox(2, OverflowPolicy::DropOldest);
+        for n in 0..5 {
+            tx.try_push(text(n)).unwrap();
+        }
+        assert_eq!(tx.dropped(), 3);
+        assert_eq!(take_now(&mut rx, 8), vec![text(3), text(4)]);
+    }
+
+    #[test]
+    fn more_urgent_requests_replace_less_urgent_ones() {
+        let (tx, mut rx) = outbox(2, OverflowPolicy::Disconnect);
+        assert!(tx.request_end(EndRequest::Close(CloseCode::NORMAL, "a".into())));
+        assert!(!tx.request_end(EndRequest::Close(CloseCode::GOING_AWAY, "b".into())));
+        assert!(tx.request_end(EndRequest::Terminate));
+        assert!(!tx.request_end(EndRequest::CloseNow(CloseCode::POLICY, "c".into())));
+        assert_eq!(rx.take_request(), Some(EndRequest::Terminate));
+        assert_eq!(rx.take_request(), None);
+    }
+
+    #[tokio::test]
+    async fn push_waits_for_room_and_fails_when_closed() {
+        let (tx, mut rx) = outbox(1, OverflowPolicy::Disconnect);
+        tx.push(text(0)).await.unwrap();
+        let producer = {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.push(text(1)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !producer.is_finished(),
+            "push waits while the queue is full"
+        );
+        assert_eq!(take_now(&mut rx, 8), vec![text(0)]);
+        tokio::time::timeout(Duration::from_secs(5), producer)
+            .await
+            .expect("taking makes room")
+            .unwrap()
+            .unwrap();
+        let blocked = {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.push(text(2)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        rx.stop_accepting();
+        assert_eq!(blocked.await.unwrap(), Err(SendError::Closed));
+        assert_eq!(tx.inner.state().room_waiters, 0);
+    }
+
+    #[test]
+    fn an_idle_queue_holds_no_memory_after_a_backlog() {
+        let (tx, mut rx) = outbox(256, OverflowPolicy::Disconnect);
+        for n in 0..200 {
+            tx.try_push(text(n)).unwrap();
+        }
+        assert_eq!(take_now(&mut rx, 1000).len(), 200);
+        assert_eq!(tx.inner.state().queue.capacity(), 0);
+    }
+}

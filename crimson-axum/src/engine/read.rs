@@ -1,0 +1,187 @@
+//! The read step: frames from the socket, decoded into the handler's input.
+//!
+//! The handler's input queue is bounded and the socket is read only for as many messages as
+//! fit (and as the inbound rate allows), so a client that sends faster than its handler (or
+//! its rate) allows is slowed down by TCP, alone. Bad input is refused with the close code
+//! that names it, once the handler has answered what came before.
+
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use crimson_core::transport::{Incoming, ReadError, Transport};
+use crimson_core::{CloseCode, CrimsonMessage};
+use tokio::time::Instant;
+
+use super::ending::Event;
+use super::incoming::TrySendError;
+use super::Task;
+use crate::config::DecodeErrorPolicy;
+use crate::error::SessionError;
+
+impl<T, Up> Task<T, Up>
+where
+    T: Transport,
+    Up: CrimsonMessage,
+{
+    /// Reads once if there is room for what arrives; returns whether anything happened.
+    pub(super) fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        if self.read_done {
+            return false;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        // How many messages may be taken now: what the handler's queue has room for, and
+        // what the inbound rate allows. Once the input has ended, what arrives is discarded
+        // (the socket is still read: the peer's close must be seen).
+        let mut max = usize::MAX;
+        if let Some(input) = &self.input {
+            match input.poll_room(cx) {
+                Poll::Ready(Some(room)) => max = room,
+                // The handler dropped its receiver: what arrives is discarded, counted.
+                Poll::Ready(None) => {}
+                Poll::Pending => {
+                    // Woken when the handler takes a message.
+                    self.held = true;
+                    return false;
+                }
+            }
+        }
+        self.held = false;
+        if let Some(limiter) = &mut self.limiter {
+            match limiter.allowance(now) {
+                Ok(allowed) => max = max.min(allowed.max(1)),
+                Err(resume) => {
+                    self.resume_at = Some(resume);
+                    return false;
+                }
+            }
+        }
+
+        let settings = &*self.settings;
+        let shared = &*self.shared;
+        let input = &self.input;
+        let limiter = &mut self.limiter;
+        let events = &mut self.events;
+        let unread = &mut self.unread;
+        let mut seen = false;
+        let mut refused = false;
+        let mut on = |incoming: Incoming<'_>| {
+            seen = true;
+            match incoming {
+                Incoming::Message(payload) => {
+                    tracing::trace!(kind = %payload.kind(), len = payload.len(), "frame in");
+                    if let Some(limiter) = limiter.as_mut() {
+                        limiter.take(payload.len());
+                    }
+                    let Some(tx) = input.as_ref().filter(|_| !refused) else {
+                        *unread += 1;
+                        return;
+                    };
+                    match Up::decode(payload) {
+                        Ok(up) => match tx.try_send(up) {
+                            Ok(()) => {}
+                            Err(TrySendError::Closed(_) | TrySendError::Full(_)) => *unread += 1,
+                        },
+                        Err(err) => {
+                            let error = SessionError::Decode(err);
+                            tracing::warn!(error = %error, "message did not decode");
+                            settings.report(&shared.info, &error);
+                            let SessionError::Decode(err) = error else {
+                                unreachable!("made just above")
+                            };
+                            match settings.decode_errors {
+                                DecodeErrorPolicy::Close => {
+                                    refused = true;
+                                    let reason = format!(
+                                        "invalid {} message for {}: {}",
+                                        err.codec(),
+                                        err.short_type_name(),
+                                        err.reason()
+                                    );
+                                    events.push(Event::BadInput(
+                                        CloseCode::INVALID_PAYLOAD,
+                                        crimson_core::close::truncate_reason(&reason).into_owned(),
+                                    ));
+                                }
+                                DecodeErrorPolicy::Skip => {
+                                    shared.skipped.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    }
+                }
+                Incoming::Ping(_) | Incoming::Pong(_) => {}
+                Incoming::Close(frame) => {
+                    events.push(Event::PeerClosed(
+                        frame.map(|(code, reason)| (code, reason.to_owned())),
+                    ));
+                }
+            }
+        };
+        let polled = conn.poll_read(cx, max, &mut on);
+        if seen {
+            // Any frame says the peer is alive.
+            self.ping_sent = None;
+            if let Some((interval, _)) = self.settings.heartbeat {
+                self.next_ping = Some(now + interval);
+            }
+        }
+        match polled {
+            Poll::Pending => false,
+            Poll::Ready(Ok(outcome)) => {
+                if outcome.messages > 0 {
+                    self.idle_until = None;
+                }
+                if outcome.closed {
+                    self.read_done = true;
+                }
+                true
+            }
+            Poll::Ready(Err(err)) => {
+                self.read_done = true;
+                self.read_failed(err);
+                true
+            }
+        }
+    }
+
+    /// Turns a read error into the ending's event, reporting it.
+    fn read_failed(&mut self, err: ReadError) {
+        let info = &self.shared.info;
+        let event = match err {
+            ReadError::Eof => {
+                tracing::debug!("the client dropped the connection without a close frame");
+                Event::Lost("connection dropped without a close frame".into())
+            }
+            ReadError::Io(err) => {
+                tracing::debug!(error = %err, "connection failed");
+                let reason = format!("connection failed: {err}");
+                self.settings.report(info, &SessionError::Io(err));
+                Event::Lost(reason)
+            }
+            err => {
+                let code = err.close_code();
+                let reason = match &err {
+                    ReadError::TooBig { .. } => format!(
+                        "message too big: the limit is {} bytes",
+                        self.settings.max_message_size
+                    ),
+                    other => other.to_string(),
+                };
+                let error = match err {
+                    ReadError::TooBig { .. } => SessionError::TooBig(reason.clone()),
+                    ReadError::Busy { .. } => SessionError::Busy(reason.clone()),
+                    _ => SessionError::Protocol(reason.clone()),
+                };
+                tracing::debug!(error = %error, "bad input");
+                self.settings.report(info, &error);
+                Event::BadInput(
+                    code,
+                    crimson_core::close::truncate_reason(&reason).into_owned(),
+                )
+            }
+        };
+        self.events.push(event);
+    }
+}

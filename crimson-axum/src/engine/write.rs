@@ -1,0 +1,85 @@
+//! The write step: messages from the outgoing queue to the socket, flushed once per batch.
+//!
+//! Messages move from the queue only while the socket's write queue holds less than
+//! `max_write_buffer` bytes, so a client that stops reading fills its own outgoing queue (and
+//! meets its overflow policy), never the server's memory. A write that makes no progress for
+//! `write_timeout` drops the connection.
+
+use std::task::{Context, Poll};
+
+use crimson_core::transport::Transport;
+use crimson_core::CrimsonMessage;
+use tokio::time::Instant;
+
+use super::ending::Event;
+use super::{Task, BATCH};
+
+impl<T, Up> Task<T, Up>
+where
+    T: Transport,
+    Up: CrimsonMessage,
+{
+    /// Moves what fits from the outgoing queue to the socket and flushes; returns whether
+    /// anything happened.
+    pub(super) fn write(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let mut progress = false;
+        if !self.close_queued {
+            while conn.queued() < self.settings.max_write_buffer {
+                self.batch.clear();
+                if self
+                    .outbox
+                    .poll_take(cx, BATCH, &mut self.batch)
+                    .is_pending()
+                {
+                    break;
+                }
+                if self.batch.is_empty() {
+                    // Only an end request waits: the ending takes it.
+                    break;
+                }
+                progress = true;
+                for message in self.batch.drain(..) {
+                    tracing::trace!(len = message.payload().len(), "frame out");
+                    match conn.send(message.payload(), message.deflate_cache()) {
+                        Ok(()) => self.in_flight += 1,
+                        Err(_) => self.outbox.record_dropped(1),
+                    }
+                }
+            }
+            // Our close goes after everything queued before it.
+            if self.close_pending.is_some() && self.outbox.is_empty() {
+                let (code, reason) = self.close_pending.take().expect("checked just above");
+                conn.close(code, &reason);
+                self.close_queued = true;
+                progress = true;
+            }
+        }
+        // Pongs answered while reading go out here too.
+        if !conn.is_flushed() || (self.close_queued && !self.close_written) {
+            match conn.poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.outbox.record_sent(std::mem::take(&mut self.in_flight));
+                    self.stall_since = None;
+                    if self.close_queued && !self.close_written {
+                        self.close_written = true;
+                        self.events.push(Event::CloseWritten);
+                    }
+                    progress = true;
+                }
+                Poll::Ready(Err(err)) => {
+                    tracing::debug!(error = %err, "write failed");
+                    self.events
+                        .push(Event::Lost(format!("write failed: {err}")));
+                    progress = true;
+                }
+                Poll::Pending => {
+                    self.stall_since.get_or_insert(now);
+                }
+            }
+        }
+        progress
+    }
+}
