@@ -8,7 +8,6 @@ use std::time::Duration;
 use crimson_core::cluster::Cluster;
 use crimson_core::session::{OverflowPolicy, SessionInfo};
 use crimson_core::transport::Deflate;
-use crimson_core::CrimsonMessage;
 
 use crate::error::{ConfigError, SessionError};
 
@@ -186,13 +185,15 @@ impl<Up, Down> fmt::Debug for CrimsonConfig<Up, Down> {
     }
 }
 
-impl<Up: CrimsonMessage, Down: CrimsonMessage> Default for CrimsonConfig<Up, Down> {
+impl<Up, Down> Default for CrimsonConfig<Up, Down> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonConfig<Up, Down> {
+// No bounds on the message types here: a type that is not a `CrimsonMessage` is reported where
+// the config is registered or mounted, with a message that says what to do.
+impl<Up, Down> CrimsonConfig<Up, Down> {
     /// A config with the defaults in the table above and a fresh
     /// [`LocalCluster`](crimson_core::cluster::LocalCluster).
     pub fn new() -> Self {

@@ -5,7 +5,6 @@ use std::pin::Pin;
 
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
-use crimson_core::CrimsonMessage;
 use http::request::Parts;
 
 use crate::session::CrimsonSession;
@@ -74,8 +73,10 @@ macro_rules! impl_handler {
             F: FnOnce($($ty,)* CrimsonSession<Up, Down>) -> Fut + Clone + Send + Sync + 'static,
             Fut: Future<Output = ()> + Send + 'static,
             S: Send + Sync + 'static,
-            Up: CrimsonMessage,
-            Down: CrimsonMessage,
+            // No `CrimsonMessage` bounds here: a message type without the derive is reported
+            // by `RouterExt::crimson`'s own bound, with a message that says so.
+            Up: Send + 'static,
+            Down: Send + 'static,
             $($ty: FromRequestParts<S> + Send + 'static,)*
         {
             fn prepare<'a>(

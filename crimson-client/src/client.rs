@@ -320,8 +320,13 @@ impl<Down> ClientState<Down> {
 
     /// Sets the state and announces it.
     pub(crate) fn set_state(&self, state: ConnectionState) {
-        let previous = self.state.send_replace(state);
-        if previous != state {
+        // Watchers are woken only by a change: setting the state it already has is not one.
+        let changed = self.state.send_if_modified(|current| {
+            let changed = *current != state;
+            *current = state;
+            changed
+        });
+        if changed {
             tracing::debug!(%state, "connection state");
             let _ = self.events.send(ClientEvent::State(state));
         }

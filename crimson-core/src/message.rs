@@ -275,6 +275,11 @@ impl<'a> PayloadRef<'a> {
 /// Decoders accept a payload from either frame kind: the codec checks the content itself.
 ///
 /// [`Codec`]: crate::Codec
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Crimson message",
+    label = "not a `CrimsonMessage`",
+    note = "derive it: `#[derive(Serialize, Deserialize, CrimsonMessage)]` (JSON by default; `#[crimson(codec = \"cbor\")]` for another codec), or implement `CrimsonMessage` by hand"
+)]
 pub trait CrimsonMessage: Sized + Send + 'static {
     /// The kind of frame this message is sent in.
     const FRAME: FrameKind;

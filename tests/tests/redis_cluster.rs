@@ -1,15 +1,17 @@
 //! Many nodes as one: `RedisCluster` against a real `redis-server` started for each test.
-//! A missing `redis-server` fails these tests (see `crimson_tests::redis_server`).
+//! A missing `redis-server` fails these tests (see `crimson_axum::testing::RedisServer`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use crimson_axum::cluster::redis::RedisCluster;
 use crimson_axum::cluster::{Cluster, ClusterError, LocalCluster, SessionCluster};
-use crimson_axum::sessions::{Outbox, OverflowPolicy, SessionHandle, SessionId, SessionInfo};
-use crimson_axum::testing::{TestConnection, TestError, TestServer};
-use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
-use crimson_tests::redis_server::RedisServer;
+use crimson_axum::sessions::{MemorySink, SessionHandle, SessionId, SessionInfo};
+use crimson_axum::testing::{RedisServer, TestConnection, TestError, TestServer};
+use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
+
+const CHAT: ConfigName<String, String> = ConfigName::new("chat");
 
 /// A chat node whose clients speak a tiny command language:
 /// `join:ROOM`, `room:ROOM:TEXT`, `to:ID:TEXT`, `id?`, or any text to broadcast.
@@ -48,28 +50,24 @@ async fn node(redis: &RedisServer, prefix: &str) -> (TestServer, Cluster<String>
         .unwrap();
     let cluster = Cluster::new(backend.clone());
     let app = Router::new()
-        .crimson::<String, String, _, _>("/chat", "chat", commands)
-        .layer(CrimsonLayer::new().config(
-            "chat",
-            CrimsonConfig::<String, String>::new().cluster(cluster.clone()),
-        ));
+        .crimson("/chat", CHAT, commands)
+        .layer(CrimsonLayer::new().config(CHAT, CrimsonConfig::new().cluster(cluster.clone())));
     (TestServer::new(app).await, cluster, backend)
 }
 
+/// A client of `server`, the `expected`-th session of its node: `connect` returns once the
+/// session is in its cluster.
 async fn client(
     server: &TestServer,
     cluster: &Cluster<String>,
     expected: usize,
 ) -> TestConnection<String, String> {
     let conn = server.connect::<String, String>("/chat").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cluster.local_len() < expected {
-        assert!(
-            Instant::now() < deadline,
-            "session did not join its cluster"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert_eq!(
+        cluster.node().len(),
+        expected,
+        "the session joined its cluster"
+    );
     conn
 }
 
@@ -80,6 +78,16 @@ async fn eventually(what: &str, bound: Duration, mut check: impl AsyncFnMut() ->
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     start.elapsed()
+}
+
+fn ghost_info(node: u64, path: String) -> SessionInfo {
+    SessionInfo {
+        id: SessionId::on_node(node),
+        connected_at: std::time::SystemTime::now(),
+        remote_addr: None,
+        path,
+        config: "chat".into(),
+    }
 }
 
 #[tokio::test]
@@ -153,18 +161,9 @@ async fn counts_span_nodes_and_a_crashed_nodes_sessions_expire() {
         .await
         .unwrap();
     for n in 0..3 {
-        let info = SessionInfo {
-            id: SessionId::on_node(crashing.node_id()),
-            connected_at: std::time::SystemTime::now(),
-            remote_addr: None,
-            path: format!("/ghost/{n}"),
-            config: "chat".into(),
-        };
+        let info = ghost_info(crashing.node_id(), format!("/ghost/{n}"));
         crashing
-            .add(SessionHandle::new(
-                info,
-                Outbox::new(4, OverflowPolicy::Disconnect),
-            ))
+            .add(SessionHandle::new(info, Arc::new(MemorySink::new(4))))
             .unwrap();
     }
     eventually(
@@ -271,18 +270,9 @@ async fn a_node_limit_and_a_bad_url_are_clear() {
         .build()
         .await
         .unwrap();
-    let info = SessionInfo {
-        id: SessionId::on_node(limited.node_id()),
-        connected_at: std::time::SystemTime::now(),
-        remote_addr: None,
-        path: "/".into(),
-        config: "c".into(),
-    };
+    let info = ghost_info(limited.node_id(), "/".into());
     let err = limited
-        .add(SessionHandle::new(
-            info,
-            Outbox::new(1, OverflowPolicy::Disconnect),
-        ))
+        .add(SessionHandle::new(info, Arc::new(MemorySink::new(1))))
         .unwrap_err();
     assert_eq!(err.to_string(), "connection limit reached (0 sessions)");
 

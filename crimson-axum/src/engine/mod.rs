@@ -69,6 +69,8 @@ pub(crate) struct Task<T, Up> {
     read_done: bool,
     /// Reading waits for the handler to take a message (its pongs wait unread too).
     held: bool,
+    /// The session was accepted (its `on_connect` ran): `on_close` is called for it.
+    accepted: bool,
     limiter: Option<Limiter>,
     /// Messages that arrived after the handler's input ended.
     unread: u64,
@@ -106,6 +108,7 @@ where
         let next_ping = settings.heartbeat.map(|(interval, _)| now + interval);
         let idle_until = settings.idle_timeout.map(|timeout| now + timeout);
         let limiter = Limiter::new(settings.inbound_messages, settings.inbound_bytes, now);
+        let accepted = handler.is_some();
         Self {
             conn: Some(conn),
             shared,
@@ -121,6 +124,7 @@ where
             close_written: false,
             read_done: false,
             held: false,
+            accepted,
             limiter,
             unread: 0,
             timer: Box::pin(tokio::time::sleep_until(now + timers::FAR)),
@@ -145,14 +149,33 @@ where
         )));
     }
 
-    /// Moves the outgoing queue's end requests (close, terminate, overflow) to the ending.
-    fn take_requests(&mut self) -> bool {
-        match self.outbox.take_request() {
+    /// Moves the outgoing queue's end request (close, terminate, overflow, shutdown) to the
+    /// ending, ahead of the events of the step that just ran: a `close()` made before the
+    /// handler returned is the cause, not the return. Registers the task for the next one.
+    fn take_requests(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.outbox.poll_request(cx) {
             Some(request) => {
-                self.events.push(Event::Requested(request));
+                self.events.insert(0, Event::Requested(request));
                 true
             }
             None => false,
+        }
+    }
+
+    /// Runs one step that may call user code (a codec's decode, a hook), catching a panic:
+    /// the session then ends as a server failure would, with 1011 after what is queued, and
+    /// nothing more is read.
+    fn guarded(&mut self, step: &str, run: impl FnOnce(&mut Self) -> bool) -> bool {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| run(self))) {
+            Ok(progress) => progress,
+            Err(panic) => {
+                let message = panic_message(panic);
+                tracing::error!(panic = %message, "the session's {step} panicked");
+                // Not reported through `on_error`: that hook may be what panicked.
+                self.read_done = true;
+                self.events.push(Event::HandlerPanicked);
+                true
+            }
         }
     }
 
@@ -278,8 +301,10 @@ where
             by = %record.by,
             "session closed"
         );
-        if let Some(hook) = &self.settings.on_close {
-            hook(&self.shared.info, &record);
+        if self.accepted {
+            if let Some(hook) = &self.settings.on_close {
+                hook(&self.shared.info, &record);
+            }
         }
     }
 }
@@ -303,15 +328,17 @@ where
         let this = self.get_mut();
         for _ in 0..ROUNDS {
             let now = Instant::now();
-            let mut progress = this.take_requests();
+            let mut progress = this.take_requests(cx);
             this.apply_events(now);
-            progress |= this.read(cx, now);
+            progress |= this.guarded("reader", |this| this.read(cx, now));
+            progress |= this.take_requests(cx);
             this.apply_events(now);
             progress |= this.poll_handler(cx);
+            progress |= this.take_requests(cx);
             this.apply_events(now);
-            progress |= this.write(cx, now);
+            progress |= this.guarded("writer", |this| this.write(cx, now));
             this.apply_events(now);
-            progress |= this.timers(cx, now);
+            progress |= this.guarded("timers", |this| this.timers(cx, now));
             this.apply_events(now);
             if this.finished() {
                 this.finish();

@@ -366,7 +366,22 @@ impl OutboxReceiver {
         self.inner.state().queue.is_empty()
     }
 
+    /// The end request waiting, if any (taken: asking again returns `None`); when there is
+    /// none, registers `cx` to be woken by the next one.
+    pub(crate) fn poll_request(&mut self, cx: &mut Context<'_>) -> Option<EndRequest> {
+        let mut state = self.inner.state();
+        let request = state.request.take();
+        if request.is_none() {
+            match &state.writer {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => state.writer = Some(cx.waker().clone()),
+            }
+        }
+        request
+    }
+
     /// The end request waiting, if any (taken: asking again returns `None`).
+    #[cfg(test)]
     pub(crate) fn take_request(&mut self) -> Option<EndRequest> {
         self.inner.state().request.take()
     }

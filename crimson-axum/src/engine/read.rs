@@ -162,17 +162,24 @@ where
             }
             err => {
                 let code = err.close_code();
+                let limit = self.settings.max_message_size;
                 let reason = match &err {
-                    ReadError::TooBig { .. } => format!(
-                        "message too big: the limit is {} bytes",
-                        self.settings.max_message_size
-                    ),
+                    ReadError::TooBig { .. } => {
+                        format!("message too big: the limit is {limit} bytes")
+                    }
                     other => other.to_string(),
                 };
-                let error = match err {
-                    ReadError::TooBig { .. } => SessionError::TooBig(reason.clone()),
+                // The hook's error says what its kind says once: no prefix twice.
+                let error = match &err {
+                    ReadError::TooBig { .. } => {
+                        SessionError::TooBig(format!("the limit is {limit} bytes"))
+                    }
                     ReadError::Busy { .. } => SessionError::Busy(reason.clone()),
-                    _ => SessionError::Protocol(reason.clone()),
+                    ReadError::Protocol(what) => SessionError::Protocol((*what).to_owned()),
+                    ReadError::InvalidCloseCode(code) => {
+                        SessionError::Protocol(format!("invalid close code {code}"))
+                    }
+                    other => SessionError::Protocol(other.to_string()),
                 };
                 tracing::debug!(error = %error, "bad input");
                 self.settings.report(info, &error);

@@ -804,6 +804,26 @@ mod tests {
     }
 
     #[test]
+    fn a_smaller_window_asked_for_is_the_window_used() {
+        // A peer that can only keep 512 bytes of history must be able to inflate what we send.
+        let (agreed, answer) = server(
+            &Deflate::new().min_size(0).level(6),
+            "permessage-deflate; server_max_window_bits=9",
+        )
+        .unwrap();
+        assert!(answer.contains("server_max_window_bits=9"), "{answer}");
+        let mut deflater = Deflater::new(&agreed, true);
+        // Repeats 1 KiB apart: a 32 KiB window would refer back past 512 bytes.
+        let block: Vec<u8> = (0..1024u32).map(|i| (i * 7 % 251) as u8).collect();
+        let data = block.repeat(8);
+        let compressed = deflater.compress(&data).unwrap();
+        let mut small = Decompress::new_with_window_bits(false, 9);
+        let mut out = Vec::new();
+        run_inflate(&mut small, &compressed, 1 << 20, &mut out).unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
     fn window_bits_are_checked() {
         assert!(Deflate::new().server_max_window_bits(8).is_err());
         assert_eq!(
