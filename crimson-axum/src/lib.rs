@@ -75,8 +75,8 @@ pub use upgrade::UpgradeRejection;
 
 #[doc(inline)]
 pub use crimson_core::{
-    close, cluster, codec, session as sessions, Bytes, CloseCode, CloseRecord, ClosedBy, Codec,
-    CrimsonMessage, DecodeError, EncodeError, FrameKind, Payload, PayloadRef, Text,
+    close, cluster, codec, session as sessions, transport, Bytes, CloseCode, CloseRecord, ClosedBy,
+    Codec, CrimsonMessage, DecodeError, EncodeError, FrameKind, Payload, PayloadRef, Text,
 };
 
 #[doc(hidden)]

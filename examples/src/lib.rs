@@ -85,14 +85,11 @@ pub async fn bind(addr: &str) -> std::io::Result<crimson_axum::CrimsonListener> 
         .map_err(|err| std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))
 }
 
-/// Serves `app` with [`crimson_axum::serve`] until Ctrl-C (or SIGTERM), then shuts down
-/// gracefully: every session sends what it has queued and closes with 1001, and the process
-/// is done within the grace period (10 s) whatever the clients do.
-pub async fn serve_until_ctrl_c(
-    listener: crimson_axum::CrimsonListener,
-    app: axum::Router,
-) -> std::io::Result<()> {
-    crimson_axum::serve(listener, app)
+/// Runs `server` (from [`crimson_axum::serve`]) until Ctrl-C (or SIGTERM), then shuts down
+/// gracefully: every session sends what it has queued and closes with 1001, and the server is
+/// done within its grace period whatever the clients do.
+pub async fn serve_until_ctrl_c(server: crimson_axum::Serve) -> std::io::Result<()> {
+    server
         .with_graceful_shutdown(async {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]

@@ -27,7 +27,13 @@ at /. Every message any client sends reaches every client.
   --addr HOST:PORT   where to listen (default 127.0.0.1:54321; env CRIMSON_ADDR)
   --redis URL        share the room with every chat server on this Redis, e.g.
                      redis://127.0.0.1:6379 (default: in memory; env CRIMSON_REDIS)
+  --handshake-timeout SECS   how long a client has to send its request (default 10)
+  --grace SECS       how long a shutdown may take before connections are dropped (default 10)
+  --max-unfinished-bytes N   bytes unfinished messages may hold (default 64 MiB)
   --help             print this and exit
+
+Ctrl-C or SIGTERM shuts it down: every client gets 1001, and the process is gone within the
+grace period whatever the clients do.
 ";
 
 /// The JSON route's config.
@@ -107,6 +113,11 @@ async fn main() -> std::io::Result<()> {
 
     let addr = arg("addr", "CRIMSON_ADDR", DEFAULT_ADDR);
     let redis = arg("redis", "CRIMSON_REDIS", "");
+    let handshake_timeout = seconds("handshake-timeout", 10.0)?;
+    let grace = seconds("grace", 10.0)?;
+    let unfinished: usize = arg("max-unfinished-bytes", "", &(64usize << 20).to_string())
+        .parse()
+        .map_err(|_| std::io::Error::other("--max-unfinished-bytes: a number of bytes"))?;
     let chat = Chat {
         json: cluster(&redis, "crimson-chat").await?,
         proto: cluster(&redis, "crimson-chat-proto").await?,
@@ -115,10 +126,12 @@ async fn main() -> std::io::Result<()> {
         tracing::info!(%redis, "sharing the chat through Redis");
     }
     let json = CrimsonConfig::new()
+        .max_unfinished_bytes(unfinished)
         .cluster(chat.json.clone())
         .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined (JSON)"))
         .on_close(|s, record| tracing::info!(id = %s.id, %record, "left"));
     let protobuf = CrimsonConfig::new()
+        .max_unfinished_bytes(unfinished)
         .cluster(chat.proto.clone())
         .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined (Protobuf)"))
         .on_close(|s, record| tracing::info!(id = %s.id, %record, "left"));
@@ -139,5 +152,19 @@ async fn main() -> std::io::Result<()> {
     let local = listener.local_addr()?;
     println!("chat server on ws://{local}/chat");
     tracing::info!("serving ws://{local}/chat (JSON), ws://{local}/chat.proto (Protobuf), http://{local}/ (browser page); Ctrl-C stops");
-    crimson_examples::serve_until_ctrl_c(listener, app).await
+    let server = crimson_axum::serve(listener, app)
+        .handshake_timeout(handshake_timeout)
+        .grace(grace);
+    crimson_examples::serve_until_ctrl_c(server).await
+}
+
+/// `--name SECS` as a duration.
+fn seconds(name: &str, default: f64) -> std::io::Result<std::time::Duration> {
+    let text = arg(name, "", &default.to_string());
+    text.parse::<f64>()
+        .ok()
+        .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| {
+            std::io::Error::other(format!("--{name}: a number of seconds, not {text:?}"))
+        })
 }
