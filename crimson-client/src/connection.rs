@@ -71,6 +71,7 @@ pub(crate) async fn run<Down: CrimsonMessage + Clone>(
         next_ping: heartbeat.map(|h| now + h.interval),
         ping_sent: None,
         handed: VecDeque::new(),
+        failing: None,
     };
     let ended = poll_fn(|cx| driver.poll(cx)).await;
     // Messages this connection took but never began to write go out on the next one.
@@ -119,6 +120,8 @@ struct Driver<'a, Down> {
     ping_sent: Option<Instant>,
     /// Messages handed to the connection whose first byte is not written yet, oldest first.
     handed: VecDeque<Payload>,
+    /// The server broke the protocol: this close goes out at that time.
+    failing: Option<(Stop, Instant)>,
 }
 
 impl<Down: CrimsonMessage + Clone> Driver<'_, Down> {
@@ -247,16 +250,19 @@ impl<Down: CrimsonMessage + Clone> Driver<'_, Down> {
                 let reason = read_failed(&err);
                 let outcome = Ended::failure(reason.clone(), ClientError::Connection(reason));
                 if writable && !self.close_queued {
-                    // Tell the server why (1002, 1007, 1009) after what the application
-                    // queued in answer to the messages before it.
+                    // Tell the server why (1002, 1007, 1009), once the application has had a
+                    // moment to answer the messages that came before (their answers go out
+                    // first).
                     self.outcome.get_or_insert(outcome);
                     self.reply_only = true;
                     let grace = now + self.shared.config.close_timeout.min(PROTOCOL_ERROR_GRACE);
-                    self.deadline = Some(self.deadline.map_or(grace, |at| at.min(grace)));
-                    self.stopping.get_or_insert(Stop {
-                        code,
-                        reason: err.to_string(),
-                    });
+                    self.failing = Some((
+                        Stop {
+                            code,
+                            reason: err.to_string(),
+                        },
+                        grace,
+                    ));
                 } else {
                     self.end(outcome);
                 }
@@ -343,6 +349,12 @@ impl<Down: CrimsonMessage + Clone> Driver<'_, Down> {
 
     fn timers(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut progress = false;
+        if self.failing.as_ref().is_some_and(|(_, at)| now >= *at) {
+            let (stop, _) = self.failing.take().expect("checked just above");
+            self.deadline = Some(now + self.shared.config.close_timeout);
+            self.stopping = Some(stop);
+            progress = true;
+        }
         if self.deadline.is_some_and(|at| now >= at) {
             self.deadline = None;
             tracing::debug!("the close did not finish in time: dropping the connection");
@@ -384,7 +396,8 @@ impl<Down: CrimsonMessage + Clone> Driver<'_, Down> {
             (Some(sent), Some(heartbeat)) => Some(sent + heartbeat.timeout),
             _ => self.next_ping,
         };
-        let next = [ping, self.deadline].into_iter().flatten().min();
+        let failing = self.failing.as_ref().map(|(_, at)| *at);
+        let next = [ping, self.deadline, failing].into_iter().flatten().min();
         if next != self.armed {
             if let Some(at) = next {
                 self.timer.as_mut().reset(at);
