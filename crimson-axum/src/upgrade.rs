@@ -9,59 +9,41 @@ use hyper::upgrade::OnUpgrade;
 /// Why a request to a Crimson route was answered without upgrading.
 ///
 /// Each answers its own status with a body that says what was wrong.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpgradeRejection {
     /// Not a WebSocket upgrade request: a plain HTTP request reached a WebSocket route.
     /// 426 Upgrade Required.
+    #[error(
+        "this is a WebSocket endpoint: connect with a WebSocket client \
+         (the request needs `Connection: upgrade` and `Upgrade: websocket`)"
+    )]
     NotWebSocket,
     /// An upgrade request with the wrong method (WebSocket upgrades are GET). 405.
+    #[error("a WebSocket upgrade must use GET")]
     MethodNotGet,
     /// `Sec-WebSocket-Version` is missing or not 13. 426, with `Sec-WebSocket-Version: 13`.
+    #[error("unsupported WebSocket version: `Sec-WebSocket-Version` must be 13")]
     UnsupportedVersion,
     /// `Sec-WebSocket-Key` is missing. 400.
+    #[error("the WebSocket upgrade request has no `Sec-WebSocket-Key` header")]
     MissingKey,
     /// The connection cannot be upgraded (HTTP/2, or a server without upgrade support). 426.
+    #[error(
+        "this connection cannot be upgraded to a WebSocket: use HTTP/1.1 \
+         (and serve with crimson_axum::serve, axum::serve or hyper's upgrade support)"
+    )]
     ConnectionNotUpgradable,
     /// The `Origin` is not in the config's allowed origins. 403.
+    #[error("{}", match .0 {
+        Some(origin) => format!("origin `{origin}` is not allowed to open this WebSocket"),
+        None => "this WebSocket requires an allowed `Origin` header".to_owned(),
+    })]
     OriginNotAllowed(Option<String>),
     /// This address has as many sessions of the config as it may have. 429.
+    #[error("too many WebSocket connections from this address (at most {0}): try again later")]
     TooManyFromAddress(usize),
 }
-
-impl std::fmt::Display for UpgradeRejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NotWebSocket => f.write_str(
-                "this is a WebSocket endpoint: connect with a WebSocket client \
-                 (the request needs `Connection: upgrade` and `Upgrade: websocket`)",
-            ),
-            Self::MethodNotGet => f.write_str("a WebSocket upgrade must use GET"),
-            Self::UnsupportedVersion => {
-                f.write_str("unsupported WebSocket version: `Sec-WebSocket-Version` must be 13")
-            }
-            Self::MissingKey => {
-                f.write_str("the WebSocket upgrade request has no `Sec-WebSocket-Key` header")
-            }
-            Self::ConnectionNotUpgradable => f.write_str(
-                "this connection cannot be upgraded to a WebSocket: use HTTP/1.1 \
-                 (and serve with axum::serve or hyper's upgrade support)",
-            ),
-            Self::OriginNotAllowed(Some(origin)) => {
-                write!(f, "origin `{origin}` is not allowed to open this WebSocket")
-            }
-            Self::OriginNotAllowed(None) => {
-                f.write_str("this WebSocket requires an allowed `Origin` header")
-            }
-            Self::TooManyFromAddress(limit) => write!(
-                f,
-                "too many WebSocket connections from this address (at most {limit}): try again later"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for UpgradeRejection {}
 
 impl IntoResponse for UpgradeRejection {
     fn into_response(self) -> Response {

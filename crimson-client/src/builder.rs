@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crimson_core::transport::Deflate;
-use crimson_core::{CloseCode, CrimsonMessage};
+use crimson_core::{CloseCode, CrimsonMessage, EncodeError, Payload};
 
 use crate::client::CrimsonClient;
 use crate::endpoint::{erase, DynProvider, Endpoint, EndpointProvider};
@@ -18,7 +18,7 @@ use crate::retry::RetryPolicy;
 const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(5);
 
 type AbnormalClose = Arc<dyn Fn(CloseCode, &str) -> bool + Send + Sync>;
-type ConnectHook = Arc<dyn Fn(&str) + Send + Sync>;
+type ConnectHook = Arc<dyn Fn(&str, &mut Vec<Payload>) -> Result<(), EncodeError> + Send + Sync>;
 type CloseHook = Arc<dyn Fn(&CloseEvent) + Send + Sync>;
 type ErrorHook = Arc<dyn Fn(&ClientError) + Send + Sync>;
 
@@ -50,6 +50,7 @@ pub(crate) struct Config {
     pub(crate) incoming_queue: usize,
     pub(crate) max_message_size: usize,
     pub(crate) compression: Deflate,
+    pub(crate) retry_unauthorized: u32,
     pub(crate) hooks: Hooks,
     #[cfg(feature = "rustls")]
     pub(crate) tls: Arc<rustls::ClientConfig>,
@@ -118,6 +119,7 @@ pub struct CrimsonClientBuilder<Up, Down> {
     incoming_queue: usize,
     max_message_size: usize,
     compression: Deflate,
+    retry_unauthorized: u32,
     hooks: Hooks,
     root_certificates: Vec<Vec<u8>>,
     _messages: PhantomData<fn(Up) -> Down>,
@@ -162,6 +164,7 @@ where
             incoming_queue: 256,
             max_message_size: 16 << 20,
             compression: Deflate::new(),
+            retry_unauthorized: 0,
             hooks: Hooks::default(),
             root_certificates: Vec::new(),
             _messages: PhantomData,
@@ -288,13 +291,50 @@ where
         self
     }
 
-    /// Called with the URL (without its query) each time a connection is made.
+    /// Called each time a connection is made, before anything else is sent on it: what the
+    /// hook [`send`](Connected::send)s goes out first, ahead of the messages waiting in the
+    /// outbox (Kotlin Crimson's `onConnect { send(..) }`: a subscription, a hello, a resume).
+    ///
+    /// ```
+    /// # use crimson_client::CrimsonClient;
+    /// let client = CrimsonClient::<String, String>::builder()
+    ///     .url("ws://127.0.0.1:54321/chat")
+    ///     .on_connect(|connected| {
+    ///         println!("connected to {}", connected.url());
+    ///         connected.send("subscribe: lobby".to_string())
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), crimson_client::BuildError>(())
+    /// ```
     ///
     /// Hooks run on the client's connection task, so keep them quick (hand slow work to a
     /// task of your own), and a hook that holds a clone of the client keeps it alive: prefer
-    /// [`events`](crate::CrimsonClient::events) for anything that needs the client.
-    pub fn on_connect(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
-        self.hooks.on_connect = Some(Arc::new(hook));
+    /// [`events`](crate::CrimsonClient::events) for anything that needs the client. A message
+    /// that does not encode fails the hook: the error is reported and the connection goes on.
+    pub fn on_connect(
+        mut self,
+        hook: impl Fn(&mut Connected<'_, Up>) -> Result<(), EncodeError> + Send + Sync + 'static,
+    ) -> Self
+    where
+        Up: CrimsonMessage,
+    {
+        self.hooks.on_connect = Some(Arc::new(move |url: &str, first: &mut Vec<Payload>| {
+            let mut connected = Connected {
+                url,
+                first,
+                _up: PhantomData,
+            };
+            hook(&mut connected)
+        }));
+        self
+    }
+
+    /// How many times in a row an upgrade refused with 401 or 403 is tried again, the
+    /// endpoint provider asked each time (so a refreshed token gets its chance), with the
+    /// retry policy's delays, before the client gives up and closes (default 0: a refusal is
+    /// final). Other 4xx refusals stay final.
+    pub fn retry_unauthorized(mut self, attempts: u32) -> Self {
+        self.retry_unauthorized = attempts;
         self
     }
 
@@ -357,6 +397,7 @@ where
             incoming_queue: self.incoming_queue,
             max_message_size: self.max_message_size,
             compression: self.compression,
+            retry_unauthorized: self.retry_unauthorized,
             hooks: self.hooks,
             #[cfg(feature = "rustls")]
             tls,
@@ -411,5 +452,34 @@ mod tests {
             err.to_string().starts_with("invalid root certificate"),
             "{err}"
         );
+    }
+}
+
+/// A connection just made, as [`on_connect`](CrimsonClientBuilder::on_connect) sees it.
+pub struct Connected<'a, Up> {
+    url: &'a str,
+    first: &'a mut Vec<Payload>,
+    _up: PhantomData<fn(Up)>,
+}
+
+impl<Up> fmt::Debug for Connected<'_, Up> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connected")
+            .field("url", &self.url)
+            .field("to_send", &self.first.len())
+            .finish()
+    }
+}
+
+impl<Up: CrimsonMessage> Connected<'_, Up> {
+    /// The URL connected to, without its query (which may hold secrets).
+    pub fn url(&self) -> &str {
+        self.url
+    }
+
+    /// Sends `message` first on this connection, ahead of the messages waiting in the outbox.
+    pub fn send(&mut self, message: Up) -> Result<(), EncodeError> {
+        self.first.push(message.encode()?);
+        Ok(())
     }
 }

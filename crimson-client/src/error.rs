@@ -44,7 +44,9 @@ pub enum ClientError {
     /// 404 Not Found, ...) says the request itself is refused, so retrying it would be refused
     /// the same way: the client closes, and [`connect`](crate::CrimsonClient::connect) fails
     /// with this error. An endpoint provider that hands out tokens must hand out valid ones;
-    /// once the cause is fixed, call `connect()` again. Any other status (408 Request Timeout,
+    /// once the cause is fixed, call `connect()` again (or let
+    /// [`retry_unauthorized`](crate::CrimsonClientBuilder::retry_unauthorized) try a 401 or
+    /// 403 again with a fresh endpoint a few times). Any other status (408 Request Timeout,
     /// 429 Too Many Requests, a 5xx, or a 3xx, which is not followed) counts as a failed
     /// attempt: the retry policy decides what comes next, asking the provider again first.
     #[error("{url} refused the WebSocket upgrade with HTTP {status}")]
@@ -67,6 +69,10 @@ pub enum ClientError {
     /// An incoming message did not decode. It is skipped; the connection stays open.
     #[error("skipped an incoming message: {0}")]
     Decode(#[source] DecodeError),
+    /// A message the [`on_connect`](crate::CrimsonClientBuilder::on_connect) hook sent did
+    /// not encode. It is not sent; the connection goes on.
+    #[error("the on_connect hook's message did not encode: {0}")]
+    Encode(#[source] EncodeError),
     /// The retry policy's limit was reached: this many reconnect attempts in a row failed,
     /// or connected but closed abnormally before
     /// [`stable_after`](crate::CrimsonClientBuilder::stable_after). The client is closed.

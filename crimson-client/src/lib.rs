@@ -189,7 +189,7 @@ mod supervisor;
 #[cfg(feature = "rustls")]
 mod tls;
 
-pub use builder::CrimsonClientBuilder;
+pub use builder::{Connected, CrimsonClientBuilder};
 pub use client::{Connecting, CrimsonClient};
 pub use crimson_core::transport::Deflate;
 pub use endpoint::{BoxError, Endpoint, EndpointProvider};

@@ -48,6 +48,8 @@ async fn cycle<Down: CrimsonMessage + Clone>(
     // for `stable_after`: failed attempts and connections that closed sooner both count.
     let mut attempt = 0u32;
     let mut connected = false;
+    // Upgrades refused with 401 or 403 in a row (tried again up to `retry_unauthorized`).
+    let mut refused = 0u32;
     let mut last_error: Option<Arc<ClientError>>;
     tracing::debug!("client started");
 
@@ -66,12 +68,20 @@ async fn cycle<Down: CrimsonMessage + Clone>(
         // The retry policy's delay before the next attempt; `None` when it makes no more.
         let next_delay = |attempt: u32| config.retry.delay(attempt.saturating_add(1));
         let delay = match dialed {
-            Ok(Ok((conn, url))) => {
+            Ok(Ok((mut conn, url))) => {
                 connected = true;
+                refused = 0;
                 tracing::debug!(%url, "connected");
                 shared.set_state(ConnectionState::Connected);
                 if let Some(hook) = &config.hooks.on_connect {
-                    hook(&url);
+                    let mut first = Vec::new();
+                    if let Err(err) = hook(&url, &mut first) {
+                        shared.report(ClientError::Encode(err));
+                    }
+                    // Ahead of the outbox: nothing else has been queued on it yet.
+                    for payload in &first {
+                        let _ = conn.send(payload, None);
+                    }
                 }
                 let _ = shared
                     .events
@@ -119,10 +129,24 @@ async fn cycle<Down: CrimsonMessage + Clone>(
                 delay
             }
             Ok(Err(AttemptError::Fatal(error))) => {
-                return RunEnd {
-                    connected,
-                    error: Some(shared.report(error)),
-                };
+                // A refused token may be refreshed by the provider: try again, a few times.
+                let unauthorized = matches!(
+                    error,
+                    ClientError::Rejected {
+                        status: 401 | 403,
+                        ..
+                    }
+                );
+                if unauthorized && refused < config.retry_unauthorized {
+                    refused += 1;
+                    last_error = Some(shared.report(error));
+                    next_delay(attempt)
+                } else {
+                    return RunEnd {
+                        connected,
+                        error: Some(shared.report(error)),
+                    };
+                }
             }
             Ok(Err(AttemptError::Retry(error))) => {
                 last_error = Some(shared.report(error));

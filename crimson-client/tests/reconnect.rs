@@ -546,3 +546,111 @@ async fn an_upgrade_refused_with_a_4xx_closes_the_client_but_408_429_and_5xx_are
         assert_eq!(attempts.load(Ordering::SeqCst), 3, "{status}");
     }
 }
+
+/// With `retry_unauthorized(n)`, a 401 is tried again up to n times, asking the endpoint
+/// provider each time (a token may have been refreshed); the (n+1)-th refusal in a row closes.
+#[tokio::test]
+async fn unauthorized_is_retried_with_a_fresh_endpoint_when_asked() {
+    trace();
+    let (url, attempts) = refusing_server(401).await;
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = asked.clone();
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .endpoint(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let url = url.clone();
+            async move { Ok::<_, std::io::Error>(crimson_client::Endpoint::new(url)) }
+        })
+        .retry(fixed(20))
+        .retry_unauthorized(2)
+        .build()
+        .unwrap();
+    let err = within("connect", client.connect()).await.unwrap_err();
+    assert!(err.to_string().contains("HTTP 401"), "{err}");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        3,
+        "two retries after the first refusal"
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        3,
+        "the provider is asked every time"
+    );
+}
+
+/// What `on_connect` sends goes out first on every connection, ahead of the outbox.
+#[tokio::test]
+async fn on_connect_sends_first_on_every_connection() {
+    trace();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let recorded = received.clone();
+    let server = RawServer::start("127.0.0.1:0", move |mut ws, _, number| {
+        let recorded = recorded.clone();
+        async move {
+            // The first connection reads two messages, then drops; the second records on.
+            if number == 1 {
+                for _ in 0..2 {
+                    if let Some(Ok(message)) = ws.next().await {
+                        recorded
+                            .lock()
+                            .unwrap()
+                            .push(message.to_text().unwrap().to_owned());
+                    }
+                }
+                return;
+            }
+            record_texts(&mut ws, &recorded).await;
+        }
+    })
+    .await;
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .url(server.url())
+        .retry(fixed(20))
+        .on_connect(|connected| connected.send(say("hello")))
+        .build()
+        .unwrap();
+    client.connect();
+    client.send(say("queued before connecting")).unwrap();
+    within("two connections' messages", async {
+        while received.lock().unwrap().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received[0], text("hello"));
+    assert_eq!(received[1], text("queued before connecting"));
+    assert_eq!(
+        received[2],
+        text("hello"),
+        "again first on the second connection"
+    );
+}
+
+fn text(n: &str) -> String {
+    format!(r#"{{"text":"{n}"}}"#)
+}
+
+/// The state watch wakes only for a change: `Connecting` is not reported twice in a row.
+#[tokio::test]
+async fn the_state_watch_reports_each_change_once() {
+    trace();
+    let server = ChatServer::start("127.0.0.1:0").await;
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .url(server.url())
+        .build()
+        .unwrap();
+    let mut state = client.state();
+    client.connect();
+    let mut seen = Vec::new();
+    while seen.last() != Some(&ConnectionState::Connected) {
+        within("a state change", state.changed()).await.unwrap();
+        seen.push(*state.borrow_and_update());
+    }
+    assert!(
+        seen.windows(2).all(|pair| pair[0] != pair[1]),
+        "a state repeated: {seen:?}"
+    );
+    assert_eq!(seen.first(), Some(&ConnectionState::Connecting));
+}
