@@ -20,7 +20,11 @@ pub fn encode_as<C: Codec<T>, T>(value: &T, kind: FrameKind) -> Result<Payload, 
 /// Decodes with codec `C`.
 #[inline]
 pub fn decode_with<C: Codec<T>, T>(payload: PayloadRef<'_>) -> Result<T, DecodeError> {
-    C::decode(payload.as_bytes())
+    match payload {
+        // Text is UTF-8 already: a text codec need not check it again.
+        PayloadRef::Text(text) => C::decode_text(text),
+        PayloadRef::Binary(bytes) => C::decode(bytes),
+    }
 }
 
 /// The bound `#[crimson(codec = "protobuf")]` checks, with an error that says what to do.

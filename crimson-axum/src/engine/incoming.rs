@@ -76,8 +76,9 @@ pub(crate) struct Sender<T> {
 }
 
 impl<T> Sender<T> {
-    /// Queues `value` now, or hands it back.
-    pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+    /// Queues `value` now, or hands it back. A receiver waiting in the task `current` wakes
+    /// is not woken: that task polls it next (the session's handler, in the session's task).
+    pub(crate) fn try_send(&self, value: T, current: &Waker) -> Result<(), TrySendError<T>> {
         let mut state = self.chan.state();
         if !state.receiver_alive {
             return Err(TrySendError::Closed(value));
@@ -86,7 +87,15 @@ impl<T> Sender<T> {
             return Err(TrySendError::Full(value));
         }
         state.queue.push_back(value);
-        let receiver = state.receiver.take();
+        let same_task = state
+            .receiver
+            .as_ref()
+            .is_some_and(|receiver| receiver.will_wake(current));
+        let receiver = if same_task {
+            None
+        } else {
+            state.receiver.take()
+        };
         drop(state);
         wake(receiver);
         Ok(())
@@ -177,6 +186,13 @@ impl<T> Drop for Receiver<T> {
 }
 
 #[cfg(test)]
+impl<T> Sender<T> {
+    fn try_send_now(&self, value: T) -> Result<(), TrySendError<T>> {
+        self.try_send(value, Waker::noop())
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::future::poll_fn;
     use std::time::Duration;
@@ -187,7 +203,7 @@ mod tests {
     async fn delivers_in_order_then_ends_when_the_sender_goes() {
         let (tx, mut rx) = channel(4);
         for n in 0..3 {
-            tx.try_send(n).unwrap();
+            tx.try_send_now(n).unwrap();
         }
         assert_eq!(rx.len(), 3);
         drop(tx);
@@ -200,8 +216,8 @@ mod tests {
     #[tokio::test]
     async fn full_queue_hands_the_message_back_and_room_is_signalled() {
         let (tx, mut rx) = channel(1);
-        tx.try_send(1).unwrap();
-        assert!(matches!(tx.try_send(2), Err(TrySendError::Full(2))));
+        tx.try_send_now(1).unwrap();
+        assert!(matches!(tx.try_send_now(2), Err(TrySendError::Full(2))));
         let sender = tokio::spawn(async move {
             let room = poll_fn(|cx| tx.poll_room(cx)).await;
             (tx, room)
@@ -215,7 +231,7 @@ mod tests {
             .unwrap();
         assert_eq!(room, Some(1));
         drop(rx);
-        assert!(matches!(tx.try_send(3), Err(TrySendError::Closed(3))));
+        assert!(matches!(tx.try_send_now(3), Err(TrySendError::Closed(3))));
     }
 
     #[tokio::test]
@@ -224,14 +240,14 @@ mod tests {
         let receiver = tokio::spawn(async move { rx.recv().await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!receiver.is_finished());
-        tx.try_send(7).unwrap();
+        tx.try_send_now(7).unwrap();
         assert_eq!(receiver.await.unwrap(), Some(7));
     }
 
     #[tokio::test]
     async fn a_dropped_receiver_wakes_a_waiting_sender() {
         let (tx, rx) = channel(1);
-        tx.try_send(String::from("queued")).unwrap();
+        tx.try_send_now(String::from("queued")).unwrap();
         let sender = tokio::spawn(async move { poll_fn(|cx| tx.poll_room(cx)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(rx);
@@ -242,7 +258,7 @@ mod tests {
     fn allocates_nothing_until_a_message_arrives() {
         let (tx, rx) = channel::<[u8; 256]>(32);
         assert_eq!(rx.chan.state().queue.capacity(), 0);
-        tx.try_send([0; 256]).unwrap();
+        tx.try_send_now([0; 256]).unwrap();
         assert!(rx.chan.state().queue.capacity() >= 1);
     }
 }

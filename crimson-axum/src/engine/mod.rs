@@ -76,6 +76,8 @@ pub(crate) struct Task<T, Up> {
     unread: u64,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
+    /// The timer was polled since it was last set (so it will wake the task).
+    timer_polled: bool,
     next_ping: Option<Instant>,
     ping_sent: Option<Instant>,
     stall_since: Option<Instant>,
@@ -129,6 +131,7 @@ where
             unread: 0,
             timer: Box::pin(tokio::time::sleep_until(now + timers::FAR)),
             armed: None,
+            timer_polled: false,
             next_ping,
             ping_sent: None,
             stall_since: None,
@@ -208,6 +211,9 @@ where
 
     /// Runs the events gathered so far through the ending, and does what it says.
     fn apply_events(&mut self, now: Instant) {
+        if self.events.is_empty() {
+            return;
+        }
         while !self.events.is_empty() {
             let events = std::mem::take(&mut self.events);
             for event in events {
@@ -326,15 +332,18 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        // One reading of the clock per poll: a poll is short, and deadlines are coarse.
+        let now = Instant::now();
         for _ in 0..ROUNDS {
-            let now = Instant::now();
             let mut progress = this.take_requests(cx);
             this.apply_events(now);
             progress |= this.guarded("reader", |this| this.read(cx, now));
-            progress |= this.take_requests(cx);
             this.apply_events(now);
-            progress |= this.poll_handler(cx);
-            progress |= this.take_requests(cx);
+            if this.poll_handler(cx) {
+                progress = true;
+                // A `close()` made before the handler returned is the cause, not the return.
+                this.take_requests(cx);
+            }
             this.apply_events(now);
             progress |= this.guarded("writer", |this| this.write(cx, now));
             this.apply_events(now);

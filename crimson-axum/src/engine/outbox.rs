@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -57,6 +57,8 @@ pub(crate) fn outbox(capacity: usize, policy: OverflowPolicy) -> (OutboxSender, 
         dropped: AtomicU64::new(0),
         sent: AtomicU64::new(0),
         flush_waiters: AtomicUsize::new(0),
+        requested: AtomicBool::new(false),
+        writer_set: AtomicBool::new(false),
     });
     (
         OutboxSender {
@@ -79,6 +81,10 @@ struct Inner {
     /// Callers waiting in `flushed`; updated and read sequentially consistently with `sent`
     /// and `dropped`, so a waiter either sees a count or is notified of it.
     flush_waiters: AtomicUsize,
+    /// An end request waits (read without the lock on every round of the session's task).
+    requested: AtomicBool,
+    /// The writer's waker is registered (likewise).
+    writer_set: AtomicBool,
 }
 
 struct State {
@@ -98,6 +104,23 @@ struct State {
 }
 
 impl Inner {
+    /// Takes the writer's waker (under the lock) to wake it once the lock is released.
+    fn take_writer(&self, state: &mut State) -> Option<Waker> {
+        let writer = state.writer.take();
+        if writer.is_some() {
+            self.writer_set.store(false, Ordering::Release);
+        }
+        writer
+    }
+
+    fn set_writer(&self, state: &mut State, cx: &Context<'_>) {
+        match &state.writer {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.writer = Some(cx.waker().clone()),
+        }
+        self.writer_set.store(true, Ordering::Release);
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // No code panics while holding the lock; recover the state all the same.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -162,7 +185,8 @@ impl OutboxSender {
                     let reason =
                         format!("slow consumer: {} messages were waiting", state.queue.len());
                     state.request = Some(EndRequest::CloseNow(CloseCode::POLICY, reason));
-                    let writer = state.writer.take();
+                    self.inner.requested.store(true, Ordering::Release);
+                    let writer = self.inner.take_writer(&mut state);
                     let waiters = state.room_waiters;
                     drop(state);
                     wake(writer);
@@ -173,43 +197,74 @@ impl OutboxSender {
         };
         state.queue.push_back(message);
         state.pushed += 1;
-        let writer = state.writer.take();
+        let writer = self.inner.take_writer(&mut state);
         drop(state);
         wake(writer);
         Ok(queued)
     }
 
     /// Queues `message`, waiting while the queue is full; fails once the session is closing.
+    ///
+    /// Called from the session's own task (its handler), it does not wake that task: the task
+    /// writes what its handler queued in the same round.
     pub(crate) async fn push(&self, message: Outgoing) -> Result<(), SendError> {
         let mut message = Some(message);
         let mut waiting: Option<RoomWaiter<'_>> = None;
+        // The first try registers nothing: the queue is seldom full.
+        if self.try_push_waiting(&mut message, &mut waiting).await? {
+            return Ok(());
+        }
         loop {
             // Enabled before the check: a writer that makes room after it wakes this wait.
             let room = self.inner.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            {
-                let mut state = self.inner.state();
-                if state.closed || state.request.is_some() {
-                    return Err(SendError::Closed);
-                }
-                if state.queue.len() < self.inner.capacity {
-                    state
-                        .queue
-                        .push_back(message.take().expect("pushed only once"));
-                    state.pushed += 1;
-                    let writer = state.writer.take();
-                    drop(state);
-                    wake(writer);
-                    return Ok(());
-                }
-                if waiting.is_none() {
-                    state.room_waiters += 1;
-                    waiting = Some(RoomWaiter(&self.inner));
-                }
+            if self.try_push_waiting(&mut message, &mut waiting).await? {
+                return Ok(());
             }
             room.await;
         }
+    }
+
+    /// Pushes `message` if there is room (`Ok(true)`); otherwise counts the caller as waiting
+    /// for room (`Ok(false)`).
+    async fn try_push_waiting<'a>(
+        &'a self,
+        message: &mut Option<Outgoing>,
+        waiting: &mut Option<RoomWaiter<'a>>,
+    ) -> Result<bool, SendError> {
+        std::future::poll_fn(|cx| {
+            let mut state = self.inner.state();
+            if state.closed || state.request.is_some() {
+                return Poll::Ready(Err(SendError::Closed));
+            }
+            if state.queue.len() >= self.inner.capacity {
+                if waiting.is_none() {
+                    state.room_waiters += 1;
+                    *waiting = Some(RoomWaiter(&self.inner));
+                }
+                return Poll::Ready(Ok(false));
+            }
+            state
+                .queue
+                .push_back(message.take().expect("pushed only once"));
+            state.pushed += 1;
+            // From the session's own task (its handler), no wake-up is needed: the task
+            // writes what its handler queued in the same round.
+            let own_task = state
+                .writer
+                .as_ref()
+                .is_some_and(|writer| writer.will_wake(cx.waker()));
+            let writer = if own_task {
+                None
+            } else {
+                self.inner.take_writer(&mut state)
+            };
+            drop(state);
+            wake(writer);
+            Poll::Ready(Ok(true))
+        })
+        .await
     }
 
     /// Asks the session to end. A more urgent request replaces a less urgent one that the
@@ -225,7 +280,8 @@ impl OutboxSender {
             .is_none_or(|current| request.urgency() > current.urgency());
         if takes {
             state.request = Some(request);
-            let writer = state.writer.take();
+            self.inner.requested.store(true, Ordering::Release);
+            let writer = self.inner.take_writer(&mut state);
             let waiters = state.room_waiters;
             drop(state);
             wake(writer);
@@ -343,10 +399,7 @@ impl OutboxReceiver {
             if state.request.is_some() {
                 return Poll::Ready(());
             }
-            match &state.writer {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => state.writer = Some(cx.waker().clone()),
-            }
+            self.inner.set_writer(&mut state, cx);
             return Poll::Pending;
         }
         let take = state.queue.len().min(max);
@@ -369,13 +422,17 @@ impl OutboxReceiver {
     /// The end request waiting, if any (taken: asking again returns `None`); when there is
     /// none, registers `cx` to be woken by the next one.
     pub(crate) fn poll_request(&mut self, cx: &mut Context<'_>) -> Option<EndRequest> {
+        // Every round of the session's task asks: without the lock while nothing waits.
+        if !self.inner.requested.load(Ordering::Acquire)
+            && self.inner.writer_set.load(Ordering::Acquire)
+        {
+            return None;
+        }
         let mut state = self.inner.state();
         let request = state.request.take();
+        self.inner.requested.store(false, Ordering::Release);
         if request.is_none() {
-            match &state.writer {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => state.writer = Some(cx.waker().clone()),
-            }
+            self.inner.set_writer(&mut state, cx);
         }
         request
     }
@@ -383,6 +440,7 @@ impl OutboxReceiver {
     /// The end request waiting, if any (taken: asking again returns `None`).
     #[cfg(test)]
     pub(crate) fn take_request(&mut self) -> Option<EndRequest> {
+        self.inner.requested.store(false, Ordering::Release);
         self.inner.state().request.take()
     }
 
@@ -431,7 +489,7 @@ impl Drop for OutboxReceiver {
         // The session is over: refuse everything and count what was still queued.
         self.stop_accepting();
         self.discard();
-        let writer = self.inner.state().writer.take();
+        let writer = self.inner.take_writer(&mut self.inner.state());
         drop(writer);
     }
 }

@@ -66,6 +66,7 @@ where
         let unread = &mut self.unread;
         let mut seen = false;
         let mut refused = false;
+        let current = cx.waker().clone();
         let mut on = |incoming: Incoming<'_>| {
             seen = true;
             match incoming {
@@ -79,7 +80,7 @@ where
                         return;
                     };
                     match Up::decode(payload) {
-                        Ok(up) => match tx.try_send(up) {
+                        Ok(up) => match tx.try_send(up, &current) {
                             Ok(()) => {}
                             Err(TrySendError::Closed(_) | TrySendError::Full(_)) => *unread += 1,
                         },

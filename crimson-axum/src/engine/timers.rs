@@ -116,16 +116,31 @@ where
         .into_iter()
         .flatten()
         .min();
-        if next != self.armed {
+        // Moving the timer costs: it is moved only to an earlier deadline. One armed too
+        // early (a ping put off by traffic) fires, finds nothing due, and is armed again.
+        let earlier = match (next, self.armed) {
+            (Some(next), Some(armed)) => next < armed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if earlier {
             if let Some(at) = next {
                 self.timer.as_mut().reset(at);
+                self.timer_polled = false;
             }
             self.armed = next;
         }
-        if self.armed.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+        // Polled once after it is set (to register the task), then only once its deadline
+        // has passed: until then it cannot have fired.
+        let due = self.armed.is_some_and(|at| now >= at);
+        if self.armed.is_some()
+            && (due || !self.timer_polled)
+            && self.timer.as_mut().poll(cx).is_ready()
+        {
             self.armed = None;
             progress = true;
         }
+        self.timer_polled = self.armed.is_some();
         progress
     }
 }

@@ -100,4 +100,10 @@ pub trait Codec<T>: 'static {
 
     /// Decodes a payload. Must not panic on any input.
     fn decode(bytes: &[u8]) -> Result<T, DecodeError>;
+
+    /// Decodes a payload known to be UTF-8 (a Text frame's, checked as it arrived). A text
+    /// codec can skip checking it again; by default this is [`decode`](Self::decode).
+    fn decode_text(text: &str) -> Result<T, DecodeError> {
+        Self::decode(text.as_bytes())
+    }
 }

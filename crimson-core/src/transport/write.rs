@@ -28,6 +28,14 @@ use crate::message::FrameKind;
 const COPY_MAX: usize = 1024;
 /// How many pieces one vectored write takes at most.
 const MAX_SLICES: usize = 64;
+/// The largest staging buffer kept for reuse on a thread.
+const SPARE_MAX: usize = 64 << 10;
+
+thread_local! {
+    /// An emptied staging buffer, lent to the next connection of the thread that queues a
+    /// frame: sending costs no allocation, and an idle connection still keeps no buffer.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
 /// How many pongs may wait unsent; a newer one pushes the oldest out.
 pub(crate) const MAX_PONGS: usize = 32;
 
@@ -215,6 +223,13 @@ impl Writer {
         let mask = self.next_mask();
         let mut header = [0; MAX_HEADER];
         let n = frame::write(&mut header, true, rsv1, op, mask, payload.len());
+        let copied = mask.is_some() || shared.is_none() || payload.len() <= COPY_MAX;
+        let need = n + if copied { payload.len() } else { 0 };
+        if self.staging.capacity() == 0 {
+            self.staging = SPARE.with(std::cell::Cell::take);
+            self.staging.clear();
+        }
+        self.staging.reserve(need);
         self.staging.extend_from_slice(&header[..n]);
         self.queued += n + payload.len();
         self.queued_total += (n + payload.len()) as u64;
@@ -240,13 +255,20 @@ impl Writer {
     /// Moves the staging buffer into the chunk queue (it starts at a frame boundary).
     fn seal_staging(&mut self, frame_start: bool) {
         if self.staging.len() > self.staged_written {
-            let staged = std::mem::take(&mut self.staging);
-            let mut bytes = Bytes::from(staged);
             let started = self.staged_written > 0;
-            if started {
-                // Only happens when nothing else is queued: continue where the write stopped.
-                bytes = bytes.slice(self.staged_written..);
-            }
+            let bytes = if self.staging.len() - self.staged_written <= 4096 {
+                // A few small frames (and a header): copied, so the buffer is kept for reuse.
+                let bytes = Bytes::copy_from_slice(&self.staging[self.staged_written..]);
+                self.staging.clear();
+                bytes
+            } else {
+                let mut bytes = Bytes::from(std::mem::take(&mut self.staging));
+                if started {
+                    // Only happens when nothing else is queued: go on where the write stopped.
+                    bytes = bytes.slice(self.staged_written..);
+                }
+                bytes
+            };
             self.staged_written = 0;
             self.chunks.push_back(Chunk {
                 bytes,
@@ -456,10 +478,22 @@ impl Writer {
         }
     }
 
-    /// Gives back the memory of an emptied queue: an idle connection keeps no buffers.
+    /// Gives back the memory of an emptied queue: an idle connection keeps no buffers (its
+    /// staging buffer goes to the thread's spare, for the next connection that sends).
     fn give_back(&mut self) {
         if self.staging.capacity() > 0 {
-            self.staging = Vec::new();
+            let staging = std::mem::take(&mut self.staging);
+            if staging.capacity() <= SPARE_MAX {
+                SPARE.with(|spare| {
+                    let kept = spare.take();
+                    // Keep the larger of the two.
+                    spare.set(if kept.capacity() >= staging.capacity() {
+                        kept
+                    } else {
+                        staging
+                    });
+                });
+            }
         }
         if self.chunks.capacity() > 0 {
             self.chunks = VecDeque::new();
