@@ -37,11 +37,25 @@ async function join(page, nick, words) {
 try {
   const alice = await (await browser.newContext()).newPage();
   const bob = await (await browser.newContext()).newPage();
+  // What the server answered to the page's WebSocket handshake (Chromium offers
+  // permessage-deflate on every connection).
+  const extensions = [];
+  const cdp = await alice.context().newCDPSession(alice);
+  await cdp.send("Network.enable");
+  cdp.on("Network.webSocketHandshakeResponseReceived", (event) => {
+    const headers = event.response.headers;
+    const key = Object.keys(headers).find((k) => k.toLowerCase() === "sec-websocket-extensions");
+    extensions.push(key ? headers[key] : "none");
+  });
   for (const page of [alice, bob]) {
     page.on("console", (msg) => console.error(`[page] ${msg.text()}`));
     await page.goto(url);
     await page.locator("#state", { hasText: /^connected$/ }).waitFor({ timeout: 10000 });
   }
+  if (!extensions.some((e) => e.includes("permessage-deflate"))) {
+    throw new Error(`the page did not negotiate permessage-deflate: ${JSON.stringify(extensions)}`);
+  }
+  console.error(`[test] Sec-WebSocket-Extensions: ${extensions[0]}`);
 
   await join(alice, "alice", "alice is here");
   await join(bob, "bob", "bob is here");
@@ -49,6 +63,11 @@ try {
   await alice.click("#send");
   await bob.locator("#messages li", { hasText: "alice: hello from the browser" }).waitFor({ timeout: 10000 });
   await alice.locator("#messages li", { hasText: "alice: hello from the browser" }).waitFor({ timeout: 10000 });
+  // A message long enough to be compressed both ways.
+  const long = "a long message that permessage-deflate squeezes: " + "la ".repeat(200);
+  await bob.fill("#input", long);
+  await bob.click("#send");
+  await alice.locator("#messages li", { hasText: long.trim() }).waitFor({ timeout: 10000 });
 
   console.log("READY-FOR-RESTART");
   await bob.locator("#state", { hasText: /retrying/ }).waitFor({ timeout: 10000 });

@@ -57,6 +57,11 @@ fn a_python_websockets_client_chats() {
         "python client failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains(": hello from python"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("extensions: permessage-deflate"),
+        "the Python client's messages should be compressed: {stdout}"
+    );
+    assert!(stdout.contains(": hello from python"));
     rust.expect_line(": hello from python");
 }

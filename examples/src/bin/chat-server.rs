@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use crimson_axum::cluster::redis::RedisCluster;
 use crimson_axum::cluster::Cluster;
-use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
+use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, Deflate, RouterExt};
 use crimson_examples::{arg, proto, ChatMessage, ChatResponse, DEFAULT_ADDR};
 
 const USAGE: &str = "\
@@ -125,12 +125,16 @@ async fn main() -> std::io::Result<()> {
     if !redis.is_empty() {
         tracing::info!(%redis, "sharing the chat through Redis");
     }
+    // permessage-deflate for the clients that offer it (browsers, Python's websockets,
+    // crimson-client): chat JSON compresses several times over.
     let json = CrimsonConfig::new()
+        .compression(Deflate::new())
         .max_unfinished_bytes(unfinished)
         .cluster(chat.json.clone())
         .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined (JSON)"))
         .on_close(|s, record| tracing::info!(id = %s.id, %record, "left"));
     let protobuf = CrimsonConfig::new()
+        .compression(Deflate::new())
         .max_unfinished_bytes(unfinished)
         .cluster(chat.proto.clone())
         .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined (Protobuf)"))
