@@ -485,8 +485,8 @@ pub(crate) struct Deflater {
     level: u32,
     window_bits: u8,
     min_size: usize,
-    /// Kept between messages only with context takeover.
-    takeover: Option<Box<Compress>>,
+    /// With context takeover: the compressor kept between messages (made on the first one).
+    takeover: Option<Option<Box<Compress>>>,
 }
 
 impl fmt::Debug for Deflater {
@@ -506,8 +506,7 @@ impl Deflater {
             level: negotiated.level,
             window_bits: out.window_bits,
             min_size: negotiated.min_size,
-            takeover: (!out.no_takeover)
-                .then(|| Box::new(new_compress(negotiated.level, out.window_bits))),
+            takeover: (!out.no_takeover).then_some(None),
         }
     }
 
@@ -516,10 +515,12 @@ impl Deflater {
         if data.len() < self.min_size {
             return None;
         }
+        let (level, window_bits) = (self.level, self.window_bits);
         match &mut self.takeover {
             // With context takeover the history must stay in step with what the peer saw:
             // the compressed form is always sent.
-            Some(engine) => {
+            Some(slot) => {
+                let engine = slot.get_or_insert_with(|| Box::new(new_compress(level, window_bits)));
                 let mut out = Vec::with_capacity(data.len() / 2 + 64);
                 let start = engine.total_in();
                 loop {
@@ -571,8 +572,8 @@ pub(crate) enum InflateError {
 
 /// A connection's inflater for what it receives.
 pub(crate) struct Inflater {
-    /// Kept between messages only with context takeover.
-    takeover: Option<Box<Decompress>>,
+    /// With context takeover: the inflater kept between messages (made on the first one).
+    takeover: Option<Option<Box<Decompress>>>,
 }
 
 impl fmt::Debug for Inflater {
@@ -587,7 +588,7 @@ impl Inflater {
     pub(crate) fn new(negotiated: &Negotiated, server: bool) -> Self {
         let incoming = negotiated.incoming(server);
         Self {
-            takeover: (!incoming.no_takeover).then(|| Box::new(Decompress::new(false))),
+            takeover: (!incoming.no_takeover).then_some(None),
         }
     }
 
@@ -601,7 +602,10 @@ impl Inflater {
     ) -> Result<(), InflateError> {
         out.clear();
         match &mut self.takeover {
-            Some(engine) => run_inflate(engine, data, limit, out),
+            Some(slot) => {
+                let engine = slot.get_or_insert_with(|| Box::new(Decompress::new(false)));
+                run_inflate(engine, data, limit, out)
+            }
             None => INFLATER.with(|cell| {
                 let Ok(mut slot) = cell.try_borrow_mut() else {
                     return run_inflate(&mut Decompress::new(false), data, limit, out);

@@ -2,14 +2,15 @@
 //! WebSocket servers and one server on a peer framework (ezsockets), all doing the same work,
 //! so `bench` can compare them in one run.
 //!
-//! `bench-server --impl crimson|raw|raw-tuned|ezsockets --addr 127.0.0.1:0 --scenario echo|broadcast|idle`
+//! `bench-server --impl crimson|raw|raw-tuned|ezsockets --addr 127.0.0.1:0 --scenario echo|broadcast|idle [--compression off|on|takeover]`
 //!
 //! It prints its bound address (`127.0.0.1:PORT`) as one line on stdout, then serves until its
 //! standard input closes (the `bench` process that spawned it exits or lets go of it).
 //!
 //! Scenarios (the routes served):
 //! - `echo` and `idle`: `/echo` decodes every JSON message `{"seq":N,"pad":"..."}` into a
-//!   typed value, encodes it again and sends it back.
+//!   typed value, encodes it again and sends it back; Crimson also serves `/doc`, the same
+//!   for a JSON document `{"seq":N,"items":[...]}` (the `compression` program's).
 //! - `broadcast`: `/sub` subscribes; every JSON message `{"seq":N,"sent":T,"pad":"..."}` sent to
 //!   `/pub` is decoded once, encoded once and queued for every subscriber.
 //!
@@ -46,7 +47,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use crimson_axum::cluster::Cluster;
 use crimson_axum::{
-    ConfigName, CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt,
+    ConfigName, CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, Deflate, RouterExt,
 };
 use crimson_examples::arg;
 use futures_util::{SinkExt, StreamExt};
@@ -113,6 +114,45 @@ async fn crimson_publisher(
 const SUB: ConfigName<Tick, Tick> = ConfigName::new("sub");
 const PUB: ConfigName<Tick, Tick> = ConfigName::new("pub");
 const ECHO: ConfigName<Echo, Echo> = ConfigName::new("echo");
+const DOC: ConfigName<Doc, Doc> = ConfigName::new("doc");
+
+/// A document of a few KiB, as dashboards send: `{"seq":N,"items":[{...}, ...]}`.
+#[derive(Serialize, Deserialize, CrimsonMessage)]
+#[crimson(codec = "json")]
+struct Doc {
+    seq: u64,
+    items: Vec<Item>,
+}
+
+/// One row of a [`Doc`].
+#[derive(Serialize, Deserialize)]
+struct Item {
+    id: u64,
+    name: String,
+    price: f64,
+    tags: Vec<String>,
+    active: bool,
+}
+
+async fn crimson_doc_echo(mut session: CrimsonSession<Doc, Doc>) {
+    while let Some(message) = session.recv().await {
+        if session.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// `--compression off | on | takeover`: Crimson without permessage-deflate (its default),
+/// with it (no context takeover, Crimson's default when on), or with context takeover both ways.
+fn compression() -> Deflate {
+    match arg("compression", "BENCH_COMPRESSION", "off").as_str() {
+        "on" => Deflate::new(),
+        "takeover" => Deflate::new()
+            .server_no_context_takeover(false)
+            .client_no_context_takeover(false),
+        _ => Deflate::disabled(),
+    }
+}
 
 /// Crimson's defaults, but for the inbound rate limits: the scenarios flood on purpose (raw
 /// axum has no limits to compare with).
@@ -120,6 +160,7 @@ fn crimson_config<Up: CrimsonMessage, Down: CrimsonMessage>() -> CrimsonConfig<U
     CrimsonConfig::new()
         .inbound_rate(None)
         .inbound_bandwidth(None)
+        .compression(compression())
 }
 
 fn crimson_app(scenario: &str) -> Router {
@@ -137,7 +178,12 @@ fn crimson_app(scenario: &str) -> Router {
         }
         _ => Router::new()
             .crimson("/echo", ECHO, crimson_echo)
-            .layer(CrimsonLayer::new().config(ECHO, crimson_config())),
+            .crimson("/doc", DOC, crimson_doc_echo)
+            .layer(
+                CrimsonLayer::new()
+                    .config(ECHO, crimson_config())
+                    .config(DOC, crimson_config()),
+            ),
     }
 }
 

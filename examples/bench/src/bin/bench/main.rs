@@ -183,7 +183,7 @@ where
             order.reverse();
         }
         for which in order {
-            let outcome = match Server::start(which, scenario) {
+            let outcome = match server::start(which, scenario) {
                 Ok(server) => run(server).await,
                 Err(err) => Err(err),
             };
