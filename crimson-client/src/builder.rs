@@ -405,6 +405,35 @@ where
     }
 }
 
+/// A connection just made, as [`on_connect`](CrimsonClientBuilder::on_connect) sees it.
+pub struct Connected<'a, Up> {
+    url: &'a str,
+    first: &'a mut Vec<Payload>,
+    _up: PhantomData<fn(Up)>,
+}
+
+impl<Up> fmt::Debug for Connected<'_, Up> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connected")
+            .field("url", &self.url)
+            .field("to_send", &self.first.len())
+            .finish()
+    }
+}
+
+impl<Up: CrimsonMessage> Connected<'_, Up> {
+    /// The URL connected to, without its query (which may hold secrets).
+    pub fn url(&self) -> &str {
+        self.url
+    }
+
+    /// Sends `message` first on this connection, ahead of the messages waiting in the outbox.
+    pub fn send(&mut self, message: Up) -> Result<(), EncodeError> {
+        self.first.push(message.encode()?);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,34 +481,5 @@ mod tests {
             err.to_string().starts_with("invalid root certificate"),
             "{err}"
         );
-    }
-}
-
-/// A connection just made, as [`on_connect`](CrimsonClientBuilder::on_connect) sees it.
-pub struct Connected<'a, Up> {
-    url: &'a str,
-    first: &'a mut Vec<Payload>,
-    _up: PhantomData<fn(Up)>,
-}
-
-impl<Up> fmt::Debug for Connected<'_, Up> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connected")
-            .field("url", &self.url)
-            .field("to_send", &self.first.len())
-            .finish()
-    }
-}
-
-impl<Up: CrimsonMessage> Connected<'_, Up> {
-    /// The URL connected to, without its query (which may hold secrets).
-    pub fn url(&self) -> &str {
-        self.url
-    }
-
-    /// Sends `message` first on this connection, ahead of the messages waiting in the outbox.
-    pub fn send(&mut self, message: Up) -> Result<(), EncodeError> {
-        self.first.push(message.encode()?);
-        Ok(())
     }
 }

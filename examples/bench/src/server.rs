@@ -14,14 +14,42 @@ pub struct BenchServer {
     stdin: Option<ChildStdin>,
     /// Where it listens.
     pub addr: SocketAddr,
+    chat: bool,
 }
 
 impl BenchServer {
     /// Starts `bench-server` (next to this executable) on a free loopback port with `args`
     /// (`--impl`, `--scenario`, ...), and waits for its address line.
     pub fn start(args: &[&str]) -> io::Result<Self> {
-        let exe = std::env::current_exe()?.with_file_name("bench-server");
-        let mut child = Command::new(&exe)
+        Self::start_program("bench-server", args, |line| line.trim().parse().ok())
+    }
+
+    /// Starts the `chat-server` example (built next to this executable) on a free loopback
+    /// port, and waits for its `chat server on ws://ADDR/chat` line.
+    pub fn start_chat_server() -> io::Result<Self> {
+        Self::start_program("chat-server", &[], |line| {
+            line.trim()
+                .strip_prefix("chat server on ws://")?
+                .strip_suffix("/chat")?
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Starts program `name` (next to this executable) with `args` and `--addr 127.0.0.1:0`,
+    /// and reads its address from its first line of output with `parse`.
+    pub fn start_program(
+        name: &str,
+        args: &[&str],
+        parse: fn(&str) -> Option<SocketAddr>,
+    ) -> io::Result<Self> {
+        let exe = std::env::current_exe()?.with_file_name(name);
+        let mut command = Command::new(&exe);
+        if name == "chat-server" {
+            // One line per connection would be thousands of lines and CPU the bench counts.
+            command.env("RUST_LOG", "warn");
+        }
+        let mut child = command
             .args(args)
             .args(["--addr", "127.0.0.1:0"])
             .stdin(Stdio::piped())
@@ -40,13 +68,13 @@ impl BenchServer {
         });
         let line = match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(read) => read,
-            Err(_) => Err(io::Error::other(
-                "bench-server printed no address within 10 s",
-            )),
+            Err(_) => Err(io::Error::other(format!(
+                "{name} printed no address within 10 s"
+            ))),
         };
         let addr = line.and_then(|line| {
-            line.trim().parse().map_err(|_| {
-                io::Error::other(format!("bench-server printed {line:?}, not an address"))
+            parse(&line).ok_or_else(|| {
+                io::Error::other(format!("{name} printed {line:?}, not its address"))
             })
         });
         let addr = match addr {
@@ -57,7 +85,17 @@ impl BenchServer {
                 return Err(err);
             }
         };
-        Ok(Self { child, stdin, addr })
+        Ok(Self {
+            child,
+            stdin,
+            addr,
+            chat: name == "chat-server",
+        })
+    }
+
+    /// Whether it is the `chat-server` example (its routes are `/` and `/chat`).
+    pub fn is_chat(&self) -> bool {
+        self.chat
     }
 
     /// Its process id.
@@ -75,9 +113,14 @@ impl BenchServer {
         measure::rss_kib(self.pid())
     }
 
-    /// Stops the server: closes its stdin, waits up to 2 s for it to exit, then kills it.
-    /// Call it before dropping the client connections, so the server side closes first.
+    /// Stops the server: closes its stdin, waits up to 2 s for it to exit, then kills it (the
+    /// chat server, which does not watch its stdin, at once). Call it before dropping the
+    /// client connections, so the server side closes first.
     pub fn stop(mut self) {
+        if self.chat {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
         measure::stop(&mut self.child, &mut self.stdin);
     }
 }

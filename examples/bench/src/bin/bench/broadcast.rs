@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -39,6 +39,22 @@ pub(crate) struct Broadcast {
     pub(crate) window: u64,
     pub(crate) warmup: Duration,
     pub(crate) measure: Duration,
+    /// Publish one message every this often instead of as fast as the window allows.
+    pub(crate) pace: Option<Duration>,
+    /// Through the `chat-server` example: subscribers and publisher on `/chat`, the
+    /// publisher's message `{"text": ...}` carrying the sequence number and send time, and
+    /// the publisher reading its own copies.
+    pub(crate) chat: bool,
+}
+
+impl Broadcast {
+    fn paths(&self) -> (&'static str, &'static str) {
+        if self.chat {
+            ("/chat", "/chat")
+        } else {
+            ("/sub", "/pub")
+        }
+    }
 }
 
 /// Nanoseconds on this process's clock.
@@ -96,14 +112,21 @@ async fn subscriber(
         };
         let now = Instant::now();
         let received = now_ns();
+        // Only the publisher's messages count (a chat server may say other things too).
+        let (Some(seq), Some(sent)) = (
+            client::json_u64(&text, "\"seq\":"),
+            client::json_u64(&text, "\"sent\":"),
+        ) else {
+            continue;
+        };
+        let seq = seq.wrapping_sub(1_000_000_000);
+        let sent = sent.wrapping_sub(SENT_BASE);
         if first {
             first = false;
             if shared.ready.fetch_add(1, Ordering::AcqRel) + 1 == shared.subscribers as usize {
                 shared.progress.notify_one();
             }
         }
-        let seq = client::json_u64(&text, "\"seq\":").unwrap_or(0) - 1_000_000_000;
-        let sent = client::json_u64(&text, "\"sent\":").unwrap_or(0) - SENT_BASE;
         if seq >= shared.base.load(Ordering::Acquire) {
             let slot = &shared.got[(seq % RING) as usize];
             if slot.fetch_add(1, Ordering::AcqRel) + 1 == shared.subscribers {
@@ -124,21 +147,37 @@ async fn subscriber(
     })
 }
 
-async fn publish(ws: &mut Ws, seq: u64, size: usize, end: Instant) -> io::Result<()> {
+async fn publish(ws: &mut Publisher, seq: u64, shape: &Broadcast, end: Instant) -> io::Result<()> {
     let sent = format!("\"sent\":{},", SENT_BASE + now_ns());
-    let text = client::json_message(size, seq, &sent);
+    let text = if shape.chat {
+        // The chat's message has one field, `text`: the numbers travel inside it (escaped in
+        // the broadcast, where `"seq":` is still found).
+        let inner = client::json_message(shape.size, seq, &sent);
+        serde_json::json!({ "text": inner }).to_string()
+    } else {
+        client::json_message(shape.size, seq, &sent)
+    };
     let give_up = end + Duration::from_secs(5);
-    client::send_by(ws, Message::Text(text.into()), give_up).await
+    tokio::time::timeout_at(give_up, ws.send(Message::Text(text.into())))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "send timed out"))?
+        .map_err(io::Error::other)
 }
+
+/// The publisher's sending half (its reading half is drained by a task of its own, so that a
+/// chat server's copies of its own messages do not pile up).
+type Publisher = futures_util::stream::SplitSink<Ws, Message>;
 
 /// Publishes until `end`: first one message every 20 ms until every subscriber has one (so
 /// all are registered), then windowed. Returns how many messages were published.
 async fn publisher(
-    mut ws: Ws,
+    ws: Ws,
     shared: Arc<Shared>,
     shape: Broadcast,
     end: Instant,
-) -> io::Result<(Ws, u64)> {
+) -> io::Result<(Publisher, u64)> {
+    let (mut ws, mut reading) = ws.split();
+    tokio::spawn(async move { while let Some(Ok(_)) = reading.next().await {} });
     let mut seq = 0u64;
     while shared.ready.load(Ordering::Acquire) < shared.subscribers as usize {
         if Instant::now() >= end {
@@ -148,12 +187,23 @@ async fn publisher(
                 shared.subscribers
             )));
         }
-        publish(&mut ws, seq, shape.size, end).await?;
+        publish(&mut ws, seq, &shape, end).await?;
         seq += 1;
         let _ = tokio::time::timeout(Duration::from_millis(20), shared.progress.notified()).await;
     }
     let base = seq;
     shared.base.store(base, Ordering::Release);
+    if let Some(pace) = shape.pace {
+        // Paced: one message every `pace`, whatever the subscribers have had.
+        let mut ticks = tokio::time::interval(pace);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while Instant::now() < end {
+            ticks.tick().await;
+            publish(&mut ws, seq, &shape, end).await?;
+            seq += 1;
+        }
+        return Ok((ws, seq - base));
+    }
     while Instant::now() < end {
         if seq - base >= shape.window {
             let waited = (seq - shape.window) % RING;
@@ -165,7 +215,7 @@ async fn publisher(
         }
         // Slot `seq % RING` last counted message `seq − RING`, which every subscriber has had.
         shared.got[(seq % RING) as usize].store(0, Ordering::Release);
-        publish(&mut ws, seq, shape.size, end).await?;
+        publish(&mut ws, seq, &shape, end).await?;
         seq += 1;
     }
     Ok((ws, seq - base))
@@ -174,9 +224,10 @@ async fn publisher(
 /// One run: delivered messages/s, p50/p99 publish→deliver latency (µs), server CPU µs per
 /// delivered message.
 pub(crate) async fn run(server: Server, shape: Broadcast) -> io::Result<Values> {
+    let (sub_path, pub_path) = shape.paths();
     let (subs, _) =
-        client::connect_many(server.addr, "/sub", shape.subscribers, 64, 0, None).await?;
-    let publisher_ws = client::connect(server.addr, "/pub", client::source(0)).await?;
+        client::connect_many(server.addr, sub_path, shape.subscribers, 64, 0, None).await?;
+    let publisher_ws = client::connect(server.addr, pub_path, client::source(0)).await?;
     let shared = Arc::new(Shared {
         subscribers: shape.subscribers as u32,
         ready: AtomicUsize::new(0),

@@ -141,9 +141,15 @@ pub(crate) fn json_message(size: usize, seq: u64, extra: &str) -> String {
     text
 }
 
-/// The unsigned integer after `key` (e.g. `"seq":`) in a compact JSON text.
+/// The unsigned integer after `key` (e.g. `"seq":`) in a compact JSON text, or after its
+/// escaped form (`\"seq\":`) when the message travelled as a string inside another one (the
+/// chat server's `text`).
 pub(crate) fn json_u64(text: &str, key: &str) -> Option<u64> {
-    let at = text.find(key)? + key.len();
+    let escaped = key.replace('"', "\\\"");
+    let at = match text.find(key) {
+        Some(at) => at + key.len(),
+        None => text.find(&escaped)? + escaped.len(),
+    };
     let digits = text[at..]
         .bytes()
         .take_while(u8::is_ascii_digit)
@@ -163,6 +169,10 @@ mod tests {
             assert_eq!(text.len(), size, "{text}");
             assert_eq!(json_u64(&text, "\"seq\":"), Some(1_000_000_007));
             assert_eq!(json_u64(&text, "\"sent\":"), Some(123_456));
+            let wrapped = serde_json::json!({ "text": text }).to_string();
+            assert_eq!(json_u64(&wrapped, "\"seq\":"), Some(1_000_000_007));
+            assert_eq!(json_u64(&wrapped, "\"sent\":"), Some(123_456));
         }
+        assert_eq!(json_u64("{}", "\"seq\":"), None);
     }
 }

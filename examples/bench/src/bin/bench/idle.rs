@@ -32,21 +32,23 @@ async fn settled_rss(server: &Server) -> io::Result<u64> {
     Ok(last)
 }
 
-/// One run: `(RSS with WARM + conns connections − RSS with WARM) / conns`, in KiB.
-pub(crate) async fn run(server: Server, conns: usize) -> io::Result<Values> {
-    let hello = Utf8Bytes::from(client::json_message(32, 0, ""));
-    let (warm, _) = client::connect_many(
-        server.addr,
-        "/echo",
-        WARM,
-        CONCURRENCY,
-        0,
-        Some(hello.clone()),
-    )
-    .await?;
+/// One run: `(RSS with WARM + conns connections − RSS with WARM) / conns`, in KiB. Each
+/// connection does one echo round trip on `/echo`, or (`path` given: a subscriber route) just
+/// connects.
+pub(crate) async fn run(
+    server: Server,
+    conns: usize,
+    path: Option<&'static str>,
+) -> io::Result<Values> {
+    let hello = path
+        .is_none()
+        .then(|| Utf8Bytes::from(client::json_message(32, 0, "")));
+    let path = path.unwrap_or("/echo");
+    let (warm, _) =
+        client::connect_many(server.addr, path, WARM, CONCURRENCY, 0, hello.clone()).await?;
     let before = settled_rss(&server).await?;
     let (idle, _) =
-        client::connect_many(server.addr, "/echo", conns, CONCURRENCY, WARM, Some(hello)).await?;
+        client::connect_many(server.addr, path, conns, CONCURRENCY, WARM, hello).await?;
     let after = settled_rss(&server).await?;
     server.stop();
     drop((warm, idle));

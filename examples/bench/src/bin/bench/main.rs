@@ -6,7 +6,7 @@
 //! cargo run --release -p crimson-examples --bin bench -- [--quick] [--only echo,pipelined,...]
 //!     [--rounds N] [--measure SECS] [--warmup SECS] [--out DIR]
 //!     [--impls crimson,raw,raw-tuned,ezsockets] [--idle-conns N] [--subscribers N,N]
-//!     [--setup-conns N]
+//!     [--setup-conns N] [--chat-pace-ms N]
 //! ```
 //!
 //! Implementations (`--impls`, all by default): `crimson`; `raw`, axum's own WebSocket with
@@ -30,6 +30,13 @@
 //! - `broadcast`: 1,000 and 5,000 subscribers, a publisher, 256 B JSON.
 //! - `idle`: server memory per idle connection at 10,000 connections.
 //! - `setup`: 5,000 connects (TCP + WebSocket handshake), 64 at a time.
+//! - `chat`: the `chat-server` example itself (built next to `bench`), measured from outside:
+//!   memory per idle plain client at 10,000 connections, and a message every 20 ms
+//!   (`--chat-pace-ms`) to 5,000 subscribers, 250,000 deliveries/s (publish→deliver latency,
+//!   deliveries/s, CPU per delivery), against the raw servers' broadcast routes relaying the
+//!   same. The chat server does more per message than the raw relays (it decodes the message,
+//!   and encodes its answer for its JSON and its Protobuf room), once per message, not per
+//!   subscriber.
 //!
 //! Only loopback addresses are used; every loop is bounded in count and time.
 
@@ -64,9 +71,11 @@ struct Options {
     idle_conns: usize,
     subscribers: Vec<usize>,
     setup_conns: usize,
+    /// The chat scenario's time between two published messages.
+    chat_pace: Duration,
 }
 
-const SCENARIOS: [&str; 5] = ["echo", "pipelined", "broadcast", "idle", "setup"];
+const SCENARIOS: [&str; 6] = ["echo", "pipelined", "broadcast", "idle", "setup", "chat"];
 
 fn number<T: std::str::FromStr>(name: &str, default: T) -> io::Result<T> {
     let text = arg(name, "", "");
@@ -125,6 +134,7 @@ impl Options {
             idle_conns: number("idle-conns", if quick { 1000 } else { 10_000 })?,
             subscribers,
             setup_conns: number("setup-conns", if quick { 1000 } else { 5000 })?,
+            chat_pace: Duration::from_millis(number("chat-pace-ms", 20u64)?.max(1)),
         };
         if options.measure.is_zero() || options.measure > Duration::from_secs(60) {
             return Err(io::Error::other("--measure: more than 0 and at most 60 s"));
@@ -239,7 +249,7 @@ fn echo_metrics() -> Vec<Metric> {
             "throughput",
             "msg/s",
             true,
-            Some(Target::RatioAtLeast(0.95)),
+            Some(Target::RatioAtLeast(0.97)),
         ),
         metric("p50_us", "p50 round trip", "µs", false, None),
         metric("p99_us", "p99 round trip", "µs", false, None),
@@ -248,7 +258,7 @@ fn echo_metrics() -> Vec<Metric> {
             "server CPU per message",
             "µs",
             false,
-            Some(Target::RatioAtMost(1.10)),
+            Some(Target::RatioAtMost(1.05)),
         ),
     ]
 }
@@ -297,15 +307,26 @@ async fn run_echo(
 }
 
 async fn run_broadcast(options: &Options, results: &mut Vec<ScenarioResult>) {
-    for &subscribers in &options.subscribers {
+    let runs: Vec<(usize, usize)> = options
+        .subscribers
+        .iter()
+        .map(|&n| (n, 256))
+        .chain(options.subscribers.first().map(|&n| (n, 4096)))
+        .collect();
+    for (subscribers, size) in runs {
         let shape = broadcast::Broadcast {
             subscribers,
-            size: 256,
+            size,
             window: broadcast::WINDOW,
             warmup: options.warmup,
             measure: options.measure,
+            pace: None,
+            chat: false,
         };
-        let detail = format!("{subscribers} subscribers, 256 B");
+        let detail = format!("{subscribers} subscribers, {}", size_name(size));
+        // Crimson's stretch goal (permessage-deflate issue): cheaper per delivery than a
+        // hand-written axum fan-out, 0.85 at 256 B and 0.7 at 4 KiB; the engine's: parity.
+        let cpu_target = if size >= 4096 { 0.7 } else { 1.0 };
         let label = format!("broadcast {detail}");
         let runs = alternate(
             &options.impls,
@@ -334,12 +355,98 @@ async fn run_broadcast(options: &Options, results: &mut Vec<ScenarioResult>) {
                     "server CPU per delivery",
                     "µs",
                     false,
-                    None,
+                    Some(Target::RatioAtMost(cpu_target)),
                 ),
             ],
             runs,
         });
     }
+}
+
+async fn run_chat(options: &Options, results: &mut Vec<ScenarioResult>) {
+    // Peers with a chat route of their own would be needed; the raw servers stand in.
+    let unsupported = [(Impl::Ezsockets, "measured through the raw servers only")];
+    let conns = options.idle_conns;
+    let runs = alternate(
+        &options.impls,
+        &format!("chat idle {conns}"),
+        "chat",
+        &unsupported,
+        options.rounds,
+        |server| {
+            let path = if server.is_chat() { "/chat" } else { "/sub" };
+            idle::run(server, conns, Some(path))
+        },
+    )
+    .await;
+    results.push(ScenarioResult {
+        name: "chat-server idle".to_owned(),
+        detail: format!("{conns} plain clients"),
+        metrics: vec![
+            metric(
+                "kib_per_conn",
+                "server RSS per idle connection",
+                "KiB",
+                false,
+                Some(Target::AtMost(5.0)),
+            ),
+            metric("rss_mib", "server RSS", "MiB", false, None),
+        ],
+        runs,
+    });
+    let subscribers = *options.subscribers.last().unwrap_or(&5000);
+    let runs = alternate(
+        &options.impls,
+        &format!("chat broadcast {subscribers}"),
+        "chat",
+        &unsupported,
+        options.rounds,
+        |server| {
+            let shape = broadcast::Broadcast {
+                subscribers,
+                size: 128,
+                window: broadcast::WINDOW,
+                warmup: options.warmup,
+                measure: options.measure,
+                pace: Some(options.chat_pace),
+                chat: server.is_chat(),
+            };
+            broadcast::run(server, shape)
+        },
+    )
+    .await;
+    results.push(ScenarioResult {
+        name: "chat-server broadcast".to_owned(),
+        detail: format!(
+            "{subscribers} subscribers, a message every {} ms",
+            options.chat_pace.as_millis()
+        ),
+        metrics: vec![
+            metric(
+                "delivered_per_s",
+                "delivered",
+                "msg/s",
+                true,
+                Some(Target::RatioAtLeast(1.0)),
+            ),
+            metric("p50_us", "p50 publish→deliver", "µs", false, None),
+            metric(
+                "p99_us",
+                "p99 publish→deliver",
+                "µs",
+                false,
+                Some(Target::RatioAtMost(1.2)),
+            ),
+            metric(
+                "cpu_us_per_delivery",
+                "server CPU per delivery",
+                "µs",
+                false,
+                Some(Target::RatioAtMost(1.0)),
+            ),
+        ],
+        runs,
+    });
 }
 
 async fn run_idle(options: &Options, results: &mut Vec<ScenarioResult>) {
@@ -350,7 +457,7 @@ async fn run_idle(options: &Options, results: &mut Vec<ScenarioResult>) {
         "idle",
         &[],
         options.rounds,
-        |server| idle::run(server, conns),
+        |server| idle::run(server, conns, None),
     )
     .await;
     results.push(ScenarioResult {
@@ -362,7 +469,7 @@ async fn run_idle(options: &Options, results: &mut Vec<ScenarioResult>) {
                 "server RSS per idle connection",
                 "KiB",
                 false,
-                Some(Target::AtMost(8.0)),
+                Some(Target::AtMost(5.0)),
             ),
             metric("rss_mib", "server RSS", "MiB", false, None),
         ],
@@ -399,7 +506,7 @@ async fn run_setup(options: &Options, results: &mut Vec<ScenarioResult>) {
                 "server CPU per connect",
                 "µs",
                 false,
-                None,
+                Some(Target::RatioAtMost(1.05)),
             ),
         ],
         runs,
@@ -446,6 +553,9 @@ async fn main() -> io::Result<()> {
     }
     if options.runs("setup") {
         run_setup(&options, &mut results).await;
+    }
+    if options.runs("chat") {
+        run_chat(&options, &mut results).await;
     }
 
     std::fs::create_dir_all(&options.out)?;

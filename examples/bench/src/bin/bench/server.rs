@@ -38,9 +38,14 @@ impl Impl {
 /// A running `bench-server`; dropping it kills the process.
 pub(crate) type Server = crimson_bench::server::BenchServer;
 
-/// Starts `bench-server --impl which --scenario scenario`.
+/// Starts `bench-server --impl which --scenario scenario`; for the `chat` scenario, Crimson
+/// is the `chat-server` example itself and the others serve their broadcast routes.
 pub(crate) fn start(which: Impl, scenario: &str) -> io::Result<Server> {
-    Server::start(&["--impl", which.name(), "--scenario", scenario])
+    match (scenario, which) {
+        ("chat", Impl::Crimson) => Server::start_chat_server(),
+        ("chat", _) => Server::start(&["--impl", which.name(), "--scenario", "broadcast"]),
+        _ => Server::start(&["--impl", which.name(), "--scenario", scenario]),
+    }
 }
 
 #[cfg(test)]
@@ -57,8 +62,9 @@ mod tests {
 
     #[test]
     fn the_peer_version_is_the_locked_one() {
-        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
-            .expect("the workspace's Cargo.lock");
+        let lock =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"))
+                .expect("the workspace's Cargo.lock");
         let (name, version) = PEER_CRATE;
         let entry = format!("name = \"{name}\"\nversion = \"{version}\"\n");
         assert!(lock.contains(&entry), "Cargo.lock has no {name} {version}");

@@ -310,8 +310,14 @@ async fn room_flood() -> Result<Outcome> {
             }
             let next = sent_at + Duration::from_millis(100);
             while Instant::now() < next {
-                if let Read::Text(_) = reader.next(&mut tcp, next - Instant::now()).await {
-                    floods += 1;
+                match reader.next(&mut tcp, next - Instant::now()).await {
+                    Read::Text(_) => floods += 1,
+                    Read::Close(code, reason) => {
+                        closed = Some((code, reason));
+                        break 'probing;
+                    }
+                    // Nothing more before `next` (or the connection ended: the probe finds out).
+                    Read::Gone => {}
                 }
             }
         }
