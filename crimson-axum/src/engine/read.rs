@@ -66,7 +66,9 @@ where
         let unread = &mut self.unread;
         let mut seen = false;
         let mut refused = false;
-        let current = cx.waker().clone();
+        // The closure and the read share the task's waker (borrowed, not cloned per read).
+        let current = cx.waker();
+        let mut cx = Context::from_waker(current);
         let mut on = |incoming: Incoming<'_>| {
             seen = true;
             match incoming {
@@ -80,7 +82,7 @@ where
                         return;
                     };
                     match Up::decode(payload) {
-                        Ok(up) => match tx.try_send(up, &current) {
+                        Ok(up) => match tx.try_send(up, current) {
                             Ok(()) => {}
                             Err(TrySendError::Closed(_) | TrySendError::Full(_)) => *unread += 1,
                         },
@@ -120,7 +122,7 @@ where
                 }
             }
         };
-        let polled = conn.poll_read(cx, max, &mut on);
+        let polled = conn.poll_read(&mut cx, max, &mut on);
         if seen {
             // Any frame says the peer is alive.
             self.ping_sent = None;

@@ -19,15 +19,23 @@ where
     T: Transport,
     Up: CrimsonMessage,
 {
-    /// Moves what fits from the outgoing queue to the socket and flushes; returns whether
-    /// anything happened.
+    /// Moves what fits from the outgoing queue to the socket and flushes; returns whether the
+    /// task should run another round: the ending has news, or messages are left in the queue
+    /// with room for them now. Writing alone is not such news: the queue wakes the task for
+    /// what comes next, so a session woken for one message polls its steps once, not twice.
     pub(super) fn write(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let Some(conn) = self.conn.as_mut() else {
             return false;
         };
         let mut progress = false;
+        // The queue may hold more than the write buffer let us take.
+        let mut left = false;
         if !self.close_queued {
-            while conn.queued() < self.settings.max_write_buffer {
+            loop {
+                if conn.queued() >= self.settings.max_write_buffer {
+                    left = true;
+                    break;
+                }
                 self.batch.clear();
                 if self
                     .outbox
@@ -37,10 +45,10 @@ where
                     break;
                 }
                 if self.batch.is_empty() {
-                    // Only an end request waits: the ending takes it.
+                    // Only an end request waits: the ending takes it in the next round.
+                    progress = true;
                     break;
                 }
-                progress = true;
                 for message in self.batch.drain(..) {
                     tracing::trace!(len = message.payload().len(), "frame out");
                     match conn.send(message.payload(), message.deflate_cache()) {
@@ -66,8 +74,10 @@ where
                     if self.close_queued && !self.close_written {
                         self.close_written = true;
                         self.events.push(Event::CloseWritten);
+                        progress = true;
                     }
-                    progress = true;
+                    // Room again for what the buffer's limit left in the queue.
+                    progress |= left;
                 }
                 Poll::Ready(Err(err)) => {
                     tracing::debug!(error = %err, "write failed");
