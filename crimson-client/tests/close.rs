@@ -201,3 +201,49 @@ async fn messages_a_dropped_connection_never_took_go_out_on_the_next_one() {
     assert_eq!(client.queued(), 0);
     assert_eq!(client.discarded(), 0);
 }
+
+/// A server killed outright (SIGKILL): its kernel resets the connection. The client reports a
+/// lost connection, not a broken protocol, and reconnects.
+#[tokio::test]
+async fn a_reset_connection_is_lost_not_a_protocol_error() {
+    trace();
+    let server = RawServer::serve(small_window_listener(), move |ws, _, number| async move {
+        if number > 1 {
+            return std::future::pending::<()>().await;
+        }
+        // What the kernel does for a killed process: a reset, no close frame, no FIN.
+        ws.get_ref().set_zero_linger().unwrap();
+        drop(ws);
+    });
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .url(server.url())
+        .retry(RetryPolicy::fixed(Duration::from_millis(50)).unwrap())
+        .without_heartbeat()
+        .build()
+        .unwrap();
+    let mut events = client.events();
+    within("connect", client.connect()).await.unwrap();
+    let error = next_event(&mut events, "the lost connection", |event| match event {
+        ClientEvent::Error(error) => match &**error {
+            ClientError::Connection(reason) => Some(reason.clone()),
+            _ => None,
+        },
+        _ => None,
+    })
+    .await;
+    assert!(
+        error.starts_with("the connection was lost: ")
+            || error == "the server dropped the connection without a close frame",
+        "{error}"
+    );
+    assert!(!error.contains("protocol"), "{error}");
+    let close = next_event(&mut events, "the close", |event| match event {
+        ClientEvent::Closed(close) => Some(close.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (close.code, close.by, close.reconnect),
+        (CloseCode::ABNORMAL, ClosedBy::Failure, true)
+    );
+}

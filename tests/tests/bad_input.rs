@@ -139,6 +139,30 @@ async fn a_message_over_the_limit_closes_1009_naming_the_limit() {
     assert_eq!(errors.len(), 1, "{:?}", errors.texts());
 }
 
+/// Raising the limit raises it for single frames too (there is no separate frame limit left
+/// at 64 KiB), and the reason names the limit that was set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_limit_takes_a_100_kib_message_in_one_frame() {
+    let limit = 256 << 10;
+    let (server, closes, _) = serve(CrimsonConfig::new().max_message_size(limit)).await;
+    let mut client = RawClient::connect(server.addr(), "/chat").await;
+    let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(100 << 10));
+    client.send(op::TEXT, big.as_bytes()).await;
+    let echoed = client.recv_text().await;
+    assert_eq!(said(&echoed).len(), 100 << 10);
+    // Past the raised limit, in one frame: refused, naming it.
+    let over = format!(r#"{{"text":"{}"}}"#, "x".repeat(limit));
+    client
+        .write_lossy(&frame(true, false, op::TEXT, over.as_bytes(), true))
+        .await;
+    assert_eq!(
+        client.recv_close().await,
+        (1009, format!("message too big: the limit is {limit} bytes"))
+    );
+    client.recv_until_end().await;
+    assert_eq!(closes.of_path("/chat").await.code, CloseCode::TOO_BIG);
+}
+
 /// The limit is on the message, however it is split into frames.
 #[tokio::test]
 async fn a_fragmented_message_over_the_limit_closes_1009() {
