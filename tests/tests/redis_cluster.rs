@@ -298,3 +298,100 @@ async fn a_node_limit_and_a_bad_url_are_clear() {
         "{err}"
     );
 }
+
+/// Adds `n` sessions (in-memory sinks) to `backend`; their ids.
+fn add_sessions(backend: &RedisCluster, n: usize) -> Vec<SessionId> {
+    (0..n)
+        .map(|k| {
+            let info = ghost_info(backend.node_id(), format!("/s/{k}"));
+            let id = info.id;
+            backend
+                .add(SessionHandle::new(info, Arc::new(MemorySink::new(4))))
+                .unwrap();
+            id
+        })
+        .collect()
+}
+
+async fn sorted_members(cluster: &Cluster<String>, room: &str) -> Vec<SessionId> {
+    let mut members = cluster.room_members(room).await.unwrap();
+    members.sort();
+    members
+}
+
+#[tokio::test]
+async fn rooms_span_nodes_and_a_crashed_nodes_members_expire() {
+    let mut redis = RedisServer::start();
+    let (_a, cluster_a, backend_a) = node(&redis, "app").await;
+    let a = add_sessions(&backend_a, 3);
+    let crashing = RedisCluster::builder(redis.url())
+        .prefix("app")
+        .heartbeat(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let b = add_sessions(&crashing, 2);
+
+    for id in [a[0], a[1]] {
+        cluster_a.join(id, "red").unwrap();
+    }
+    for id in &b {
+        crashing.join(*id, "red").unwrap();
+    }
+    cluster_a.join(a[2], "blue").unwrap();
+    let mut reds = vec![a[0], a[1], b[0], b[1]];
+    reds.sort();
+    eventually(
+        "both nodes' red members are listed",
+        Duration::from_secs(5),
+        async || sorted_members(&cluster_a, "red").await == reds,
+    )
+    .await;
+    assert_eq!(cluster_a.room_len("red").await.unwrap(), 4);
+    assert_eq!(cluster_a.room_len("blue").await.unwrap(), 1);
+    assert_eq!(cluster_a.room_len("green").await.unwrap(), 0);
+    let b_view: Cluster<String> = Cluster::new(crashing.clone());
+    assert_eq!(
+        sorted_members(&b_view, "red").await,
+        reds,
+        "every node sees the same"
+    );
+
+    // Leaving, and a session that goes away, leave the room on every node's count.
+    cluster_a.leave(a[0], "red");
+    backend_a.remove(a[1]);
+    eventually("leaves are written", Duration::from_secs(5), async || {
+        cluster_a.room_len("red").await.unwrap() == 2
+    })
+    .await;
+
+    // Redis restarts empty: every node rewrites its room members.
+    redis.restart();
+    let restarted = Instant::now();
+    eventually(
+        "room presence is rewritten after Redis restarts",
+        Duration::from_secs(10),
+        async || {
+            cluster_a.room_len("red").await.is_ok_and(|n| n == 2)
+                && cluster_a.room_len("blue").await.is_ok_and(|n| n == 1)
+        },
+    )
+    .await;
+    println!(
+        "room presence rewritten {:?} after Redis restarted",
+        restarted.elapsed()
+    );
+
+    // A crash: the node's tasks stop without cleanup; its members expire with its heartbeat.
+    drop(b_view);
+    drop(crashing);
+    let gone = eventually(
+        "the crashed node's room members expire",
+        Duration::from_secs(5),
+        async || cluster_a.room_len("red").await.unwrap() == 0,
+    )
+    .await;
+    println!("a crashed node's room members left after {gone:?} (heartbeat 200 ms)");
+    assert_eq!(cluster_a.room_members("red").await.unwrap(), vec![]);
+    assert_eq!(cluster_a.room_len("blue").await.unwrap(), 1);
+}

@@ -5,10 +5,13 @@
 //! it to its own sessions; a send to a session on another node is published on that node's
 //! channel (a [`SessionId`] names its node). Payloads travel as bytes, never hex.
 //!
-//! Presence: every node writes its sessions to a hash that expires unless the node's
-//! heartbeat refreshes it, so a crashed node's sessions disappear from cluster-wide counts on
-//! their own within three heartbeats. Heartbeats are stamped with Redis's own clock (`TIME`),
-//! so clock skew between nodes does not matter.
+//! Presence: every node writes its sessions to a hash, and its members of each room to a set
+//! per room, that expire unless the node's heartbeat refreshes them, so a crashed node's
+//! sessions and room members disappear from cluster-wide counts ([`Cluster::count`],
+//! [`Cluster::room_len`], [`Cluster::room_members`]) on their own within three heartbeats.
+//! Heartbeats are stamped with Redis's own clock (`TIME`), so clock skew between nodes does
+//! not matter. Joins and leaves reach Redis in the background, batched (one pipeline per
+//! burst): a join counts cluster-wide one round trip after [`Cluster::join`] returns.
 //!
 //! A send to a session on another node fails with `NotFound` when that node is gone (no one
 //! listens on its channel); if the node is live but the session has just left, the message is
@@ -25,13 +28,17 @@
 //! one Redis never cross. Give every cluster of one app its own prefix too (say `chat` and
 //! `prices`): nodes with the same prefix relay each other's payloads.
 //!
+//! Names carry a hash tag (`{…}`) so that what belongs together shares one Redis Cluster
+//! slot: a node's channel and sessions (`{node:ID}`), a room's presence (`{room:NAME}`).
+//! `ID` is the node id in 16 hex digits; `P` the prefix.
 //!
 //! | name | what |
 //! |---|---|
-//! | `{prefix}:broadcast` | channel: broadcasts and room broadcasts |
-//! | `{prefix}:node:{node}` | channel: sends to one session of `node` |
-//! | `{prefix}:presence:{node}` | hash: session id → `path`, `config`, connect time; expires |
-//! | `{prefix}:nodes` | sorted set: node → last heartbeat (ms) |
+//! | `P:broadcast` | channel: broadcasts and room broadcasts |
+//! | `P:{node:ID}:ch` | channel: sends to one session of node `ID` |
+//! | `P:{node:ID}:sessions` | hash: session id → `path`, `config`, connect time; expires |
+//! | `P:{room:NAME}:node:ID` | set: the sessions of node `ID` in room `NAME`; expires |
+//! | `P:nodes` | sorted set: node → last heartbeat (ms, Redis's clock) |
 //!
 //! ```no_run
 //! use crimson_core::cluster::{Cluster, LocalCluster};
@@ -47,208 +54,49 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
+mod conn;
+mod names;
+mod presence;
 mod tasks;
 pub(crate) mod wire;
 
 use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use self::builder::{RedisClusterBuilder, RedisClusterError};
+use self::conn::{Batch, Conn};
+use self::names::{node_field, Names};
+use self::presence::PresenceQueue;
 use self::wire::Route;
+#[cfg(doc)]
+use super::Cluster;
 use super::{
-    BoxFuture, ClusterError, ClusterFull, Delivery, LocalCluster, LocalClusterBuilder, SendToError,
-    SessionCluster, Target,
+    BoxFuture, ClusterError, ClusterFull, Delivery, LocalCluster, SendToError, SessionCluster,
+    Target,
 };
 use crate::message::Payload;
-use crate::session::{SessionHandle, SessionId, SessionInfo};
+use crate::session::{SessionHandle, SessionId};
 
-/// Settings for a [`RedisCluster`].
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct RedisClusterBuilder {
-    url: String,
-    prefix: String,
-    heartbeat: Duration,
-    max_backoff: Duration,
-    timeout: Duration,
-    local: LocalClusterBuilder,
-}
-
-impl RedisClusterBuilder {
-    /// The prefix of every key and channel (default `crimson`): one per application.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// How often this node refreshes its presence (default 5 s); presence expires after
-    /// three heartbeats without one.
-    pub fn heartbeat(mut self, every: Duration) -> Self {
-        self.heartbeat = every.max(Duration::from_millis(50));
-        self
-    }
-
-    /// The longest wait between reconnection attempts (default 2 s).
-    pub fn max_backoff(mut self, max: Duration) -> Self {
-        self.max_backoff = max.max(Duration::from_millis(100));
-        self
-    }
-
-    /// How long one Redis command or connection attempt may take (default 1 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// This node's own limits: connection limit, session lifetime.
-    pub fn local(mut self, local: LocalClusterBuilder) -> Self {
-        self.local = local;
-        self
-    }
-
-    /// Connects to Redis and starts this node's subscriber and heartbeat. Fails if Redis
-    /// cannot be reached now; once running, the node survives outages on its own.
-    pub async fn build(self) -> Result<RedisCluster, RedisClusterError> {
-        if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
-            return Err(RedisClusterError::BadPrefix(self.prefix));
-        }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|err| RedisClusterError::Url(self.url.clone(), err))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(self.max_backoff);
-        let commands = tokio::time::timeout(
-            self.timeout,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| RedisClusterError::Connect(self.url.clone(), "timed out".into()))?
-        .map_err(|err| RedisClusterError::Connect(self.url.clone(), err.to_string()))?;
-
-        let local = self.local.build();
-        let node = local.node_id();
-        let names = Names::new(&self.prefix, node);
-        let (presence_tx, presence_rx) = mpsc::unbounded_channel();
-        let (subscribed_tx, subscribed_rx) = watch::channel(false);
-        let shared = Arc::new(Node {
-            local,
-            names,
-            commands,
-            presence: presence_tx,
-            subscribed: subscribed_rx,
-            heartbeat: self.heartbeat,
-            timeout: self.timeout,
-            relay_failures: Default::default(),
-        });
-        let subscriber = tokio::spawn(tasks::subscribe(
-            Arc::downgrade(&shared),
-            client,
-            subscribed_tx,
-            self.max_backoff,
-        ));
-        let heartbeat = tokio::spawn(tasks::heartbeat(
-            Arc::downgrade(&shared),
-            presence_rx,
-            self.heartbeat,
-        ));
-        let cluster = RedisCluster {
-            shared,
-            _tasks: Arc::new(Tasks([subscriber, heartbeat])),
-        };
-        // Wait (briefly) for the first subscription, so that a message published right
-        // after `build` returns is not missed.
-        let mut subscribed = cluster.shared.subscribed.clone();
-        let _ = tokio::time::timeout(self.timeout, subscribed.wait_for(|s| *s)).await;
-        Ok(cluster)
-    }
-}
-
-/// Why a [`RedisCluster`] could not start.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum RedisClusterError {
-    /// The URL is not a Redis URL.
-    Url(String, redis::RedisError),
-    /// Redis could not be reached.
-    Connect(String, String),
-    /// The prefix is empty or has white space.
-    BadPrefix(String),
-}
-
-impl fmt::Display for RedisClusterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Url(url, err) => {
-                write!(f, "`{url}` is not a Redis URL (redis://HOST:PORT): {err}")
-            }
-            Self::Connect(url, err) => write!(f, "cannot connect to Redis at {url}: {err}"),
-            Self::BadPrefix(prefix) => {
-                write!(
-                    f,
-                    "`{prefix}` cannot be a Redis key prefix: use a non-empty word without spaces"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for RedisClusterError {}
-
-/// Key and channel names of one node of one app.
-#[derive(Debug)]
-pub(crate) struct Names {
-    pub(crate) broadcast: String,
-    pub(crate) node_channel: String,
-    pub(crate) presence: String,
-    pub(crate) nodes: String,
-    prefix: String,
-}
-
-impl Names {
-    fn new(prefix: &str, node: u64) -> Self {
-        Self {
-            broadcast: format!("{prefix}:broadcast"),
-            node_channel: format!("{prefix}:node:{node:016x}"),
-            presence: format!("{prefix}:presence:{node:016x}"),
-            nodes: format!("{prefix}:nodes"),
-            prefix: prefix.to_owned(),
-        }
-    }
-
-    fn node_channel_of(&self, node: u64) -> String {
-        format!("{}:node:{node:016x}", self.prefix)
-    }
-
-    pub(crate) fn presence_of(&self, node: &str) -> String {
-        format!("{}:presence:{node}", self.prefix)
-    }
-}
-
-/// A change to this node's presence hash.
-#[derive(Debug)]
-pub(crate) enum PresenceOp {
-    Add(SessionInfo),
-    Remove(SessionId),
-    /// Rewrite the whole hash at the next heartbeat (after a reconnect).
-    Resync,
-}
-
+/// One node: its sessions, its connection, and what its background tasks share.
 pub(crate) struct Node {
     pub(crate) local: LocalCluster,
     pub(crate) names: Names,
-    pub(crate) commands: ConnectionManager,
-    pub(crate) presence: mpsc::UnboundedSender<PresenceOp>,
+    pub(crate) commands: Conn,
+    /// Whether Redis is a cluster (pipelines split by hash tag).
+    pub(crate) sharded: bool,
+    pub(crate) presence: Arc<PresenceQueue>,
     pub(crate) subscribed: watch::Receiver<bool>,
     pub(crate) heartbeat: Duration,
     pub(crate) timeout: Duration,
     /// Relayed messages that reached this node but not their session (gone, or full).
-    pub(crate) relay_failures: std::sync::atomic::AtomicU64,
+    pub(crate) relay_failures: AtomicU64,
 }
 
 impl Node {
@@ -256,6 +104,25 @@ impl Node {
     pub(crate) fn heartbeat_ttl_ms(&self) -> u64 {
         (self.heartbeat * 3).as_millis() as u64
     }
+
+    /// Runs a Redis request with the command timeout.
+    pub(crate) async fn with_deadline<T>(
+        &self,
+        request: impl Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, request)
+            .await
+            .unwrap_or_else(|_| Err(no_answer(timeout)))
+    }
+}
+
+fn no_answer(timeout: Duration) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "Redis did not answer in time",
+        format!("no answer within {timeout:?}"),
+    ))
 }
 
 struct Tasks([JoinHandle<()>; 2]);
@@ -272,7 +139,7 @@ impl Drop for Tasks {
 /// A session cluster spanning every node that uses the same Redis and prefix.
 ///
 /// Cloning is cheap and shares the node. Dropping the last clone stops the node's tasks;
-/// [`leave`](Self::leave) first removes its presence at once.
+/// [`leave_cluster`](Self::leave_cluster) first removes its presence at once.
 #[derive(Clone)]
 pub struct RedisCluster {
     shared: Arc<Node>,
@@ -283,7 +150,7 @@ pub struct RedisCluster {
 impl fmt::Debug for RedisCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisCluster")
-            .field("prefix", &self.shared.names.prefix)
+            .field("prefix", &self.shared.names.prefix())
             .field("local", &self.shared.local)
             .field("subscribed", &*self.shared.subscribed.borrow())
             .finish()
@@ -293,14 +160,7 @@ impl fmt::Debug for RedisCluster {
 impl RedisCluster {
     /// Settings for a node on the Redis at `url` (`redis://HOST:PORT`).
     pub fn builder(url: impl Into<String>) -> RedisClusterBuilder {
-        RedisClusterBuilder {
-            url: url.into(),
-            prefix: "crimson".into(),
-            heartbeat: Duration::from_secs(5),
-            max_backoff: Duration::from_secs(2),
-            timeout: Duration::from_secs(1),
-            local: LocalCluster::builder(),
-        }
+        RedisClusterBuilder::new(url.into())
     }
 
     /// This node's own sessions.
@@ -316,9 +176,7 @@ impl RedisCluster {
     /// Messages other nodes relayed to this node that did not reach their session: it had
     /// left, or its queue refused them. Each is also logged at warn.
     pub fn relay_failures(&self) -> u64 {
-        self.shared
-            .relay_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.relay_failures.load(Ordering::Relaxed)
     }
 
     fn unavailable_now(&self) -> Option<redis::RedisError> {
@@ -330,16 +188,26 @@ impl RedisCluster {
         })
     }
 
-    /// Leaves the cluster cleanly: removes this node's presence now instead of letting it
-    /// expire. The node keeps delivering to its local sessions.
-    pub async fn leave(&self) -> Result<(), ClusterError> {
-        let mut conn = self.shared.commands.clone();
-        let node = format!("{:016x}", self.shared.local.node_id());
-        redis::pipe()
-            .del(&self.shared.names.presence)
-            .zrem(&self.shared.names.nodes, node)
-            .query_async::<()>(&mut conn)
+    /// Leaves the cluster cleanly: removes this node's presence (sessions, room members,
+    /// heartbeat) now instead of letting it expire. The node keeps delivering to its local
+    /// sessions; its heartbeat writes its presence again unless it is dropped.
+    pub async fn leave_cluster(&self) -> Result<(), ClusterError> {
+        let node = &self.shared;
+        let id = node.local.node_id();
+        let mut batch = Batch::new(node.sharded);
+        let nodes = node.names.nodes();
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(&nodes).arg(node_field(id));
+        batch.add(&nodes, zrem);
+        let sessions = node.names.sessions(id);
+        batch.add(&sessions, del(&sessions));
+        for room in node.local.rooms() {
+            let key = node.names.room_node(&room, id);
+            batch.add(&key, del(&key));
+        }
+        node.with_deadline(batch.run(&node.commands))
             .await
+            .map(drop)
             .map_err(|err| ClusterError::Remote(Box::new(err)))
     }
 
@@ -357,6 +225,12 @@ impl RedisCluster {
     }
 }
 
+fn del(key: &str) -> redis::Cmd {
+    let mut c = redis::cmd("DEL");
+    c.arg(key);
+    c
+}
+
 fn unavailable(local: Delivery, err: redis::RedisError) -> ClusterError {
     tracing::error!(error = %err, "Redis is unavailable: cross-node delivery failed");
     ClusterError::Unavailable {
@@ -365,31 +239,72 @@ fn unavailable(local: Delivery, err: redis::RedisError) -> ClusterError {
     }
 }
 
+fn remote(err: redis::RedisError) -> ClusterError {
+    ClusterError::Remote(Box::new(err))
+}
+
 impl SessionCluster for RedisCluster {
     fn local(&self) -> &LocalCluster {
         &self.shared.local
     }
 
     fn add(&self, session: SessionHandle) -> Result<(), ClusterFull> {
-        let info = session.info().clone();
+        let id = session.id();
         self.shared.local.add(session)?;
-        let _ = self.shared.presence.send(PresenceOp::Add(info));
+        self.shared.presence.session(id);
         Ok(())
     }
 
     fn remove(&self, id: SessionId) {
+        let rooms = self.shared.local.rooms_of(id);
         self.shared.local.remove(id);
-        let _ = self.shared.presence.send(PresenceOp::Remove(id));
+        self.shared.presence.session(id);
+        for room in &rooms {
+            self.shared.presence.membership(room, id);
+        }
+    }
+
+    fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError> {
+        self.shared.local.join(id, room)?;
+        self.shared.presence.membership(room, id);
+        Ok(())
+    }
+
+    fn leave(&self, id: SessionId, room: &str) {
+        self.shared.local.leave(id, room);
+        self.shared.presence.membership(room, id);
     }
 
     fn count(&self) -> BoxFuture<'_, Result<usize, ClusterError>> {
         Box::pin(async move {
             if let Some(err) = self.unavailable_now() {
-                return Err(ClusterError::Remote(Box::new(err)));
+                return Err(remote(err));
             }
-            tasks::cluster_len(&self.shared)
+            presence::count(&self.shared).await.map_err(remote)
+        })
+    }
+
+    fn room_len(&self, room: &str) -> BoxFuture<'_, Result<usize, ClusterError>> {
+        let room = room.to_owned();
+        Box::pin(async move {
+            if let Some(err) = self.unavailable_now() {
+                return Err(remote(err));
+            }
+            presence::room_len(&self.shared, &room)
                 .await
-                .map_err(|err| ClusterError::Remote(Box::new(err)))
+                .map_err(remote)
+        })
+    }
+
+    fn room_members(&self, room: &str) -> BoxFuture<'_, Result<Vec<SessionId>, ClusterError>> {
+        let room = room.to_owned();
+        Box::pin(async move {
+            if let Some(err) = self.unavailable_now() {
+                return Err(remote(err));
+            }
+            presence::room_members(&self.shared, &room)
+                .await
+                .map_err(remote)
         })
     }
 
@@ -405,7 +320,7 @@ impl SessionCluster for RedisCluster {
             if let Some(err) = self.unavailable_now() {
                 return Err(unavailable(local, err));
             }
-            match self.publish(&self.shared.names.broadcast, message).await {
+            match self.publish(&self.shared.names.broadcast(), message).await {
                 Ok(receivers) => {
                     // This node is subscribed too (and skips its own messages).
                     local.remote_nodes = receivers.saturating_sub(usize::from(self.is_connected()));
@@ -426,7 +341,7 @@ impl SessionCluster for RedisCluster {
             }
             let message = wire::encode(self.node_id(), &Route::Session(id), &payload);
             match self
-                .publish(&self.shared.names.node_channel_of(id.node()), message)
+                .publish(&self.shared.names.node_channel(id.node()), message)
                 .await
             {
                 Ok(0) => Err(SendToError::NotFound(id)),
