@@ -14,7 +14,8 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
 use crimson_axum::cluster::redis::RedisCluster;
-use crimson_axum::cluster::Cluster;
+use crimson_axum::cluster::{Cluster, ClusterError, Delivery};
+use crimson_axum::CrimsonMessage;
 use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
 use crimson_examples::{arg, proto, ChatMessage, ChatResponse, DEFAULT_ADDR};
 
@@ -53,15 +54,23 @@ impl Chat {
             from: from.clone(),
             at,
         };
-        match self.json.broadcast(&json).await {
-            Ok(delivery) => tracing::debug!(?delivery, "broadcast (JSON)"),
-            Err(err) => tracing::error!(error = %err, "broadcast (JSON) failed"),
-        }
         let proto = proto::ChatResponse { text, from, at };
-        match self.proto.broadcast(&proto).await {
-            Ok(delivery) => tracing::debug!(?delivery, "broadcast (Protobuf)"),
-            Err(err) => tracing::error!(error = %err, "broadcast (Protobuf) failed"),
+        // Both at once: each delivers locally first, then both wait for Redis together.
+        let (json, proto) = tokio::join!(self.json.broadcast(&json), self.proto.broadcast(&proto));
+        report("JSON", json);
+        report("Protobuf", proto);
+    }
+}
+
+/// Logs a broadcast's outcome. A Redis outage is already reported by the cluster itself
+/// (rate-limited, with counts), so here it is only a debug line.
+fn report(codec: &str, result: Result<Delivery, ClusterError>) {
+    match result {
+        Ok(delivery) => tracing::debug!(?delivery, codec, "broadcast"),
+        Err(ClusterError::Unavailable { local, source }) => {
+            tracing::debug!(codec, reached_locally = local.delivered, error = %source, "broadcast reached this node only");
         }
+        Err(err) => tracing::error!(codec, error = %err, "broadcast failed"),
     }
 }
 
@@ -85,13 +94,18 @@ async fn chat_proto(
     }
 }
 
-/// A cluster of its own for each route; on Redis, one prefix per codec.
-async fn cluster<Down>(redis: &str, prefix: &str) -> std::io::Result<Cluster<Down>> {
+/// A cluster of its own for each route; on Redis, one prefix per codec, and what other
+/// nodes relay must decode as the route's message type.
+async fn cluster<Down: CrimsonMessage>(
+    redis: &str,
+    prefix: &str,
+) -> std::io::Result<Cluster<Down>> {
     if redis.is_empty() {
         return Ok(Cluster::local());
     }
     let backend = RedisCluster::builder(redis)
         .prefix(prefix)
+        .check_payloads::<Down>()
         .build()
         .await
         .map_err(std::io::Error::other)?;

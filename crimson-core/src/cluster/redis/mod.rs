@@ -15,14 +15,24 @@
 //!
 //! A send to a session on another node fails with `NotFound` when that node is gone (no one
 //! listens on its channel); if the node is live but the session has just left, the message is
-//! counted on that node ([`RedisCluster::relay_failures`]) and logged at warn.
+//! counted on that node ([`RedisCluster::relay_failures`], [`RedisCluster::stats`]).
 //!
-//! Outage: while Redis is unreachable, local delivery goes on and cross-node operations
-//! return [`ClusterError::Unavailable`] (with what the local sessions got). The node
-//! reconnects and resubscribes by itself, backing off from 100 ms to
-//! [`RedisClusterBuilder::max_backoff`] (2 s by default), logging at warn while it retries
-//! and at error when an operation fails; cross-node delivery resumes within that bound of
-//! Redis returning.
+//! Outage and hang: a health probe PINGs Redis every 300 ms with a 500 ms deadline
+//! ([`RedisClusterBuilder::probe`]), so a Redis that stops answering (down, or hung) is
+//! found within about 0.8 s. Local delivery always happens first and never waits for Redis.
+//! A publish waits at most [`RedisClusterBuilder::publish_timeout`] (500 ms), less if the
+//! probe finds Redis unavailable meanwhile; from then on cross-node operations fail at once:
+//! broadcasts and sends return [`ClusterError::Unavailable`] (with what the local sessions
+//! got), counts return an error. The node reconnects and resubscribes by itself, backing off
+//! from 100 ms to [`RedisClusterBuilder::max_backoff`] (2 s by default), and rewrites its
+//! presence when Redis answers again. Failures are counted ([`RedisStats`]) and logged at most
+//! once per 5 s per kind, with the count since the previous line, never once per message.
+//!
+//! Relayed input is checked: anything that can write to Redis can publish on these channels.
+//! A payload over [`RedisClusterBuilder::max_payload`] (1 MiB) is dropped (and refused on the
+//! sending side with [`PayloadTooLarge`]); with [`RedisClusterBuilder::check_payloads`], one
+//! that does not decode as the route's message type is dropped; a message that is not in
+//! Crimson's format is dropped. Each is counted in [`RedisStats`] and logged, rate-limited.
 //!
 //! Keys and channels all start with the app's prefix (`crimson` by default), so two apps on
 //! one Redis never cross. Give every cluster of one app its own prefix too (say `chat` and
@@ -56,24 +66,29 @@
 
 mod builder;
 mod conn;
+mod health;
 mod names;
 mod presence;
+mod relay;
+mod report;
 mod tasks;
 pub(crate) mod wire;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use self::builder::{RedisClusterBuilder, RedisClusterError};
+pub use self::builder::{RedisClusterBuilder, RedisClusterError, DEFAULT_MAX_PAYLOAD};
 use self::conn::{Batch, Conn};
 use self::names::{node_field, Names};
 use self::presence::PresenceQueue;
+use self::relay::PayloadCheck;
+pub use self::report::RedisStats;
+use self::report::Reports;
 use self::wire::Route;
 #[cfg(doc)]
 use super::Cluster;
@@ -92,11 +107,19 @@ pub(crate) struct Node {
     /// Whether Redis is a cluster (pipelines split by hash tag).
     pub(crate) sharded: bool,
     pub(crate) presence: Arc<PresenceQueue>,
+    /// Whether the subscription is up (the subscriber's view).
     pub(crate) subscribed: watch::Receiver<bool>,
+    /// Whether Redis answers (the health probe's view).
+    pub(crate) healthy: watch::Receiver<bool>,
     pub(crate) heartbeat: Duration,
     pub(crate) timeout: Duration,
-    /// Relayed messages that reached this node but not their session (gone, or full).
-    pub(crate) relay_failures: AtomicU64,
+    /// How long a broadcast waits for its publish.
+    pub(crate) publish_timeout: Duration,
+    /// The largest payload relayed, in bytes.
+    pub(crate) max_payload: usize,
+    /// How relayed payloads are checked, if they are.
+    pub(crate) check: Option<PayloadCheck>,
+    pub(crate) reports: Reports,
 }
 
 impl Node {
@@ -125,7 +148,7 @@ fn no_answer(timeout: Duration) -> redis::RedisError {
     ))
 }
 
-struct Tasks([JoinHandle<()>; 2]);
+struct Tasks(Vec<JoinHandle<()>>);
 
 impl Drop for Tasks {
     fn drop(&mut self) {
@@ -152,7 +175,7 @@ impl fmt::Debug for RedisCluster {
         f.debug_struct("RedisCluster")
             .field("prefix", &self.shared.names.prefix())
             .field("local", &self.shared.local)
-            .field("subscribed", &*self.shared.subscribed.borrow())
+            .field("available", &self.is_connected())
             .finish()
     }
 }
@@ -168,19 +191,32 @@ impl RedisCluster {
         &self.shared.local
     }
 
-    /// Whether the node is subscribed to Redis right now (false during an outage).
+    /// Whether cross-node delivery works right now: subscribed, and Redis answered the last
+    /// health probe. False during an outage or a hang, when cross-node operations fail at
+    /// once with [`ClusterError::Unavailable`].
     pub fn is_connected(&self) -> bool {
-        *self.shared.subscribed.borrow()
+        *self.shared.subscribed.borrow() && *self.shared.healthy.borrow()
     }
 
     /// Messages other nodes relayed to this node that did not reach their session: it had
-    /// left, or its queue refused them. Each is also logged at warn.
+    /// left, or its queue refused them. Also in [`stats`](Self::stats).
     pub fn relay_failures(&self) -> u64 {
-        self.shared.relay_failures.load(Ordering::Relaxed)
+        self.shared.reports.relay.total()
+    }
+
+    /// What this node counted: failed publishes, relayed messages dropped and why.
+    pub fn stats(&self) -> RedisStats {
+        self.shared.reports.stats()
     }
 
     fn unavailable_now(&self) -> Option<redis::RedisError> {
-        (!self.is_connected()).then(|| {
+        if !*self.shared.healthy.borrow() {
+            return Some(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "Redis did not answer the last health probe (outage or hang)",
+            )));
+        }
+        (!*self.shared.subscribed.borrow()).then(|| {
             redis::RedisError::from((
                 redis::ErrorKind::Io,
                 "not subscribed to Redis (outage or reconnecting)",
@@ -211,32 +247,86 @@ impl RedisCluster {
             .map_err(|err| ClusterError::Remote(Box::new(err)))
     }
 
+    /// Publishes `message` on `channel`; the number of subscribers that got it. Waits at
+    /// most `publish_timeout`, and no longer than it takes the health probe to find Redis
+    /// unavailable.
     async fn publish(
         &self,
         channel: &str,
         message: bytes::Bytes,
     ) -> Result<usize, redis::RedisError> {
-        let mut conn = self.shared.commands.clone();
-        redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(message.as_ref())
-            .query_async(&mut conn)
-            .await
+        let node = &self.shared;
+        let mut conn = node.commands.clone();
+        let mut healthy = node.healthy.clone();
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(channel).arg(message.as_ref());
+        let publish = command.query_async(&mut conn);
+        let wait = node.publish_timeout;
+        tokio::select! {
+            result = publish => result,
+            () = tokio::time::sleep(wait) => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "Redis did not confirm the publish in time",
+                format!("no answer within {wait:?} (publish_timeout)"),
+            ))),
+            _ = healthy.wait_for(|up| !up) => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "Redis stopped answering the health probe while publishing",
+            ))),
+        }
+    }
+
+    /// Refuses a payload other nodes would drop.
+    fn check_size(&self, payload: &Payload) -> Result<(), PayloadTooLarge> {
+        let max = self.shared.max_payload;
+        if payload.len() > max {
+            return Err(PayloadTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    fn unavailable(
+        &self,
+        local: Delivery,
+        err: impl std::error::Error + Send + Sync + 'static,
+    ) -> ClusterError {
+        self.shared.reports.publish_failed(&err);
+        ClusterError::Unavailable {
+            local,
+            source: Box::new(err),
+        }
     }
 }
+
+/// A payload over [`RedisClusterBuilder::max_payload`]: delivered locally, not relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadTooLarge {
+    /// The payload's size, in bytes.
+    pub len: usize,
+    /// The limit.
+    pub max: usize,
+}
+
+impl fmt::Display for PayloadTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a payload of {} bytes is over max_payload ({} bytes), so it was not relayed to \
+             other nodes; send less, or raise RedisClusterBuilder::max_payload on every node",
+            self.len, self.max
+        )
+    }
+}
+
+impl std::error::Error for PayloadTooLarge {}
 
 fn del(key: &str) -> redis::Cmd {
     let mut c = redis::cmd("DEL");
     c.arg(key);
     c
-}
-
-fn unavailable(local: Delivery, err: redis::RedisError) -> ClusterError {
-    tracing::error!(error = %err, "Redis is unavailable: cross-node delivery failed");
-    ClusterError::Unavailable {
-        local,
-        source: Box::new(err),
-    }
 }
 
 fn remote(err: redis::RedisError) -> ClusterError {
@@ -315,18 +405,20 @@ impl SessionCluster for RedisCluster {
     ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
         let mut local = self.shared.local.deliver(&payload, &target);
         let message = wire::encode(self.node_id(), &Route::Broadcast(target), &payload);
+        let too_large = self.check_size(&payload);
         Box::pin(async move {
+            too_large.map_err(|err| self.unavailable(local, err))?;
             // During an outage, fail at once rather than wait on a timeout per broadcast.
             if let Some(err) = self.unavailable_now() {
-                return Err(unavailable(local, err));
+                return Err(self.unavailable(local, err));
             }
             match self.publish(&self.shared.names.broadcast(), message).await {
                 Ok(receivers) => {
                     // This node is subscribed too (and skips its own messages).
-                    local.remote_nodes = receivers.saturating_sub(usize::from(self.is_connected()));
+                    local.remote_nodes = receivers.saturating_sub(1);
                     Ok(local)
                 }
-                Err(err) => Err(unavailable(local, err)),
+                Err(err) => Err(self.unavailable(local, err)),
             }
         })
     }
@@ -336,8 +428,12 @@ impl SessionCluster for RedisCluster {
             if id.node() == self.node_id() {
                 return self.shared.local.deliver_to(id, payload);
             }
+            let none = Delivery::default();
+            if let Err(err) = self.check_size(&payload) {
+                return Err(SendToError::Backend(self.unavailable(none, err)));
+            }
             if let Some(err) = self.unavailable_now() {
-                return Err(SendToError::Backend(unavailable(Delivery::default(), err)));
+                return Err(SendToError::Backend(self.unavailable(none, err)));
             }
             let message = wire::encode(self.node_id(), &Route::Session(id), &payload);
             match self
@@ -346,7 +442,7 @@ impl SessionCluster for RedisCluster {
             {
                 Ok(0) => Err(SendToError::NotFound(id)),
                 Ok(_) => Ok(()),
-                Err(err) => Err(SendToError::Backend(unavailable(Delivery::default(), err))),
+                Err(err) => Err(SendToError::Backend(self.unavailable(none, err))),
             }
         })
     }

@@ -1,13 +1,12 @@
 //! A Redis node's subscriber: relays other nodes' messages to this node's sessions.
 
-use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::wire::{self, Route};
+use super::relay;
 use super::Node;
 
 /// Subscribes to this node's channels and relays what arrives, reconnecting with bounded
@@ -60,7 +59,7 @@ pub(super) async fn subscribe(
                         message = messages.next() => match message {
                             Some(message) => {
                                 let Some(node) = shared.upgrade() else { return };
-                                relay(&node, bytes::Bytes::copy_from_slice(message.get_payload_bytes()));
+                                relay::relay(&node, bytes::Bytes::copy_from_slice(message.get_payload_bytes()));
                             }
                             None => break "the connection closed".to_string(),
                         },
@@ -83,32 +82,5 @@ pub(super) async fn subscribe(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(max_backoff);
-    }
-}
-
-/// Delivers one relayed message to this node's sessions.
-fn relay(node: &Node, message: bytes::Bytes) {
-    let relay = match wire::decode(message) {
-        Ok(relay) => relay,
-        Err(err) => {
-            tracing::error!(error = %err, "dropped a message from Redis that is not a Crimson cluster message");
-            return;
-        }
-    };
-    if relay.origin == node.local.node_id() {
-        // Our own broadcast: delivered locally when it was sent.
-        return;
-    }
-    match relay.route {
-        Route::Broadcast(target) => {
-            let delivery = node.local.deliver(&relay.payload, &target);
-            tracing::trace!(?delivery, "relayed a broadcast");
-        }
-        Route::Session(id) => {
-            if let Err(err) = node.local.deliver_to(id, relay.payload) {
-                node.relay_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %err, "a message relayed from another node did not reach its session");
-            }
-        }
     }
 }

@@ -14,6 +14,11 @@ use crate::session::SessionId;
 
 const VERSION: u8 = 1;
 
+/// The fewest bytes before the payload: version, kind, origin, target.
+pub(crate) const MIN_HEADER: usize = 1 + 1 + 8 + 1;
+/// The most bytes before the payload: a room target with the longest room name and an id.
+pub(crate) const MAX_HEADER: usize = MIN_HEADER + 4 + crate::cluster::MAX_ROOM_LEN + 16;
+
 /// Where a relayed message goes on the receiving node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
