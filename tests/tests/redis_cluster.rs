@@ -108,6 +108,13 @@ async fn broadcasts_rooms_and_targeted_sends_cross_nodes() {
     assert_eq!(a1.recv().await.unwrap(), "joined red");
     b1.send(&"join:red".into()).await.unwrap();
     assert_eq!(b1.recv().await.unwrap(), "joined red");
+    // A join counts cluster-wide once written, and its node is subscribed by then.
+    eventually(
+        "both reds are counted",
+        Duration::from_secs(5),
+        async || cluster_b.room_len("red").await.unwrap() == 2,
+    )
+    .await;
     b2.send(&"room:red:only reds".into()).await.unwrap();
     assert_eq!(a1.recv().await.unwrap(), "only reds");
     assert_eq!(b1.recv().await.unwrap(), "only reds");
@@ -499,11 +506,14 @@ async fn a_hung_redis_is_found_within_a_second_and_never_holds_up_local_delivery
     );
 }
 
-/// A broadcast to all in Crimson's wire format (version 1, see crimson-core's
-/// `cluster::redis`), as any client that can write to Redis could publish it.
-fn forged_broadcast(origin: u64, binary: bool, payload: &[u8]) -> Vec<u8> {
-    let mut message = vec![1, u8::from(binary)];
+/// A broadcast to all in Crimson's wire format (version 2, see crimson-core's
+/// `cluster::redis`), as any client that can write to Redis could publish it: the `seq`-th
+/// message of its origin.
+fn forged_broadcast(origin: u64, seq: u64, binary: bool, payload: &[u8]) -> Vec<u8> {
+    let mut message = vec![2, u8::from(binary)];
     message.extend_from_slice(&origin.to_be_bytes());
+    message.extend_from_slice(&7u32.to_be_bytes()); // stream
+    message.extend_from_slice(&seq.to_be_bytes());
     message.push(0); // target: all
     message.extend_from_slice(payload);
     message
@@ -518,6 +528,7 @@ async fn oversized_undecodable_and_foreign_relays_are_dropped_and_counted() {
         .prefix("app")
         .max_payload(64 * 1024)
         .check_payloads::<ChatResponse>()
+        .broadcast_channels(1)
         .build()
         .await
         .unwrap();
@@ -525,26 +536,26 @@ async fn oversized_undecodable_and_foreign_relays_are_dropped_and_counted() {
     let sink = Arc::new(MemorySink::new(16));
     backend.add(SessionHandle::new(info, sink.clone())).unwrap();
     let publish = |message: &[u8]| {
-        let reply = redis.command(&[b"PUBLISH", b"app:broadcast", message]);
+        let reply = redis.command(&[b"PUBLISH", b"app:{all:0}:ch", message]);
         assert_eq!(reply, ":1", "the node is subscribed");
     };
     let elsewhere = 0x0123_4567_89ab_cdef;
 
-    publish(&forged_broadcast(elsewhere, false, &vec![b' '; 20 << 20]));
     publish(&forged_broadcast(
         elsewhere,
+        1,
         false,
-        &vec![b' '; 64 * 1024 + 1],
+        &vec![b' '; 20 << 20],
     ));
-    publish(&forged_broadcast(
-        elsewhere,
-        false,
-        br#"{"not":"a chat response"}"#,
-    ));
-    publish(&forged_broadcast(elsewhere, true, &[0xff, 0xfe]));
+    let just_over = vec![b' '; 64 * 1024 + 1];
+    publish(&forged_broadcast(elsewhere, 2, false, &just_over));
+    let not_a_response = br#"{"not":"a chat response"}"#;
+    publish(&forged_broadcast(elsewhere, 3, false, not_a_response));
+    publish(&forged_broadcast(elsewhere, 4, true, &[0xff, 0xfe]));
     publish(b"hello from redis-cli");
     let good = br#"{"text":"hi","from":"elsewhere"}"#;
-    publish(&forged_broadcast(elsewhere, false, good));
+    // Seq 5 is never published: the receiver counts it as lost.
+    publish(&forged_broadcast(elsewhere, 6, false, good));
     eventually(
         "the good message arrives",
         Duration::from_secs(5),
@@ -554,8 +565,13 @@ async fn oversized_undecodable_and_foreign_relays_are_dropped_and_counted() {
     let stats = backend.stats();
     println!("{stats:?}");
     assert_eq!(
-        (stats.oversized, stats.undecodable, stats.malformed),
-        (2, 2, 1),
+        (
+            stats.oversized,
+            stats.undecodable,
+            stats.malformed,
+            stats.lost
+        ),
+        (2, 2, 1, 1),
         "{stats:?}"
     );
 

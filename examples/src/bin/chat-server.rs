@@ -5,7 +5,9 @@
 //! `cargo run -p crimson-examples --bin chat-server [-- --addr HOST:PORT] [--redis URL]`
 //! (or `CRIMSON_ADDR=HOST:PORT`, `CRIMSON_REDIS=URL`); it serves `http://127.0.0.1:54321/`
 //! by default, with in-memory clusters. With `--redis redis://HOST:PORT`, every chat server
-//! on that Redis is one chat room. `--help` prints this usage.
+//! on that Redis is one chat room; `--redis redis+cluster://HOST:PORT,HOST:PORT` (or any one
+//! node's `redis://` URL) does the same on a Redis Cluster, over sharded pub/sub. `--help`
+//! prints this usage.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,7 +29,9 @@ at /. Every message any client sends reaches every client.
 
   --addr HOST:PORT   where to listen (default 127.0.0.1:54321; env CRIMSON_ADDR)
   --redis URL        share the room with every chat server on this Redis, e.g.
-                     redis://127.0.0.1:6379 (default: in memory; env CRIMSON_REDIS)
+                     redis://127.0.0.1:6379, or on this Redis Cluster, e.g.
+                     redis+cluster://127.0.0.1:7000,127.0.0.1:7001 (seed nodes; one
+                     node's redis:// URL works too) (default: in memory; env CRIMSON_REDIS)
   --help             print this and exit
 ";
 

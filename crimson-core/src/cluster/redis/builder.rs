@@ -4,13 +4,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use redis::{ConnectionInfo, IntoConnectionInfo, ProtocolVersion};
+use tokio::sync::mpsc;
 
 use super::names::Names;
 use super::presence::PresenceQueue;
-use super::relay::PayloadCheck;
+use super::relay::{self, PayloadCheck, Sequences};
 use super::report::Reports;
-use super::{health, presence, tasks, Node, RedisCluster, Tasks};
+use super::shards::{Shards, ShardsConfig};
+use super::{health, presence, publish, Node, RedisCluster, Tasks};
 use crate::cluster::{LocalCluster, LocalClusterBuilder};
 use crate::message::CrimsonMessage;
 
@@ -31,6 +33,7 @@ pub struct RedisClusterBuilder {
     publish_timeout: Duration,
     max_payload: usize,
     check: Option<PayloadCheck>,
+    broadcast_channels: u16,
     local: LocalClusterBuilder,
 }
 
@@ -47,6 +50,7 @@ impl RedisClusterBuilder {
             publish_timeout: Duration::from_millis(500),
             max_payload: DEFAULT_MAX_PAYLOAD,
             check: None,
+            broadcast_channels: 16,
             local: LocalCluster::builder(),
         }
     }
@@ -135,8 +139,19 @@ impl RedisClusterBuilder {
         self
     }
 
-    /// Connects to Redis and starts this node's subscriber and heartbeat. Fails if Redis
-    /// cannot be reached now; once running, the node survives outages on its own.
+    /// How many channels carry broadcasts to all sessions (default 16). Every node
+    /// subscribes to all of them and publishes on one, picked by its id, so that its own
+    /// broadcasts stay in order; on a Redis Cluster the channels' hash tags spread them over
+    /// the shards, so that broadcasts from many nodes do not all land on one shard. Give every
+    /// node the same value.
+    pub fn broadcast_channels(mut self, channels: u16) -> Self {
+        self.broadcast_channels = channels.max(1);
+        self
+    }
+
+    /// Connects to Redis and starts this node's background tasks. Fails if Redis (every
+    /// master of a Redis Cluster) cannot be reached now; once running, the node survives
+    /// outages and failovers on its own.
     pub async fn build(self) -> Result<RedisCluster, RedisClusterError> {
         if self.prefix.is_empty()
             || self
@@ -145,66 +160,135 @@ impl RedisClusterBuilder {
         {
             return Err(RedisClusterError::BadPrefix(self.prefix));
         }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|err| RedisClusterError::Url(self.url.clone(), err))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(self.max_backoff);
-        let commands = tokio::time::timeout(
-            self.timeout,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| RedisClusterError::Connect(self.url.clone(), "timed out".into()))?
-        .map_err(|err| RedisClusterError::Connect(self.url.clone(), err.to_string()))?;
+        let (mut cluster, seeds) = parse_spec(&self.url)?;
+        let connect_error = |err: String| RedisClusterError::Connect(self.url.clone(), err);
+        if !cluster {
+            cluster = is_cluster_node(&seeds[0], self.timeout)
+                .await
+                .map_err(connect_error)?;
+        }
 
-        let local = self.local.build();
-        let queue = Arc::new(PresenceQueue::default());
-        let (subscribed_tx, subscribed_rx) = watch::channel(false);
-        let (healthy_tx, healthy_rx) = watch::channel(true);
-        let shared = Arc::new(Node {
-            local,
-            names: Names::new(&self.prefix),
-            commands,
-            sharded: false,
-            presence: queue.clone(),
-            subscribed: subscribed_rx,
-            healthy: healthy_rx,
-            heartbeat: self.heartbeat,
+        let config = ShardsConfig {
+            cluster,
+            seeds,
             timeout: self.timeout,
-            publish_timeout: self.publish_timeout,
-            max_payload: self.max_payload,
-            check: self.check,
-            reports: Reports::new(),
-        });
-        let subscriber = tokio::spawn(tasks::subscribe(
-            Arc::downgrade(&shared),
-            client,
-            subscribed_tx,
-            self.max_backoff,
-        ));
-        let heartbeat = tokio::spawn(presence::run(
-            Arc::downgrade(&shared),
-            queue,
-            self.heartbeat,
-        ));
-        let probe = tokio::spawn(health::probe(
-            Arc::downgrade(&shared),
-            healthy_tx,
-            self.probe_interval,
-            self.probe_timeout,
-        ));
-        let cluster = RedisCluster {
-            shared,
-            _tasks: Arc::new(Tasks(vec![subscriber, heartbeat, probe])),
+            probe_timeout: self.probe_timeout,
+            max_backoff: self.max_backoff,
         };
-        // Wait (briefly) for the first subscription, so that a message published right
-        // after `build` returns is not missed.
-        let mut subscribed = cluster.shared.subscribed.clone();
-        let _ = tokio::time::timeout(self.timeout, subscribed.wait_for(|s| *s)).await;
-        Ok(cluster)
+        let names = Names::new(&self.prefix);
+        let local = self.local.build();
+        let node_id = local.node_id();
+        let mut channels = vec![names.node_channel(node_id)];
+        channels.extend((0..self.broadcast_channels).map(|k| names.broadcast(k)));
+        let queue = Arc::new(PresenceQueue::default());
+        let (publisher, requests) = mpsc::channel(publish::QUEUE);
+        let shared = Arc::new_cyclic(|weak| {
+            let shards = Shards::new(config, relay::push_handler(weak.clone()));
+            Node {
+                local,
+                names,
+                available: shards.available(),
+                shards,
+                presence: queue.clone(),
+                publisher,
+                broadcast_channels: self.broadcast_channels,
+                heartbeat: self.heartbeat,
+                timeout: self.timeout,
+                publish_timeout: self.publish_timeout,
+                max_payload: self.max_payload,
+                check: self.check,
+                reports: Reports::new(),
+                sequences: Sequences::default(),
+            }
+        });
+        shared
+            .shards
+            .start(channels)
+            .await
+            .map_err(|err| connect_error(err.to_string()))?;
+
+        let weak = Arc::downgrade(&shared);
+        let tasks = vec![
+            tokio::spawn(presence::run(weak.clone(), queue, self.heartbeat)),
+            tokio::spawn(health::run(
+                weak.clone(),
+                shared.shards.wake.clone(),
+                self.probe_interval,
+            )),
+            tokio::spawn(publish::run(weak, requests, self.publish_timeout)),
+        ];
+        Ok(RedisCluster {
+            shared,
+            _tasks: Arc::new(Tasks(tasks)),
+        })
+    }
+}
+
+/// Seeds of `spec`: `redis://HOST:PORT` (one Redis, or one node of a cluster), or
+/// `redis+cluster://HOST:PORT,HOST:PORT…` / several `redis://` URLs separated by commas (a
+/// Redis Cluster's seed nodes). `rediss` for TLS. Whether it is surely a cluster.
+fn parse_spec(spec: &str) -> Result<(bool, Vec<ConnectionInfo>), RedisClusterError> {
+    let bad = |err: redis::RedisError| RedisClusterError::Url(spec.to_owned(), err);
+    let spec = spec.trim();
+    let (cluster, urls): (bool, Vec<String>) =
+        if let Some((scheme, rest)) = spec.split_once("+cluster://") {
+            // One set of credentials and options for every seed.
+            let tail_at = rest.find(['/', '?']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(tail_at);
+            let (userinfo, hosts) = match authority.rsplit_once('@') {
+                Some((user, hosts)) => (format!("{user}@"), hosts),
+                None => (String::new(), authority),
+            };
+            let urls = hosts
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(|host| format!("{scheme}://{userinfo}{host}{tail}"))
+                .collect();
+            (true, urls)
+        } else {
+            let urls: Vec<String> = spec
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect();
+            (urls.len() > 1, urls)
+        };
+    if urls.is_empty() {
+        return Err(bad(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "no host",
+        ))));
+    }
+    let seeds = urls
+        .iter()
+        .map(|url| {
+            let info = url.as_str().into_connection_info().map_err(bad)?;
+            // Pub/sub on the command connections: RESP3 pushes.
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            Ok(info.set_redis_settings(settings))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((cluster, seeds))
+}
+
+/// Whether the server at `seed` is a Redis Cluster node (`INFO cluster`).
+async fn is_cluster_node(seed: &ConnectionInfo, timeout: Duration) -> Result<bool, String> {
+    let ask = async {
+        let client = redis::Client::open(seed.clone())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("INFO")
+            .arg("cluster")
+            .query_async::<String>(&mut conn)
+            .await
+    };
+    match tokio::time::timeout(timeout, ask).await {
+        Ok(Ok(info)) => Ok(info.contains("cluster_enabled:1")),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
@@ -214,7 +298,7 @@ impl RedisClusterBuilder {
 pub enum RedisClusterError {
     /// The URL is not a Redis URL.
     Url(String, redis::RedisError),
-    /// Redis could not be reached.
+    /// Redis (or a master of the cluster) could not be reached, or refused a subscription.
     Connect(String, String),
     /// The prefix is empty or has white space or braces.
     BadPrefix(String),
@@ -223,12 +307,15 @@ pub enum RedisClusterError {
 impl fmt::Display for RedisClusterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Url(url, err) => {
-                write!(f, "`{url}` is not a Redis URL (redis://HOST:PORT): {err}")
-            }
+            Self::Url(url, err) => write!(
+                f,
+                "`{url}` is not a Redis URL: use redis://HOST:PORT for one Redis, or \
+                 redis+cluster://HOST:PORT,HOST:PORT for a Redis Cluster ({err})"
+            ),
             Self::Connect(url, err) => write!(
                 f,
-                "cannot connect to Redis at {url}: {err} (is redis-server running there?)"
+                "cannot connect to Redis at {url}: {err} (is redis-server 6 or later \
+                 running there, and for a Redis Cluster every master?)"
             ),
             Self::BadPrefix(prefix) => {
                 write!(

@@ -1,32 +1,72 @@
-//! [`RedisCluster`]: many server nodes acting as one, through Redis pub/sub (feature `redis`).
+//! [`RedisCluster`]: many server nodes acting as one, through Redis pub/sub (feature `redis`),
+//! on one Redis or on a Redis Cluster.
 //!
 //! Each node keeps its own sessions in a [`LocalCluster`] and delivers to them directly. A
-//! broadcast is also published on the app's broadcast channel, and every other node delivers
-//! it to its own sessions; a send to a session on another node is published on that node's
-//! channel (a [`SessionId`] names its node). Payloads travel as bytes, never hex.
+//! broadcast is also published on a broadcast channel, a room broadcast on the room's
+//! channel, and every other node that listens there delivers it to its own sessions; a send
+//! to a session on another node is published on that node's channel (a [`SessionId`] names
+//! its node). Payloads travel as bytes, never hex.
 //!
-//! Presence: every node writes its sessions to a hash, and its members of each room to a set
-//! per room, that expire unless the node's heartbeat refreshes them, so a crashed node's
+//! # One Redis or a Redis Cluster
+//!
+//! [`RedisCluster::builder`] takes `redis://HOST:PORT` for one Redis (6 or later: pub/sub
+//! runs over RESP3 on the command connections), or a Redis Cluster's seed nodes as
+//! `redis+cluster://HOST:PORT,HOST:PORT…` (a plain `redis://` URL of any cluster node works
+//! too: the node asks). On a cluster, pub/sub is *sharded* (`SSUBSCRIBE`/`SPUBLISH`, Redis
+//! 7): a message goes only to the master that owns its channel's slot, which sends it to the
+//! nodes subscribed there, instead of travelling to every server of the cluster.
+//!
+//! - A room's channel and its presence keys share the hash tag `{room:NAME}`, so one shard
+//!   holds all of a room (and its history, once there is one). Only nodes with members in a
+//!   room subscribe to its channel.
+//! - A node's channel and its session hash share `{node:ID}`.
+//! - Broadcasts to everyone go over [`RedisClusterBuilder::broadcast_channels`] channels
+//!   (16 by default) tagged `{all:0}` … `{all:15}`, which spread over the shards. Every node
+//!   subscribes to all of them and publishes on the one its id picks: its own broadcasts
+//!   stay in order, and the broadcasts of many nodes spread over all shards instead of
+//!   making one shard fan out every message (with few nodes, few shards are used).
+//!
+//! Crimson keeps the connections itself, one per master: it reads the slot map (`CLUSTER
+//! SLOTS`) on every probe, so when a master dies and its replica takes over it connects to
+//! the new master and subscribes there again. redis-rs's own cluster client is not used for
+//! this: it does not notice a failover without a redirect, and its `PING` to all masters
+//! succeeds with one of them down.
+//!
+//! # Presence
+//!
+//! Every node writes its sessions to a hash, and its members of each room to a set per
+//! room, that expire unless the node's heartbeat refreshes them, so a crashed node's
 //! sessions and room members disappear from cluster-wide counts ([`Cluster::count`],
 //! [`Cluster::room_len`], [`Cluster::room_members`]) on their own within three heartbeats.
-//! Heartbeats are stamped with Redis's own clock (`TIME`), so clock skew between nodes does
-//! not matter. Joins and leaves reach Redis in the background, batched (one pipeline per
-//! burst): a join counts cluster-wide one round trip after [`Cluster::join`] returns.
+//! Heartbeats are stamped with Redis's own clock (a script calling `TIME` on the shard of
+//! the nodes key), so clock skew between machines does not matter. Joins and leaves reach
+//! Redis in the background, batched (one pipeline per shard per burst): a join counts
+//! cluster-wide one round trip after [`Cluster::join`] returns, and by then its node is
+//! subscribed to the room's channel.
 //!
-//! A send to a session on another node fails with `NotFound` when that node is gone (no one
-//! listens on its channel); if the node is live but the session has just left, the message is
-//! counted on that node ([`RedisCluster::relay_failures`], [`RedisCluster::stats`]).
+//! A send to a session on another node fails with `NotFound` when no node listens on that
+//! node's channel (it is gone); if the node is live but the session has just left, the
+//! message is counted on that node ([`RedisCluster::relay_failures`], [`RedisStats`]).
 //!
-//! Outage and hang: a health probe PINGs Redis every 300 ms with a 500 ms deadline
-//! ([`RedisClusterBuilder::probe`]), so a Redis that stops answering (down, or hung) is
-//! found within about 0.8 s. Local delivery always happens first and never waits for Redis.
-//! A publish waits at most [`RedisClusterBuilder::publish_timeout`] (500 ms), less if the
-//! probe finds Redis unavailable meanwhile; from then on cross-node operations fail at once:
-//! broadcasts and sends return [`ClusterError::Unavailable`] (with what the local sessions
-//! got), counts return an error. The node reconnects and resubscribes by itself, backing off
-//! from 100 ms to [`RedisClusterBuilder::max_backoff`] (2 s by default), and rewrites its
-//! presence when Redis answers again. Failures are counted ([`RedisStats`]) and logged at most
-//! once per 5 s per kind, with the count since the previous line, never once per message.
+//! # Outage, hang, failover
+//!
+//! A health probe asks every shard every 300 ms with a 500 ms deadline (`PING`; on a cluster
+//! `CLUSTER INFO`, which must say `cluster_state:ok`) ([`RedisClusterBuilder::probe`]), so a
+//! Redis that stops answering (down, or hung) is found within about 0.8 s, a lost connection
+//! at once. Local delivery always happens first and never waits for Redis. A publish waits
+//! at most [`RedisClusterBuilder::publish_timeout`] (500 ms), less if Redis is found
+//! unavailable meanwhile; from then on cross-node operations fail at once: broadcasts and
+//! sends return [`ClusterError::Unavailable`] (with what the local sessions got), counts
+//! return an error. The node reconnects by itself (backing off up to
+//! [`RedisClusterBuilder::max_backoff`], 2 s by default), subscribes again, and rewrites its
+//! presence when Redis is back.
+//!
+//! Nothing is lost silently. A publish that fails is an error for its sender. Every message
+//! a node publishes on a channel carries a sequence number, so a receiver that misses some
+//! (its subscription was down, Redis dropped them, or their publish failed) counts them
+//! ([`RedisStats::lost`]) when the next one from that node on that channel arrives.
+//! Failures are counted ([`RedisStats`]) and logged at most once per 5 s per kind, with the
+//! count since the previous line, never once per message.
 //!
 //! Relayed input is checked: anything that can write to Redis can publish on these channels.
 //! A payload over [`RedisClusterBuilder::max_payload`] (1 MiB) is dropped (and refused on the
@@ -34,29 +74,31 @@
 //! that does not decode as the route's message type is dropped; a message that is not in
 //! Crimson's format is dropped. Each is counted in [`RedisStats`] and logged, rate-limited.
 //!
-//! Keys and channels all start with the app's prefix (`crimson` by default), so two apps on
-//! one Redis never cross. Give every cluster of one app its own prefix too (say `chat` and
-//! `prices`): nodes with the same prefix relay each other's payloads.
+//! # Keys and channels
 //!
-//! Names carry a hash tag (`{…}`) so that what belongs together shares one Redis Cluster
-//! slot: a node's channel and sessions (`{node:ID}`), a room's presence (`{room:NAME}`).
-//! `ID` is the node id in 16 hex digits; `P` the prefix.
+//! All start with the app's prefix `P` (`crimson` by default), so two apps on one Redis
+//! never cross. Give every cluster of one app its own prefix too (say `chat` and `prices`):
+//! nodes with the same prefix relay each other's payloads. `ID` is a node id in 16 hex
+//! digits; `K` a broadcast channel's number.
 //!
-//! | name | what |
-//! |---|---|
-//! | `P:broadcast` | channel: broadcasts and room broadcasts |
-//! | `P:{node:ID}:ch` | channel: sends to one session of node `ID` |
-//! | `P:{node:ID}:sessions` | hash: session id → `path`, `config`, connect time; expires |
-//! | `P:{room:NAME}:node:ID` | set: the sessions of node `ID` in room `NAME`; expires |
-//! | `P:nodes` | sorted set: node → last heartbeat (ms, Redis's clock) |
+//! | name | what | hash tag (shard) |
+//! |---|---|---|
+//! | `P:{all:K}:ch` | channel: broadcasts to all (and all but one) | `all:K` |
+//! | `P:{room:NAME}:ch` | channel: broadcasts to a room | `room:NAME` |
+//! | `P:{room:NAME}:node:ID` | set: node `ID`'s sessions in room `NAME`; expires | `room:NAME` |
+//! | `P:{node:ID}:ch` | channel: sends to one session of node `ID` | `node:ID` |
+//! | `P:{node:ID}:sessions` | hash: session id → `path`, `config`, connect time; expires | `node:ID` |
+//! | `P:nodes` | sorted set: node → last heartbeat (ms, Redis's clock) | the key |
 //!
 //! ```no_run
 //! use crimson_core::cluster::{Cluster, LocalCluster};
 //! use crimson_core::cluster::redis::RedisCluster;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // One Redis; for a Redis Cluster: "redis+cluster://10.0.0.1:7000,10.0.0.2:7000".
 //! let backend = RedisCluster::builder("redis://127.0.0.1:6379")
 //!     .prefix("chat")
+//!     .check_payloads::<String>()
 //!     .local(LocalCluster::builder().max_connections(10_000))
 //!     .build()
 //!     .await?;
@@ -64,14 +106,15 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod builder;
-mod conn;
 mod health;
 mod names;
 mod presence;
+mod publish;
 mod relay;
 mod report;
-mod tasks;
+mod shards;
 pub(crate) mod wire;
 
 use std::fmt;
@@ -79,16 +122,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use self::batch::Batch;
 pub use self::builder::{RedisClusterBuilder, RedisClusterError, DEFAULT_MAX_PAYLOAD};
-use self::conn::{Batch, Conn};
-use self::names::{node_field, Names};
+use self::names::{broadcast_channel_of, node_field, Names};
 use self::presence::PresenceQueue;
-use self::relay::PayloadCheck;
+use self::relay::{PayloadCheck, Sequences};
 pub use self::report::RedisStats;
 use self::report::Reports;
+use self::shards::Shards;
 use self::wire::Route;
 #[cfg(doc)]
 use super::Cluster;
@@ -99,18 +143,16 @@ use super::{
 use crate::message::Payload;
 use crate::session::{SessionHandle, SessionId};
 
-/// One node: its sessions, its connection, and what its background tasks share.
+/// One node: its sessions, its connections, and what its background tasks share.
 pub(crate) struct Node {
     pub(crate) local: LocalCluster,
     pub(crate) names: Names,
-    pub(crate) commands: Conn,
-    /// Whether Redis is a cluster (pipelines split by hash tag).
-    pub(crate) sharded: bool,
+    pub(crate) shards: Shards,
+    /// Whether cross-node delivery works now (the shards' view).
+    pub(crate) available: watch::Receiver<bool>,
     pub(crate) presence: Arc<PresenceQueue>,
-    /// Whether the subscription is up (the subscriber's view).
-    pub(crate) subscribed: watch::Receiver<bool>,
-    /// Whether Redis answers (the health probe's view).
-    pub(crate) healthy: watch::Receiver<bool>,
+    pub(crate) publisher: mpsc::Sender<publish::Request>,
+    pub(crate) broadcast_channels: u16,
     pub(crate) heartbeat: Duration,
     pub(crate) timeout: Duration,
     /// How long a broadcast waits for its publish.
@@ -120,6 +162,7 @@ pub(crate) struct Node {
     /// How relayed payloads are checked, if they are.
     pub(crate) check: Option<PayloadCheck>,
     pub(crate) reports: Reports,
+    pub(crate) sequences: Sequences,
 }
 
 impl Node {
@@ -136,16 +179,17 @@ impl Node {
         let timeout = self.timeout;
         tokio::time::timeout(timeout, request)
             .await
-            .unwrap_or_else(|_| Err(no_answer(timeout)))
+            .unwrap_or_else(|_| {
+                Err(io_error(
+                    "Redis did not answer in time",
+                    format!("no answer within {timeout:?}"),
+                ))
+            })
     }
 }
 
-fn no_answer(timeout: Duration) -> redis::RedisError {
-    redis::RedisError::from((
-        redis::ErrorKind::Io,
-        "Redis did not answer in time",
-        format!("no answer within {timeout:?}"),
-    ))
+fn io_error(what: &'static str, detail: String) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, what, detail))
 }
 
 struct Tasks(Vec<JoinHandle<()>>);
@@ -159,7 +203,8 @@ impl Drop for Tasks {
     }
 }
 
-/// A session cluster spanning every node that uses the same Redis and prefix.
+/// A session cluster spanning every node that uses the same Redis (or Redis Cluster) and
+/// prefix.
 ///
 /// Cloning is cheap and shares the node. Dropping the last clone stops the node's tasks;
 /// [`leave_cluster`](Self::leave_cluster) first removes its presence at once.
@@ -174,6 +219,7 @@ impl fmt::Debug for RedisCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisCluster")
             .field("prefix", &self.shared.names.prefix())
+            .field("redis_cluster", &self.shared.shards.is_cluster())
             .field("local", &self.shared.local)
             .field("available", &self.is_connected())
             .finish()
@@ -181,7 +227,10 @@ impl fmt::Debug for RedisCluster {
 }
 
 impl RedisCluster {
-    /// Settings for a node on the Redis at `url` (`redis://HOST:PORT`).
+    /// Settings for a node on the Redis at `url`: `redis://HOST:PORT` for one Redis (or a
+    /// node of a Redis Cluster, found out by asking it), `redis+cluster://HOST:PORT,HOST:PORT`
+    /// (or several `redis://` URLs separated by commas) for a Redis Cluster's seed nodes;
+    /// `rediss` for TLS.
     pub fn builder(url: impl Into<String>) -> RedisClusterBuilder {
         RedisClusterBuilder::new(url.into())
     }
@@ -191,11 +240,17 @@ impl RedisCluster {
         &self.shared.local
     }
 
-    /// Whether cross-node delivery works right now: subscribed, and Redis answered the last
-    /// health probe. False during an outage or a hang, when cross-node operations fail at
-    /// once with [`ClusterError::Unavailable`].
+    /// Whether cross-node delivery works right now: every shard connected, answering the
+    /// health probe, and holding this node's subscriptions. False during an outage, a hang
+    /// or a failover, when cross-node operations fail at once with
+    /// [`ClusterError::Unavailable`].
     pub fn is_connected(&self) -> bool {
-        *self.shared.subscribed.borrow() && *self.shared.healthy.borrow()
+        *self.shared.available.borrow()
+    }
+
+    /// Whether Redis is a Redis Cluster (sharded pub/sub), rather than one server.
+    pub fn is_redis_cluster(&self) -> bool {
+        self.shared.shards.is_cluster()
     }
 
     /// Messages other nodes relayed to this node that did not reach their session: it had
@@ -204,23 +259,18 @@ impl RedisCluster {
         self.shared.reports.relay.total()
     }
 
-    /// What this node counted: failed publishes, relayed messages dropped and why.
+    /// What this node counted: failed publishes, relayed messages dropped and why, messages
+    /// that never arrived.
     pub fn stats(&self) -> RedisStats {
         self.shared.reports.stats()
     }
 
     fn unavailable_now(&self) -> Option<redis::RedisError> {
-        if !*self.shared.healthy.borrow() {
-            return Some(redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "Redis did not answer the last health probe (outage or hang)",
-            )));
-        }
-        (!*self.shared.subscribed.borrow()).then(|| {
-            redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "not subscribed to Redis (outage or reconnecting)",
-            ))
+        (!self.is_connected()).then(|| {
+            io_error(
+                "Redis is unavailable",
+                "outage, hang, failover or reconnecting; retry later".into(),
+            )
         })
     }
 
@@ -230,7 +280,7 @@ impl RedisCluster {
     pub async fn leave_cluster(&self) -> Result<(), ClusterError> {
         let node = &self.shared;
         let id = node.local.node_id();
-        let mut batch = Batch::new(node.sharded);
+        let mut batch = Batch::new();
         let nodes = node.names.nodes();
         let mut zrem = redis::cmd("ZREM");
         zrem.arg(&nodes).arg(node_field(id));
@@ -241,38 +291,52 @@ impl RedisCluster {
             let key = node.names.room_node(&room, id);
             batch.add(&key, del(&key));
         }
-        node.with_deadline(batch.run(&node.commands))
+        node.with_deadline(batch.run(&node.shards))
             .await
             .map(drop)
             .map_err(|err| ClusterError::Remote(Box::new(err)))
     }
 
-    /// Publishes `message` on `channel`; the number of subscribers that got it. Waits at
-    /// most `publish_timeout`, and no longer than it takes the health probe to find Redis
-    /// unavailable.
+    /// Publishes through the node's publisher; how many subscribers got it. Waits at most
+    /// `publish_timeout`, and no longer than it takes to find Redis unavailable.
     async fn publish(
         &self,
-        channel: &str,
-        message: bytes::Bytes,
+        channel: String,
+        route: Route,
+        payload: Payload,
     ) -> Result<usize, redis::RedisError> {
         let node = &self.shared;
-        let mut conn = node.commands.clone();
-        let mut healthy = node.healthy.clone();
-        let mut command = redis::cmd("PUBLISH");
-        command.arg(channel).arg(message.as_ref());
-        let publish = command.query_async(&mut conn);
+        let (reply, answer) = oneshot::channel();
+        let request = publish::Request {
+            channel,
+            route,
+            payload,
+            reply,
+        };
+        node.publisher.try_send(request).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => io_error(
+                "too many publishes waiting for Redis",
+                format!("{} queued: Redis is too slow for this rate", publish::QUEUE),
+            ),
+            mpsc::error::TrySendError::Closed(_) => {
+                io_error("the publisher stopped", "the node is shutting down".into())
+            }
+        })?;
         let wait = node.publish_timeout;
+        let mut available = node.available.clone();
         tokio::select! {
-            result = publish => result,
-            () = tokio::time::sleep(wait) => Err(redis::RedisError::from((
-                redis::ErrorKind::Io,
+            result = answer => result.unwrap_or_else(|_| Err(io_error(
+                "the publisher dropped the publish",
+                "the node is shutting down, or Redis timed out".into(),
+            ))),
+            () = tokio::time::sleep(wait) => Err(io_error(
                 "Redis did not confirm the publish in time",
                 format!("no answer within {wait:?} (publish_timeout)"),
-            ))),
-            _ = healthy.wait_for(|up| !up) => Err(redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "Redis stopped answering the health probe while publishing",
-            ))),
+            )),
+            _ = available.wait_for(|up| !up) => Err(io_error(
+                "Redis became unavailable while publishing",
+                "a probe failed or a connection was lost".into(),
+            )),
         }
     }
 
@@ -288,6 +352,7 @@ impl RedisCluster {
         Ok(())
     }
 
+    /// Counts and reports a failed publish; the error its sender gets.
     fn unavailable(
         &self,
         local: Delivery,
@@ -297,6 +362,21 @@ impl RedisCluster {
         ClusterError::Unavailable {
             local,
             source: Box::new(err),
+        }
+    }
+
+    /// The channel a broadcast to `target` goes on, and whether this node listens to it.
+    fn channel_of(&self, target: &Target) -> (String, bool) {
+        let node = &self.shared;
+        match target {
+            Target::All | Target::Except(_) => {
+                let k = broadcast_channel_of(node.local.node_id(), node.broadcast_channels);
+                (node.names.broadcast(k), true)
+            }
+            Target::Room(room) | Target::RoomExcept(room, _) => (
+                node.names.room_channel(room),
+                !node.local.room_members(room).is_empty(),
+            ),
         }
     }
 }
@@ -404,18 +484,21 @@ impl SessionCluster for RedisCluster {
         target: Target,
     ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
         let mut local = self.shared.local.deliver(&payload, &target);
-        let message = wire::encode(self.node_id(), &Route::Broadcast(target), &payload);
         let too_large = self.check_size(&payload);
+        let (channel, listening) = self.channel_of(&target);
         Box::pin(async move {
             too_large.map_err(|err| self.unavailable(local, err))?;
             // During an outage, fail at once rather than wait on a timeout per broadcast.
             if let Some(err) = self.unavailable_now() {
                 return Err(self.unavailable(local, err));
             }
-            match self.publish(&self.shared.names.broadcast(), message).await {
+            match self
+                .publish(channel, Route::Broadcast(target), payload)
+                .await
+            {
                 Ok(receivers) => {
-                    // This node is subscribed too (and skips its own messages).
-                    local.remote_nodes = receivers.saturating_sub(1);
+                    // This node skips its own messages on a channel it listens to.
+                    local.remote_nodes = receivers.saturating_sub(usize::from(listening));
                     Ok(local)
                 }
                 Err(err) => Err(self.unavailable(local, err)),
@@ -435,11 +518,8 @@ impl SessionCluster for RedisCluster {
             if let Some(err) = self.unavailable_now() {
                 return Err(SendToError::Backend(self.unavailable(none, err)));
             }
-            let message = wire::encode(self.node_id(), &Route::Session(id), &payload);
-            match self
-                .publish(&self.shared.names.node_channel(id.node()), message)
-                .await
-            {
+            let channel = self.shared.names.node_channel(id.node());
+            match self.publish(channel, Route::Session(id), payload).await {
                 Ok(0) => Err(SendToError::NotFound(id)),
                 Ok(_) => Ok(()),
                 Err(err) => Err(SendToError::Backend(self.unavailable(none, err))),

@@ -17,7 +17,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use redis::{Cmd, RedisResult, Value};
 use tokio::sync::Notify;
 
-use super::conn::Batch;
+use super::batch::Batch;
 use super::names::{node_field, parse_node};
 use super::Node;
 use crate::session::{SessionId, SessionInfo};
@@ -161,7 +161,7 @@ impl Writer {
     async fn flush(&mut self, node: &Node, pending: Pending) -> RedisResult<()> {
         let id = node.local.node_id();
         let ttl = node.heartbeat_ttl_ms();
-        let mut batch = Batch::new(node.sharded);
+        let mut batch = Batch::new();
         let sessions = node.names.sessions(id);
         for session in &pending.sessions {
             let c = match node.local.get(*session) {
@@ -185,7 +185,9 @@ impl Writer {
         }
         let mut rooms_of: HashMap<SessionId, Vec<String>> = HashMap::new();
         let mut joined = HashSet::new();
+        let mut touched = HashSet::new();
         for (room, session) in &pending.memberships {
+            touched.insert(room.as_str());
             let rooms = rooms_of
                 .entry(*session)
                 .or_insert_with(|| node.local.rooms_of(*session));
@@ -205,14 +207,35 @@ impl Writer {
         if batch.len() == 0 {
             return Ok(());
         }
+        // Subscribe before the members count anywhere: a member another node counts gets
+        // what that node broadcasts to the room. Unsubscribe once none is left.
+        let (with_members, empty): (Vec<&str>, Vec<&str>) = touched
+            .into_iter()
+            .partition(|room| !node.local.room_members(room).is_empty());
+        let subscribe: Vec<String> = with_members
+            .iter()
+            .map(|room| node.names.room_channel(room))
+            .collect();
+        if !subscribe.is_empty() {
+            node.shards.subscribe(subscribe).await;
+        }
         self.written_rooms.extend(joined);
-        node.with_deadline(batch.run(&node.commands)).await?;
+        node.with_deadline(batch.run(&node.shards)).await?;
+        let unsubscribe: Vec<String> = empty
+            .iter()
+            .map(|room| node.names.room_channel(room))
+            .collect();
+        if !unsubscribe.is_empty() {
+            for channel in &unsubscribe {
+                node.sequences.forget(channel);
+            }
+            node.shards.unsubscribe(unsubscribe).await;
+        }
         Ok(())
     }
 
     /// Stamps the heartbeat, then rewrites everything if due, else refreshes the expiries.
     async fn beat(&mut self, node: &Node) -> RedisResult<()> {
-        let mut conn = node.commands.clone();
         let mut stamp = cmd("EVAL");
         stamp
             .arg(HEARTBEAT)
@@ -220,7 +243,7 @@ impl Writer {
             .arg(node.names.nodes())
             .arg(node_field(node.local.node_id()))
             .arg(node.heartbeat_ttl_ms());
-        node.with_deadline(stamp.query_async::<u64>(&mut conn))
+        node.with_deadline(node.shards.query::<u64>(&node.names.nodes(), &stamp))
             .await?;
         if self.resync {
             return self.rewrite(node).await;
@@ -228,7 +251,7 @@ impl Writer {
 
         let id = node.local.node_id();
         let ttl = node.heartbeat_ttl_ms();
-        let mut batch = Batch::new(node.sharded);
+        let mut batch = Batch::new();
         let sessions = node.names.sessions(id);
         let has_sessions = !node.local.is_empty();
         batch.add(&sessions, pexpire(&sessions, ttl));
@@ -237,7 +260,7 @@ impl Writer {
             let key = node.names.room_node(room, id);
             batch.add(&key, pexpire(&key, ttl));
         }
-        let refreshed = node.with_deadline(batch.run(&node.commands)).await?;
+        let refreshed = node.with_deadline(batch.run(&node.shards)).await?;
         // A key that should exist but does not: Redis lost it (restart, flush, eviction).
         let sessions_lost = has_sessions && !is_true(&refreshed[0]);
         let rooms_lost = refreshed[1..].iter().any(|v| !is_true(v));
@@ -257,7 +280,7 @@ impl Writer {
     async fn rewrite(&mut self, node: &Node) -> RedisResult<()> {
         let id = node.local.node_id();
         let ttl = node.heartbeat_ttl_ms();
-        let mut batch = Batch::new(node.sharded).atomic();
+        let mut batch = Batch::new().atomic();
         let sessions = node.names.sessions(id);
         batch.add(&sessions, del(&sessions));
         for chunk in node.local.sessions().chunks(CHUNK) {
@@ -271,6 +294,13 @@ impl Writer {
         batch.add(&sessions, pexpire(&sessions, ttl));
 
         let rooms: HashSet<String> = node.local.rooms().into_iter().collect();
+        let channels = rooms
+            .iter()
+            .map(|room| node.names.room_channel(room))
+            .collect();
+        node.shards
+            .replace(|channel| node.names.is_room_channel(channel), channels)
+            .await;
         for room in &rooms {
             let key = node.names.room_node(room, id);
             batch.add(&key, del(&key));
@@ -288,7 +318,7 @@ impl Writer {
             let key = node.names.room_node(gone, id);
             batch.add(&key, del(&key));
         }
-        node.with_deadline(batch.run(&node.commands)).await?;
+        node.with_deadline(batch.run(&node.shards)).await?;
         self.written_rooms = rooms;
         if self.resync {
             tracing::debug!("rewrote this node's presence in Redis");
@@ -316,13 +346,13 @@ fn is_true(value: &Value) -> bool {
 
 /// The nodes whose heartbeat is recent, by Redis's clock.
 async fn live_nodes(node: &Node) -> RedisResult<Vec<u64>> {
-    let mut conn = node.commands.clone();
+    let nodes = node.names.nodes();
     let mut c = cmd("EVAL");
     c.arg(LIVE_NODES)
         .arg(1)
-        .arg(node.names.nodes())
+        .arg(&nodes)
         .arg(node.heartbeat_ttl_ms());
-    let fields: Vec<String> = node.with_deadline(c.query_async(&mut conn)).await?;
+    let fields: Vec<String> = node.with_deadline(node.shards.query(&nodes, &c)).await?;
     Ok(fields.iter().filter_map(|f| parse_node(f)).collect())
 }
 
@@ -337,14 +367,14 @@ async fn ask_live_nodes(
     if live.is_empty() {
         return Ok(None);
     }
-    let mut batch = Batch::new(node.sharded);
+    let mut batch = Batch::new();
     for id in live {
         let key = key_of(id);
         let mut c = cmd(command);
         c.arg(&key);
         batch.add(&key, c);
     }
-    Ok(Some(node.with_deadline(batch.run(&node.commands)).await?))
+    Ok(Some(node.with_deadline(batch.run(&node.shards)).await?))
 }
 
 fn to_usize(value: Value) -> RedisResult<usize> {

@@ -30,6 +30,11 @@ pub struct RedisStats {
     pub undecodable: u64,
     /// Messages on this node's channels that were not Crimson cluster messages.
     pub malformed: u64,
+    /// Messages other nodes published for this node that never arrived: a gap in an
+    /// origin's sequence numbers (Redis dropped them, this node's subscription was down, or
+    /// the publish failed and its sender was told). Counted when the next message from that
+    /// origin on that channel arrives.
+    pub lost: u64,
 }
 
 /// Counts one kind of event and says when to log it.
@@ -71,9 +76,14 @@ impl Throttle {
 
     /// Counts one event; returns a line to log when the last one is old enough.
     pub(crate) fn hit(&self, detail: &dyn fmt::Display) -> Option<Due> {
-        self.total.fetch_add(1, Ordering::Relaxed);
+        self.hit_n(1, detail)
+    }
+
+    /// Counts `n` events at once.
+    pub(crate) fn hit_n(&self, n: u64, detail: &dyn fmt::Display) -> Option<Due> {
+        self.total.fetch_add(n, Ordering::Relaxed);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.since_line += 1;
+        state.since_line += n;
         let due = state.last_line.is_none_or(|at| at.elapsed() >= LOG_EVERY);
         if due {
             state.last_line = Some(Instant::now());
@@ -117,6 +127,7 @@ pub(crate) struct Reports {
     pub(crate) oversized: Throttle,
     pub(crate) undecodable: Throttle,
     pub(crate) malformed: Throttle,
+    pub(crate) lost: Throttle,
 }
 
 impl Reports {
@@ -127,6 +138,7 @@ impl Reports {
             oversized: Throttle::new(),
             undecodable: Throttle::new(),
             malformed: Throttle::new(),
+            lost: Throttle::new(),
         }
     }
 
@@ -137,6 +149,7 @@ impl Reports {
             oversized: self.oversized.total(),
             undecodable: self.undecodable.total(),
             malformed: self.malformed.total(),
+            lost: self.lost.total(),
         }
     }
 
@@ -176,14 +189,23 @@ impl Reports {
         }
     }
 
+    /// `count` messages from `origin` never arrived.
+    pub(crate) fn lost(&self, count: u64, origin: u64) {
+        let detail = format_args!("{count} from node {origin:016x}");
+        if let Some(due) = self.lost.hit_n(count, &detail) {
+            log_lost(&due);
+        }
+    }
+
     /// Logs the tails of bursts.
     pub(crate) fn flush(&self) {
-        let logs: [(&Throttle, LogFn); 5] = [
+        let logs: [(&Throttle, LogFn); 6] = [
             (&self.publish, log_publish),
             (&self.relay, log_relay),
             (&self.oversized, log_oversized),
             (&self.undecodable, log_undecodable),
             (&self.malformed, log_malformed),
+            (&self.lost, log_lost),
         ];
         for (throttle, log) in logs {
             if let Some(due) = throttle.flush() {
@@ -237,6 +259,17 @@ fn log_malformed(due: &Due) {
         dropped = due.count,
         example = %due.detail,
         "dropped {} message(s) on this app's Redis channels that are not Crimson cluster messages since the last report (another program publishing there?)",
+        due.count
+    );
+}
+
+fn log_lost(due: &Due) {
+    tracing::error!(
+        lost = due.count,
+        example = %due.detail,
+        "{} message(s) from other nodes never arrived since the last report (a gap in their \
+         sequence numbers: Redis dropped them, this node's subscription was down, or their \
+         publish failed)",
         due.count
     );
 }
