@@ -80,6 +80,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's process id, while it runs (to measure its CPU, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Freezes the server with SIGSTOP (a hang: connections stay open, nothing answers)
     /// until [`resume`](Self::resume).
     ///
@@ -258,6 +263,14 @@ impl RedisClusterServer {
     pub fn urls(&self) -> Vec<String> {
         self.live()
             .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// The process ids of the servers still running.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|(_, child)| child.as_ref().map(Child::id))
             .collect()
     }
 
