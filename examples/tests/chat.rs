@@ -3,7 +3,7 @@
 mod common;
 
 use common::{client_with, server};
-use crimson_axum::testing::RedisServer;
+use crimson_axum::testing::{RedisClusterServer, RedisServer};
 
 #[test]
 fn the_chat_client_talks_to_the_chat_server() {
@@ -29,4 +29,23 @@ fn two_chat_servers_on_one_redis_are_one_room() {
     bob.expect_line(": hello from bob");
     alice.type_line("across the cluster");
     bob.expect_line(": across the cluster");
+}
+
+#[test]
+fn two_chat_servers_on_a_redis_cluster_are_one_room() {
+    let redis = RedisClusterServer::start();
+    let seeds: Vec<String> = redis
+        .urls()
+        .iter()
+        .map(|url| url.trim_start_matches("redis://").to_owned())
+        .collect();
+    let spec = format!("redis+cluster://{}", seeds[..3].join(","));
+    let (_one, url_one) = server(&["--redis", &spec]);
+    let (_two, url_two) = server(&["--redis", &redis.urls()[4]]);
+    let mut alice = client_with(&url_one, &["--name", "alice"]);
+    alice.expect_line(": hello from alice");
+    let bob = client_with(&url_two, &["--name", "bob"]);
+    bob.expect_line(": hello from bob");
+    alice.type_line("across the shards");
+    bob.expect_line(": across the shards");
 }

@@ -108,6 +108,13 @@ async fn broadcasts_rooms_and_targeted_sends_cross_nodes() {
     assert_eq!(a1.recv().await.unwrap(), "joined red");
     b1.send(&"join:red".into()).await.unwrap();
     assert_eq!(b1.recv().await.unwrap(), "joined red");
+    // A join counts cluster-wide once written, and its node is subscribed by then.
+    eventually(
+        "both reds are counted",
+        Duration::from_secs(5),
+        async || cluster_b.room_len("red").await.unwrap() == 2,
+    )
+    .await;
     b2.send(&"room:red:only reds".into()).await.unwrap();
     assert_eq!(a1.recv().await.unwrap(), "only reds");
     assert_eq!(b1.recv().await.unwrap(), "only reds");
@@ -297,4 +304,291 @@ async fn a_node_limit_and_a_bad_url_are_clear() {
             .starts_with(&format!("cannot connect to Redis at {url}")),
         "{err}"
     );
+}
+
+/// Adds `n` sessions (in-memory sinks) to `backend`; their ids.
+fn add_sessions(backend: &RedisCluster, n: usize) -> Vec<SessionId> {
+    (0..n)
+        .map(|k| {
+            let info = ghost_info(backend.node_id(), format!("/s/{k}"));
+            let id = info.id;
+            backend
+                .add(SessionHandle::new(info, Arc::new(MemorySink::new(4))))
+                .unwrap();
+            id
+        })
+        .collect()
+}
+
+async fn sorted_members(cluster: &Cluster<String>, room: &str) -> Vec<SessionId> {
+    let mut members = cluster.room_members(room).await.unwrap();
+    members.sort();
+    members
+}
+
+#[tokio::test]
+async fn rooms_span_nodes_and_a_crashed_nodes_members_expire() {
+    let mut redis = RedisServer::start();
+    let (_a, cluster_a, backend_a) = node(&redis, "app").await;
+    let a = add_sessions(&backend_a, 3);
+    let crashing = RedisCluster::builder(redis.url())
+        .prefix("app")
+        .heartbeat(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let b = add_sessions(&crashing, 2);
+
+    for id in [a[0], a[1]] {
+        cluster_a.join(id, "red").unwrap();
+    }
+    for id in &b {
+        crashing.join(*id, "red").unwrap();
+    }
+    cluster_a.join(a[2], "blue").unwrap();
+    let mut reds = vec![a[0], a[1], b[0], b[1]];
+    reds.sort();
+    eventually(
+        "both nodes' red members are listed",
+        Duration::from_secs(5),
+        async || sorted_members(&cluster_a, "red").await == reds,
+    )
+    .await;
+    assert_eq!(cluster_a.room_len("red").await.unwrap(), 4);
+    assert_eq!(cluster_a.room_len("blue").await.unwrap(), 1);
+    assert_eq!(cluster_a.room_len("green").await.unwrap(), 0);
+    let b_view: Cluster<String> = Cluster::new(crashing.clone());
+    assert_eq!(
+        sorted_members(&b_view, "red").await,
+        reds,
+        "every node sees the same"
+    );
+
+    // Leaving, and a session that goes away, leave the room on every node's count.
+    cluster_a.leave(a[0], "red");
+    backend_a.remove(a[1]);
+    eventually("leaves are written", Duration::from_secs(5), async || {
+        cluster_a.room_len("red").await.unwrap() == 2
+    })
+    .await;
+
+    // Redis restarts empty: every node rewrites its room members.
+    redis.restart();
+    let restarted = Instant::now();
+    eventually(
+        "room presence is rewritten after Redis restarts",
+        Duration::from_secs(10),
+        async || {
+            cluster_a.room_len("red").await.is_ok_and(|n| n == 2)
+                && cluster_a.room_len("blue").await.is_ok_and(|n| n == 1)
+        },
+    )
+    .await;
+    println!(
+        "room presence rewritten {:?} after Redis restarted",
+        restarted.elapsed()
+    );
+
+    // A crash: the node's tasks stop without cleanup; its members expire with its heartbeat.
+    drop(b_view);
+    drop(crashing);
+    let gone = eventually(
+        "the crashed node's room members expire",
+        Duration::from_secs(5),
+        async || cluster_a.room_len("red").await.unwrap() == 0,
+    )
+    .await;
+    println!("a crashed node's room members left after {gone:?} (heartbeat 200 ms)");
+    assert_eq!(cluster_a.room_members("red").await.unwrap(), vec![]);
+    assert_eq!(cluster_a.room_len("blue").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_hung_redis_is_found_within_a_second_and_never_holds_up_local_delivery() {
+    let redis = RedisServer::start();
+    let (a, cluster_a, backend_a) = node(&redis, "app").await;
+    let (b, cluster_b, backend_b) = node(&redis, "app").await;
+    let mut a1 = client(&a, &cluster_a, 1).await;
+    let mut b1 = client(&b, &cluster_b, 1).await;
+    a1.send(&"warm-up".into()).await.unwrap();
+    assert_eq!(b1.recv().await.unwrap(), "warm-up");
+    assert_eq!(a1.recv().await.unwrap(), "warm-up");
+
+    // Watches for the moment node A finds Redis unavailable.
+    let watched = backend_a.clone();
+    let detection = tokio::spawn(async move {
+        let start = Instant::now();
+        while watched.is_connected() && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        start.elapsed()
+    });
+    redis.pause();
+    let paused = Instant::now();
+    // A broadcast while the hang is not yet noticed: local delivery does not wait for the
+    // publish, which fails within its bounded wait.
+    let sender = cluster_a.clone();
+    let broadcast = tokio::spawn(async move {
+        (
+            sender.broadcast(&"in the hang".into()).await,
+            Instant::now(),
+        )
+    });
+    assert_eq!(a1.recv().await.unwrap(), "in the hang");
+    let local = paused.elapsed();
+    let (result, returned) = broadcast.await.unwrap();
+    match result {
+        Err(ClusterError::Unavailable { local, .. }) => assert_eq!(local.delivered, 1),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let waited = returned - paused;
+
+    let detected = detection.await.unwrap();
+    assert!(!backend_a.is_connected(), "not found within 5 s");
+    // Found: every later cross-node operation fails at once.
+    let start = Instant::now();
+    for n in 0..20 {
+        match cluster_a.broadcast(&format!("fast {n}")).await {
+            Err(ClusterError::Unavailable { local, .. }) => assert_eq!(local.delivered, 1),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert_eq!(a1.recv().await.unwrap(), format!("fast {n}"));
+    }
+    let per_failed_broadcast = start.elapsed() / 20;
+    println!(
+        "hung Redis: local delivery after {local:?}, first broadcast failed after {waited:?}, \
+         hang detected after {detected:?}, then a broadcast fails in {per_failed_broadcast:?} \
+         (with local delivery)"
+    );
+    assert!(
+        local < Duration::from_millis(300),
+        "local delivery waited {local:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(1500),
+        "the publish waited {waited:?}"
+    );
+    assert!(
+        detected < Duration::from_secs(3),
+        "detected after {detected:?}"
+    );
+    assert!(per_failed_broadcast < Duration::from_millis(100));
+    assert!(
+        backend_a.stats().publish_failures >= 21,
+        "{:?}",
+        backend_a.stats()
+    );
+    assert!(cluster_a.count().await.is_err(), "counts fail fast too");
+
+    redis.resume();
+    let resumed = Instant::now();
+    eventually(
+        "both nodes find Redis again",
+        Duration::from_secs(5),
+        async || backend_a.is_connected() && backend_b.is_connected(),
+    )
+    .await;
+    // The publish frozen in Redis's socket may still arrive; then the new ones do.
+    cluster_a.broadcast(&"after".into()).await.unwrap();
+    loop {
+        let text = b1.recv().await.unwrap();
+        if text == "after" {
+            break;
+        }
+        assert_eq!(
+            text, "in the hang",
+            "only the frozen publish may come first"
+        );
+    }
+    println!(
+        "cross-node delivery back {:?} after Redis resumed",
+        resumed.elapsed()
+    );
+}
+
+/// A broadcast to all in Crimson's wire format (version 2, see crimson-core's
+/// `cluster::redis`), as any client that can write to Redis could publish it: the `seq`-th
+/// message of its origin.
+fn forged_broadcast(origin: u64, seq: u64, binary: bool, payload: &[u8]) -> Vec<u8> {
+    let mut message = vec![2, u8::from(binary)];
+    message.extend_from_slice(&origin.to_be_bytes());
+    message.extend_from_slice(&7u32.to_be_bytes()); // stream
+    message.extend_from_slice(&seq.to_be_bytes());
+    message.push(0); // target: all
+    message.extend_from_slice(payload);
+    message
+}
+
+#[tokio::test]
+async fn oversized_undecodable_and_foreign_relays_are_dropped_and_counted() {
+    use crimson_tests::messages::ChatResponse;
+
+    let redis = RedisServer::start();
+    let backend = RedisCluster::builder(redis.url())
+        .prefix("app")
+        .max_payload(64 * 1024)
+        .check_payloads::<ChatResponse>()
+        .broadcast_channels(1)
+        .build()
+        .await
+        .unwrap();
+    let info = ghost_info(backend.node_id(), "/chat".into());
+    let sink = Arc::new(MemorySink::new(16));
+    backend.add(SessionHandle::new(info, sink.clone())).unwrap();
+    let publish = |message: &[u8]| {
+        let reply = redis.command(&[b"PUBLISH", b"app:{all:0}:ch", message]);
+        assert_eq!(reply, ":1", "the node is subscribed");
+    };
+    let elsewhere = 0x0123_4567_89ab_cdef;
+
+    publish(&forged_broadcast(
+        elsewhere,
+        1,
+        false,
+        &vec![b' '; 20 << 20],
+    ));
+    let just_over = vec![b' '; 64 * 1024 + 1];
+    publish(&forged_broadcast(elsewhere, 2, false, &just_over));
+    let not_a_response = br#"{"not":"a chat response"}"#;
+    publish(&forged_broadcast(elsewhere, 3, false, not_a_response));
+    publish(&forged_broadcast(elsewhere, 4, true, &[0xff, 0xfe]));
+    publish(b"hello from redis-cli");
+    let good = br#"{"text":"hi","from":"elsewhere"}"#;
+    // Seq 5 is never published: the receiver counts it as lost.
+    publish(&forged_broadcast(elsewhere, 6, false, good));
+    eventually(
+        "the good message arrives",
+        Duration::from_secs(5),
+        async || sink.len() == 1,
+    )
+    .await;
+    let stats = backend.stats();
+    println!("{stats:?}");
+    assert_eq!(
+        (
+            stats.oversized,
+            stats.undecodable,
+            stats.malformed,
+            stats.lost
+        ),
+        (2, 2, 1, 1),
+        "{stats:?}"
+    );
+
+    // The sender side: a payload over max_payload is delivered locally and refused for
+    // Redis, with an error that says why.
+    let cluster: Cluster<String> = Cluster::new(backend.clone());
+    let big = "x".repeat(64 * 1024 + 1);
+    match cluster.broadcast(&big).await {
+        Err(err @ ClusterError::Unavailable { local, .. }) => {
+            assert_eq!(local.delivered, 1);
+            assert!(
+                err.to_string().contains("over max_payload (65536 bytes)"),
+                "{err}"
+            );
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert_eq!(sink.len(), 2);
+    assert_eq!(backend.stats().publish_failures, 1);
 }

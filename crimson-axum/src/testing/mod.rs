@@ -47,7 +47,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 #[cfg(feature = "redis")]
-pub use redis::RedisServer;
+pub use redis::{RedisClusterServer, RedisServer};
 
 /// A router served on `127.0.0.1:0` for the length of a test, by [`serve`](crate::serve).
 ///

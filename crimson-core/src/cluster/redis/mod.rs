@@ -1,45 +1,104 @@
-//! [`RedisCluster`]: many server nodes acting as one, through Redis pub/sub (feature `redis`).
+//! [`RedisCluster`]: many server nodes acting as one, through Redis pub/sub (feature `redis`),
+//! on one Redis or on a Redis Cluster.
 //!
 //! Each node keeps its own sessions in a [`LocalCluster`] and delivers to them directly. A
-//! broadcast is also published on the app's broadcast channel, and every other node delivers
-//! it to its own sessions; a send to a session on another node is published on that node's
-//! channel (a [`SessionId`] names its node). Payloads travel as bytes, never hex.
+//! broadcast is also published on a broadcast channel, a room broadcast on the room's
+//! channel, and every other node that listens there delivers it to its own sessions; a send
+//! to a session on another node is published on that node's channel (a [`SessionId`] names
+//! its node). Payloads travel as bytes, never hex.
 //!
-//! Presence: every node writes its sessions to a hash that expires unless the node's
-//! heartbeat refreshes it, so a crashed node's sessions disappear from cluster-wide counts on
-//! their own within three heartbeats. Heartbeats are stamped with Redis's own clock (`TIME`),
-//! so clock skew between nodes does not matter.
+//! # One Redis or a Redis Cluster
 //!
-//! A send to a session on another node fails with `NotFound` when that node is gone (no one
-//! listens on its channel); if the node is live but the session has just left, the message is
-//! counted on that node ([`RedisCluster::relay_failures`]) and logged at warn.
+//! [`RedisCluster::builder`] takes `redis://HOST:PORT` for one Redis (6 or later: pub/sub
+//! runs over RESP3 on the command connections), or a Redis Cluster's seed nodes as
+//! `redis+cluster://HOST:PORT,HOST:PORT…` (a plain `redis://` URL of any cluster node works
+//! too: the node asks). On a cluster, pub/sub is *sharded* (`SSUBSCRIBE`/`SPUBLISH`, Redis
+//! 7): a message goes only to the master that owns its channel's slot, which sends it to the
+//! nodes subscribed there, instead of travelling to every server of the cluster.
 //!
-//! Outage: while Redis is unreachable, local delivery goes on and cross-node operations
-//! return [`ClusterError::Unavailable`] (with what the local sessions got). The node
-//! reconnects and resubscribes by itself, backing off from 100 ms to
-//! [`RedisClusterBuilder::max_backoff`] (2 s by default), logging at warn while it retries
-//! and at error when an operation fails; cross-node delivery resumes within that bound of
-//! Redis returning.
+//! - A room's channel and its presence keys share the hash tag `{room:NAME}`, so one shard
+//!   holds all of a room (and its history, once there is one). Only nodes with members in a
+//!   room subscribe to its channel.
+//! - A node's channel and its session hash share `{node:ID}`.
+//! - Broadcasts to everyone go over [`RedisClusterBuilder::broadcast_channels`] channels
+//!   (16 by default) tagged `{all:0}` … `{all:15}`, which spread over the shards. Every node
+//!   subscribes to all of them and publishes on the one its id picks: its own broadcasts
+//!   stay in order, and the broadcasts of many nodes spread over all shards instead of
+//!   making one shard fan out every message (with few nodes, few shards are used).
 //!
-//! Keys and channels all start with the app's prefix (`crimson` by default), so two apps on
-//! one Redis never cross. Give every cluster of one app its own prefix too (say `chat` and
-//! `prices`): nodes with the same prefix relay each other's payloads.
+//! Crimson keeps the connections itself, one per master: it reads the slot map (`CLUSTER
+//! SLOTS`) on every probe, so when a master dies and its replica takes over it connects to
+//! the new master and subscribes there again. redis-rs's own cluster client is not used for
+//! this: it does not notice a failover without a redirect, and its `PING` to all masters
+//! succeeds with one of them down.
 //!
+//! # Presence
 //!
-//! | name | what |
-//! |---|---|
-//! | `{prefix}:broadcast` | channel: broadcasts and room broadcasts |
-//! | `{prefix}:node:{node}` | channel: sends to one session of `node` |
-//! | `{prefix}:presence:{node}` | hash: session id → `path`, `config`, connect time; expires |
-//! | `{prefix}:nodes` | sorted set: node → last heartbeat (ms) |
+//! Every node writes its sessions to a hash, and its members of each room to a set per
+//! room, that expire unless the node's heartbeat refreshes them, so a crashed node's
+//! sessions and room members disappear from cluster-wide counts ([`Cluster::count`],
+//! [`Cluster::room_len`], [`Cluster::room_members`]) on their own within three heartbeats.
+//! Heartbeats are stamped with Redis's own clock (a script calling `TIME` on the shard of
+//! the nodes key), so clock skew between machines does not matter. Joins and leaves reach
+//! Redis in the background, batched (one pipeline per shard per burst): a join counts
+//! cluster-wide one round trip after [`Cluster::join`] returns, and by then its node is
+//! subscribed to the room's channel.
+//!
+//! A send to a session on another node fails with `NotFound` when no node listens on that
+//! node's channel (it is gone); if the node is live but the session has just left, the
+//! message is counted on that node ([`RedisCluster::relay_failures`], [`RedisStats`]).
+//!
+//! # Outage, hang, failover
+//!
+//! A health probe asks every shard every 300 ms with a 500 ms deadline (`PING`; on a cluster
+//! `CLUSTER INFO`, which must say `cluster_state:ok`) ([`RedisClusterBuilder::probe`]), so a
+//! Redis that stops answering (down, or hung) is found within about 0.8 s, a lost connection
+//! at once. Local delivery always happens first and never waits for Redis. A publish waits
+//! at most [`RedisClusterBuilder::publish_timeout`] (500 ms), less if Redis is found
+//! unavailable meanwhile; from then on cross-node operations fail at once: broadcasts and
+//! sends return [`ClusterError::Unavailable`] (with what the local sessions got), counts
+//! return an error. The node reconnects by itself (backing off up to
+//! [`RedisClusterBuilder::max_backoff`], 2 s by default), subscribes again, and rewrites its
+//! presence when Redis is back.
+//!
+//! Nothing is lost silently. A publish that fails is an error for its sender. Every message
+//! a node publishes on a channel carries a sequence number, so a receiver that misses some
+//! (its subscription was down, Redis dropped them, or their publish failed) counts them
+//! ([`RedisStats::lost`]) when the next one from that node on that channel arrives.
+//! Failures are counted ([`RedisStats`]) and logged at most once per 5 s per kind, with the
+//! count since the previous line, never once per message.
+//!
+//! Relayed input is checked: anything that can write to Redis can publish on these channels.
+//! A payload over [`RedisClusterBuilder::max_payload`] (1 MiB) is dropped (and refused on the
+//! sending side with [`PayloadTooLarge`]); with [`RedisClusterBuilder::check_payloads`], one
+//! that does not decode as the route's message type is dropped; a message that is not in
+//! Crimson's format is dropped. Each is counted in [`RedisStats`] and logged, rate-limited.
+//!
+//! # Keys and channels
+//!
+//! All start with the app's prefix `P` (`crimson` by default), so two apps on one Redis
+//! never cross. Give every cluster of one app its own prefix too (say `chat` and `prices`):
+//! nodes with the same prefix relay each other's payloads. `ID` is a node id in 16 hex
+//! digits; `K` a broadcast channel's number.
+//!
+//! | name | what | hash tag (shard) |
+//! |---|---|---|
+//! | `P:{all:K}:ch` | channel: broadcasts to all (and all but one) | `all:K` |
+//! | `P:{room:NAME}:ch` | channel: broadcasts to a room | `room:NAME` |
+//! | `P:{room:NAME}:node:ID` | set: node `ID`'s sessions in room `NAME`; expires | `room:NAME` |
+//! | `P:{node:ID}:ch` | channel: sends to one session of node `ID` | `node:ID` |
+//! | `P:{node:ID}:sessions` | hash: session id → `path`, `config`, connect time; expires | `node:ID` |
+//! | `P:nodes` | sorted set: node → last heartbeat (ms, Redis's clock) | the key |
 //!
 //! ```no_run
 //! use crimson_core::cluster::{Cluster, LocalCluster};
 //! use crimson_core::cluster::redis::RedisCluster;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // One Redis; for a Redis Cluster: "redis+cluster://10.0.0.1:7000,10.0.0.2:7000".
 //! let backend = RedisCluster::builder("redis://127.0.0.1:6379")
 //!     .prefix("chat")
+//!     .check_payloads::<String>()
 //!     .local(LocalCluster::builder().max_connections(10_000))
 //!     .build()
 //!     .await?;
@@ -47,208 +106,63 @@
 //! # Ok(()) }
 //! ```
 
-mod tasks;
+mod batch;
+mod builder;
+mod health;
+mod names;
+mod presence;
+mod publish;
+mod relay;
+mod report;
+mod shards;
 pub(crate) mod wire;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use self::batch::Batch;
+pub use self::builder::{RedisClusterBuilder, RedisClusterError, DEFAULT_MAX_PAYLOAD};
+use self::names::{broadcast_channel_of, node_field, Names};
+use self::presence::PresenceQueue;
+use self::relay::{PayloadCheck, Sequences};
+pub use self::report::RedisStats;
+use self::report::Reports;
+use self::shards::Shards;
 use self::wire::Route;
+#[cfg(doc)]
+use super::Cluster;
 use super::{
-    BoxFuture, ClusterError, ClusterFull, Delivery, LocalCluster, LocalClusterBuilder, SendToError,
-    SessionCluster, Target,
+    BoxFuture, ClusterError, ClusterFull, Delivery, LocalCluster, SendToError, SessionCluster,
+    Target,
 };
 use crate::message::Payload;
-use crate::session::{SessionHandle, SessionId, SessionInfo};
+use crate::session::{SessionHandle, SessionId};
 
-/// Settings for a [`RedisCluster`].
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct RedisClusterBuilder {
-    url: String,
-    prefix: String,
-    heartbeat: Duration,
-    max_backoff: Duration,
-    timeout: Duration,
-    local: LocalClusterBuilder,
-}
-
-impl RedisClusterBuilder {
-    /// The prefix of every key and channel (default `crimson`): one per application.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// How often this node refreshes its presence (default 5 s); presence expires after
-    /// three heartbeats without one.
-    pub fn heartbeat(mut self, every: Duration) -> Self {
-        self.heartbeat = every.max(Duration::from_millis(50));
-        self
-    }
-
-    /// The longest wait between reconnection attempts (default 2 s).
-    pub fn max_backoff(mut self, max: Duration) -> Self {
-        self.max_backoff = max.max(Duration::from_millis(100));
-        self
-    }
-
-    /// How long one Redis command or connection attempt may take (default 1 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// This node's own limits: connection limit, session lifetime.
-    pub fn local(mut self, local: LocalClusterBuilder) -> Self {
-        self.local = local;
-        self
-    }
-
-    /// Connects to Redis and starts this node's subscriber and heartbeat. Fails if Redis
-    /// cannot be reached now; once running, the node survives outages on its own.
-    pub async fn build(self) -> Result<RedisCluster, RedisClusterError> {
-        if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
-            return Err(RedisClusterError::BadPrefix(self.prefix));
-        }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|err| RedisClusterError::Url(self.url.clone(), err))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(self.max_backoff);
-        let commands = tokio::time::timeout(
-            self.timeout,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| RedisClusterError::Connect(self.url.clone(), "timed out".into()))?
-        .map_err(|err| RedisClusterError::Connect(self.url.clone(), err.to_string()))?;
-
-        let local = self.local.build();
-        let node = local.node_id();
-        let names = Names::new(&self.prefix, node);
-        let (presence_tx, presence_rx) = mpsc::unbounded_channel();
-        let (subscribed_tx, subscribed_rx) = watch::channel(false);
-        let shared = Arc::new(Node {
-            local,
-            names,
-            commands,
-            presence: presence_tx,
-            subscribed: subscribed_rx,
-            heartbeat: self.heartbeat,
-            timeout: self.timeout,
-            relay_failures: Default::default(),
-        });
-        let subscriber = tokio::spawn(tasks::subscribe(
-            Arc::downgrade(&shared),
-            client,
-            subscribed_tx,
-            self.max_backoff,
-        ));
-        let heartbeat = tokio::spawn(tasks::heartbeat(
-            Arc::downgrade(&shared),
-            presence_rx,
-            self.heartbeat,
-        ));
-        let cluster = RedisCluster {
-            shared,
-            _tasks: Arc::new(Tasks([subscriber, heartbeat])),
-        };
-        // Wait (briefly) for the first subscription, so that a message published right
-        // after `build` returns is not missed.
-        let mut subscribed = cluster.shared.subscribed.clone();
-        let _ = tokio::time::timeout(self.timeout, subscribed.wait_for(|s| *s)).await;
-        Ok(cluster)
-    }
-}
-
-/// Why a [`RedisCluster`] could not start.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum RedisClusterError {
-    /// The URL is not a Redis URL.
-    Url(String, redis::RedisError),
-    /// Redis could not be reached.
-    Connect(String, String),
-    /// The prefix is empty or has white space.
-    BadPrefix(String),
-}
-
-impl fmt::Display for RedisClusterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Url(url, err) => {
-                write!(f, "`{url}` is not a Redis URL (redis://HOST:PORT): {err}")
-            }
-            Self::Connect(url, err) => write!(f, "cannot connect to Redis at {url}: {err}"),
-            Self::BadPrefix(prefix) => {
-                write!(
-                    f,
-                    "`{prefix}` cannot be a Redis key prefix: use a non-empty word without spaces"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for RedisClusterError {}
-
-/// Key and channel names of one node of one app.
-#[derive(Debug)]
-pub(crate) struct Names {
-    pub(crate) broadcast: String,
-    pub(crate) node_channel: String,
-    pub(crate) presence: String,
-    pub(crate) nodes: String,
-    prefix: String,
-}
-
-impl Names {
-    fn new(prefix: &str, node: u64) -> Self {
-        Self {
-            broadcast: format!("{prefix}:broadcast"),
-            node_channel: format!("{prefix}:node:{node:016x}"),
-            presence: format!("{prefix}:presence:{node:016x}"),
-            nodes: format!("{prefix}:nodes"),
-            prefix: prefix.to_owned(),
-        }
-    }
-
-    fn node_channel_of(&self, node: u64) -> String {
-        format!("{}:node:{node:016x}", self.prefix)
-    }
-
-    pub(crate) fn presence_of(&self, node: &str) -> String {
-        format!("{}:presence:{node}", self.prefix)
-    }
-}
-
-/// A change to this node's presence hash.
-#[derive(Debug)]
-pub(crate) enum PresenceOp {
-    Add(SessionInfo),
-    Remove(SessionId),
-    /// Rewrite the whole hash at the next heartbeat (after a reconnect).
-    Resync,
-}
-
+/// One node: its sessions, its connections, and what its background tasks share.
 pub(crate) struct Node {
     pub(crate) local: LocalCluster,
     pub(crate) names: Names,
-    pub(crate) commands: ConnectionManager,
-    pub(crate) presence: mpsc::UnboundedSender<PresenceOp>,
-    pub(crate) subscribed: watch::Receiver<bool>,
+    pub(crate) shards: Shards,
+    /// Whether cross-node delivery works now (the shards' view).
+    pub(crate) available: watch::Receiver<bool>,
+    pub(crate) presence: Arc<PresenceQueue>,
+    pub(crate) publisher: mpsc::Sender<publish::Request>,
+    pub(crate) broadcast_channels: u16,
     pub(crate) heartbeat: Duration,
     pub(crate) timeout: Duration,
-    /// Relayed messages that reached this node but not their session (gone, or full).
-    pub(crate) relay_failures: std::sync::atomic::AtomicU64,
+    /// How long a broadcast waits for its publish.
+    pub(crate) publish_timeout: Duration,
+    /// The largest payload relayed, in bytes.
+    pub(crate) max_payload: usize,
+    /// How relayed payloads are checked, if they are.
+    pub(crate) check: Option<PayloadCheck>,
+    pub(crate) reports: Reports,
+    pub(crate) sequences: Sequences,
 }
 
 impl Node {
@@ -256,9 +170,29 @@ impl Node {
     pub(crate) fn heartbeat_ttl_ms(&self) -> u64 {
         (self.heartbeat * 3).as_millis() as u64
     }
+
+    /// Runs a Redis request with the command timeout.
+    pub(crate) async fn with_deadline<T>(
+        &self,
+        request: impl Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, request)
+            .await
+            .unwrap_or_else(|_| {
+                Err(io_error(
+                    "Redis did not answer in time",
+                    format!("no answer within {timeout:?}"),
+                ))
+            })
+    }
 }
 
-struct Tasks([JoinHandle<()>; 2]);
+fn io_error(what: &'static str, detail: String) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, what, detail))
+}
+
+struct Tasks(Vec<JoinHandle<()>>);
 
 impl Drop for Tasks {
     fn drop(&mut self) {
@@ -269,10 +203,11 @@ impl Drop for Tasks {
     }
 }
 
-/// A session cluster spanning every node that uses the same Redis and prefix.
+/// A session cluster spanning every node that uses the same Redis (or Redis Cluster) and
+/// prefix.
 ///
 /// Cloning is cheap and shares the node. Dropping the last clone stops the node's tasks;
-/// [`leave`](Self::leave) first removes its presence at once.
+/// [`leave_cluster`](Self::leave_cluster) first removes its presence at once.
 #[derive(Clone)]
 pub struct RedisCluster {
     shared: Arc<Node>,
@@ -283,24 +218,21 @@ pub struct RedisCluster {
 impl fmt::Debug for RedisCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisCluster")
-            .field("prefix", &self.shared.names.prefix)
+            .field("prefix", &self.shared.names.prefix())
+            .field("redis_cluster", &self.shared.shards.is_cluster())
             .field("local", &self.shared.local)
-            .field("subscribed", &*self.shared.subscribed.borrow())
+            .field("available", &self.is_connected())
             .finish()
     }
 }
 
 impl RedisCluster {
-    /// Settings for a node on the Redis at `url` (`redis://HOST:PORT`).
+    /// Settings for a node on the Redis at `url`: `redis://HOST:PORT` for one Redis (or a
+    /// node of a Redis Cluster, found out by asking it), `redis+cluster://HOST:PORT,HOST:PORT`
+    /// (or several `redis://` URLs separated by commas) for a Redis Cluster's seed nodes;
+    /// `rediss` for TLS.
     pub fn builder(url: impl Into<String>) -> RedisClusterBuilder {
-        RedisClusterBuilder {
-            url: url.into(),
-            prefix: "crimson".into(),
-            heartbeat: Duration::from_secs(5),
-            max_backoff: Duration::from_secs(2),
-            timeout: Duration::from_secs(1),
-            local: LocalCluster::builder(),
-        }
+        RedisClusterBuilder::new(url.into())
     }
 
     /// This node's own sessions.
@@ -308,61 +240,177 @@ impl RedisCluster {
         &self.shared.local
     }
 
-    /// Whether the node is subscribed to Redis right now (false during an outage).
+    /// Whether cross-node delivery works right now: every shard connected, answering the
+    /// health probe, and holding this node's subscriptions. False during an outage, a hang
+    /// or a failover, when cross-node operations fail at once with
+    /// [`ClusterError::Unavailable`].
     pub fn is_connected(&self) -> bool {
-        *self.shared.subscribed.borrow()
+        *self.shared.available.borrow()
+    }
+
+    /// Whether Redis is a Redis Cluster (sharded pub/sub), rather than one server.
+    pub fn is_redis_cluster(&self) -> bool {
+        self.shared.shards.is_cluster()
     }
 
     /// Messages other nodes relayed to this node that did not reach their session: it had
-    /// left, or its queue refused them. Each is also logged at warn.
+    /// left, or its queue refused them. Also in [`stats`](Self::stats).
     pub fn relay_failures(&self) -> u64 {
-        self.shared
-            .relay_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.reports.relay.total()
+    }
+
+    /// What this node counted: failed publishes, relayed messages dropped and why, messages
+    /// that never arrived.
+    pub fn stats(&self) -> RedisStats {
+        self.shared.reports.stats()
     }
 
     fn unavailable_now(&self) -> Option<redis::RedisError> {
         (!self.is_connected()).then(|| {
-            redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "not subscribed to Redis (outage or reconnecting)",
-            ))
+            io_error(
+                "Redis is unavailable",
+                "outage, hang, failover or reconnecting; retry later".into(),
+            )
         })
     }
 
-    /// Leaves the cluster cleanly: removes this node's presence now instead of letting it
-    /// expire. The node keeps delivering to its local sessions.
-    pub async fn leave(&self) -> Result<(), ClusterError> {
-        let mut conn = self.shared.commands.clone();
-        let node = format!("{:016x}", self.shared.local.node_id());
-        redis::pipe()
-            .del(&self.shared.names.presence)
-            .zrem(&self.shared.names.nodes, node)
-            .query_async::<()>(&mut conn)
+    /// Leaves the cluster cleanly: removes this node's presence (sessions, room members,
+    /// heartbeat) now instead of letting it expire. The node keeps delivering to its local
+    /// sessions; its heartbeat writes its presence again unless it is dropped.
+    pub async fn leave_cluster(&self) -> Result<(), ClusterError> {
+        let node = &self.shared;
+        let id = node.local.node_id();
+        let mut batch = Batch::new();
+        let nodes = node.names.nodes();
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(&nodes).arg(node_field(id));
+        batch.add(&nodes, zrem);
+        let sessions = node.names.sessions(id);
+        batch.add(&sessions, del(&sessions));
+        for room in node.local.rooms() {
+            let key = node.names.room_node(&room, id);
+            batch.add(&key, del(&key));
+        }
+        node.with_deadline(batch.run(&node.shards))
             .await
+            .map(drop)
             .map_err(|err| ClusterError::Remote(Box::new(err)))
     }
 
+    /// Publishes through the node's publisher; how many subscribers got it. Waits at most
+    /// `publish_timeout`, and no longer than it takes to find Redis unavailable.
     async fn publish(
         &self,
-        channel: &str,
-        message: bytes::Bytes,
+        channel: String,
+        route: Route,
+        payload: Payload,
     ) -> Result<usize, redis::RedisError> {
-        let mut conn = self.shared.commands.clone();
-        redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(message.as_ref())
-            .query_async(&mut conn)
-            .await
+        let node = &self.shared;
+        let (reply, answer) = oneshot::channel();
+        let request = publish::Request {
+            channel,
+            route,
+            payload,
+            reply,
+        };
+        node.publisher.try_send(request).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => io_error(
+                "too many publishes waiting for Redis",
+                format!("{} queued: Redis is too slow for this rate", publish::QUEUE),
+            ),
+            mpsc::error::TrySendError::Closed(_) => {
+                io_error("the publisher stopped", "the node is shutting down".into())
+            }
+        })?;
+        let wait = node.publish_timeout;
+        let mut available = node.available.clone();
+        tokio::select! {
+            result = answer => result.unwrap_or_else(|_| Err(io_error(
+                "the publisher dropped the publish",
+                "the node is shutting down, or Redis timed out".into(),
+            ))),
+            () = tokio::time::sleep(wait) => Err(io_error(
+                "Redis did not confirm the publish in time",
+                format!("no answer within {wait:?} (publish_timeout)"),
+            )),
+            _ = available.wait_for(|up| !up) => Err(io_error(
+                "Redis became unavailable while publishing",
+                "a probe failed or a connection was lost".into(),
+            )),
+        }
+    }
+
+    /// Refuses a payload other nodes would drop.
+    fn check_size(&self, payload: &Payload) -> Result<(), PayloadTooLarge> {
+        let max = self.shared.max_payload;
+        if payload.len() > max {
+            return Err(PayloadTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts and reports a failed publish; the error its sender gets.
+    fn unavailable(
+        &self,
+        local: Delivery,
+        err: impl std::error::Error + Send + Sync + 'static,
+    ) -> ClusterError {
+        self.shared.reports.publish_failed(&err);
+        ClusterError::Unavailable {
+            local,
+            source: Box::new(err),
+        }
+    }
+
+    /// The channel a broadcast to `target` goes on, and whether this node listens to it.
+    fn channel_of(&self, target: &Target) -> (String, bool) {
+        let node = &self.shared;
+        match target {
+            Target::All | Target::Except(_) => {
+                let k = broadcast_channel_of(node.local.node_id(), node.broadcast_channels);
+                (node.names.broadcast(k), true)
+            }
+            Target::Room(room) | Target::RoomExcept(room, _) => (
+                node.names.room_channel(room),
+                !node.local.room_members(room).is_empty(),
+            ),
+        }
     }
 }
 
-fn unavailable(local: Delivery, err: redis::RedisError) -> ClusterError {
-    tracing::error!(error = %err, "Redis is unavailable: cross-node delivery failed");
-    ClusterError::Unavailable {
-        local,
-        source: Box::new(err),
+/// A payload over [`RedisClusterBuilder::max_payload`]: delivered locally, not relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadTooLarge {
+    /// The payload's size, in bytes.
+    pub len: usize,
+    /// The limit.
+    pub max: usize,
+}
+
+impl fmt::Display for PayloadTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a payload of {} bytes is over max_payload ({} bytes), so it was not relayed to \
+             other nodes; send less, or raise RedisClusterBuilder::max_payload on every node",
+            self.len, self.max
+        )
     }
+}
+
+impl std::error::Error for PayloadTooLarge {}
+
+fn del(key: &str) -> redis::Cmd {
+    let mut c = redis::cmd("DEL");
+    c.arg(key);
+    c
+}
+
+fn remote(err: redis::RedisError) -> ClusterError {
+    ClusterError::Remote(Box::new(err))
 }
 
 impl SessionCluster for RedisCluster {
@@ -371,25 +419,62 @@ impl SessionCluster for RedisCluster {
     }
 
     fn add(&self, session: SessionHandle) -> Result<(), ClusterFull> {
-        let info = session.info().clone();
+        let id = session.id();
         self.shared.local.add(session)?;
-        let _ = self.shared.presence.send(PresenceOp::Add(info));
+        self.shared.presence.session(id);
         Ok(())
     }
 
     fn remove(&self, id: SessionId) {
+        let rooms = self.shared.local.rooms_of(id);
         self.shared.local.remove(id);
-        let _ = self.shared.presence.send(PresenceOp::Remove(id));
+        self.shared.presence.session(id);
+        for room in &rooms {
+            self.shared.presence.membership(room, id);
+        }
+    }
+
+    fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError> {
+        self.shared.local.join(id, room)?;
+        self.shared.presence.membership(room, id);
+        Ok(())
+    }
+
+    fn leave(&self, id: SessionId, room: &str) {
+        self.shared.local.leave(id, room);
+        self.shared.presence.membership(room, id);
     }
 
     fn count(&self) -> BoxFuture<'_, Result<usize, ClusterError>> {
         Box::pin(async move {
             if let Some(err) = self.unavailable_now() {
-                return Err(ClusterError::Remote(Box::new(err)));
+                return Err(remote(err));
             }
-            tasks::cluster_len(&self.shared)
+            presence::count(&self.shared).await.map_err(remote)
+        })
+    }
+
+    fn room_len(&self, room: &str) -> BoxFuture<'_, Result<usize, ClusterError>> {
+        let room = room.to_owned();
+        Box::pin(async move {
+            if let Some(err) = self.unavailable_now() {
+                return Err(remote(err));
+            }
+            presence::room_len(&self.shared, &room)
                 .await
-                .map_err(|err| ClusterError::Remote(Box::new(err)))
+                .map_err(remote)
+        })
+    }
+
+    fn room_members(&self, room: &str) -> BoxFuture<'_, Result<Vec<SessionId>, ClusterError>> {
+        let room = room.to_owned();
+        Box::pin(async move {
+            if let Some(err) = self.unavailable_now() {
+                return Err(remote(err));
+            }
+            presence::room_members(&self.shared, &room)
+                .await
+                .map_err(remote)
         })
     }
 
@@ -399,19 +484,24 @@ impl SessionCluster for RedisCluster {
         target: Target,
     ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
         let mut local = self.shared.local.deliver(&payload, &target);
-        let message = wire::encode(self.node_id(), &Route::Broadcast(target), &payload);
+        let too_large = self.check_size(&payload);
+        let (channel, listening) = self.channel_of(&target);
         Box::pin(async move {
+            too_large.map_err(|err| self.unavailable(local, err))?;
             // During an outage, fail at once rather than wait on a timeout per broadcast.
             if let Some(err) = self.unavailable_now() {
-                return Err(unavailable(local, err));
+                return Err(self.unavailable(local, err));
             }
-            match self.publish(&self.shared.names.broadcast, message).await {
+            match self
+                .publish(channel, Route::Broadcast(target), payload)
+                .await
+            {
                 Ok(receivers) => {
-                    // This node is subscribed too (and skips its own messages).
-                    local.remote_nodes = receivers.saturating_sub(usize::from(self.is_connected()));
+                    // This node skips its own messages on a channel it listens to.
+                    local.remote_nodes = receivers.saturating_sub(usize::from(listening));
                     Ok(local)
                 }
-                Err(err) => Err(unavailable(local, err)),
+                Err(err) => Err(self.unavailable(local, err)),
             }
         })
     }
@@ -421,17 +511,18 @@ impl SessionCluster for RedisCluster {
             if id.node() == self.node_id() {
                 return self.shared.local.deliver_to(id, payload);
             }
-            if let Some(err) = self.unavailable_now() {
-                return Err(SendToError::Backend(unavailable(Delivery::default(), err)));
+            let none = Delivery::default();
+            if let Err(err) = self.check_size(&payload) {
+                return Err(SendToError::Backend(self.unavailable(none, err)));
             }
-            let message = wire::encode(self.node_id(), &Route::Session(id), &payload);
-            match self
-                .publish(&self.shared.names.node_channel_of(id.node()), message)
-                .await
-            {
+            if let Some(err) = self.unavailable_now() {
+                return Err(SendToError::Backend(self.unavailable(none, err)));
+            }
+            let channel = self.shared.names.node_channel(id.node());
+            match self.publish(channel, Route::Session(id), payload).await {
                 Ok(0) => Err(SendToError::NotFound(id)),
                 Ok(_) => Ok(()),
-                Err(err) => Err(SendToError::Backend(unavailable(Delivery::default(), err))),
+                Err(err) => Err(SendToError::Backend(self.unavailable(none, err))),
             }
         })
     }

@@ -1,10 +1,15 @@
 //! How a cluster message travels through Redis pub/sub: binary, payload bytes as they are.
 //!
 //! ```text
-//! version u8 = 1 | kind u8 (0 text, 1 binary) | origin node u64 | target | payload bytes…
+//! version u8 = 2 | kind u8 (0 text, 1 binary) | origin node u64 | stream u32 | seq u64
+//!   | target | payload bytes…
 //! target: 0 All | 1 Except id | 2 Room room | 3 RoomExcept room id | 4 Session id
-//! id: node u64, seq u64 (big-endian) · room: length u32, UTF-8 bytes
+//! id: node u64, seq u64 · room: length u32, UTF-8 bytes · integers big-endian
 //! ```
+//!
+//! `stream` and `seq` number what one origin publishes on one channel: `seq` counts up by
+//! one from 1 within a `stream` (a random value the origin picks when it starts counting on
+//! that channel), so a receiver that sees a seq jump knows how many messages it missed.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -12,7 +17,12 @@ use crate::cluster::Target;
 use crate::message::{Payload, Text};
 use crate::session::SessionId;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+
+/// The fewest bytes before the payload: version, kind, origin, stream, seq, target.
+pub(crate) const MIN_HEADER: usize = 1 + 1 + 8 + 4 + 8 + 1;
+/// The most bytes before the payload: a room target with the longest room name and an id.
+pub(crate) const MAX_HEADER: usize = MIN_HEADER + 4 + crate::cluster::MAX_ROOM_LEN + 16;
 
 /// Where a relayed message goes on the receiving node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,10 +33,20 @@ pub(crate) enum Route {
     Session(SessionId),
 }
 
+/// Where a message stands in what its origin published on its channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// Changes when the origin starts counting again.
+    pub(crate) stream: u32,
+    /// 1, 2, 3… within the stream.
+    pub(crate) seq: u64,
+}
+
 /// A relayed message, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Relay {
     pub(crate) origin: u64,
+    pub(crate) position: Position,
     pub(crate) route: Route,
     pub(crate) payload: Payload,
 }
@@ -44,14 +64,16 @@ fn put_room(out: &mut BytesMut, room: &str) {
 }
 
 /// Encodes a relayed message.
-pub(crate) fn encode(origin: u64, route: &Route, payload: &Payload) -> Bytes {
-    let mut out = BytesMut::with_capacity(32 + payload.len());
+pub(crate) fn encode(origin: u64, position: Position, route: &Route, payload: &Payload) -> Bytes {
+    let mut out = BytesMut::with_capacity(48 + payload.len());
     out.put_u8(VERSION);
     out.put_u8(match payload {
         Payload::Text(_) => 0,
         Payload::Binary(_) => 1,
     });
     out.put_u64(origin);
+    out.put_u32(position.stream);
+    out.put_u64(position.seq);
     match route {
         Route::Broadcast(Target::All) => out.put_u8(0),
         Route::Broadcast(Target::Except(id)) => {
@@ -104,6 +126,11 @@ impl Reader {
         Ok(self.take(1, what)?[0])
     }
 
+    fn u32(&mut self, what: &'static str) -> Result<u32, Malformed> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
     fn u64(&mut self, what: &'static str) -> Result<u64, Malformed> {
         let b = self.take(8, what)?;
         Ok(u64::from_be_bytes(
@@ -134,6 +161,10 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Relay, Malformed> {
     }
     let kind = r.u8("kind")?;
     let origin = r.u64("origin")?;
+    let position = Position {
+        stream: r.u32("stream")?,
+        seq: r.u64("seq")?,
+    };
     let route = match r.u8("target")? {
         0 => Route::Broadcast(Target::All),
         1 => Route::Broadcast(Target::Except(r.id()?)),
@@ -154,6 +185,7 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Relay, Malformed> {
     };
     Ok(Relay {
         origin,
+        position,
         route,
         payload,
     })
@@ -179,13 +211,17 @@ mod tests {
         ];
         for route in &routes {
             for payload in &payloads {
-                let bytes = encode(7, route, payload);
+                let position = Position {
+                    stream: 0xfeed,
+                    seq: 9,
+                };
+                let bytes = encode(7, position, route, payload);
                 // Binary payloads travel raw: the last bytes are the payload itself.
                 assert!(bytes.ends_with(payload.as_bytes()));
                 let relay = decode(bytes).unwrap();
                 assert_eq!(
-                    (relay.origin, &relay.route, &relay.payload),
-                    (7, route, payload)
+                    (relay.origin, relay.position, &relay.route, &relay.payload),
+                    (7, position, route, payload)
                 );
             }
         }
@@ -195,8 +231,10 @@ mod tests {
     fn malformed_input_is_an_error() {
         assert!(decode(Bytes::new()).is_err());
         assert!(decode(Bytes::from_static(&[2, 0])).is_err());
+        let position = Position { stream: 1, seq: 1 };
         let good = encode(
             1,
+            position,
             &Route::Broadcast(Target::Room("r".into())),
             &Payload::Text("t".into()),
         );
@@ -205,6 +243,7 @@ mod tests {
         }
         let mut bad_text = encode(
             1,
+            position,
             &Route::Broadcast(Target::All),
             &Payload::Binary(Bytes::from_static(&[0xff])),
         )

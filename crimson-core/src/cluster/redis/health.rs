@@ -1,0 +1,55 @@
+//! The health task: every `probe_interval` (and at once when a connection is lost) it has
+//! the shards refresh the slot map, reconnect and probe ([`Shards::maintain`]), logs when
+//! cross-node delivery stops and resumes (one line each way, not one per message), asks
+//! for this node's presence to be rewritten when Redis comes back, and logs the tails of
+//! the rate-limited reports.
+//!
+//! [`Shards::maintain`]: super::shards::Shards::maintain
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::Node;
+
+/// The least time between two rounds, however often a round is asked for.
+const MIN_GAP: Duration = Duration::from_millis(20);
+
+/// Runs rounds until the node is dropped.
+pub(super) async fn run(shared: Weak<Node>, wake: Arc<Notify>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut down_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = wake.notified() => {}
+        }
+        let Some(node) = shared.upgrade() else { return };
+        node.reports.flush();
+        let state = node.shards.maintain().await;
+        match (state, down_since) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(since)) => {
+                down_since = None;
+                tracing::warn!(
+                    down_for = ?since.elapsed(),
+                    "Redis is available again: cross-node delivery resumes"
+                );
+                // Redis may have restarted empty, or a shard been replaced.
+                node.presence.resync();
+            }
+            (Err(reason), None) => {
+                down_since = Some(Instant::now());
+                tracing::error!(
+                    %reason,
+                    "Redis is unavailable: cross-node operations fail at once until it is back"
+                );
+            }
+            (Err(_), Some(_)) => {}
+        }
+        drop(node);
+        tokio::time::sleep(MIN_GAP).await;
+    }
+}

@@ -1,0 +1,94 @@
+//! The publisher: one task per node numbers every message it publishes on each channel and
+//! sends them in order, in one pipeline per shard for everything waiting (so the numbers a
+//! receiver sees on a channel only ever go up by one, unless a message was lost).
+
+use std::collections::HashMap;
+use std::sync::Weak;
+use std::time::Duration;
+
+use redis::RedisResult;
+use tokio::sync::{mpsc, oneshot};
+
+use super::batch::Batch;
+use super::wire::{self, Position, Route};
+use super::Node;
+use crate::message::Payload;
+use crate::session::random_u64;
+
+/// How many publishes may wait for the publisher; past that a publish fails at once.
+pub(crate) const QUEUE: usize = 4096;
+/// The most publishes sent in one round.
+const BATCH: usize = 512;
+/// How many channels the publisher numbers before it starts all over (new streams).
+const MAX_CHANNELS: usize = 65_536;
+
+/// One message to publish, and where to say how it went.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) channel: String,
+    pub(crate) route: Route,
+    pub(crate) payload: Payload,
+    /// How many subscribers got it.
+    pub(crate) reply: oneshot::Sender<RedisResult<usize>>,
+}
+
+/// The next position on each channel.
+#[derive(Default)]
+struct Counters(HashMap<String, Position>);
+
+impl Counters {
+    fn next(&mut self, channel: &str) -> Position {
+        if self.0.len() >= MAX_CHANNELS && !self.0.contains_key(channel) {
+            self.0.clear();
+        }
+        let position = self
+            .0
+            .entry(channel.to_owned())
+            .or_insert_with(|| Position {
+                stream: random_u64() as u32,
+                seq: 0,
+            });
+        position.seq += 1;
+        *position
+    }
+}
+
+/// Publishes what comes in on `requests` until the node is dropped. Each round is bounded
+/// by `deadline`.
+pub(crate) async fn run(
+    shared: Weak<Node>,
+    mut requests: mpsc::Receiver<Request>,
+    deadline: Duration,
+) {
+    let mut counters = Counters::default();
+    let mut round = Vec::with_capacity(BATCH);
+    while requests.recv_many(&mut round, BATCH).await > 0 {
+        let Some(node) = shared.upgrade() else { return };
+        // A sender that gave up was told its publish failed: do not publish it late.
+        round.retain(|request: &Request| !request.reply.is_closed());
+        let origin = node.local.node_id();
+        let mut batch = Batch::new();
+        for request in &round {
+            let position = counters.next(&request.channel);
+            let message = wire::encode(origin, position, &request.route, &request.payload);
+            batch.add(
+                &request.channel,
+                node.shards.publish_cmd(&request.channel, &message),
+            );
+        }
+        let results = tokio::time::timeout(deadline, batch.run_each(&node.shards)).await;
+        drop(node);
+        match results {
+            Ok(results) => {
+                for (request, result) in round.drain(..).zip(results) {
+                    let receivers = result.and_then(|v| Ok(redis::from_redis_value(v)?));
+                    let _ = request.reply.send(receivers);
+                }
+            }
+            Err(_) => {
+                // Each sender has its own deadline and says so; nothing more to tell.
+                round.clear();
+            }
+        }
+    }
+}

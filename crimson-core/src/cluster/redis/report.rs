@@ -1,0 +1,296 @@
+//! What a node counts, and how it logs trouble without a line per message: each kind of
+//! event is counted always and logged at most once per [`LOG_EVERY`], with the number of
+//! events since the previous line.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The shortest time between two log lines about the same kind of event.
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// What a [`RedisCluster`](super::RedisCluster) node counted since it started.
+///
+/// Every event counted here is also logged, at most once per 5 s per kind, with the number
+/// of events since the previous line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Cross-node publishes that failed, timed out or were refused (Redis unavailable, payload
+    /// over `max_payload`). Each was also returned to its sender as an error.
+    pub publish_failures: u64,
+    /// Messages relayed to this node that did not reach their session: it had left, or its
+    /// queue refused them.
+    pub relay_failures: u64,
+    /// Relayed messages dropped because their payload was over `max_payload`.
+    pub oversized: u64,
+    /// Relayed messages dropped because their payload did not decode as the route's type
+    /// (see [`RedisClusterBuilder::check_payloads`](super::RedisClusterBuilder::check_payloads)).
+    pub undecodable: u64,
+    /// Messages on this node's channels that were not Crimson cluster messages.
+    pub malformed: u64,
+    /// Messages other nodes published for this node that never arrived: a gap in an
+    /// origin's sequence numbers (Redis dropped them, this node's subscription was down, or
+    /// the publish failed and its sender was told). Counted when the next message from that
+    /// origin on that channel arrives.
+    pub lost: u64,
+}
+
+/// Counts one kind of event and says when to log it.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    total: AtomicU64,
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Debug, Default)]
+struct ThrottleState {
+    last_line: Option<Instant>,
+    since_line: u64,
+    example: String,
+}
+
+/// A log line due: how many events since the previous line, and one of them.
+pub(crate) struct Due {
+    pub(crate) count: u64,
+    pub(crate) detail: String,
+}
+
+impl Throttle {
+    pub(crate) const fn new() -> Self {
+        Self {
+            total: AtomicU64::new(0),
+            state: Mutex::new(ThrottleState {
+                last_line: None,
+                since_line: 0,
+                example: String::new(),
+            }),
+        }
+    }
+
+    /// Every event counted so far.
+    pub(crate) fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Counts one event; returns a line to log when the last one is old enough.
+    pub(crate) fn hit(&self, detail: &dyn fmt::Display) -> Option<Due> {
+        self.hit_n(1, detail)
+    }
+
+    /// Counts `n` events at once.
+    pub(crate) fn hit_n(&self, n: u64, detail: &dyn fmt::Display) -> Option<Due> {
+        self.total.fetch_add(n, Ordering::Relaxed);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.since_line += n;
+        let due = state.last_line.is_none_or(|at| at.elapsed() >= LOG_EVERY);
+        if due {
+            state.last_line = Some(Instant::now());
+            let count = std::mem::take(&mut state.since_line);
+            state.example.clear();
+            return Some(Due {
+                count,
+                detail: detail.to_string(),
+            });
+        }
+        // Keep one example for the line that will report these, without formatting a
+        // message per event.
+        if state.example.is_empty() {
+            state.example = detail.to_string();
+        }
+        None
+    }
+
+    /// The events not yet logged, once the last line is old enough (called periodically so
+    /// that the tail of a burst is reported too).
+    pub(crate) fn flush(&self) -> Option<Due> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let due =
+            state.since_line > 0 && state.last_line.is_none_or(|at| at.elapsed() >= LOG_EVERY);
+        if !due {
+            return None;
+        }
+        state.last_line = Some(Instant::now());
+        Some(Due {
+            count: std::mem::take(&mut state.since_line),
+            detail: std::mem::take(&mut state.example),
+        })
+    }
+}
+
+/// The node's counters, one throttle per kind of event.
+#[derive(Debug)]
+pub(crate) struct Reports {
+    pub(crate) publish: Throttle,
+    pub(crate) relay: Throttle,
+    pub(crate) oversized: Throttle,
+    pub(crate) undecodable: Throttle,
+    pub(crate) malformed: Throttle,
+    pub(crate) lost: Throttle,
+}
+
+impl Reports {
+    pub(crate) const fn new() -> Self {
+        Self {
+            publish: Throttle::new(),
+            relay: Throttle::new(),
+            oversized: Throttle::new(),
+            undecodable: Throttle::new(),
+            malformed: Throttle::new(),
+            lost: Throttle::new(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> RedisStats {
+        RedisStats {
+            publish_failures: self.publish.total(),
+            relay_failures: self.relay.total(),
+            oversized: self.oversized.total(),
+            undecodable: self.undecodable.total(),
+            malformed: self.malformed.total(),
+            lost: self.lost.total(),
+        }
+    }
+
+    /// A cross-node publish failed (the sender got the error).
+    pub(crate) fn publish_failed(&self, err: &dyn fmt::Display) {
+        if let Some(due) = self.publish.hit(err) {
+            log_publish(&due);
+        }
+    }
+
+    /// A relayed message did not reach its session.
+    pub(crate) fn relay_failed(&self, err: &dyn fmt::Display) {
+        if let Some(due) = self.relay.hit(err) {
+            log_relay(&due);
+        }
+    }
+
+    /// A relayed payload was over `max_payload`.
+    pub(crate) fn oversized(&self, len: usize, max: usize) {
+        let detail = format_args!("{len} bytes, max_payload {max}");
+        if let Some(due) = self.oversized.hit(&detail) {
+            log_oversized(&due);
+        }
+    }
+
+    /// A relayed payload did not decode as the route's type.
+    pub(crate) fn undecodable(&self, err: &dyn fmt::Display) {
+        if let Some(due) = self.undecodable.hit(err) {
+            log_undecodable(&due);
+        }
+    }
+
+    /// A message on our channels was not a Crimson cluster message.
+    pub(crate) fn malformed(&self, err: &dyn fmt::Display) {
+        if let Some(due) = self.malformed.hit(err) {
+            log_malformed(&due);
+        }
+    }
+
+    /// `count` messages from `origin` never arrived.
+    pub(crate) fn lost(&self, count: u64, origin: u64) {
+        let detail = format_args!("{count} from node {origin:016x}");
+        if let Some(due) = self.lost.hit_n(count, &detail) {
+            log_lost(&due);
+        }
+    }
+
+    /// Logs the tails of bursts.
+    pub(crate) fn flush(&self) {
+        let logs: [(&Throttle, LogFn); 6] = [
+            (&self.publish, log_publish),
+            (&self.relay, log_relay),
+            (&self.oversized, log_oversized),
+            (&self.undecodable, log_undecodable),
+            (&self.malformed, log_malformed),
+            (&self.lost, log_lost),
+        ];
+        for (throttle, log) in logs {
+            if let Some(due) = throttle.flush() {
+                log(&due);
+            }
+        }
+    }
+}
+
+/// Writes one report line.
+type LogFn = fn(&Due);
+
+fn log_publish(due: &Due) {
+    tracing::error!(
+        failures = due.count,
+        example = %due.detail,
+        "cross-node delivery failed {} time(s) since the last report (senders got ClusterError::Unavailable)",
+        due.count
+    );
+}
+
+fn log_relay(due: &Due) {
+    tracing::warn!(
+        failures = due.count,
+        example = %due.detail,
+        "{} message(s) relayed from other nodes did not reach their session since the last report",
+        due.count
+    );
+}
+
+fn log_oversized(due: &Due) {
+    tracing::warn!(
+        dropped = due.count,
+        example = %due.detail,
+        "dropped {} relayed message(s) over max_payload since the last report",
+        due.count
+    );
+}
+
+fn log_undecodable(due: &Due) {
+    tracing::warn!(
+        dropped = due.count,
+        example = %due.detail,
+        "dropped {} relayed message(s) that do not decode as this cluster's message type since the last report",
+        due.count
+    );
+}
+
+fn log_malformed(due: &Due) {
+    tracing::warn!(
+        dropped = due.count,
+        example = %due.detail,
+        "dropped {} message(s) on this app's Redis channels that are not Crimson cluster messages since the last report (another program publishing there?)",
+        due.count
+    );
+}
+
+fn log_lost(due: &Due) {
+    tracing::error!(
+        lost = due.count,
+        example = %due.detail,
+        "{} message(s) from other nodes never arrived since the last report (a gap in their \
+         sequence numbers: Redis dropped them, this node's subscription was down, or their \
+         publish failed)",
+        due.count
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_one_line_then_one_line_with_the_count() {
+        let throttle = Throttle::new();
+        let first = throttle.hit(&"e1").expect("the first event is logged");
+        assert_eq!((first.count, first.detail.as_str()), (1, "e1"));
+        for n in 2..=100 {
+            assert!(throttle.hit(&format_args!("e{n}")).is_none());
+        }
+        assert!(throttle.flush().is_none(), "not before LOG_EVERY");
+        throttle.state.lock().unwrap().last_line = Some(Instant::now() - LOG_EVERY);
+        let tail = throttle.flush().expect("the tail is logged");
+        assert_eq!((tail.count, tail.detail.as_str()), (99, "e2"));
+        assert_eq!(throttle.total(), 100);
+        assert!(throttle.flush().is_none());
+    }
+}
