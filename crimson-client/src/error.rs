@@ -158,9 +158,8 @@ pub enum BuildError {
     /// A capacity that must be at least 1 is zero.
     #[error("the {0} must be at least 1")]
     ZeroCapacity(&'static str),
-    /// A certificate given to
-    /// [`add_root_certificate`](crate::CrimsonClientBuilder::add_root_certificate) is not a
-    /// valid DER certificate.
+    /// A certificate given to `add_root_certificate` (feature `rustls`) is not a valid DER
+    /// certificate.
     #[error("invalid root certificate: {0}")]
     InvalidCertificate(String),
 }

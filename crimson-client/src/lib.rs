@@ -163,7 +163,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `rustls` | yes | `wss://` through rustls (ring) with the webpki roots; [`add_root_certificate`](CrimsonClientBuilder::add_root_certificate) |
+//! | `rustls` | yes | `wss://` through rustls (ring) with the webpki roots; [`add_root_certificate`] |
 //! | `derive` | yes | `#[derive(CrimsonMessage)]` |
 //! | `json` | yes | the JSON codec |
 //! | `protobuf` | no | the Protobuf codec |
@@ -171,7 +171,15 @@
 //! | `msgpack` | no | the MessagePack codec |
 //!
 //! [Crimson]: https://github.com/crimson-rs/crimson
-
+// Without `rustls`, the builder has no `add_root_certificate`: the name links to the table.
+#![cfg_attr(
+    feature = "rustls",
+    doc = "[`add_root_certificate`]: CrimsonClientBuilder::add_root_certificate"
+)]
+#![cfg_attr(
+    not(feature = "rustls"),
+    doc = "[`add_root_certificate`]: crate#cargo-features"
+)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod builder;

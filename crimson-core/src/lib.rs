@@ -29,13 +29,25 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `derive` | yes | `#[derive(CrimsonMessage)]` |
-//! | `json` | yes | [`Json`](codec::Json) |
-//! | `protobuf` | no | [`Protobuf`](codec::Protobuf) |
-//! | `cbor` | no | [`Cbor`](codec::Cbor) |
-//! | `msgpack` | no | [`MsgPack`](codec::MsgPack) |
+//! | `json` | yes | [`Json`] |
+//! | `protobuf` | no | [`Protobuf`] |
+//! | `cbor` | no | [`Cbor`] |
+//! | `msgpack` | no | [`MsgPack`] |
+//! | `transport` | no | `transport`: the WebSocket protocol and permessage-deflate (crimson-axum and crimson-client turn it on) |
+//! | `server` | no | sessions and session clusters (crimson-axum turns it on) |
+//! | `redis` | no | `cluster::redis::RedisCluster`: many nodes as one through Redis or a Redis Cluster |
 //!
 //! [Crimson]: https://github.com/crimson-rs/crimson
-
+//!
+// A codec's type exists only with its feature; without it, its name links to the table above.
+#![cfg_attr(feature = "json", doc = "[`Json`]: codec::Json")]
+#![cfg_attr(not(feature = "json"), doc = "[`Json`]: crate#cargo-features")]
+#![cfg_attr(feature = "protobuf", doc = "[`Protobuf`]: codec::Protobuf")]
+#![cfg_attr(not(feature = "protobuf"), doc = "[`Protobuf`]: crate#cargo-features")]
+#![cfg_attr(feature = "cbor", doc = "[`Cbor`]: codec::Cbor")]
+#![cfg_attr(not(feature = "cbor"), doc = "[`Cbor`]: crate#cargo-features")]
+#![cfg_attr(feature = "msgpack", doc = "[`MsgPack`]: codec::MsgPack")]
+#![cfg_attr(not(feature = "msgpack"), doc = "[`MsgPack`]: crate#cargo-features")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 // Lets the derive's `::crimson_core::` paths resolve inside this crate too.

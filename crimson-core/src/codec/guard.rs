@@ -16,6 +16,7 @@
 /// Whether a MessagePack input needs the full walk: it has a header that can declare more
 /// than 15 elements (array16/32, map16/32, bytes `0xdc`–`0xdf`), or more bytes that could
 /// open a container (fixarray, fixmap: `0x80`–`0x9f`) than [`MAX_DEPTH`].
+#[cfg(feature = "msgpack")]
 pub(crate) fn msgpack_needs_walk(input: &[u8]) -> bool {
     needs_walk(input, (0xfc, 0xdc), &[(0xe0, 0x80)])
 }
@@ -23,6 +24,7 @@ pub(crate) fn msgpack_needs_walk(input: &[u8]) -> bool {
 /// Whether a CBOR input needs the full walk: it has an array or map header with a length in
 /// the following bytes (`0x98`–`0x9b`, `0xb8`–`0xbb`), or more bytes that could open an array,
 /// a map or a tag (`0x80`–`0xdf`) than [`MAX_DEPTH`].
+#[cfg(feature = "cbor")]
 pub(crate) fn cbor_needs_walk(input: &[u8]) -> bool {
     needs_walk(input, (0xdc, 0x98), &[(0xc0, 0x80), (0xe0, 0xc0)])
 }
@@ -156,6 +158,8 @@ struct Stack {
 }
 
 #[derive(Clone, Copy)]
+// The indefinite forms are CBOR's: with MessagePack alone they are never made.
+#[cfg_attr(not(feature = "cbor"), allow(dead_code))]
 enum Open {
     /// A definite container with this many items left.
     Items(u64),
@@ -248,6 +252,7 @@ impl Stack {
 }
 
 /// Checks the first MessagePack value in `input`.
+#[cfg(feature = "msgpack")]
 pub(crate) fn check_msgpack(input: &[u8]) -> Result<(), Refused> {
     let mut cur = Cursor { rest: input };
     let mut stack = Stack::new();
@@ -308,12 +313,14 @@ fn container(
     stack.open_items(count * per_entry)
 }
 
+#[cfg(feature = "msgpack")]
 fn fixed(cur: &mut Cursor<'_>, stack: &mut Stack, len: u64) -> Result<bool, Refused> {
     cur.skip(len)?;
     Ok(stack.item_done())
 }
 
 /// Checks the first CBOR data item in `input` (RFC 8949).
+#[cfg(feature = "cbor")]
 pub(crate) fn check_cbor(input: &[u8]) -> Result<(), Refused> {
     let mut cur = Cursor { rest: input };
     let mut stack = Stack::new();
@@ -390,7 +397,8 @@ pub(crate) fn check_cbor(input: &[u8]) -> Result<(), Refused> {
     }
 }
 
-#[cfg(test)]
+// The tests compare both formats: they run with both features (as `scripts/test.sh` builds).
+#[cfg(all(test, feature = "cbor", feature = "msgpack"))]
 mod tests {
     use super::*;
 

@@ -10,6 +10,17 @@
 //! `#[derive(CrimsonMessage)]` with `#[crimson(codec = "...")]` picks one; a codec of your own
 //! implements [`Codec`] and is used from a hand-written [`CrimsonMessage`](crate::CrimsonMessage)
 //! impl.
+//!
+// A codec's type exists only with its feature; without it, its name links to the crate's
+// table of features.
+#![cfg_attr(feature = "json", doc = "[`Json`]: Json")]
+#![cfg_attr(not(feature = "json"), doc = "[`Json`]: crate#cargo-features")]
+#![cfg_attr(feature = "protobuf", doc = "[`Protobuf`]: Protobuf")]
+#![cfg_attr(not(feature = "protobuf"), doc = "[`Protobuf`]: crate#cargo-features")]
+#![cfg_attr(feature = "cbor", doc = "[`Cbor`]: Cbor")]
+#![cfg_attr(not(feature = "cbor"), doc = "[`Cbor`]: crate#cargo-features")]
+#![cfg_attr(feature = "msgpack", doc = "[`MsgPack`]: MsgPack")]
+#![cfg_attr(not(feature = "msgpack"), doc = "[`MsgPack`]: crate#cargo-features")]
 
 use crate::error::{DecodeError, EncodeError};
 use crate::message::{FrameKind, Payload};
