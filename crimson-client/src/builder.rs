@@ -9,6 +9,7 @@ use crimson_core::transport::Deflate;
 use crimson_core::{CloseCode, CrimsonMessage, EncodeError, Payload};
 
 use crate::client::CrimsonClient;
+use crate::config::{AbnormalClose, Config, Heartbeat, Hooks};
 use crate::endpoint::{erase, DynProvider, Endpoint, EndpointProvider};
 use crate::error::{BuildError, ClientError};
 use crate::event::CloseEvent;
@@ -16,61 +17,6 @@ use crate::retry::RetryPolicy;
 
 /// How long a connection must stay up before the backoff starts over, by default.
 const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(5);
-
-type AbnormalClose = Arc<dyn Fn(CloseCode, &str) -> bool + Send + Sync>;
-type ConnectHook = Arc<dyn Fn(&str, &mut Vec<Payload>) -> Result<(), EncodeError> + Send + Sync>;
-type CloseHook = Arc<dyn Fn(&CloseEvent) + Send + Sync>;
-type ErrorHook = Arc<dyn Fn(&ClientError) + Send + Sync>;
-
-/// Ping the server every `interval`; no answer within `timeout` means the connection is dead.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Heartbeat {
-    pub(crate) interval: Duration,
-    pub(crate) timeout: Duration,
-}
-
-/// The hooks, each called on the client's connection task.
-#[derive(Default, Clone)]
-pub(crate) struct Hooks {
-    pub(crate) on_connect: Option<ConnectHook>,
-    pub(crate) on_close: Option<CloseHook>,
-    pub(crate) on_error: Option<ErrorHook>,
-}
-
-/// A built client's settings.
-pub(crate) struct Config {
-    pub(crate) endpoint: DynProvider,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) stable_after: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) heartbeat: Option<Heartbeat>,
-    pub(crate) close_timeout: Duration,
-    pub(crate) abnormal_close: AbnormalClose,
-    pub(crate) outgoing_queue: usize,
-    pub(crate) incoming_queue: usize,
-    pub(crate) max_message_size: usize,
-    pub(crate) compression: Deflate,
-    pub(crate) retry_unauthorized: u32,
-    pub(crate) hooks: Hooks,
-    #[cfg(feature = "rustls")]
-    pub(crate) tls: Arc<rustls::ClientConfig>,
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("retry", &self.retry)
-            .field("stable_after", &self.stable_after)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("heartbeat", &self.heartbeat)
-            .field("close_timeout", &self.close_timeout)
-            .field("outgoing_queue", &self.outgoing_queue)
-            .field("incoming_queue", &self.incoming_queue)
-            .field("max_message_size", &self.max_message_size)
-            .field("compression", &self.compression)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Builds a [`CrimsonClient`]; start with [`CrimsonClient::builder`].
 ///
@@ -140,6 +86,17 @@ impl<Up, Down> fmt::Debug for CrimsonClientBuilder<Up, Down> {
             .field("incoming_queue", &self.incoming_queue)
             .field("max_message_size", &self.max_message_size)
             .finish_non_exhaustive()
+    }
+}
+
+impl<Up, Down> CrimsonClient<Up, Down>
+where
+    Up: CrimsonMessage,
+    Down: CrimsonMessage + Clone,
+{
+    /// A builder; give it at least an endpoint.
+    pub fn builder() -> CrimsonClientBuilder<Up, Down> {
+        CrimsonClientBuilder::new()
     }
 }
 

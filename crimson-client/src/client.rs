@@ -4,8 +4,8 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,15 +14,12 @@ use crimson_core::{CloseCode, CrimsonMessage};
 use futures_util::future::BoxFuture;
 use tokio::sync::{broadcast, watch};
 
-use crate::builder::{Config, CrimsonClientBuilder};
-use crate::error::{ClientError, ConnectError, DisconnectError, ReceiveError, SendError};
+use crate::config::Config;
+use crate::error::{ConnectError, DisconnectError, ReceiveError, SendError};
 use crate::event::{ClientEvent, Subscription};
-use crate::outbox::Outbox;
+use crate::shared::{ClientState, Run, RunEnd};
 use crate::state::ConnectionState;
 use crate::supervisor;
-
-/// How many events a subscriber may fall behind.
-const EVENT_CAPACITY: usize = 256;
 
 /// A typed WebSocket client that sends `Up` and receives `Down` — the same type parameters as
 /// the server's `.crimson::<Up, Down>(..)` route — and reconnects by itself.
@@ -76,25 +73,8 @@ where
     Up: CrimsonMessage,
     Down: CrimsonMessage + Clone,
 {
-    /// A builder; give it at least an endpoint.
-    pub fn builder() -> CrimsonClientBuilder<Up, Down> {
-        CrimsonClientBuilder::new()
-    }
-
     pub(crate) fn from_config(config: Config) -> Self {
-        let (incoming, receiver) = broadcast::channel(config.incoming_queue);
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let shared = ClientState {
-            outbox: Outbox::new(config.outgoing_queue),
-            config,
-            state: watch::Sender::new(ConnectionState::Closed),
-            incoming,
-            receiver: tokio::sync::Mutex::new(receiver),
-            events,
-            run: Mutex::new(None),
-            skipped: AtomicU64::new(0),
-            discarded: AtomicU64::new(0),
-        };
+        let shared = ClientState::new(config);
         Self {
             handle: Arc::new(Handle {
                 shared: Arc::new(shared),
@@ -154,11 +134,11 @@ where
     ///
     /// When connected, what is already in the outbox is written first (a write in progress,
     /// even one stalled on a server that stopped reading, is carried on), then a close frame,
-    /// within the [`close_timeout`](CrimsonClientBuilder::close_timeout); then the server's
+    /// within the [`close_timeout`](crate::CrimsonClientBuilder::close_timeout); then the server's
     /// answer is awaited for up to the close timeout again. What could not be written in time
     /// is discarded, and no answer is awaited when the close frame could not be sent. When
     /// connecting or retrying, the attempt is abandoned. Either way, messages that were never
-    /// written are counted and reported as [`ClientError::Discarded`] (see the
+    /// written are counted and reported as [`ClientError::Discarded`](crate::ClientError::Discarded) (see the
     /// [crate docs](crate#delivery)). The reason is cut to 123 bytes. Disconnecting a closed
     /// client does nothing. A later [`connect`](Self::connect) starts again.
     ///
@@ -192,7 +172,7 @@ where
     ///
     /// It reads the client's own subscription, made when the client was built, so a message
     /// that arrives between two calls is not missed. If more than the
-    /// [`incoming_queue`](CrimsonClientBuilder::incoming_queue) arrive between calls the
+    /// [`incoming_queue`](crate::CrimsonClientBuilder::incoming_queue) arrive between calls the
     /// next call fails with [`ReceiveError::Lagged`] (how many were skipped) and the one after
     /// returns the oldest message still held. Calls from several tasks take turns. Use
     /// [`incoming`](Self::incoming) for a stream, or for several consumers.
@@ -215,10 +195,10 @@ where
     /// A new stream of every message that arrives from now on, across reconnects.
     ///
     /// Any number of subscribers may exist; each gets every message. One that falls more than
-    /// [`incoming_queue`](CrimsonClientBuilder::incoming_queue) behind gets
+    /// [`incoming_queue`](crate::CrimsonClientBuilder::incoming_queue) behind gets
     /// `Err(Lagged(n))` and goes on (see [`Subscription`]); a slow subscriber never slows the
     /// connection. Messages that do not decode are not in it: they are skipped and reported
-    /// ([`ClientError::Decode`]).
+    /// ([`ClientError::Decode`](crate::ClientError::Decode)).
     pub fn incoming(&self) -> Subscription<Down> {
         Subscription::new(self.shared().incoming.subscribe())
     }
@@ -272,128 +252,6 @@ impl Future for Connecting {
 impl fmt::Debug for Connecting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connecting").finish_non_exhaustive()
-    }
-}
-
-/// A request to stop: close with this code and reason.
-#[derive(Debug, Clone)]
-pub(crate) struct Stop {
-    pub(crate) code: CloseCode,
-    pub(crate) reason: String,
-}
-
-/// How a run of the connection task ended.
-#[derive(Debug, Clone)]
-pub(crate) struct RunEnd {
-    /// Whether it connected at least once.
-    pub(crate) connected: bool,
-    /// The last error it reported, when it gave up (none when it was stopped or the server
-    /// closed normally).
-    pub(crate) error: Option<Arc<ClientError>>,
-}
-
-/// The connection task's run, from `connect()` to `Closed`.
-struct Run {
-    stop: watch::Sender<Option<Stop>>,
-    done: watch::Receiver<Option<RunEnd>>,
-}
-
-/// What the handles and the connection task share.
-pub(crate) struct ClientState<Down> {
-    pub(crate) config: Config,
-    pub(crate) state: watch::Sender<ConnectionState>,
-    pub(crate) incoming: broadcast::Sender<Down>,
-    receiver: tokio::sync::Mutex<broadcast::Receiver<Down>>,
-    pub(crate) events: broadcast::Sender<ClientEvent>,
-    pub(crate) outbox: Outbox,
-    run: Mutex<Option<Run>>,
-    pub(crate) skipped: AtomicU64,
-    discarded: AtomicU64,
-}
-
-impl<Down> ClientState<Down> {
-    fn run_slot(&self) -> MutexGuard<'_, Option<Run>> {
-        self.run
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Sets the state and announces it.
-    pub(crate) fn set_state(&self, state: ConnectionState) {
-        // Watchers are woken only by a change: setting the state it already has is not one.
-        let changed = self.state.send_if_modified(|current| {
-            let changed = *current != state;
-            *current = state;
-            changed
-        });
-        if changed {
-            tracing::debug!(%state, "connection state");
-            let _ = self.events.send(ClientEvent::State(state));
-        }
-    }
-
-    /// Reports an error to tracing, the error hook and the event stream.
-    pub(crate) fn report(&self, error: ClientError) -> Arc<ClientError> {
-        match &error {
-            ClientError::Decode(_) | ClientError::Discarded(_) => {
-                tracing::warn!(error = %error, "crimson client");
-            }
-            ClientError::InvalidEndpoint { .. } | ClientError::RetriesExhausted(_) => {
-                tracing::error!(error = %error, "crimson client closed");
-            }
-            ClientError::Rejected { status, .. }
-                if crate::dial::is_permanent_rejection(*status) =>
-            {
-                tracing::error!(error = %error, "crimson client closed");
-            }
-            _ => tracing::warn!(error = %error, "crimson client connection"),
-        }
-        if let Some(hook) = &self.config.hooks.on_error {
-            hook(&error);
-        }
-        let error = Arc::new(error);
-        let _ = self.events.send(ClientEvent::Error(error.clone()));
-        error
-    }
-
-    /// Asks the running connection task, if any, to close with `code` and `reason`; returns a
-    /// watch that says when it has ended. The first request wins.
-    pub(crate) fn request_stop(
-        &self,
-        code: CloseCode,
-        reason: &str,
-    ) -> Option<watch::Receiver<Option<RunEnd>>> {
-        let slot = self.run_slot();
-        let run = slot.as_ref()?;
-        run.stop.send_if_modified(|stop| {
-            if stop.is_some() {
-                return false;
-            }
-            *stop = Some(Stop {
-                code,
-                reason: reason.to_owned(),
-            });
-            true
-        });
-        Some(run.done.clone())
-    }
-
-    /// Ends a run: closes the outbox, goes `Closed`, tells waiters. Called by the connection
-    /// task as its last act.
-    pub(crate) fn finish(&self, done: &watch::Sender<Option<RunEnd>>, end: RunEnd) {
-        let discarded = {
-            let mut slot = self.run_slot();
-            let discarded = self.outbox.close();
-            self.set_state(ConnectionState::Closed);
-            done.send_replace(Some(end));
-            *slot = None;
-            discarded
-        };
-        if discarded > 0 {
-            self.discarded
-                .fetch_add(discarded as u64, Ordering::Relaxed);
-            self.report(ClientError::Discarded(discarded));
-        }
     }
 }
 

@@ -16,9 +16,9 @@ use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use crate::client::{ClientState, Stop};
 use crate::dial::Conn;
 use crate::error::ClientError;
+use crate::shared::{ClientState, Stop};
 use crimson_core::ClosedBy;
 
 /// How many bytes of frames may wait for the socket before the outbox waits.

@@ -10,9 +10,9 @@ use http::{HeaderName, HeaderValue, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::builder::Config;
+use crate::config::Config;
 use crate::endpoint::Endpoint;
-use crate::error::ClientError;
+use crate::error::{is_permanent_rejection, ClientError};
 use crate::stream::Stream;
 
 /// An open connection.
@@ -251,14 +251,6 @@ pub(crate) fn request(
         head,
         key,
     })
-}
-
-/// Whether a server that refused the upgrade with `status` would refuse the next attempt the
-/// same way: a client error (4xx: 400 Bad Request, 401 Unauthorized, 403 Forbidden, 404 Not
-/// Found, ...) except 408 Request Timeout and 429 Too Many Requests, which mean "not now".
-/// Anything else (5xx, 408, 429, and 3xx, which is not followed) is worth retrying.
-pub(crate) fn is_permanent_rejection(status: u16) -> bool {
-    (400..500).contains(&status) && status != 408 && status != 429
 }
 
 #[cfg(test)]

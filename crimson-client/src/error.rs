@@ -164,6 +164,14 @@ pub enum BuildError {
     InvalidCertificate(String),
 }
 
+/// Whether a server that refused the upgrade with `status` would refuse the next attempt the
+/// same way: a client error (4xx: 400 Bad Request, 401 Unauthorized, 403 Forbidden, 404 Not
+/// Found, ...) except 408 Request Timeout and 429 Too Many Requests, which mean "not now".
+/// Anything else (5xx, 408, 429, and 3xx, which is not followed) is worth retrying.
+pub(crate) fn is_permanent_rejection(status: u16) -> bool {
+    (400..500).contains(&status) && status != 408 && status != 429
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,6 +184,7 @@
 
 mod builder;
 mod client;
+mod config;
 mod connection;
 mod dial;
 mod endpoint;
@@ -191,6 +192,7 @@ mod error;
 mod event;
 mod outbox;
 mod retry;
+mod shared;
 mod state;
 mod stream;
 mod supervisor;

@@ -7,11 +7,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::client::{ClientState, RunEnd, Stop};
 use crate::connection;
 use crate::dial::{self, AttemptError};
 use crate::error::ClientError;
 use crate::event::{ClientEvent, CloseEvent};
+use crate::shared::{ClientState, RunEnd, Stop};
 use crate::state::ConnectionState;
 use crimson_core::ClosedBy;
 

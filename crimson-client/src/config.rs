@@ -1,0 +1,69 @@
+//! [`Config`]: a built client's settings, as the connection task reads them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crimson_core::transport::Deflate;
+use crimson_core::{CloseCode, EncodeError, Payload};
+
+use crate::endpoint::DynProvider;
+use crate::error::ClientError;
+use crate::event::CloseEvent;
+use crate::retry::RetryPolicy;
+
+pub(crate) type AbnormalClose = Arc<dyn Fn(CloseCode, &str) -> bool + Send + Sync>;
+pub(crate) type ConnectHook =
+    Arc<dyn Fn(&str, &mut Vec<Payload>) -> Result<(), EncodeError> + Send + Sync>;
+pub(crate) type CloseHook = Arc<dyn Fn(&CloseEvent) + Send + Sync>;
+pub(crate) type ErrorHook = Arc<dyn Fn(&ClientError) + Send + Sync>;
+
+/// Ping the server every `interval`; no answer within `timeout` means the connection is dead.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heartbeat {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+}
+
+/// The hooks, each called on the client's connection task.
+#[derive(Default, Clone)]
+pub(crate) struct Hooks {
+    pub(crate) on_connect: Option<ConnectHook>,
+    pub(crate) on_close: Option<CloseHook>,
+    pub(crate) on_error: Option<ErrorHook>,
+}
+
+/// A built client's settings.
+pub(crate) struct Config {
+    pub(crate) endpoint: DynProvider,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) stable_after: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) heartbeat: Option<Heartbeat>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) abnormal_close: AbnormalClose,
+    pub(crate) outgoing_queue: usize,
+    pub(crate) incoming_queue: usize,
+    pub(crate) max_message_size: usize,
+    pub(crate) compression: Deflate,
+    pub(crate) retry_unauthorized: u32,
+    pub(crate) hooks: Hooks,
+    #[cfg(feature = "rustls")]
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("retry", &self.retry)
+            .field("stable_after", &self.stable_after)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("heartbeat", &self.heartbeat)
+            .field("close_timeout", &self.close_timeout)
+            .field("outgoing_queue", &self.outgoing_queue)
+            .field("incoming_queue", &self.incoming_queue)
+            .field("max_message_size", &self.max_message_size)
+            .field("compression", &self.compression)
+            .finish_non_exhaustive()
+    }
+}

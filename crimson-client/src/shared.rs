@@ -1,0 +1,158 @@
+//! [`ClientState`]: what the client's handles and its connection task share, and how a run of
+//! the task is asked to stop and reports its end.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crimson_core::CloseCode;
+use tokio::sync::{broadcast, watch};
+
+use crate::config::Config;
+use crate::error::ClientError;
+use crate::event::ClientEvent;
+use crate::outbox::Outbox;
+use crate::state::ConnectionState;
+
+/// How many events a subscriber may fall behind.
+const EVENT_CAPACITY: usize = 256;
+
+/// A request to stop: close with this code and reason.
+#[derive(Debug, Clone)]
+pub(crate) struct Stop {
+    pub(crate) code: CloseCode,
+    pub(crate) reason: String,
+}
+
+/// How a run of the connection task ended.
+#[derive(Debug, Clone)]
+pub(crate) struct RunEnd {
+    /// Whether it connected at least once.
+    pub(crate) connected: bool,
+    /// The last error it reported, when it gave up (none when it was stopped or the server
+    /// closed normally).
+    pub(crate) error: Option<Arc<ClientError>>,
+}
+
+/// The connection task's run, from `connect()` to `Closed`.
+pub(crate) struct Run {
+    pub(crate) stop: watch::Sender<Option<Stop>>,
+    pub(crate) done: watch::Receiver<Option<RunEnd>>,
+}
+
+/// What the handles and the connection task share.
+pub(crate) struct ClientState<Down> {
+    pub(crate) config: Config,
+    pub(crate) state: watch::Sender<ConnectionState>,
+    pub(crate) incoming: broadcast::Sender<Down>,
+    pub(crate) receiver: tokio::sync::Mutex<broadcast::Receiver<Down>>,
+    pub(crate) events: broadcast::Sender<ClientEvent>,
+    pub(crate) outbox: Outbox,
+    run: Mutex<Option<Run>>,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) discarded: AtomicU64,
+}
+
+impl<Down> ClientState<Down> {
+    pub(crate) fn run_slot(&self) -> MutexGuard<'_, Option<Run>> {
+        self.run
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets the state and announces it.
+    pub(crate) fn set_state(&self, state: ConnectionState) {
+        // Watchers are woken only by a change: setting the state it already has is not one.
+        let changed = self.state.send_if_modified(|current| {
+            let changed = *current != state;
+            *current = state;
+            changed
+        });
+        if changed {
+            tracing::debug!(%state, "connection state");
+            let _ = self.events.send(ClientEvent::State(state));
+        }
+    }
+
+    /// Reports an error to tracing, the error hook and the event stream.
+    pub(crate) fn report(&self, error: ClientError) -> Arc<ClientError> {
+        match &error {
+            ClientError::Decode(_) | ClientError::Discarded(_) => {
+                tracing::warn!(error = %error, "crimson client");
+            }
+            ClientError::InvalidEndpoint { .. } | ClientError::RetriesExhausted(_) => {
+                tracing::error!(error = %error, "crimson client closed");
+            }
+            ClientError::Rejected { status, .. }
+                if crate::error::is_permanent_rejection(*status) =>
+            {
+                tracing::error!(error = %error, "crimson client closed");
+            }
+            _ => tracing::warn!(error = %error, "crimson client connection"),
+        }
+        if let Some(hook) = &self.config.hooks.on_error {
+            hook(&error);
+        }
+        let error = Arc::new(error);
+        let _ = self.events.send(ClientEvent::Error(error.clone()));
+        error
+    }
+
+    /// Asks the running connection task, if any, to close with `code` and `reason`; returns a
+    /// watch that says when it has ended. The first request wins.
+    pub(crate) fn request_stop(
+        &self,
+        code: CloseCode,
+        reason: &str,
+    ) -> Option<watch::Receiver<Option<RunEnd>>> {
+        let slot = self.run_slot();
+        let run = slot.as_ref()?;
+        run.stop.send_if_modified(|stop| {
+            if stop.is_some() {
+                return false;
+            }
+            *stop = Some(Stop {
+                code,
+                reason: reason.to_owned(),
+            });
+            true
+        });
+        Some(run.done.clone())
+    }
+
+    /// Ends a run: closes the outbox, goes `Closed`, tells waiters. Called by the connection
+    /// task as its last act.
+    pub(crate) fn finish(&self, done: &watch::Sender<Option<RunEnd>>, end: RunEnd) {
+        let discarded = {
+            let mut slot = self.run_slot();
+            let discarded = self.outbox.close();
+            self.set_state(ConnectionState::Closed);
+            done.send_replace(Some(end));
+            *slot = None;
+            discarded
+        };
+        if discarded > 0 {
+            self.discarded
+                .fetch_add(discarded as u64, Ordering::Relaxed);
+            self.report(ClientError::Discarded(discarded));
+        }
+    }
+}
+
+impl<Down: Clone> ClientState<Down> {
+    /// The state of a client built with `config`, not running.
+    pub(crate) fn new(config: Config) -> Self {
+        let (incoming, receiver) = broadcast::channel(config.incoming_queue);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Self {
+            outbox: Outbox::new(config.outgoing_queue),
+            config,
+            state: watch::Sender::new(ConnectionState::Closed),
+            incoming,
+            receiver: tokio::sync::Mutex::new(receiver),
+            events,
+            run: Mutex::new(None),
+            skipped: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
+        }
+    }
+}
