@@ -10,12 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use crimson_core::cluster::SessionCluster;
 use crimson_core::session::{SessionHandle, SessionId, SessionInfo};
-use crimson_core::transport::{deflate, Connection, Role};
-use crimson_core::{CloseCode, CloseRecord, ClosedBy, CrimsonMessage};
-use hyper_util::rt::TokioIo;
+use crimson_core::transport::deflate;
+use crimson_core::CrimsonMessage;
 use tracing::Instrument;
 
-use crate::engine::{incoming, outbox, Task};
+use crate::engine::start::{Pending, SessionTask};
+use crate::engine::{incoming, outbox};
 use crate::handler::CrimsonHandler;
 use crate::layer::{setup_error, IntoConfigName, Refusal, Registry, Route};
 use crate::serve::ServedBy;
@@ -249,41 +249,17 @@ where
         .map(|ServedBy(server)| server.enter(&shared.outbox));
     let guards: crate::engine::Guards = Box::new((member, admitted, live, served));
 
-    tokio::spawn(
-        async move {
-            let upgraded = match on_upgrade.await {
-                Ok(upgraded) => upgraded,
-                Err(err) => {
-                    tracing::debug!(error = %err, "the WebSocket upgrade did not complete");
-                    drop(guards);
-                    if handler.is_some() {
-                        if let Some(hook) = &settings.on_close {
-                            let record = CloseRecord {
-                                code: CloseCode::ABNORMAL,
-                                reason: "the WebSocket upgrade did not complete".into(),
-                                by: ClosedBy::Failure,
-                            };
-                            hook(&shared.info, &record);
-                        }
-                    }
-                    return;
-                }
-            };
-            let conn = Connection::new(
-                TokioIo::new(upgraded),
-                Role::Server,
-                settings.max_message_size,
-                negotiated,
-                Some(route.budget.clone()),
-                &[],
-            );
-            let mut task = Task::new(conn, shared, settings, outbox_rx, input_tx, handler, guards);
-            if let Some(reason) = refused {
-                task.refuse(CloseCode::TRY_AGAIN_LATER, &reason);
-            }
-            task.await;
-        }
-        .instrument(span),
-    );
+    let pending = Pending {
+        shared,
+        settings,
+        outbox: outbox_rx,
+        input: input_tx,
+        handler,
+        guards,
+        refused,
+        budget: route.budget.clone(),
+        negotiated,
+    };
+    tokio::spawn(SessionTask::new(on_upgrade, pending).instrument(span));
     response
 }

@@ -8,13 +8,15 @@
 //! - [`write`]: the outgoing queue → frames → socket, flushed once per batch;
 //! - [`timers`]: heartbeat, stalled writes, the close and grace deadlines, on one timer;
 //! - [`ending`]: the state machine every way of ending goes through;
-//! - [`outbox`] and [`incoming`]: the two bounded queues.
+//! - [`outbox`] and [`incoming`]: the two bounded queues;
+//! - [`start`]: the spawned future, from the 101 to the running session.
 
 pub(crate) mod ending;
 pub(crate) mod incoming;
 pub(crate) mod outbox;
 mod rate;
 mod read;
+pub(crate) mod start;
 mod timers;
 mod write;
 
