@@ -211,7 +211,7 @@ where
     let mut refused = refusal.map(|limit| format!("connection limit reached ({limit} sessions)"));
     let backend = cluster.backend().clone();
     let member = if refused.is_none() {
-        let handle = SessionHandle::new(shared.info.clone(), Arc::new(shared.outbox.clone()));
+        let handle = SessionHandle::new(shared.info.clone(), shared.outbox.deliverer());
         match backend.add(handle) {
             Ok(()) => Some(InCluster {
                 cluster: backend,

@@ -9,7 +9,9 @@
 //! - [`timers`]: heartbeat, stalled writes, the close and grace deadlines, on one timer;
 //! - [`ending`]: the state machine every way of ending goes through;
 //! - [`outbox`] and [`incoming`]: the two bounded queues;
-//! - [`start`]: the spawned future, from the 101 to the running session.
+//! - [`start`]: the spawned future, from the 101 to the running session;
+//! - [`wake`]: which step a wake-up is for, so that a session woken to write does not poll
+//!   its reader and its handler too.
 
 pub(crate) mod ending;
 pub(crate) mod incoming;
@@ -18,13 +20,15 @@ mod rate;
 mod read;
 pub(crate) mod start;
 mod timers;
+mod wake;
 mod write;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use crimson_core::session::Outgoing;
 use crimson_core::transport::Transport;
@@ -60,7 +64,7 @@ pub(crate) struct Task<T, Up> {
     handler: Option<HandlerFuture>,
     ending: Ending,
     events: Vec<Event>,
-    batch: Vec<Outgoing>,
+    batch: VecDeque<Outgoing>,
     /// Messages handed to the connection and not yet flushed.
     in_flight: u64,
     /// Our close, once the outgoing queue is written.
@@ -89,6 +93,16 @@ pub(crate) struct Task<T, Up> {
     idle_until: Option<Instant>,
     handler_until: Option<Instant>,
     guards: Option<Guards>,
+    /// The read step's waker, and whether the step is due (woken, or not yet waiting).
+    read_part: Arc<wake::Part>,
+    read_waker: Waker,
+    read_due: bool,
+    /// The handler's waker, and whether the handler is due.
+    handler_part: Arc<wake::Part>,
+    handler_waker: Waker,
+    handler_due: bool,
+    /// The task waker the parts hold (its identity).
+    task_waker: Option<(usize, usize)>,
 }
 
 impl<T, Up> Task<T, Up>
@@ -103,7 +117,7 @@ where
         conn: T,
         shared: Arc<SessionState>,
         settings: Arc<Settings>,
-        outbox: OutboxReceiver,
+        mut outbox: OutboxReceiver,
         input: incoming::Sender<Up>,
         handler: Option<HandlerFuture>,
         guards: Guards,
@@ -113,6 +127,10 @@ where
         let idle_until = settings.idle_timeout.map(|timeout| now + timeout);
         let limiter = Limiter::new(settings.inbound_messages, settings.inbound_bytes, now);
         let accepted = handler.is_some();
+        let (read_part, read_waker) = wake::Part::new();
+        let (handler_part, handler_waker) = wake::Part::new();
+        // The handler's own sends wake nothing: the write step follows in the same round.
+        outbox.set_own_task(&handler_waker);
         Self {
             conn: Some(conn),
             shared,
@@ -121,7 +139,7 @@ where
             handler,
             ending: Ending::new(),
             events: Vec::new(),
-            batch: Vec::new(),
+            batch: VecDeque::new(),
             in_flight: 0,
             close_pending: None,
             close_queued: false,
@@ -143,6 +161,13 @@ where
             handler_until: None,
             guards: Some(guards),
             settings,
+            read_part,
+            read_waker,
+            read_due: true,
+            handler_part,
+            handler_waker,
+            handler_due: true,
+            task_waker: None,
         }
     }
 
@@ -156,9 +181,9 @@ where
 
     /// Moves the outgoing queue's end request (close, terminate, overflow, shutdown) to the
     /// ending, ahead of the events of the step that just ran: a `close()` made before the
-    /// handler returned is the cause, not the return. Registers the task for the next one.
-    fn take_requests(&mut self, cx: &mut Context<'_>) -> bool {
-        match self.outbox.poll_request(cx) {
+    /// handler returned is the cause, not the return. (The write step registers the task for the next one.)
+    fn take_requests(&mut self) -> bool {
+        match self.outbox.take_request() {
             Some(request) => {
                 self.events.insert(0, Event::Requested(request));
                 true
@@ -185,13 +210,21 @@ where
     }
 
     /// Polls the handler, catching a panic.
-    fn poll_handler(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(handler) = self.handler.as_mut() else {
+    fn poll_handler(&mut self) -> bool {
+        if self.handler_part.take() {
+            self.handler_due = true;
+        }
+        let Some(handler) = self.handler.as_mut().filter(|_| self.handler_due) else {
             return false;
         };
-        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(cx)));
+        let mut cx = Context::from_waker(&self.handler_waker);
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(&mut cx)));
         match polled {
-            Ok(Poll::Pending) => false,
+            Ok(Poll::Pending) => {
+                // Waiting: woken through its waker.
+                self.handler_due = false;
+                false
+            }
             Ok(Poll::Ready(())) => {
                 self.handler = None;
                 self.handler_until = None;
@@ -285,6 +318,17 @@ where
         }
     }
 
+    /// Lets the steps' wakers wake the task polling now (a new waker only when the task is
+    /// polled with one: a spawned task keeps its waker).
+    fn set_task_waker(&mut self, waker: &Waker) {
+        let id = wake::identity(waker);
+        if self.task_waker != Some(id) {
+            self.read_part.set_task(waker);
+            self.handler_part.set_task(waker);
+            self.task_waker = Some(id);
+        }
+    }
+
     /// Whether everything is over: the connection dropped and the handler done.
     fn finished(&self) -> bool {
         self.conn.is_none() && self.handler.is_none()
@@ -336,15 +380,16 @@ where
         let this = self.get_mut();
         // One reading of the clock per poll: a poll is short, and deadlines are coarse.
         let now = Instant::now();
+        this.set_task_waker(cx.waker());
         for _ in 0..ROUNDS {
-            let mut progress = this.take_requests(cx);
+            let mut progress = this.take_requests();
             this.apply_events(now);
-            progress |= this.guarded("reader", |this| this.read(cx, now));
+            progress |= this.guarded("reader", |this| this.read(now));
             this.apply_events(now);
-            if this.poll_handler(cx) {
+            if this.poll_handler() {
                 progress = true;
                 // A `close()` made before the handler returned is the cause, not the return.
-                this.take_requests(cx);
+                this.take_requests();
             }
             this.apply_events(now);
             progress |= this.guarded("writer", |this| this.write(cx, now));

@@ -15,6 +15,8 @@ use crimson_core::session::{Deliver, Outgoing, OverflowPolicy, QueueStats, Queue
 use crimson_core::CloseCode;
 use tokio::sync::Notify;
 
+use super::wake::identity;
+
 /// Past this many slots a drained queue is shrunk back.
 const SHRINK_ABOVE: usize = 64;
 
@@ -49,6 +51,7 @@ pub(crate) fn outbox(capacity: usize, policy: OverflowPolicy) -> (OutboxSender, 
             pushed: 0,
             writer: None,
             room_waiters: 0,
+            own_task: None,
         }),
         room: Notify::new(),
         flushed: Notify::new(),
@@ -64,7 +67,11 @@ pub(crate) fn outbox(capacity: usize, policy: OverflowPolicy) -> (OutboxSender, 
         OutboxSender {
             inner: inner.clone(),
         },
-        OutboxReceiver { inner },
+        OutboxReceiver {
+            inner,
+            drained: true,
+            registered: None,
+        },
     )
 }
 
@@ -83,7 +90,8 @@ struct Inner {
     flush_waiters: AtomicUsize,
     /// An end request waits (read without the lock on every round of the session's task).
     requested: AtomicBool,
-    /// The writer's waker is registered (likewise).
+    /// The writer's waker is registered and nothing was queued or requested since (likewise):
+    /// while it holds, the writer has nothing new to look at.
     writer_set: AtomicBool,
 }
 
@@ -101,6 +109,9 @@ struct State {
     writer: Option<Waker>,
     /// Producers waiting in `push` for room.
     room_waiters: usize,
+    /// The waker of the session's handler (its identity): a push from it wakes nothing, the
+    /// writer runs next in the same round.
+    own_task: Option<(usize, usize)>,
 }
 
 impl Inner {
@@ -139,6 +150,75 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Queues `message` now, applying the overflow policy if the queue is full.
+    pub(crate) fn try_push(&self, message: Outgoing) -> Result<Queued, SendError> {
+        let mut state = self.state();
+        if state.closed || state.request.is_some() {
+            return Err(SendError::Closed);
+        }
+        let queued = if state.queue.len() < self.capacity {
+            Queued::Queued
+        } else {
+            match self.policy {
+                OverflowPolicy::DropOldest => {
+                    state.queue.pop_front();
+                    self.dropped.fetch_add(1, Ordering::SeqCst);
+                    self.notify_flushed();
+                    Queued::DroppedOldest
+                }
+                OverflowPolicy::Disconnect => {
+                    let reason =
+                        format!("slow consumer: {} messages were waiting", state.queue.len());
+                    state.request = Some(EndRequest::CloseNow(CloseCode::POLICY, reason));
+                    self.requested.store(true, Ordering::Release);
+                    let writer = self.take_writer(&mut state);
+                    let waiters = state.room_waiters;
+                    drop(state);
+                    wake(writer);
+                    self.notify_room(waiters);
+                    return Err(SendError::Overflow);
+                }
+            }
+        };
+        state.queue.push_back(message);
+        state.pushed += 1;
+        let writer = self.take_writer(&mut state);
+        drop(state);
+        wake(writer);
+        Ok(queued)
+    }
+
+    /// Asks the session to end. A more urgent request replaces a less urgent one that the
+    /// writer has not taken yet; otherwise the first one stands. Returns whether it took.
+    pub(crate) fn request_end(&self, request: EndRequest) -> bool {
+        let mut state = self.state();
+        if state.closed {
+            return false;
+        }
+        let takes = state
+            .request
+            .as_ref()
+            .is_none_or(|current| request.urgency() > current.urgency());
+        if takes {
+            state.request = Some(request);
+            self.requested.store(true, Ordering::Release);
+            let writer = self.take_writer(&mut state);
+            let waiters = state.room_waiters;
+            drop(state);
+            wake(writer);
+            self.notify_room(waiters);
+        }
+        takes
+    }
+
+    /// Whether the queue has stopped accepting messages.
+    pub(crate) fn is_closed(&self) -> bool {
+        let state = self.state();
+        state.closed || state.request.is_some()
+    }
+}
+
 fn wake(waker: Option<Waker>) {
     if let Some(waker) = waker {
         waker.wake();
@@ -153,13 +233,19 @@ pub(crate) struct OutboxSender {
 
 impl fmt::Debug for OutboxSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.inner.state();
+        self.inner.fmt(f)
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
         f.debug_struct("Outbox")
             .field("queued", &state.queue.len())
-            .field("capacity", &self.inner.capacity)
-            .field("policy", &self.inner.policy)
+            .field("capacity", &self.capacity)
+            .field("policy", &self.policy)
             .field("closed", &(state.closed || state.request.is_some()))
-            .field("dropped", &self.inner.dropped.load(Ordering::Relaxed))
+            .field("dropped", &self.dropped.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -167,40 +253,7 @@ impl fmt::Debug for OutboxSender {
 impl OutboxSender {
     /// Queues `message` now, applying the overflow policy if the queue is full.
     pub(crate) fn try_push(&self, message: Outgoing) -> Result<Queued, SendError> {
-        let mut state = self.inner.state();
-        if state.closed || state.request.is_some() {
-            return Err(SendError::Closed);
-        }
-        let queued = if state.queue.len() < self.inner.capacity {
-            Queued::Queued
-        } else {
-            match self.inner.policy {
-                OverflowPolicy::DropOldest => {
-                    state.queue.pop_front();
-                    self.inner.dropped.fetch_add(1, Ordering::SeqCst);
-                    self.inner.notify_flushed();
-                    Queued::DroppedOldest
-                }
-                OverflowPolicy::Disconnect => {
-                    let reason =
-                        format!("slow consumer: {} messages were waiting", state.queue.len());
-                    state.request = Some(EndRequest::CloseNow(CloseCode::POLICY, reason));
-                    self.inner.requested.store(true, Ordering::Release);
-                    let writer = self.inner.take_writer(&mut state);
-                    let waiters = state.room_waiters;
-                    drop(state);
-                    wake(writer);
-                    self.inner.notify_room(waiters);
-                    return Err(SendError::Overflow);
-                }
-            }
-        };
-        state.queue.push_back(message);
-        state.pushed += 1;
-        let writer = self.inner.take_writer(&mut state);
-        drop(state);
-        wake(writer);
-        Ok(queued)
+        self.inner.try_push(message)
     }
 
     /// Queues `message`, waiting while the queue is full; fails once the session is closing.
@@ -251,11 +304,14 @@ impl OutboxSender {
             state.pushed += 1;
             // From the session's own task (its handler), no wake-up is needed: the task
             // writes what its handler queued in the same round.
-            let own_task = state
-                .writer
-                .as_ref()
-                .is_some_and(|writer| writer.will_wake(cx.waker()));
+            let own_task = state.own_task == Some(identity(cx.waker()))
+                || state
+                    .writer
+                    .as_ref()
+                    .is_some_and(|writer| writer.will_wake(cx.waker()));
             let writer = if own_task {
+                // Nothing to wake, but the writer must look at the queue in this round.
+                self.inner.writer_set.store(false, Ordering::Release);
                 None
             } else {
                 self.inner.take_writer(&mut state)
@@ -270,30 +326,18 @@ impl OutboxSender {
     /// Asks the session to end. A more urgent request replaces a less urgent one that the
     /// writer has not taken yet; otherwise the first one stands. Returns whether it took.
     pub(crate) fn request_end(&self, request: EndRequest) -> bool {
-        let mut state = self.inner.state();
-        if state.closed {
-            return false;
-        }
-        let takes = state
-            .request
-            .as_ref()
-            .is_none_or(|current| request.urgency() > current.urgency());
-        if takes {
-            state.request = Some(request);
-            self.inner.requested.store(true, Ordering::Release);
-            let writer = self.inner.take_writer(&mut state);
-            let waiters = state.room_waiters;
-            drop(state);
-            wake(writer);
-            self.inner.notify_room(waiters);
-        }
-        takes
+        self.inner.request_end(request)
     }
 
     /// Whether the queue has stopped accepting messages.
     pub(crate) fn is_closed(&self) -> bool {
-        let state = self.inner.state();
-        state.closed || state.request.is_some()
+        self.inner.is_closed()
+    }
+
+    /// The queue as a cluster delivers to it: the shared state itself, so a broadcast reaches
+    /// each session's queue through one pointer, not two.
+    pub(crate) fn deliverer(&self) -> Arc<dyn Deliver> {
+        self.inner.clone()
     }
 
     /// Waits until everything queued before the call has been written to the socket (or
@@ -349,7 +393,7 @@ impl Drop for FlushWaiter<'_> {
     }
 }
 
-impl Deliver for OutboxSender {
+impl Deliver for Inner {
     fn deliver(&self, message: Outgoing) -> Result<Queued, SendError> {
         self.try_push(message)
     }
@@ -362,14 +406,14 @@ impl Deliver for OutboxSender {
     }
 
     fn is_closed(&self) -> bool {
-        OutboxSender::is_closed(self)
+        Inner::is_closed(self)
     }
 
     fn stats(&self) -> QueueStats {
         QueueStats {
-            sent: self.inner.sent.load(Ordering::Relaxed),
-            dropped: self.inner.dropped.load(Ordering::Relaxed),
-            waiting: self.inner.state().queue.len() as u64,
+            sent: self.sent.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            waiting: self.state().queue.len() as u64,
         }
     }
 }
@@ -377,6 +421,20 @@ impl Deliver for OutboxSender {
 /// The writer's side: one per queue, owned by the session's task.
 pub(crate) struct OutboxReceiver {
     inner: Arc<Inner>,
+    /// The last [`take`](Self::take) left the queue empty.
+    drained: bool,
+    /// The registered waker's identity (data and vtable pointers: what `will_wake` compares),
+    /// so that the writer can tell without the lock that it is still the one registered.
+    registered: Option<(usize, usize)>,
+}
+
+/// What [`OutboxReceiver::take`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Took {
+    /// Messages are left in the queue (more than the batch could take).
+    pub(crate) more: bool,
+    /// An end request waits.
+    pub(crate) request: bool,
 }
 
 impl fmt::Debug for OutboxReceiver {
@@ -386,32 +444,74 @@ impl fmt::Debug for OutboxReceiver {
 }
 
 impl OutboxReceiver {
-    /// Moves up to `max` queued messages into `batch`. When there are none and no request is
-    /// waiting, registers the task to be woken by the next push or request.
-    pub(crate) fn poll_take(
+    /// Moves up to `max` queued messages into `batch` (which the writer empties between
+    /// calls) and registers the task to be woken by the next push or end request; says
+    /// whether messages are left and whether an end request waits.
+    ///
+    /// One lock per call at most, none when nothing can have changed: the queue was empty
+    /// when last looked at and no producer has taken the registered waker since (a push and a
+    /// request both do).
+    pub(crate) fn take(
         &mut self,
         cx: &mut Context<'_>,
         max: usize,
-        batch: &mut Vec<Outgoing>,
-    ) -> Poll<()> {
-        let mut state = self.inner.state();
-        if state.queue.is_empty() {
-            if state.request.is_some() {
-                return Poll::Ready(());
-            }
-            self.inner.set_writer(&mut state, cx);
-            return Poll::Pending;
+        batch: &mut VecDeque<Outgoing>,
+    ) -> Took {
+        if self.drained
+            && self.inner.writer_set.load(Ordering::Acquire)
+            && !self.inner.requested.load(Ordering::Acquire)
+            && self.is_registered(cx)
+        {
+            return Took::default();
         }
-        let take = state.queue.len().min(max);
-        batch.extend(state.queue.drain(..take));
+        let mut state = self.inner.state();
+        self.inner.set_writer(&mut state, cx);
+        self.registered = Some(identity(cx.waker()));
+        let request = state.request.is_some();
+        let len = state.queue.len();
+        if len == 0 {
+            self.drained = true;
+            return Took {
+                more: false,
+                request,
+            };
+        }
+        if len <= max && batch.is_empty() {
+            // All of it: the two buffers change places, nothing is copied under the lock.
+            std::mem::swap(&mut state.queue, batch);
+        } else {
+            batch.extend(state.queue.drain(..len.min(max)));
+        }
         if state.queue.is_empty() && state.queue.capacity() > SHRINK_ABOVE {
             // A backlog is over: give its memory back.
             state.queue = VecDeque::new();
         }
+        let more = !state.queue.is_empty();
+        self.drained = !more;
         let waiters = state.room_waiters;
         drop(state);
         self.inner.notify_room(waiters);
-        Poll::Ready(())
+        Took { more, request }
+    }
+
+    /// Names the waker the session's handler is polled with: its pushes wake nothing.
+    pub(crate) fn set_own_task(&mut self, handler: &Waker) {
+        self.inner.state().own_task = Some(identity(handler));
+    }
+
+    /// Registers the task to be woken by the next push or end request, without taking
+    /// anything (while the session closes and takes no more messages).
+    pub(crate) fn register_only(&mut self, cx: &mut Context<'_>) {
+        if self.inner.writer_set.load(Ordering::Acquire) && self.is_registered(cx) {
+            return;
+        }
+        let mut state = self.inner.state();
+        self.inner.set_writer(&mut state, cx);
+        self.registered = Some(identity(cx.waker()));
+    }
+
+    fn is_registered(&self, cx: &Context<'_>) -> bool {
+        self.registered == Some(identity(cx.waker()))
     }
 
     /// Whether no message waits.
@@ -419,29 +519,15 @@ impl OutboxReceiver {
         self.inner.state().queue.is_empty()
     }
 
-    /// The end request waiting, if any (taken: asking again returns `None`); when there is
-    /// none, registers `cx` to be woken by the next one.
-    pub(crate) fn poll_request(&mut self, cx: &mut Context<'_>) -> Option<EndRequest> {
-        // Every round of the session's task asks: without the lock while nothing waits.
-        if !self.inner.requested.load(Ordering::Acquire)
-            && self.inner.writer_set.load(Ordering::Acquire)
-        {
+    /// The end request waiting, if any (taken: asking again returns `None`). Without the lock
+    /// while none waits; registering for the next one is [`take`](Self::take)'s work.
+    pub(crate) fn take_request(&mut self) -> Option<EndRequest> {
+        if !self.inner.requested.load(Ordering::Acquire) {
             return None;
         }
         let mut state = self.inner.state();
-        let request = state.request.take();
         self.inner.requested.store(false, Ordering::Release);
-        if request.is_none() {
-            self.inner.set_writer(&mut state, cx);
-        }
-        request
-    }
-
-    /// The end request waiting, if any (taken: asking again returns `None`).
-    #[cfg(test)]
-    pub(crate) fn take_request(&mut self) -> Option<EndRequest> {
-        self.inner.requested.store(false, Ordering::Release);
-        self.inner.state().request.take()
+        state.request.take()
     }
 
     /// Stops accepting messages (the session is closing): producers get `Closed` from now on,
@@ -509,9 +595,9 @@ mod tests {
     fn take_now(rx: &mut OutboxReceiver, max: usize) -> Vec<Outgoing> {
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
-        let mut batch = Vec::new();
-        let _ = rx.poll_take(&mut cx, max, &mut batch);
-        batch
+        let mut batch = VecDeque::new();
+        let _ = rx.take(&mut cx, max, &mut batch);
+        batch.into()
     }
 
     #[tokio::test]
@@ -599,6 +685,85 @@ mod tests {
         rx.stop_accepting();
         assert_eq!(blocked.await.unwrap(), Err(SendError::Closed));
         assert_eq!(tx.inner.state().room_waiters, 0);
+    }
+
+    /// Counts its wake-ups.
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Counter>, Waker) {
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        (counter.clone(), Waker::from(counter))
+    }
+
+    #[test]
+    fn pushes_wake_the_writer_once_until_it_takes() {
+        let (tx, mut rx) = outbox(8, OverflowPolicy::Disconnect);
+        let (woken, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        let mut batch = VecDeque::new();
+        assert_eq!(rx.take(&mut cx, 8, &mut batch), Took::default());
+        tx.try_push(text(0)).unwrap();
+        tx.try_push(text(1)).unwrap();
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1, "one wake for two pushes");
+        assert_eq!(
+            rx.take(&mut cx, 1, &mut batch),
+            Took {
+                more: true,
+                request: false
+            }
+        );
+        batch.clear();
+        assert_eq!(rx.take(&mut cx, 8, &mut batch), Took::default());
+        assert_eq!(Vec::from(std::mem::take(&mut batch)), vec![text(1)]);
+        // Nothing new: nothing taken, and the next push wakes again.
+        assert_eq!(rx.take(&mut cx, 8, &mut batch), Took::default());
+        assert!(batch.is_empty());
+        tx.try_push(text(2)).unwrap();
+        assert_eq!(woken.0.load(Ordering::SeqCst), 2);
+        assert_eq!(rx.take(&mut cx, 8, &mut batch), Took::default());
+        assert_eq!(Vec::from(batch), vec![text(2)]);
+    }
+
+    #[test]
+    fn a_request_wakes_the_writer_and_take_reports_it() {
+        let (tx, mut rx) = outbox(8, OverflowPolicy::Disconnect);
+        let (woken, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        let mut batch = VecDeque::new();
+        let _ = rx.take(&mut cx, 8, &mut batch);
+        assert!(tx.request_end(EndRequest::Terminate));
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            rx.take(&mut cx, 8, &mut batch),
+            Took {
+                more: false,
+                request: true
+            }
+        );
+        assert_eq!(rx.take_request(), Some(EndRequest::Terminate));
+        assert_eq!(rx.take_request(), None);
+    }
+
+    /// A push from the writer's own task (its handler) wakes nothing, but the writer's next
+    /// take in the same round finds it.
+    #[tokio::test]
+    async fn the_writers_own_push_is_taken_without_a_wake() {
+        let (tx, mut rx) = outbox(8, OverflowPolicy::Disconnect);
+        let (woken, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        let mut batch = VecDeque::new();
+        let _ = rx.take(&mut cx, 8, &mut batch);
+        let mut push = std::pin::pin!(tx.push(text(7)));
+        assert!(std::future::Future::poll(push.as_mut(), &mut cx).is_ready());
+        assert_eq!(woken.0.load(Ordering::SeqCst), 0);
+        let _ = rx.take(&mut cx, 8, &mut batch);
+        assert_eq!(Vec::from(batch), vec![text(7)]);
     }
 
     #[test]

@@ -24,25 +24,38 @@ where
     Up: CrimsonMessage,
 {
     /// Reads once if there is room for what arrives; returns whether anything happened.
-    pub(super) fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+    ///
+    /// Runs only when due: woken through its own waker (the socket, room in the handler's
+    /// queue), the inbound rate's pause over, or not yet waiting for any of them.
+    pub(super) fn read(&mut self, now: Instant) -> bool {
+        if self.read_part.take() {
+            self.read_due = true;
+        }
+        if !self.read_due {
+            return false;
+        }
         if self.read_done {
+            self.read_due = false;
             return false;
         }
         let Some(conn) = self.conn.as_mut() else {
+            self.read_due = false;
             return false;
         };
+        let mut cx = Context::from_waker(&self.read_waker);
         // How many messages may be taken now: what the handler's queue has room for, and
         // what the inbound rate allows. Once the input has ended, what arrives is discarded
         // (the socket is still read: the peer's close must be seen).
         let mut max = usize::MAX;
         if let Some(input) = &self.input {
-            match input.poll_room(cx) {
+            match input.poll_room(&mut cx) {
                 Poll::Ready(Some(room)) => max = room,
                 // The handler dropped its receiver: what arrives is discarded, counted.
                 Poll::Ready(None) => {}
                 Poll::Pending => {
                     // Woken when the handler takes a message.
                     self.held = true;
+                    self.read_due = false;
                     return false;
                 }
             }
@@ -52,7 +65,9 @@ where
             match limiter.allowance(now) {
                 Ok(allowed) => max = max.min(allowed.max(1)),
                 Err(resume) => {
+                    // Due again when the timer says so.
                     self.resume_at = Some(resume);
+                    self.read_due = false;
                     return false;
                 }
             }
@@ -66,9 +81,10 @@ where
         let unread = &mut self.unread;
         let mut seen = false;
         let mut refused = false;
-        // The closure and the read share the task's waker (borrowed, not cloned per read).
-        let current = cx.waker();
-        let mut cx = Context::from_waker(current);
+        // A message for the handler wakes nothing: the handler is marked due below, and is
+        // polled right after this step.
+        let handler = &self.handler_waker;
+        let mut delivered = false;
         let mut on = |incoming: Incoming<'_>| {
             seen = true;
             match incoming {
@@ -82,8 +98,8 @@ where
                         return;
                     };
                     match Up::decode(payload) {
-                        Ok(up) => match tx.try_send(up, current) {
-                            Ok(()) => {}
+                        Ok(up) => match tx.try_send(up, handler) {
+                            Ok(()) => delivered = true,
                             Err(TrySendError::Closed(_) | TrySendError::Full(_)) => *unread += 1,
                         },
                         Err(err) => {
@@ -123,6 +139,9 @@ where
             }
         };
         let polled = conn.poll_read(&mut cx, max, &mut on);
+        if delivered {
+            self.handler_due = true;
+        }
         if seen {
             // Any frame says the peer is alive.
             self.ping_sent = None;
@@ -131,7 +150,11 @@ where
             }
         }
         match polled {
-            Poll::Pending => false,
+            Poll::Pending => {
+                // Waiting for the socket.
+                self.read_due = false;
+                false
+            }
             Poll::Ready(Ok(outcome)) => {
                 if outcome.messages > 0 {
                     self.idle_until = None;

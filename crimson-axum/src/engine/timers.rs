@@ -77,6 +77,7 @@ where
         }
         if self.resume_at.is_some_and(|at| now >= at) {
             self.resume_at = None;
+            self.read_due = true;
             progress = true;
         }
         if self.idle_until.is_some_and(|at| now >= at) {

@@ -5,6 +5,7 @@
 //! meets its overflow policy), never the server's memory. A write that makes no progress for
 //! `write_timeout` drops the connection.
 
+use std::collections::VecDeque;
 use std::task::{Context, Poll};
 
 use crimson_core::transport::Transport;
@@ -25,36 +26,42 @@ where
     /// what comes next, so a session woken for one message polls its steps once, not twice.
     pub(super) fn write(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let Some(conn) = self.conn.as_mut() else {
+            // Still woken by an end request while the handler finishes.
+            self.outbox.register_only(cx);
             return false;
         };
         let mut progress = false;
         // The queue may hold more than the write buffer let us take.
         let mut left = false;
-        if !self.close_queued {
+        if self.close_queued {
+            self.outbox.register_only(cx);
+        } else {
             loop {
                 if conn.queued() >= self.settings.max_write_buffer {
                     left = true;
+                    // Still woken by an end request while the socket is slow.
+                    self.outbox.register_only(cx);
                     break;
                 }
-                self.batch.clear();
-                if self
-                    .outbox
-                    .poll_take(cx, BATCH, &mut self.batch)
-                    .is_pending()
-                {
-                    break;
-                }
-                if self.batch.is_empty() {
-                    // Only an end request waits: the ending takes it in the next round.
-                    progress = true;
-                    break;
-                }
+                // Registers the task for the next push or end request, too.
+                let took = self.outbox.take(cx, BATCH, &mut self.batch);
                 for message in self.batch.drain(..) {
                     tracing::trace!(len = message.payload().len(), "frame out");
                     match conn.send(message.payload(), message.deflate_cache()) {
                         Ok(()) => self.in_flight += 1,
                         Err(_) => self.outbox.record_dropped(1),
                     }
+                }
+                if self.batch.capacity() > BATCH {
+                    // What a backlog left behind.
+                    self.batch = VecDeque::new();
+                }
+                if took.request {
+                    // The ending takes it in the next round.
+                    progress = true;
+                }
+                if !took.more {
+                    break;
                 }
             }
             // Our close goes after everything queued before it.
