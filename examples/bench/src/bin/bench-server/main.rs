@@ -12,7 +12,10 @@
 //!   typed value, encodes it again and sends it back; Crimson also serves `/doc`, the same
 //!   for a JSON document `{"seq":N,"items":[...]}` (the `compression` program's).
 //! - `broadcast`: `/sub` subscribes; every JSON message `{"seq":N,"sent":T,"pad":"..."}` sent to
-//!   `/pub` is decoded once, encoded once and queued for every subscriber.
+//!   `/pub` is decoded once, encoded once and queued for every subscriber. The raw servers
+//!   also serve `/chat`, a chat room as the `chat-server` example has it (every connection
+//!   subscribes; `{"text"}` in, `{"text","from","at"}` out to all), the `chat` scenario's
+//!   baseline.
 //!
 //! Implementations:
 //! - `crimson`: Crimson routes with `CrimsonConfig::new()` (its defaults).
@@ -49,7 +52,7 @@ use crimson_axum::cluster::Cluster;
 use crimson_axum::{
     ConfigName, CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, Deflate, RouterExt,
 };
-use crimson_examples::arg;
+use crimson_examples::{arg, ChatMessage, ChatResponse};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpSocket, TcpStream};
@@ -249,6 +252,20 @@ async fn raw_subscriber_route(State(raw): State<Raw>, ws: WebSocketUpgrade) -> R
 }
 
 async fn raw_subscriber(hub: Arc<Hub>, socket: WebSocket) {
+    raw_member(hub, socket, false).await;
+}
+
+/// The raw chat room (the `chat` scenario's stand-in for the chat-server example): every
+/// connection subscribes, and what any of them sends, `{"text": ...}`, is decoded and
+/// broadcast as `{"text", "from", "at"}`, encoded once, as the chat server does.
+async fn raw_chat_route(State(raw): State<Raw>, ws: WebSocketUpgrade) -> Response {
+    let hub = raw.hub.clone();
+    raw.upgrade(ws)
+        .on_upgrade(move |socket| raw_member(hub, socket, true))
+}
+
+/// A subscriber; with `chat`, also a publisher of what it sends.
+async fn raw_member(hub: Arc<Hub>, socket: WebSocket, chat: bool) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(RAW_QUEUE);
     let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
@@ -272,8 +289,26 @@ async fn raw_subscriber(hub: Arc<Hub>, socket: WebSocket) {
         }
     });
     while let Some(Ok(message)) = stream.next().await {
-        if matches!(message, Message::Close(_)) {
-            break;
+        match message {
+            Message::Close(_) => break,
+            Message::Text(text) if chat => {
+                let Ok(said) = serde_json::from_str::<ChatMessage>(&text) else {
+                    break;
+                };
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let heard = ChatResponse {
+                    text: said.text,
+                    from: id.to_string(),
+                    at,
+                };
+                let Ok(out) = serde_json::to_string(&heard) else {
+                    break;
+                };
+                hub.publish(Utf8Bytes::from(out));
+            }
+            _ => {}
         }
     }
     hub.subscribers
@@ -303,12 +338,17 @@ async fn raw_publisher(hub: Arc<Hub>, mut socket: WebSocket) {
         let Ok(out) = serde_json::to_string(&tick) else {
             break;
         };
-        // Encoded once; every clone below is a reference-count bump.
-        let out = Utf8Bytes::from(out);
-        let subscribers = hub.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        hub.publish(Utf8Bytes::from(out));
+    }
+}
+
+impl Hub {
+    /// Queues `out` for every subscriber: encoded once, every clone a reference-count bump.
+    fn publish(&self, out: Utf8Bytes) {
+        let subscribers = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
         for tx in subscribers.values() {
             if tx.try_send(out.clone()).is_err() {
-                hub.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -322,7 +362,8 @@ fn raw_app(scenario: &str, tuned: bool) -> Router {
     let router = match scenario {
         "broadcast" => Router::new()
             .route("/sub", get(raw_subscriber_route))
-            .route("/pub", get(raw_publisher_route)),
+            .route("/pub", get(raw_publisher_route))
+            .route("/chat", get(raw_chat_route)),
         _ => Router::new().route("/echo", get(raw_echo_route)),
     };
     router.with_state(state)

@@ -48,7 +48,7 @@ pub(crate) struct Broadcast {
 }
 
 impl Broadcast {
-    fn paths(&self) -> (&'static str, &'static str) {
+    pub(crate) fn paths(&self) -> (&'static str, &'static str) {
         if self.chat {
             ("/chat", "/chat")
         } else {
@@ -114,8 +114,8 @@ async fn subscriber(
         let received = now_ns();
         // Only the publisher's messages count (a chat server may say other things too).
         let (Some(seq), Some(sent)) = (
-            client::json_u64(&text, "\"seq\":"),
-            client::json_u64(&text, "\"sent\":"),
+            client::json_u64(&text, client::SEQ),
+            client::json_u64(&text, client::SENT),
         ) else {
             continue;
         };

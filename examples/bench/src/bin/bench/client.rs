@@ -141,14 +141,21 @@ pub(crate) fn json_message(size: usize, seq: u64, extra: &str) -> String {
     text
 }
 
+/// A key as it appears in a message, and escaped, as it appears when the message travelled
+/// as a string inside another one (the chat server's `text`).
+pub(crate) type Key = (&'static str, &'static str);
+
+/// The sequence number's key.
+pub(crate) const SEQ: Key = ("\"seq\":", "\\\"seq\\\":");
+/// The send time's key.
+pub(crate) const SENT: Key = ("\"sent\":", "\\\"sent\\\":");
+
 /// The unsigned integer after `key` (e.g. `"seq":`) in a compact JSON text, or after its
-/// escaped form (`\"seq\":`) when the message travelled as a string inside another one (the
-/// chat server's `text`).
-pub(crate) fn json_u64(text: &str, key: &str) -> Option<u64> {
-    let escaped = key.replace('"', "\\\"");
+/// escaped form (`\"seq\":`).
+pub(crate) fn json_u64(text: &str, (key, escaped): Key) -> Option<u64> {
     let at = match text.find(key) {
         Some(at) => at + key.len(),
-        None => text.find(&escaped)? + escaped.len(),
+        None => text.find(escaped)? + escaped.len(),
     };
     let digits = text[at..]
         .bytes()
@@ -167,12 +174,12 @@ mod tests {
         for size in [64, 256, 1024] {
             let text = json_message(size, 7, "\"sent\":123456,");
             assert_eq!(text.len(), size, "{text}");
-            assert_eq!(json_u64(&text, "\"seq\":"), Some(1_000_000_007));
-            assert_eq!(json_u64(&text, "\"sent\":"), Some(123_456));
+            assert_eq!(json_u64(&text, SEQ), Some(1_000_000_007));
+            assert_eq!(json_u64(&text, SENT), Some(123_456));
             let wrapped = serde_json::json!({ "text": text }).to_string();
-            assert_eq!(json_u64(&wrapped, "\"seq\":"), Some(1_000_000_007));
-            assert_eq!(json_u64(&wrapped, "\"sent\":"), Some(123_456));
+            assert_eq!(json_u64(&wrapped, SEQ), Some(1_000_000_007));
+            assert_eq!(json_u64(&wrapped, SENT), Some(123_456));
         }
-        assert_eq!(json_u64("{}", "\"seq\":"), None);
+        assert_eq!(json_u64("{}", SEQ), None);
     }
 }

@@ -39,10 +39,12 @@ impl Impl {
 pub(crate) type Server = crimson_bench::server::BenchServer;
 
 /// Starts `bench-server --impl which --scenario scenario`; for the `chat` scenario, Crimson
-/// is the `chat-server` example itself and the others serve their broadcast routes.
+/// is the `chat-server` example itself and the others serve their raw chat room (`/chat`).
 pub(crate) fn start(which: Impl, scenario: &str) -> io::Result<Server> {
     match (scenario, which) {
-        ("chat", Impl::Crimson) => Server::start_chat_server(),
+        ("chat", Impl::Crimson) if std::env::var_os("XEXP").is_none() => {
+            Server::start_chat_server()
+        }
         ("chat", _) => Server::start(&["--impl", which.name(), "--scenario", "broadcast"]),
         _ => Server::start(&["--impl", which.name(), "--scenario", scenario]),
     }
