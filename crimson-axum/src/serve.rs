@@ -236,6 +236,64 @@ impl Drop for PerIp {
     }
 }
 
+/// A socket with its place in the per-address count, given back when the socket is dropped.
+struct Counted {
+    stream: TcpStream,
+    _slot: PerIp,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    #[inline]
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    #[inline]
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    #[inline]
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    #[inline]
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    #[inline]
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 /// Serves one connection until it ends, is upgraded, or the server stops.
 async fn connection(
     stream: TcpStream,
@@ -244,8 +302,14 @@ async fn connection(
     handshake_timeout: Duration,
     served_by: ServedBy,
     mut stop: watch::Receiver<bool>,
-    _slot: PerIp,
+    slot: PerIp,
 ) {
+    // The slot goes with the socket, into the WebSocket session once upgraded: a connection
+    // counts against its address's limit as long as it is open, not only until its upgrade.
+    let stream = Counted {
+        stream,
+        _slot: slot,
+    };
     let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
         request.extensions_mut().insert(served_by.clone());

@@ -1027,3 +1027,71 @@ fn registering_a_name_twice_panics() {
     });
     assert_eq!(text, "Crimson config \"chat\" is registered twice");
 }
+
+// ---------------------------------------------------------------------------------------
+// `crimson_axum::serve`'s own limits
+
+/// Serves `app` with `configure` applied; returns its address.
+async fn serve_with(
+    app: Router,
+    configure: impl FnOnce(crimson_axum::Serve) -> crimson_axum::Serve,
+) -> std::net::SocketAddr {
+    let listener = crimson_axum::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(configure(crimson_axum::serve(listener, app)).into_future());
+    addr
+}
+
+/// Whether the server closes `tcp` within `within` (a read ends or fails).
+async fn closed_within(tcp: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(within, tcp.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_handshake_never_finished_is_closed_by_the_handshake_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let app = text_app("/s", CrimsonConfig::new(), idle);
+    let addr = serve_with(app, |serve| {
+        serve.handshake_timeout(Duration::from_millis(300))
+    })
+    .await;
+    // One says nothing; one sends half its request.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /s HTTP/1.1\r\nHost: x\r\nUpgrade: web")
+        .await
+        .unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(10)).await);
+    assert!(closed_within(&mut half, Duration::from_secs(10)).await);
+    // A client that finishes its handshake in time is served.
+    let served = tokio_tungstenite::connect_async(format!("ws://{addr}/s")).await;
+    assert!(served.is_ok(), "{:?}", served.err());
+}
+
+#[tokio::test]
+async fn one_address_past_its_connection_limit_is_cut_at_once() {
+    let app = text_app("/s", CrimsonConfig::new(), idle);
+    let addr = serve_with(app, |serve| serve.max_connections_per_ip(Some(2))).await;
+    let url = format!("ws://{addr}/s");
+    let (_first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (_second, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // The third from 127.0.0.1 is closed before anything is read from it.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut third, Duration::from_secs(10)).await);
+    assert!(tokio_tungstenite::connect_async(&url).await.is_err());
+    // Another address is not limited by this one's connections.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = other.connect(addr).await.unwrap();
+    let (_fourth, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
+        .await
+        .expect("another address connects");
+}
