@@ -22,7 +22,7 @@ use crate::state::ConnectionState;
 use crate::supervisor;
 
 /// A typed WebSocket client that sends `Up` and receives `Down` — the same type parameters as
-/// the server's `.crimson::<Up, Down>(..)` route — and reconnects by itself.
+/// the server route's `CrimsonSession<Up, Down>` — and reconnects by itself.
 ///
 /// Build one with [`builder`](Self::builder), start it with [`connect`](Self::connect). See
 /// the [crate docs](crate) for a worked example and the delivery guarantees.
@@ -83,7 +83,7 @@ where
         }
     }
 
-    fn shared(&self) -> &Arc<ClientState<Down>> {
+    pub(crate) fn shared(&self) -> &Arc<ClientState<Down>> {
         &self.handle.shared
     }
 

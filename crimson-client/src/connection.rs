@@ -1,6 +1,9 @@
 //! One open connection, driven by one future: it reads and delivers what arrives, hands the
 //! outbox to the connection's write queue, keeps the heartbeat, and closes, until the
 //! connection ends.
+//!
+//! It sees the connection only as a [`Transport`]: `dial` gives it Crimson's own
+//! `Connection` over TCP or TLS, and the tests below an in-memory one with no socket.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -10,13 +13,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crimson_core::transport::{Incoming, ReadError};
+use crimson_core::transport::{Incoming, ReadError, Transport};
 use crimson_core::{CloseCode, CrimsonMessage, Payload, PayloadRef};
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use crate::dial::Conn;
 use crate::error::ClientError;
 use crate::shared::{ClientState, Stop};
 use crimson_core::ClosedBy;
@@ -48,8 +50,8 @@ impl Ended {
 }
 
 /// Runs an open connection until it ends.
-pub(crate) async fn run<Down: CrimsonMessage + Clone>(
-    conn: Conn,
+pub(crate) async fn run<Down: CrimsonMessage + Clone, T: Transport>(
+    conn: T,
     shared: &Arc<ClientState<Down>>,
     stop: watch::Receiver<Option<Stop>>,
 ) -> Ended {
@@ -99,8 +101,8 @@ async fn stop_requested(mut stop: watch::Receiver<Option<Stop>>) -> Stop {
     })
 }
 
-struct Driver<'a, Down> {
-    conn: Option<Conn>,
+struct Driver<'a, Down, T> {
+    conn: Option<T>,
     shared: &'a Arc<ClientState<Down>>,
     stop: Option<BoxFuture<'static, Stop>>,
     /// `disconnect()` (or the last handle dropped): write the outbox, then close.
@@ -124,7 +126,7 @@ struct Driver<'a, Down> {
     failing: Option<(Stop, Instant)>,
 }
 
-impl<Down: CrimsonMessage + Clone> Driver<'_, Down> {
+impl<Down: CrimsonMessage + Clone, T: Transport> Driver<'_, Down, T> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
         loop {
             let now = Instant::now();
@@ -431,5 +433,182 @@ fn read_failed(err: &ReadError) -> String {
         ReadError::Eof => "the server dropped the connection without a close frame".into(),
         ReadError::Io(err) => format!("the connection was lost: {err}"),
         other => format!("the server broke the WebSocket protocol: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The connection loop over an in-memory [`Transport`]: no socket, no Crimson
+    //! `Connection`, so the loop depends on the seam alone.
+
+    use std::collections::VecDeque;
+    use std::io;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Waker};
+
+    use crimson_core::transport::{
+        AfterClose, DeflateCache, Incoming, Negotiated, ReadError, ReadOutcome, Transport,
+    };
+    use crimson_core::{CloseCode, ClosedBy, Payload, PayloadRef};
+    use tokio::sync::watch;
+
+    use crate::CrimsonClient;
+
+    /// What the fake server says, in order.
+    enum Line {
+        Message(&'static str),
+        /// Said once the client has written `after` messages.
+        CloseAfter {
+            after: usize,
+            code: u16,
+        },
+    }
+
+    #[derive(Default)]
+    struct Wire {
+        /// Messages and close frames the client wrote, as text.
+        written: Vec<String>,
+        /// Messages the client queued since the last `take_begun`, and not yet flushed.
+        unflushed: usize,
+        begun: usize,
+    }
+
+    struct Scripted {
+        script: VecDeque<Line>,
+        wire: Arc<Mutex<Wire>>,
+        reader: Option<Waker>,
+    }
+
+    impl Transport for Scripted {
+        fn poll_read(
+            &mut self,
+            cx: &mut Context<'_>,
+            _max_messages: usize,
+            on: &mut dyn FnMut(Incoming<'_>),
+        ) -> Poll<Result<ReadOutcome, ReadError>> {
+            let written = self.wire.lock().unwrap().written.len();
+            match self.script.front() {
+                Some(Line::Message(text)) => {
+                    on(Incoming::Message(PayloadRef::Text(text)));
+                    self.script.pop_front();
+                    Poll::Ready(Ok(ReadOutcome {
+                        messages: 1,
+                        closed: false,
+                    }))
+                }
+                Some(Line::CloseAfter { after, code }) if written >= *after => {
+                    on(Incoming::Close(Some((CloseCode::from_u16(*code), "done"))));
+                    self.script.pop_front();
+                    Poll::Ready(Ok(ReadOutcome {
+                        messages: 0,
+                        closed: true,
+                    }))
+                }
+                _ => {
+                    self.reader = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        }
+
+        fn send(&mut self, payload: &Payload, _: Option<&DeflateCache>) -> Result<(), AfterClose> {
+            let text = String::from_utf8_lossy(payload.as_bytes()).into_owned();
+            let mut wire = self.wire.lock().unwrap();
+            wire.written.push(text);
+            wire.unflushed += 1;
+            drop(wire);
+            if let Some(reader) = self.reader.take() {
+                reader.wake();
+            }
+            Ok(())
+        }
+
+        fn ping(&mut self, _: &[u8]) {}
+
+        fn close(&mut self, code: CloseCode, _: &str) {
+            self.wire
+                .lock()
+                .unwrap()
+                .written
+                .push(format!("close {}", code.as_u16()));
+        }
+
+        fn close_now(&mut self, code: CloseCode, reason: &str) -> usize {
+            self.close(code, reason);
+            0
+        }
+
+        fn queued(&self) -> usize {
+            self.wire.lock().unwrap().unflushed
+        }
+
+        fn is_flushed(&self) -> bool {
+            self.queued() == 0
+        }
+
+        fn in_message(&self) -> bool {
+            false
+        }
+
+        fn compression(&self) -> Option<&Negotiated> {
+            None
+        }
+
+        fn take_begun(&mut self) -> usize {
+            std::mem::take(&mut self.wire.lock().unwrap().begun)
+        }
+
+        fn poll_flush(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let mut wire = self.wire.lock().unwrap();
+            wire.begun += std::mem::take(&mut wire.unflushed);
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_loop_runs_over_any_transport() {
+        let client = CrimsonClient::<String, String>::builder()
+            .url("ws://127.0.0.1:1/unused")
+            .build()
+            .unwrap();
+        let shared = client.shared().clone();
+        let mut incoming = client.incoming();
+        shared.outbox.open();
+        shared.outbox.push(Payload::Text("up 1".into())).unwrap();
+        shared.outbox.push(Payload::Text("up 2".into())).unwrap();
+        let wire = Arc::new(Mutex::new(Wire::default()));
+        let transport = Scripted {
+            script: VecDeque::from([
+                Line::Message("down 1"),
+                Line::Message("down 2"),
+                Line::CloseAfter {
+                    after: 2,
+                    code: 4001,
+                },
+            ]),
+            wire: wire.clone(),
+            reader: None,
+        };
+        let (_stop, stop) = watch::channel(None);
+        let ended = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            super::run(transport, &shared, stop),
+        )
+        .await
+        .expect("the loop ends when the server closes");
+
+        assert_eq!((ended.code.as_u16(), ended.by), (4001, ClosedBy::Server));
+        assert_eq!(ended.reason, "done");
+        // Both messages went out in order, then the reply to the server's close, with its code.
+        assert_eq!(wire.lock().unwrap().written, ["up 1", "up 2", "close 4001"]);
+        assert_eq!(shared.outbox.len(), 0);
+        use futures_util::StreamExt;
+        for expected in ["down 1", "down 2"] {
+            assert_eq!(incoming.next().await.unwrap().unwrap(), expected);
+        }
     }
 }

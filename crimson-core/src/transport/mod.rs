@@ -9,8 +9,8 @@
 //!   bytes of its own only for a message split over frames or reads (sized for that message
 //!   and freed when it is complete) or for input it was told not to process yet. Its write
 //!   queue and compression state are empty or absent too.
-//! - **Every buffer is bounded.** The caller bounds what it queues ([`Connection::queued`]); a
-//!   pong waits in one slot, replaced by a newer ping's; unfinished messages count against a
+//! - **Every buffer is bounded.** The caller bounds what it queues ([`Connection::queued`]); at
+//!   most 32 pongs wait to be written (a newer ping's pushes out the oldest); unfinished messages count against a
 //!   [`Budget`] shared by many connections; a compressed message is inflated no further than
 //!   the message limit.
 //! - **Shared bytes stay shared.** A large payload is written from the caller's reference-
@@ -95,6 +95,11 @@ pub trait Transport: Send + 'static {
     /// The permessage-deflate settings agreed, if any.
     fn compression(&self) -> Option<&Negotiated>;
 
+    /// How many of the messages [`send`](Self::send) queued have had their first byte written
+    /// since the last call, oldest first. A client uses it to know which messages may go
+    /// again on its next connection (those not begun); a server may always get 0.
+    fn take_begun(&mut self) -> usize;
+
     /// Writes what is queued and flushes.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
@@ -145,6 +150,10 @@ where
 
     fn compression(&self) -> Option<&Negotiated> {
         self.negotiated()
+    }
+
+    fn take_begun(&mut self) -> usize {
+        Connection::take_begun(self)
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
