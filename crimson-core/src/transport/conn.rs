@@ -290,3 +290,89 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         &self.io
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll};
+
+    use super::*;
+    use crate::transport::deflate::{self, Deflate, COMPRESSED_ALONE};
+
+    fn server(
+        negotiated: Option<Negotiated>,
+    ) -> (Connection<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        (
+            Connection::new(ours, Role::Server, 1 << 20, negotiated, None, &[]),
+            theirs,
+        )
+    }
+
+    /// Every byte `conn` writes when flushed.
+    fn written(
+        conn: &mut Connection<tokio::io::DuplexStream>,
+        peer: &mut tokio::io::DuplexStream,
+    ) -> Vec<u8> {
+        use tokio::io::AsyncRead;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(conn.poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        let mut out = vec![0u8; 1 << 16];
+        let mut buf = tokio::io::ReadBuf::new(&mut out);
+        assert!(matches!(
+            std::pin::Pin::new(peer).poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(()))
+        ));
+        buf.filled().to_vec()
+    }
+
+    /// A broadcast compressed once for 100 connections that agreed the same parameters: one
+    /// compression, and every connection writes the same compressed frame.
+    #[test]
+    fn a_broadcast_is_compressed_once_for_every_connection() {
+        let (agreed, _) = deflate::negotiate(&Deflate::new(), ["permessage-deflate"]).unwrap();
+        let message = Payload::Text(r#"{"rows":["#.repeat(200).into());
+        let cache = DeflateCache::new();
+        let before = COMPRESSED_ALONE.with(|c| c.get());
+        let mut frames = Vec::new();
+        for _ in 0..100 {
+            let (mut conn, mut peer) = server(Some(agreed));
+            conn.send(&message, Some(&cache)).unwrap();
+            frames.push(written(&mut conn, &mut peer));
+        }
+        assert_eq!(
+            COMPRESSED_ALONE.with(|c| c.get()) - before,
+            1,
+            "compressed once"
+        );
+        assert!(frames.windows(2).all(|pair| pair[0] == pair[1]));
+        // RSV1 set (compressed), and far smaller than the message.
+        assert_eq!(frames[0][0] & 0x40, 0x40);
+        assert!(
+            frames[0].len() < message.len() / 10,
+            "{} bytes",
+            frames[0].len()
+        );
+
+        // Without the cache each connection compresses on its own.
+        let before = COMPRESSED_ALONE.with(|c| c.get());
+        for _ in 0..10 {
+            let (mut conn, mut peer) = server(Some(agreed));
+            conn.send(&message, None).unwrap();
+            assert_eq!(written(&mut conn, &mut peer), frames[0]);
+        }
+        assert_eq!(COMPRESSED_ALONE.with(|c| c.get()) - before, 10);
+    }
+
+    /// Connections without deflate ignore the cache and send the message as it is.
+    #[test]
+    fn a_connection_without_deflate_sends_plain_frames() {
+        let cache = DeflateCache::new();
+        let (mut conn, mut peer) = server(None);
+        let message = Payload::Text("hello".into());
+        conn.send(&message, Some(&cache)).unwrap();
+        assert_eq!(
+            written(&mut conn, &mut peer),
+            [&[0x81, 5][..], b"hello"].concat()
+        );
+    }
+}

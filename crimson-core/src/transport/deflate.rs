@@ -450,9 +450,17 @@ fn run_compress(engine: &mut Compress, data: &[u8]) -> Option<Vec<u8>> {
     (out.len() < data.len()).then_some(out)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many messages `compress_alone` compressed on this thread (tests count them).
+    pub(crate) static COMPRESSED_ALONE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Compresses one message on its own (no context takeover) with the thread's shared
 /// compressor; `None` when that would not make it smaller.
 pub fn compress_alone(level: u32, window_bits: u8, data: &[u8]) -> Option<Vec<u8>> {
+    #[cfg(test)]
+    COMPRESSED_ALONE.with(|count| count.set(count.get() + 1));
     let with = |engines: &mut Vec<(u32, u8, Compress)>| {
         let at = match engines
             .iter()
