@@ -156,3 +156,28 @@ impl<Down: Clone> ClientState<Down> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{ConnectionState, CrimsonClient};
+
+    /// Setting the state it already has wakes no watcher and sends no event: a watcher once
+    /// saw `Connecting` twice in a row, because the watch was set twice.
+    #[test]
+    fn the_same_state_twice_is_one_change() {
+        let client = CrimsonClient::<String, String>::builder()
+            .url("ws://127.0.0.1:1/unused")
+            .build()
+            .unwrap();
+        let shared = client.shared();
+        let mut state = shared.state.subscribe();
+        let mut events = shared.events.subscribe();
+        shared.set_state(ConnectionState::Connecting);
+        assert!(state.has_changed().unwrap());
+        assert_eq!(*state.borrow_and_update(), ConnectionState::Connecting);
+        shared.set_state(ConnectionState::Connecting);
+        assert!(!state.has_changed().unwrap(), "woken without a change");
+        assert!(events.try_recv().is_ok());
+        assert!(events.try_recv().is_err(), "the same state announced twice");
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use crimson_client::{ClientError, ClientEvent, CloseCode, ClosedBy, CrimsonClient, RetryPolicy};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
@@ -245,5 +245,47 @@ async fn a_reset_connection_is_lost_not_a_protocol_error() {
     assert_eq!(
         (close.code, close.by, close.reconnect),
         (CloseCode::ABNORMAL, ClosedBy::Failure, true)
+    );
+}
+
+/// A message over the client's `max_message_size` is refused with a close frame that says
+/// so (1009), not by dropping the connection silently.
+#[tokio::test]
+async fn an_oversize_message_is_answered_with_a_1009_close_frame() {
+    trace();
+    let (got, closed) = tokio::sync::oneshot::channel();
+    let got = Arc::new(Mutex::new(Some(got)));
+    let server = RawServer::start("127.0.0.1:0", move |mut ws, _, number| {
+        let got = got.clone();
+        async move {
+            if number > 1 {
+                return;
+            }
+            ws.send(Message::text("x".repeat(2048))).await.unwrap();
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Close(frame) = message {
+                    let frame = frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned()));
+                    if let Some(got) = got.lock().unwrap().take() {
+                        let _ = got.send(frame);
+                    }
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    let client = CrimsonClient::<String, String>::builder()
+        .url(server.url())
+        .max_message_size(1024)
+        .retry(RetryPolicy::never())
+        .build()
+        .unwrap();
+    client.connect().await.unwrap();
+    let frame = within("the client's close frame", closed).await.unwrap();
+    let (code, reason) = frame.expect("a close frame with a code");
+    assert_eq!(code, CloseCode::TOO_BIG.as_u16());
+    assert!(
+        reason.contains("1024"),
+        "the reason names the limit: {reason}"
     );
 }

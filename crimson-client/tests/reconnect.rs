@@ -579,6 +579,83 @@ async fn unauthorized_is_retried_with_a_fresh_endpoint_when_asked() {
     );
 }
 
+/// Accepts an upgrade whose bearer token is `token`, refuses others with 401.
+struct Token(&'static str);
+
+impl Callback for Token {
+    fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+        let expected = format!("Bearer {}", self.0);
+        match request.headers().get("authorization") {
+            Some(got) if got.as_bytes() == expected.as_bytes() => Ok(response),
+            _ => Err(Response::builder().status(401).body(None).unwrap()),
+        }
+    }
+}
+
+/// The token-refresh story: the first token is refused; the provider, asked again, gives a
+/// fresh one, the client connects, and what was queued meanwhile is delivered, not dropped.
+#[tokio::test]
+async fn a_refreshed_token_gets_in_and_the_queue_survives_the_refusal() {
+    trace();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    let recorded = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, Token("fresh")).await
+                else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    if let Message::Text(text) = message {
+                        recorded.lock().unwrap().push(text.as_str().to_owned());
+                    }
+                }
+            });
+        }
+    });
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = asked.clone();
+    let client = CrimsonClient::<Say, Heard>::builder()
+        .endpoint(move || {
+            // The first token has expired; asking again refreshes it.
+            let token = if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                "expired"
+            } else {
+                "fresh"
+            };
+            let url = url.clone();
+            async move { Ok::<_, std::io::Error>(crimson_client::Endpoint::new(url).bearer(token)) }
+        })
+        .retry(fixed(20))
+        .retry_unauthorized(1)
+        .build()
+        .unwrap();
+    client.send(say("queued")).unwrap_err(); // closed: nothing is queued before connect()
+    let connecting = client.connect();
+    client.send(say("sent while refused")).unwrap();
+    within("connect with the fresh token", connecting)
+        .await
+        .unwrap();
+    within("the queued message", async {
+        while received.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "asked once more after the 401"
+    );
+    assert_eq!(received.lock().unwrap()[0], text("sent while refused"));
+    assert_eq!(client.discarded(), 0);
+}
+
 /// What `on_connect` sends goes out first on every connection, ahead of the outbox.
 #[tokio::test]
 async fn on_connect_sends_first_on_every_connection() {

@@ -49,3 +49,41 @@ fn two_chat_servers_on_a_redis_cluster_are_one_room() {
     alice.type_line("across the shards");
     bob.expect_line(": across the shards");
 }
+
+/// `--help` prints the usage and exits at once, serving nothing (a server on its default
+/// port, or a client dialling it, would not exit by itself).
+#[test]
+fn help_prints_the_usage_and_starts_nothing() {
+    for (program, usage) in [
+        (env!("CARGO_BIN_EXE_chat-server"), "usage: chat-server"),
+        (env!("CARGO_BIN_EXE_chat-client"), "usage: chat-client"),
+    ] {
+        let mut child = std::process::Command::new(program)
+            .arg("--help")
+            .env_remove("CRIMSON_ADDR")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the example starts");
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting works") {
+                break status;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{program} --help was still running after 10 s: it started instead");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let output = child.wait_with_output().expect("its output");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(status.success(), "{program} --help exited with {status}");
+        assert!(
+            stdout.starts_with(usage),
+            "{program} --help printed: {stdout}"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
+use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
 use crimson_client::{ClientEvent, ConnectionState, CrimsonMessage, Subscription};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -98,9 +98,10 @@ async fn chat(mut session: CrimsonSession<Say, Heard>) {
 
 impl ChatServer {
     pub async fn start(addr: &str) -> Self {
-        let layer = CrimsonLayer::new().config("chat", CrimsonConfig::<Say, Heard>::new());
+        const CHAT: ConfigName<Say, Heard> = ConfigName::new("chat");
+        let layer = CrimsonLayer::new().config(CHAT, CrimsonConfig::new());
         let app = Router::new()
-            .crimson::<Say, Heard, _, _>("/chat", "chat", chat)
+            .crimson("/chat", CHAT, chat)
             .layer(layer.clone());
         let listener = crimson_axum::bind(addr).await.expect("bind");
         let addr = axum::serve::Listener::local_addr(&listener).unwrap();

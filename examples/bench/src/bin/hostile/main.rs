@@ -12,6 +12,9 @@
 //!   follow (it answers the latest pings only: a bounded pong queue).
 //! - `ping-flood-client`: a server floods `chat-client` with pings and never reads; the
 //!   client's memory must not follow either.
+//! - `flood-client`: a server sends `chat-client` ~100,000 messages a second for 4 s while its
+//!   output is read slowly; the client reports what it missed at most once a second, not
+//!   once per lag.
 //! - `slowloris`: a handshake sent one byte every 100 ms is cut by the handshake timeout.
 //! - `silent`: 500 connections that never send a byte are all closed by the handshake timeout.
 //! - `room-flood`: one client sends 100,000 messages as fast as it can into the chat room;
@@ -30,9 +33,10 @@ use std::time::{Duration, Instant};
 
 use crimson_examples::arg;
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "ping-flood",
     "ping-flood-client",
+    "flood-client",
     "slowloris",
     "silent",
     "room-flood",

@@ -17,6 +17,7 @@ pub(crate) async fn run(name: &str) -> Result<Outcome> {
     match name {
         "ping-flood" => ping_flood().await,
         "ping-flood-client" => ping_flood_client().await,
+        "flood-client" => flood_client().await,
         "slowloris" => slowloris().await,
         "silent" => silent().await,
         "room-flood" => room_flood().await,
@@ -174,6 +175,85 @@ async fn ping_flood_client() -> Result<Outcome> {
         ),
         growth < 16.0,
         || "the client's memory grew with the pings (bound: +16 MiB)".into(),
+    ))
+}
+
+/// A server floods `chat-client` with chat messages (~100,000 a second for 4 s) while the client's output is read slowly,
+/// so its printing falls behind and its subscription lags many times a second: it must say
+/// what it missed at most once a second (it once printed a line per lag: ~300k lines).
+async fn flood_client() -> Result<Outcome> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("ws://{}/chat", listener.local_addr()?);
+    let mut client = Command::new(Program::binary("chat-client")?)
+        .args(["--url", &url])
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Its output read 4 KiB every 10 ms (~400 KB/s, a few thousand lines a second).
+    let stdout = client.stdout.take().ok_or("no stdout")?;
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut stdout = stdout;
+        let mut buf = [0u8; 4096];
+        while matches!(stdout.read(&mut buf), Ok(n) if n > 0) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let stderr = client.stderr.take().ok_or("no stderr")?;
+    let missed_lines = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(std::result::Result::ok)
+            .filter_map(|line| {
+                // "missed N message(s): …"
+                let rest = line.strip_prefix("missed ")?;
+                rest.split(' ').next()?.parse::<u64>().ok()
+            })
+            .fold((0usize, 0u64), |(lines, missed), n| (lines + 1, missed + n))
+    });
+    let started = Instant::now();
+    let result = async {
+        let (mut tcp, _) =
+            tokio::time::timeout(Duration::from_secs(10), listener.accept()).await??;
+        raw::accept(&mut tcp).await?;
+        let message = raw::frame(true, 0x1, br#"{"text":"flood","from":"s1","at":1}"#, false);
+        let batch: Vec<u8> = message.repeat(1000);
+        // ~100,000 messages a second for 4 s: the client lags again and again.
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(4);
+        while sent < 400_000 && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(2), tcp.write_all(&batch)).await {
+                Ok(Ok(())) => sent += 1000,
+                _ => break,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(sent)
+    }
+    .await;
+    let _ = client.kill();
+    let _ = client.wait();
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent = result?;
+    let (lines, missed) = missed_lines.join().map_err(|_| "stderr reader panicked")?;
+    let bound = elapsed.ceil() as usize + 2;
+    Ok(Outcome::check(
+        format!(
+            "{sent} messages sent in a flood; {missed} reported missed in {lines} line(s) in {elapsed:.1} s"
+        ),
+        (1..=bound).contains(&lines),
+        || {
+            if lines == 0 {
+                "the client never reported missing a message: it did not fall behind, or it \
+                 hid what it missed"
+                    .into()
+            } else {
+                format!("one line per lag, not per second (bound: {bound})")
+            }
+        },
     ))
 }
 
