@@ -1,7 +1,7 @@
 //! The Crimson client under the Autobahn|Testsuite conformance run (`scripts/autobahn.sh`):
 //! the suite's client loop, driven against `wstest -m fuzzingserver`.
 //!
-//! `cargo run --release -p crimson-examples --bin autobahn-client -- ws://127.0.0.1:9001 crimson-client`
+//! `cargo run --release -p crimson-bench --bin autobahn-client -- ws://127.0.0.1:9001 crimson-client`
 //!
 //! It asks `URL/getCaseCount` how many cases there are, then for each case N connects to
 //! `URL/runCase?case=N&agent=AGENT` and sends every message back, as it came (Text stays Text,

@@ -2,7 +2,7 @@
 //! Crimson route at `ws://ADDR/` that sends every message straight back, in the frame kind it
 //! came in (Text stays Text, Binary stays Binary).
 //!
-//! `cargo run --release -p crimson-examples --bin autobahn-echo -- 127.0.0.1:9001`
+//! `cargo run --release -p crimson-bench --bin autobahn-echo -- 127.0.0.1:9001`
 //!
 //! It prints `ws://ADDR/` once it listens (so a script can wait for that line, and learn the
 //! port when ADDR ends in `:0`), then serves until Ctrl-C. The route is `Payload` in, `Payload`

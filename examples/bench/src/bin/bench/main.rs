@@ -2,16 +2,17 @@
 //! against a peer framework, ezsockets (its crates.io release), doing it too.
 //!
 //! ```text
-//! cargo build --release -p crimson-examples --bin bench --bin bench-server
-//! cargo run --release -p crimson-examples --bin bench -- [--quick] [--only echo,pipelined,...]
+//! cargo build --release -p crimson-bench --bin bench --bin bench-server
+//! cargo run --release -p crimson-bench --bin bench -- [--quick] [--only echo,pipelined,...]
 //!     [--rounds N] [--measure SECS] [--warmup SECS] [--out DIR]
 //!     [--impls crimson,raw,raw-tuned,ezsockets] [--idle-conns N] [--subscribers N,N]
 //!     [--setup-conns N] [--chat-pace-ms N]
 //! ```
 //!
 //! Implementations (`--impls`, all by default): `crimson`; `raw`, axum's own WebSocket with
-//! its defaults (the baseline of every ratio and target); `raw-tuned`, the same with Crimson's
-//! buffer sizes; `ezsockets`, the ezsockets actor framework through its axum runner, with its
+//! its defaults; `raw-tuned`, the same with Crimson's buffer sizes (2 KiB read, 8 KiB write,
+//! 64 KiB message limit): the baseline the ratio targets judge, since it shows what the
+//! framework itself costs; `ezsockets`, the ezsockets actor framework through its axum runner, with its
 //! defaults. The peer runs every scenario: its session actors decode and answer echoes, and its
 //! server actor holds the subscribers and fans each broadcast out (`bench-server`'s `peer.rs`).
 //! The table and JSON give its medians and its ratio to raw axum beside Crimson's; a scenario

@@ -101,9 +101,9 @@ struct Row<'a> {
     tuned: Column,
     /// The peer framework (`PEER`).
     peer: Column,
-    /// Crimson / raw axum with its defaults: what targets judge.
+    /// Crimson / raw axum with its defaults.
     ratio: f64,
-    /// Crimson / raw axum with Crimson's buffer sizes.
+    /// Crimson / raw axum with Crimson's buffer sizes: what ratio targets judge (issue 13).
     ratio_tuned: f64,
     /// The peer framework / raw axum with its defaults, to set beside `ratio`.
     ratio_peer: f64,
@@ -337,8 +337,8 @@ pub(crate) fn chart(results: &[ScenarioResult], path: &Path, caption: &str) -> i
     root.draw(&Text::new(caption.to_owned(), (20, 12), font(24)))
         .map_err(err)?;
     let legend = [
-        "Top bar: Crimson / raw axum (green: target met, red: missed, blue: no target). \
-         Black tick: target; dashed: 1.0."
+        "Top bar: Crimson / raw axum, coloured by the verdict (green: met, red: missed, blue: \
+         no target); ratio targets judge Crimson / tuned, the black tick marks them. Dashed: 1.0."
             .to_owned(),
         format!(
             "Middle (grey): Crimson / raw axum with Crimson's buffer sizes. \

@@ -42,9 +42,7 @@ pub(crate) type Server = crimson_bench::server::BenchServer;
 /// is the `chat-server` example itself and the others serve their raw chat room (`/chat`).
 pub(crate) fn start(which: Impl, scenario: &str) -> io::Result<Server> {
     match (scenario, which) {
-        ("chat", Impl::Crimson) if std::env::var_os("XEXP").is_none() => {
-            Server::start_chat_server()
-        }
+        ("chat", Impl::Crimson) => Server::start_chat_server(),
         ("chat", _) => Server::start(&["--impl", which.name(), "--scenario", "broadcast"]),
         _ => Server::start(&["--impl", which.name(), "--scenario", scenario]),
     }

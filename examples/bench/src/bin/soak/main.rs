@@ -2,7 +2,7 @@
 //! and proof that nothing was lost and the server's memory did not grow.
 //!
 //! ```text
-//! cargo build --release -p crimson-examples --bin soak
+//! cargo build --release -p crimson-bench --bin soak
 //! ./target/release/soak [--conns 10000] [--secs 60] [--period-ms 100] [--out bench-out]
 //!     [--concurrency 64] [--sample-ms 2000]
 //! ```
@@ -297,10 +297,10 @@ async fn main() -> ExitCode {
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = if args.is_empty() {
-        "cargo run --release -p crimson-examples --bin soak".to_owned()
+        "cargo run --release -p crimson-bench --bin soak".to_owned()
     } else {
         format!(
-            "cargo run --release -p crimson-examples --bin soak -- {}",
+            "cargo run --release -p crimson-bench --bin soak -- {}",
             args.join(" ")
         )
     };
