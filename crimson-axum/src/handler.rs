@@ -14,8 +14,14 @@ pub(crate) type Prepared<Up, Down> =
     Box<dyn FnOnce(CrimsonSession<Up, Down>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 mod sealed {
-    pub trait Sealed<T> {}
-    impl<T, F> Sealed<T> for F {}
+    /// Implemented, by the macro that implements [`CrimsonHandler`](super::CrimsonHandler),
+    /// only for the functions it is implemented for: no other type can implement it.
+    #[diagnostic::on_unimplemented(
+        message = "`CrimsonHandler` is sealed: `{Self}` cannot implement it",
+        label = "not an async fn(extractors..., CrimsonSession<{Up}, {Down}>)",
+        note = "`CrimsonHandler` is implemented for every `async fn` that takes at most eight axum extractors, then the `CrimsonSession<Up, Down>`: route such a function instead"
+    )]
+    pub trait Sealed<T, Up, Down> {}
 }
 
 /// An async fn that handles a Crimson session.
@@ -23,6 +29,9 @@ mod sealed {
 /// It takes up to eight axum extractors (`State`, `HeaderMap`, `Query`, `ConnectInfo`, your
 /// own `FromRequestParts` auth), then the [`CrimsonSession`] last. The extractors run before
 /// the upgrade: a rejection answers its own HTTP response and nothing is upgraded.
+///
+/// The trait is sealed: it is implemented for such functions, and no other type can implement
+/// it.
 ///
 /// ```
 /// use axum::extract::{Query, State};
@@ -54,7 +63,7 @@ mod sealed {
     note = "the route's `Up` and `Down` must be the ones its config name (`ConfigName<Up, Down>`) and its `CrimsonConfig` were made for"
 )]
 pub trait CrimsonHandler<T, S, Up, Down>:
-    Clone + Send + Sync + Sized + 'static + sealed::Sealed<T>
+    Clone + Send + Sync + Sized + 'static + sealed::Sealed<T, Up, Down>
 {
     /// Runs the extractors; on success returns the handler, ready for its session.
     #[doc(hidden)]
@@ -67,6 +76,13 @@ pub trait CrimsonHandler<T, S, Up, Down>:
 
 macro_rules! impl_handler {
     ($($ty:ident),*) => {
+        // The seal, for the same shape of function as the impl below and nothing else.
+        impl<F, Fut, Up, Down, $($ty,)*> sealed::Sealed<($($ty,)*), Up, Down> for F
+        where
+            F: FnOnce($($ty,)* CrimsonSession<Up, Down>) -> Fut,
+        {
+        }
+
         #[allow(non_snake_case, unused_variables, unused_mut)]
         impl<F, Fut, S, Up, Down, $($ty,)*> CrimsonHandler<($($ty,)*), S, Up, Down> for F
         where

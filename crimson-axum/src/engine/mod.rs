@@ -2,19 +2,24 @@
 //! timers, its handler, and its ending.
 //!
 //! The handler is polled by the session's own task, so a message goes from the socket to the
-//! handler and its reply back to the socket without waking another task. Each step is a file:
+//! handler and its reply back to the socket without waking another task. This file holds the
+//! task's state and its poll loop, one round after another of its steps; each step is a file:
 //!
 //! - [`read`]: socket → decode → the handler's input (bounded, rate-limited);
+//! - [`handler`]: the user's future, and the panic guard around every step that runs user code;
 //! - [`write`]: the outgoing queue → frames → socket, flushed once per batch;
 //! - [`timers`]: heartbeat, stalled writes, the close and grace deadlines, on one timer;
 //! - [`ending`]: the state machine every way of ending goes through;
+//! - [`lifecycle`]: the ending carried out: its events in, its actions applied, the last word;
 //! - [`outbox`] and [`incoming`]: the two bounded queues;
 //! - [`start`]: the spawned future, from the 101 to the running session;
 //! - [`wake`]: which step a wake-up is for, so that a session woken to write does not poll
 //!   its reader and its handler too.
 
 pub(crate) mod ending;
+mod handler;
 pub(crate) mod incoming;
+mod lifecycle;
 pub(crate) mod outbox;
 mod rate;
 mod read;
@@ -25,7 +30,6 @@ mod write;
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -35,11 +39,10 @@ use crimson_core::transport::Transport;
 use crimson_core::CloseCode;
 use tokio::time::{Instant, Sleep};
 
-use self::ending::{Action, Ending, Event, Phase};
+use self::ending::{Ending, Event};
 use self::outbox::{EndRequest, OutboxReceiver};
 use self::rate::Limiter;
 use crate::config::Settings;
-use crate::error::SessionError;
 use crate::session::SessionState;
 
 /// A handler's future, with its extractors already run.
@@ -179,145 +182,6 @@ where
         )));
     }
 
-    /// Moves the outgoing queue's end request (close, terminate, overflow, shutdown) to the
-    /// ending, ahead of the events of the step that just ran: a `close()` made before the
-    /// handler returned is the cause, not the return. (The write step registers the task for the next one.)
-    fn take_requests(&mut self) -> bool {
-        match self.outbox.take_request() {
-            Some(request) => {
-                self.events.insert(0, Event::Requested(request));
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Runs one step that may call user code (a codec's decode, a hook), catching a panic:
-    /// the session then ends as a server failure would, with 1011 after what is queued, and
-    /// nothing more is read.
-    fn guarded(&mut self, step: &str, run: impl FnOnce(&mut Self) -> bool) -> bool {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| run(self))) {
-            Ok(progress) => progress,
-            Err(panic) => {
-                let message = panic_message(panic);
-                tracing::error!(panic = %message, "the session's {step} panicked");
-                // Not reported through `on_error`: that hook may be what panicked.
-                self.read_done = true;
-                self.events.push(Event::HandlerPanicked);
-                true
-            }
-        }
-    }
-
-    /// Polls the handler, catching a panic.
-    fn poll_handler(&mut self) -> bool {
-        if self.handler_part.take() {
-            self.handler_due = true;
-        }
-        let Some(handler) = self.handler.as_mut().filter(|_| self.handler_due) else {
-            return false;
-        };
-        let mut cx = Context::from_waker(&self.handler_waker);
-        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(&mut cx)));
-        match polled {
-            Ok(Poll::Pending) => {
-                // Waiting: woken through its waker.
-                self.handler_due = false;
-                false
-            }
-            Ok(Poll::Ready(())) => {
-                self.handler = None;
-                self.handler_until = None;
-                self.events.push(Event::HandlerReturned);
-                true
-            }
-            Err(panic) => {
-                self.handler = None;
-                self.handler_until = None;
-                let message = panic_message(panic);
-                tracing::error!(panic = %message, "session handler panicked");
-                self.settings
-                    .report(&self.shared.info, &SessionError::HandlerPanic(message));
-                self.events.push(Event::HandlerPanicked);
-                true
-            }
-        }
-    }
-
-    /// Runs the events gathered so far through the ending, and does what it says.
-    fn apply_events(&mut self, now: Instant) {
-        if self.events.is_empty() {
-            return;
-        }
-        while !self.events.is_empty() {
-            let events = std::mem::take(&mut self.events);
-            for event in events {
-                let written = event == Event::CloseWritten;
-                for action in self.ending.on(event) {
-                    self.apply(action, now);
-                }
-                // Our close is out but the socket cannot be read: no answer can arrive.
-                if written && self.read_done && self.ending.phase() == Phase::CloseSent {
-                    self.events.push(Event::TimedOut);
-                }
-            }
-        }
-        if self.shared.record.get().is_none() {
-            if let Some(record) = self.ending.record() {
-                let _ = self.shared.record.set(record.clone());
-            }
-        }
-    }
-
-    fn apply(&mut self, action: Action, now: Instant) {
-        match action {
-            Action::EndInput => {
-                self.input = None;
-                self.idle_until = None;
-            }
-            Action::SendClose {
-                code,
-                reason,
-                discard,
-            } => {
-                self.outbox.stop_accepting();
-                if discard {
-                    self.outbox.discard();
-                    if let Some(conn) = self.conn.as_mut() {
-                        conn.close_now(code, &reason);
-                        self.close_queued = true;
-                    }
-                    self.outbox
-                        .record_dropped(std::mem::take(&mut self.in_flight));
-                } else {
-                    self.close_pending = Some((code, reason));
-                }
-            }
-            Action::StartGrace | Action::StartCloseTimer => {
-                self.deadline = Some(now + self.settings.close_timeout);
-            }
-            Action::Drop => {
-                if let Some(conn) = self.conn.take() {
-                    drop(conn);
-                    self.outbox.stop_accepting();
-                    self.outbox.discard();
-                    self.outbox
-                        .record_dropped(std::mem::take(&mut self.in_flight));
-                    // Out of the cluster now: nothing more is queued for a dead session.
-                    self.guards = None;
-                    self.deadline = None;
-                    self.stall_since = None;
-                    self.next_ping = None;
-                    self.ping_sent = None;
-                    self.resume_at = None;
-                    if self.handler.is_some() {
-                        self.handler_until = Some(now + self.settings.close_timeout);
-                    }
-                }
-            }
-        }
-    }
-
     /// Lets the steps' wakers wake the task polling now (a new waker only when the task is
     /// polled with one: a spawned task keeps its waker).
     fn set_task_waker(&mut self, waker: &Waker) {
@@ -327,45 +191,6 @@ where
             self.handler_part.set_task(waker);
             self.task_waker = Some(id);
         }
-    }
-
-    /// Whether everything is over: the connection dropped and the handler done.
-    fn finished(&self) -> bool {
-        self.conn.is_none() && self.handler.is_none()
-    }
-
-    /// The session is over: say so.
-    fn finish(&mut self) {
-        let record = self
-            .shared
-            .record
-            .get_or_init(|| self.ending.record().cloned().unwrap_or_else(dropped_record))
-            .clone();
-        if self.unread > 0 {
-            tracing::debug!(
-                unread = self.unread,
-                "messages arrived after the handler's input ended"
-            );
-        }
-        tracing::debug!(
-            code = record.code.as_u16(),
-            reason = %record.reason,
-            by = %record.by,
-            "session closed"
-        );
-        if self.accepted {
-            if let Some(hook) = &self.settings.on_close {
-                hook(&self.shared.info, &record);
-            }
-        }
-    }
-}
-
-fn dropped_record() -> crimson_core::CloseRecord {
-    crimson_core::CloseRecord {
-        code: CloseCode::ABNORMAL,
-        reason: "connection dropped".into(),
-        by: crimson_core::ClosedBy::Failure,
     }
 }
 
@@ -411,13 +236,3 @@ where
 }
 
 impl<T, Up> Unpin for Task<T, Up> {}
-
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(text) = panic.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = panic.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "non-text panic payload".to_owned()
-    }
-}

@@ -1,0 +1,109 @@
+//! The state a queue's producers and its writer share: the queue itself and the waiting
+//! wakers behind one lock, the counts and the flags beside it. The flags (`requested`,
+//! `writer_set`) let the writer see without the lock that nothing changed since it last
+//! looked.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Waker};
+
+use crimson_core::session::{Outgoing, OverflowPolicy};
+use tokio::sync::Notify;
+
+use super::EndRequest;
+
+pub(super) struct Inner {
+    pub(super) state: Mutex<State>,
+    /// Wakes producers waiting for room (only when `room_waiters` says some are).
+    pub(super) room: Notify,
+    /// Wakes callers of `flushed` (only when `flush_waiters` says some are).
+    pub(super) flushed: Notify,
+    pub(super) capacity: usize,
+    pub(super) policy: OverflowPolicy,
+    pub(super) dropped: AtomicU64,
+    pub(super) sent: AtomicU64,
+    /// Callers waiting in `flushed`; updated and read sequentially consistently with `sent`
+    /// and `dropped`, so a waiter either sees a count or is notified of it.
+    pub(super) flush_waiters: AtomicUsize,
+    /// An end request waits (read without the lock on every round of the session's task).
+    pub(super) requested: AtomicBool,
+    /// The writer's waker is registered and nothing was queued or requested since (likewise):
+    /// while it holds, the writer has nothing new to look at.
+    pub(super) writer_set: AtomicBool,
+}
+
+pub(super) struct State {
+    /// Allocated on the first push, shrunk after a backlog: an idle session's queue costs
+    /// nothing.
+    pub(super) queue: VecDeque<Outgoing>,
+    /// The most urgent end request not yet taken by the writer.
+    pub(super) request: Option<EndRequest>,
+    /// The writer stopped taking messages: nothing more is accepted.
+    pub(super) closed: bool,
+    /// Messages accepted so far: each ends up sent or dropped.
+    pub(super) pushed: u64,
+    /// The writer, woken by a push or a request.
+    pub(super) writer: Option<Waker>,
+    /// Producers waiting in `push` for room.
+    pub(super) room_waiters: usize,
+    /// The waker of the session's handler (its identity): a push from it wakes nothing, the
+    /// writer runs next in the same round.
+    pub(super) own_task: Option<(usize, usize)>,
+}
+
+impl Inner {
+    /// Takes the writer's waker (under the lock) to wake it once the lock is released.
+    pub(super) fn take_writer(&self, state: &mut State) -> Option<Waker> {
+        let writer = state.writer.take();
+        if writer.is_some() {
+            self.writer_set.store(false, Ordering::Release);
+        }
+        writer
+    }
+
+    pub(super) fn set_writer(&self, state: &mut State, cx: &Context<'_>) {
+        match &state.writer {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.writer = Some(cx.waker().clone()),
+        }
+        self.writer_set.store(true, Ordering::Release);
+    }
+
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding the lock; recover the state all the same.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn notify_flushed(&self) {
+        if self.flush_waiters.load(Ordering::SeqCst) > 0 {
+            self.flushed.notify_waiters();
+        }
+    }
+
+    pub(super) fn notify_room(&self, waiters: usize) {
+        if waiters > 0 {
+            self.room.notify_waiters();
+        }
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("Outbox")
+            .field("queued", &state.queue.len())
+            .field("capacity", &self.capacity)
+            .field("policy", &self.policy)
+            .field("closed", &(state.closed || state.request.is_some()))
+            .field("dropped", &self.dropped.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+pub(super) fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}

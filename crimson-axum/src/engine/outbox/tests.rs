@@ -1,0 +1,202 @@
+//! The outgoing queue's unit tests: batches and `flushed`, the overflow policies, end
+//! requests and their urgency, waiting for room, and when the writer is woken.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use crimson_core::session::{Outgoing, OverflowPolicy, Queued, SendError};
+use crimson_core::{CloseCode, Payload};
+
+use super::receiver::Took;
+use super::{outbox, EndRequest, OutboxReceiver};
+
+fn text(n: usize) -> Outgoing {
+    Outgoing::Single(Payload::Text(n.to_string().into()))
+}
+
+fn take_now(rx: &mut OutboxReceiver, max: usize) -> Vec<Outgoing> {
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut batch = VecDeque::new();
+    let _ = rx.take(&mut cx, max, &mut batch);
+    batch.into()
+}
+
+#[tokio::test]
+async fn batches_flush_waits_for_its_own_messages() {
+    let (tx, mut rx) = outbox(8, OverflowPolicy::Disconnect);
+    for n in 0..3 {
+        assert_eq!(tx.try_push(text(n)), Ok(Queued::Queued));
+    }
+    assert_eq!(take_now(&mut rx, 2), vec![text(0), text(1)]);
+    let waiter = {
+        let tx = tx.clone();
+        tokio::spawn(async move { tx.flushed().await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!waiter.is_finished(), "three messages are not written yet");
+    assert_eq!(take_now(&mut rx, 8), vec![text(2)]);
+    rx.record_sent(3);
+    waiter.await.unwrap();
+    assert_eq!(tx.sent(), 3);
+}
+
+#[test]
+fn overflow_asks_to_close_now() {
+    let (tx, mut rx) = outbox(2, OverflowPolicy::Disconnect);
+    tx.try_push(text(0)).unwrap();
+    tx.try_push(text(1)).unwrap();
+    assert_eq!(tx.try_push(text(2)), Err(SendError::Overflow));
+    assert_eq!(tx.try_push(text(3)), Err(SendError::Closed));
+    assert_eq!(
+        rx.take_request(),
+        Some(EndRequest::CloseNow(
+            CloseCode::POLICY,
+            "slow consumer: 2 messages were waiting".into()
+        ))
+    );
+    assert_eq!(rx.discard(), 2);
+    assert_eq!(tx.dropped(), 2);
+}
+
+#[test]
+fn drop_oldest_keeps_the_newest() {
+    let (tx, mut rx) = outbox(2, OverflowPolicy::DropOldest);
+    for n in 0..5 {
+        tx.try_push(text(n)).unwrap();
+    }
+    assert_eq!(tx.dropped(), 3);
+    assert_eq!(take_now(&mut rx, 8), vec![text(3), text(4)]);
+}
+
+#[test]
+fn more_urgent_requests_replace_less_urgent_ones() {
+    let (tx, mut rx) = outbox(2, OverflowPolicy::Disconnect);
+    assert!(tx.request_end(EndRequest::Close(CloseCode::NORMAL, "a".into())));
+    assert!(!tx.request_end(EndRequest::Close(CloseCode::GOING_AWAY, "b".into())));
+    assert!(tx.request_end(EndRequest::Terminate));
+    assert!(!tx.request_end(EndRequest::CloseNow(CloseCode::POLICY, "c".into())));
+    assert_eq!(rx.take_request(), Some(EndRequest::Terminate));
+    assert_eq!(rx.take_request(), None);
+}
+
+#[tokio::test]
+async fn push_waits_for_room_and_fails_when_closed() {
+    let (tx, mut rx) = outbox(1, OverflowPolicy::Disconnect);
+    tx.push(text(0)).await.unwrap();
+    let producer = {
+        let tx = tx.clone();
+        tokio::spawn(async move { tx.push(text(1)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        !producer.is_finished(),
+        "push waits while the queue is full"
+    );
+    assert_eq!(take_now(&mut rx, 8), vec![text(0)]);
+    tokio::time::timeout(Duration::from_secs(5), producer)
+        .await
+        .expect("taking makes room")
+        .unwrap()
+        .unwrap();
+    let blocked = {
+        let tx = tx.clone();
+        tokio::spawn(async move { tx.push(text(2)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    rx.stop_accepting();
+    assert_eq!(blocked.await.unwrap(), Err(SendError::Closed));
+    assert_eq!(tx.inner.state().room_waiters, 0);
+}
+
+/// Counts its wake-ups.
+struct Counter(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Counter {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counter() -> (Arc<Counter>, Waker) {
+    let counter = Arc::new(Counter(AtomicUsize::new(0)));
+    (counter.clone(), Waker::from(counter))
+}
+
+#[test]
+fn pushes_wake_the_writer_once_until_it_takes() {
+    let (tx, mut rx) = outbox(8, OverflowPolicy::Disconnect);
+    let (woken, waker) = counter();
+    let mut cx = Context::from_waker(&waker);
+    let mut batch = VecDeque::new();
+    assert_eq!(rx.take(&mut cx, 8, &mut batch), Took::default());
+    tx.try_push(text(0)).unwrap();
+    tx.try_push(text(1)).unwrap();
+    assert_eq!(woken.0.load(Ordering::SeqCst), 1, "one wake for two pushes");
+    assert_eq!(
+        rx.take(&mut cx, 1, &mut batch),
+        Took {
+            more: true,
+            request: false
+        }
+    );
+    batch.clear();
+    assert_eq!(rx.take(&mut cx, 8, &mut batch), Took::default());
+    assert_eq!(Vec::from(std::mem::take(&mut batch)), vec![text(1)]);
+    // Nothing new: nothing taken, and the next push wakes again.
+    assert_eq!(rx.take(&mut cx, 8, &mut batch), Took::default());
+    assert!(batch.is_empty());
+    tx.try_push(text(2)).unwrap();
+    assert_eq!(woken.0.load(Ordering::SeqCst), 2);
+    assert_eq!(rx.take(&mut cx, 8, &mut batch), Took::default());
+    assert_eq!(Vec::from(batch), vec![text(2)]);
+}
+
+#[test]
+fn a_request_wakes_the_writer_and_take_reports_it() {
+    let (tx, mut rx) = outbox(8, OverflowPolicy::Disconnect);
+    let (woken, waker) = counter();
+    let mut cx = Context::from_waker(&waker);
+    let mut batch = VecDeque::new();
+    let _ = rx.take(&mut cx, 8, &mut batch);
+    assert!(tx.request_end(EndRequest::Terminate));
+    assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        rx.take(&mut cx, 8, &mut batch),
+        Took {
+            more: false,
+            request: true
+        }
+    );
+    assert_eq!(rx.take_request(), Some(EndRequest::Terminate));
+    assert_eq!(rx.take_request(), None);
+}
+
+/// A push from the writer's own task (its handler) wakes nothing, but the writer's next
+/// take in the same round finds it.
+#[tokio::test]
+async fn the_writers_own_push_is_taken_without_a_wake() {
+    let (tx, mut rx) = outbox(8, OverflowPolicy::Disconnect);
+    let (woken, waker) = counter();
+    let mut cx = Context::from_waker(&waker);
+    let mut batch = VecDeque::new();
+    let _ = rx.take(&mut cx, 8, &mut batch);
+    let mut push = std::pin::pin!(tx.push(text(7)));
+    assert!(std::future::Future::poll(push.as_mut(), &mut cx).is_ready());
+    assert_eq!(woken.0.load(Ordering::SeqCst), 0);
+    let _ = rx.take(&mut cx, 8, &mut batch);
+    assert_eq!(Vec::from(batch), vec![text(7)]);
+}
+
+#[test]
+fn an_idle_queue_holds_no_memory_after_a_backlog() {
+    let (tx, mut rx) = outbox(256, OverflowPolicy::Disconnect);
+    for n in 0..200 {
+        tx.try_push(text(n)).unwrap();
+    }
+    assert_eq!(take_now(&mut rx, 1000).len(), 200);
+    assert_eq!(tx.inner.state().queue.capacity(), 0);
+}
