@@ -1,6 +1,5 @@
 //! [`RedisClusterBuilder`]: a node's settings, and why it could not start.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -293,39 +292,48 @@ async fn is_cluster_node(seed: &ConnectionInfo, timeout: Duration) -> Result<boo
 }
 
 /// Why a [`RedisCluster`] could not start.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisClusterError {
     /// The URL is not a Redis URL.
+    #[error(
+        "`{0}` is not a Redis URL: use redis://HOST:PORT for one Redis, or \
+         redis+cluster://HOST:PORT,HOST:PORT for a Redis Cluster ({1})"
+    )]
     Url(String, redis::RedisError),
     /// Redis (or a master of the cluster) could not be reached, or refused a subscription.
+    #[error(
+        "cannot connect to Redis at {0}: {1} (is redis-server 6 or later \
+         running there, and for a Redis Cluster every master?)"
+    )]
     Connect(String, String),
     /// The prefix is empty or has white space or braces.
+    #[error(
+        "`{0}` cannot be a Redis key prefix: use a non-empty word without \
+         spaces or braces"
+    )]
     BadPrefix(String),
 }
 
-impl fmt::Display for RedisClusterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Url(url, err) => write!(
-                f,
-                "`{url}` is not a Redis URL: use redis://HOST:PORT for one Redis, or \
-                 redis+cluster://HOST:PORT,HOST:PORT for a Redis Cluster ({err})"
-            ),
-            Self::Connect(url, err) => write!(
-                f,
-                "cannot connect to Redis at {url}: {err} (is redis-server 6 or later \
-                 running there, and for a Redis Cluster every master?)"
-            ),
-            Self::BadPrefix(prefix) => {
-                write!(
-                    f,
-                    "`{prefix}` cannot be a Redis key prefix: use a non-empty word without \
-                     spaces or braces"
-                )
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_errors_read_as_before() {
+        assert_eq!(
+            RedisClusterError::BadPrefix("a b".into()).to_string(),
+            "`a b` cannot be a Redis key prefix: use a non-empty word without spaces or braces"
+        );
+        assert_eq!(
+            RedisClusterError::Connect("redis://h:1".into(), "refused".into()).to_string(),
+            "cannot connect to Redis at redis://h:1: refused (is redis-server 6 or later \
+             running there, and for a Redis Cluster every master?)"
+        );
+        assert_eq!(
+            super::super::PayloadTooLarge { len: 5, max: 4 }.to_string(),
+            "a payload of 5 bytes is over max_payload (4 bytes), so it was not relayed to \
+             other nodes; send less, or raise RedisClusterBuilder::max_payload on every node"
+        );
     }
 }
-
-impl std::error::Error for RedisClusterError {}
