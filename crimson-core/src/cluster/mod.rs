@@ -19,6 +19,7 @@ pub mod redis;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 pub use handle::Cluster;
 pub use local::{LocalCluster, LocalClusterBuilder, MembershipStream, LIFETIME_OVER};
@@ -137,6 +138,15 @@ pub(crate) fn check_room(room: &str) -> Result<(), SendToError> {
     if room.is_empty() || room.len() > MAX_ROOM_LEN {
         let shown: String = room.chars().take(32).collect();
         return Err(SendToError::RoomName(shown));
+    }
+    Ok(())
+}
+
+/// `Err("{name} must be at least {min:?} (got {got:?})")` when `got` is under `min`: a
+/// builder's setting out of its range.
+pub(crate) fn at_least(name: &str, got: Duration, min: Duration) -> Result<(), String> {
+    if got < min {
+        return Err(format!("{name} must be at least {min:?} (got {got:?})"));
     }
     Ok(())
 }
