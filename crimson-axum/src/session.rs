@@ -343,16 +343,9 @@ impl<Up> fmt::Debug for SessionReceiver<Up> {
 }
 
 /// [`CrimsonSession::recv_timeout`] ran out of time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no message arrived in time")]
 pub struct RecvTimeout;
-
-impl fmt::Display for RecvTimeout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no message arrived in time")
-    }
-}
-
-impl std::error::Error for RecvTimeout {}
 
 impl<Up> SessionReceiver<Up> {
     /// The next message; `None` once the session is closing or closed.

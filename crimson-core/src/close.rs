@@ -133,20 +133,9 @@ impl fmt::Display for CloseRecord {
 }
 
 /// A close code outside the application range 4000–4999.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("close code {0} is not an application code: use 4000 to 4999")]
 pub struct InvalidCloseCode(pub u16);
-
-impl fmt::Display for InvalidCloseCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "close code {} is not an application code: use 4000 to 4999",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for InvalidCloseCode {}
 
 /// Cuts `reason` to at most [`MAX_REASON_LEN`] bytes on a character boundary, ending it with
 /// `…` when something was cut.

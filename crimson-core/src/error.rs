@@ -1,7 +1,6 @@
 //! Encode and decode errors.
 
 use std::error::Error as StdError;
-use std::fmt;
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -10,7 +9,8 @@ type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// It names the type, the codec and what failed, e.g.
 /// ``cannot decode `chat::ChatMessage` from JSON: missing field `text` at line 1 column 2``.
 /// Servers close the session with 1007 and a short form of this text as the close reason.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode `{type_name}` from {codec}: {source}")]
 pub struct DecodeError {
     type_name: &'static str,
     codec: &'static str,
@@ -48,24 +48,9 @@ impl DecodeError {
     }
 }
 
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot decode `{}` from {}: {}",
-            self.type_name, self.codec, self.source
-        )
-    }
-}
-
-impl StdError for DecodeError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.source)
-    }
-}
-
 /// A value that could not be encoded (for example a JSON map whose keys are not strings).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode `{type_name}` as {codec}: {source}")]
 pub struct EncodeError {
     type_name: &'static str,
     codec: &'static str,
@@ -95,22 +80,6 @@ impl EncodeError {
     /// What went wrong, from the codec.
     pub fn reason(&self) -> &(dyn StdError + Send + Sync + 'static) {
         &*self.source
-    }
-}
-
-impl fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot encode `{}` as {}: {}",
-            self.type_name, self.codec, self.source
-        )
-    }
-}
-
-impl StdError for EncodeError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.source)
     }
 }
 

@@ -150,12 +150,14 @@ impl<Up, Down> fmt::Debug for TestConnection<Up, Down> {
 }
 
 /// What went wrong in a test conversation.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TestError {
     /// The connection could not be opened; an HTTP answer is given as status and body.
+    #[error("could not connect: {0}")]
     Connect(String),
     /// The server answered the upgrade with an HTTP error.
+    #[error("the server answered HTTP {status}: {body}")]
     Http {
         /// The status code.
         status: u16,
@@ -163,14 +165,19 @@ pub enum TestError {
         body: String,
     },
     /// The server closed the connection (code and reason) where a message was expected.
+    #[error("the server closed the connection: {0} {1}")]
     Closed(CloseCode, String),
     /// Nothing arrived within the timeout.
+    #[error("nothing arrived in time")]
     Timeout,
     /// A message from the server did not decode.
+    #[error("{0}")]
     Decode(DecodeError),
     /// A message to the server did not encode.
+    #[error("{0}")]
     Encode(EncodeError),
     /// The WebSocket failed.
+    #[error("WebSocket error: {0}")]
     Protocol(String),
 }
 
@@ -186,24 +193,6 @@ impl TestError {
         }
     }
 }
-
-impl fmt::Display for TestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Connect(err) => write!(f, "could not connect: {err}"),
-            Self::Http { status, body } => write!(f, "the server answered HTTP {status}: {body}"),
-            Self::Closed(code, reason) => {
-                write!(f, "the server closed the connection: {code} {reason}")
-            }
-            Self::Timeout => f.write_str("nothing arrived in time"),
-            Self::Decode(err) => err.fmt(f),
-            Self::Encode(err) => err.fmt(f),
-            Self::Protocol(err) => write!(f, "WebSocket error: {err}"),
-        }
-    }
-}
-
-impl std::error::Error for TestError {}
 
 impl<Up: CrimsonMessage, Down: CrimsonMessage> TestConnection<Up, Down> {
     /// How long [`recv`](Self::recv) and [`recv_close`](Self::recv_close) wait (default 5 s).

@@ -9,13 +9,16 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::{ClusterFull, Delivery, Membership, SendToError, SessionCluster, Target};
+use super::{at_least, ClusterFull, Delivery, Membership, SendToError, SessionCluster, Target};
 use crate::close::CloseCode;
 use crate::message::Payload;
 use crate::session::{random_u64, Outgoing, SessionHandle, SessionId, SessionInfo, SharedPayload};
 
 /// How many membership changes a slow subscriber may fall behind before it lags.
 const MEMBERSHIP_BOUND: usize = 1024;
+
+/// The shortest [`LocalClusterBuilder::watchdog_interval`].
+const MIN_WATCHDOG_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The close reason of a session that outlived [`LocalClusterBuilder::max_lifetime`]
 /// (close code 1008, so clients reconnect).
@@ -119,14 +122,33 @@ impl LocalClusterBuilder {
         self
     }
 
-    /// How often the lifetime watchdog runs (default 1 s; at least 10 ms).
+    /// How often the lifetime watchdog runs (default 1 s; at least 10 ms, or
+    /// [`build`](Self::build) panics).
     pub fn watchdog_interval(mut self, interval: Duration) -> Self {
-        self.watchdog_interval = interval.max(Duration::from_millis(10));
+        self.watchdog_interval = interval;
         self
     }
 
+    /// The first setting out of its range, named with its range and the value given.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        at_least(
+            "watchdog_interval",
+            self.watchdog_interval,
+            MIN_WATCHDOG_INTERVAL,
+        )
+    }
+
     /// The cluster.
+    ///
+    /// # Panics
+    ///
+    /// If a setting is out of its range (a [`watchdog_interval`](Self::watchdog_interval)
+    /// under 10 ms): a mistake in the program, found at startup.
+    #[track_caller]
     pub fn build(self) -> LocalCluster {
+        if let Err(err) = self.check() {
+            panic!("LocalCluster settings are invalid: {err}");
+        }
         LocalCluster {
             inner: Arc::new(Inner {
                 node: random_u64(),
@@ -652,6 +674,29 @@ mod tests {
         assert_eq!(
             a_box.close_request(),
             Some((CloseCode::POLICY, LIFETIME_OVER.into()))
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "LocalCluster settings are invalid: watchdog_interval must be at least 10ms (got 5ms)"
+    )]
+    fn watchdog_interval_under_10ms_is_refused() {
+        // Clamped to 10 ms before; now a mistake found when the cluster is built.
+        let _ = LocalCluster::builder()
+            .watchdog_interval(Duration::from_millis(5))
+            .build();
+    }
+
+    #[test]
+    fn watchdog_interval_of_10ms_is_accepted() {
+        let builder = LocalCluster::builder().watchdog_interval(Duration::from_millis(10));
+        assert_eq!(builder.check(), Ok(()));
+        assert_eq!(
+            LocalCluster::builder()
+                .watchdog_interval(Duration::ZERO)
+                .check(),
+            Err("watchdog_interval must be at least 10ms (got 0ns)".to_owned())
         );
     }
 }

@@ -19,6 +19,7 @@ pub mod redis;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 pub use handle::Cluster;
 pub use local::{LocalCluster, LocalClusterBuilder, MembershipStream, LIFETIME_OVER};
@@ -84,13 +85,18 @@ impl Delivery {
 }
 
 /// A cluster operation that could not be carried out, or only in part.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {
     /// The message did not encode.
-    Encode(crate::EncodeError),
+    #[error("{0}")]
+    Encode(#[source] crate::EncodeError),
     /// The backend (Redis) is unreachable. `local` says what this node's sessions got: local
     /// delivery goes on during an outage.
+    #[error(
+        "the cluster backend is unavailable ({source}); {} local session(s) were reached",
+        .local.delivered
+    )]
     Unavailable {
         /// What this node's own sessions received.
         local: Delivery,
@@ -98,46 +104,29 @@ pub enum ClusterError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The session is on another node and the backend could not reach it.
-    Remote(Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl fmt::Display for ClusterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Encode(err) => err.fmt(f),
-            Self::Unavailable { local, source } => write!(
-                f,
-                "the cluster backend is unavailable ({source}); {} local session(s) were reached",
-                local.delivered
-            ),
-            Self::Remote(source) => write!(f, "the cluster backend failed: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for ClusterError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Encode(err) => Some(err),
-            Self::Unavailable { source, .. } | Self::Remote(source) => Some(&**source),
-        }
-    }
+    #[error("the cluster backend failed: {0}")]
+    Remote(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A message for one session that did not reach its queue.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendToError {
     /// No live session has this id (on this node, or, for a remote id, the id's node is not
     /// live).
+    #[error("no live session has id {0}")]
     NotFound(SessionId),
     /// The message could not be encoded.
-    Encode(crate::EncodeError),
+    #[error("{0}")]
+    Encode(#[source] crate::EncodeError),
     /// The session's queue refused it.
-    Send(SessionId, SendError),
+    #[error("session {0}: {1}")]
+    Send(SessionId, #[source] SendError),
     /// The session is on another node and the backend could not reach it.
-    Backend(ClusterError),
+    #[error("{0}")]
+    Backend(#[source] ClusterError),
     /// A room name that is empty or longer than [`MAX_ROOM_LEN`] bytes.
+    #[error("room name `{0}` is empty or longer than {max} bytes", max = MAX_ROOM_LEN)]
     RoomName(String),
 }
 
@@ -153,47 +142,23 @@ pub(crate) fn check_room(room: &str) -> Result<(), SendToError> {
     Ok(())
 }
 
-impl fmt::Display for SendToError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotFound(id) => write!(f, "no live session has id {id}"),
-            Self::Encode(err) => err.fmt(f),
-            Self::Send(id, err) => write!(f, "session {id}: {err}"),
-            Self::Backend(err) => err.fmt(f),
-            Self::RoomName(room) => write!(
-                f,
-                "room name `{room}` is empty or longer than {MAX_ROOM_LEN} bytes"
-            ),
-        }
+/// `Err("{name} must be at least {min:?} (got {got:?})")` when `got` is under `min`: a
+/// builder's setting out of its range.
+pub(crate) fn at_least(name: &str, got: Duration, min: Duration) -> Result<(), String> {
+    if got < min {
+        return Err(format!("{name} must be at least {min:?} (got {got:?})"));
     }
-}
-
-impl std::error::Error for SendToError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Encode(err) => Some(err),
-            Self::Send(_, err) => Some(err),
-            Self::Backend(err) => Some(err),
-            Self::NotFound(_) | Self::RoomName(_) => None,
-        }
-    }
+    Ok(())
 }
 
 /// The session limit of a cluster's node was reached: the server closes the new session with
 /// 1013 so the client retries later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("connection limit reached ({limit} sessions)")]
 pub struct ClusterFull {
     /// The limit.
     pub limit: usize,
 }
-
-impl fmt::Display for ClusterFull {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "connection limit reached ({} sessions)", self.limit)
-    }
-}
-
-impl std::error::Error for ClusterFull {}
 
 /// A change in a cluster's membership on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,5 +262,75 @@ pub trait SessionCluster: Send + Sync + fmt::Debug + 'static {
     fn send_to(&self, id: SessionId, payload: Payload) -> BoxFuture<'_, Result<(), SendToError>> {
         let result = self.local().deliver_to(id, payload);
         Box::pin(async move { result })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::EncodeError;
+
+    #[test]
+    fn error_texts_and_sources() {
+        let encode = || EncodeError::new::<u8>("CBOR", "boom");
+        let id: SessionId = "00000000000000ab-7".parse().unwrap();
+
+        let err = ClusterError::Encode(encode());
+        assert_eq!(err.to_string(), "cannot encode `u8` as CBOR: boom");
+        assert_eq!(err.source().unwrap().to_string(), encode().to_string());
+
+        let local = Delivery {
+            delivered: 3,
+            ..Delivery::default()
+        };
+        let err = ClusterError::Unavailable {
+            local,
+            source: "redis down".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "the cluster backend is unavailable (redis down); 3 local session(s) were reached"
+        );
+        assert_eq!(err.source().unwrap().to_string(), "redis down");
+
+        let err = ClusterError::Remote("timed out".into());
+        assert_eq!(err.to_string(), "the cluster backend failed: timed out");
+        assert_eq!(err.source().unwrap().to_string(), "timed out");
+
+        let err = SendToError::NotFound(id);
+        assert_eq!(err.to_string(), "no live session has id 00000000000000ab-7");
+        assert!(err.source().is_none());
+
+        let err = SendToError::Encode(encode());
+        assert_eq!(err.to_string(), "cannot encode `u8` as CBOR: boom");
+        assert!(err.source().is_some());
+
+        let err = SendToError::Send(id, SendError::Closed);
+        assert_eq!(
+            err.to_string(),
+            "session 00000000000000ab-7: the session is closed"
+        );
+        assert_eq!(err.source().unwrap().to_string(), "the session is closed");
+
+        let err = SendToError::Backend(ClusterError::Remote("timed out".into()));
+        assert_eq!(err.to_string(), "the cluster backend failed: timed out");
+        assert_eq!(
+            err.source().unwrap().to_string(),
+            "the cluster backend failed: timed out"
+        );
+
+        let err = SendToError::RoomName(String::new());
+        assert_eq!(
+            err.to_string(),
+            "room name `` is empty or longer than 1024 bytes"
+        );
+        assert!(err.source().is_none());
+
+        assert_eq!(
+            ClusterFull { limit: 2 }.to_string(),
+            "connection limit reached (2 sessions)"
+        );
     }
 }

@@ -81,30 +81,21 @@ fn needs_walk(input: &[u8], large: (u8, u8), openers: &[(u8, u8)]) -> bool {
 pub(crate) const MAX_DEPTH: usize = 128;
 
 /// Why a payload was refused before decoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Refused {
     /// The input ended inside an item.
+    #[error("the input ends inside an item")]
     Truncated,
     /// A header declares more elements or bytes than the input holds.
+    #[error("a length is declared past the end of the input")]
     LengthPastEnd,
     /// Arrays, maps and tags nest deeper than [`MAX_DEPTH`].
+    #[error("nesting is deeper than 128 levels")]
     TooDeep,
     /// A header byte that the format reserves or forbids here.
+    #[error("malformed item header")]
     Malformed,
 }
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Truncated => "the input ends inside an item",
-            Self::LengthPastEnd => "a length is declared past the end of the input",
-            Self::TooDeep => "nesting is deeper than 128 levels",
-            Self::Malformed => "malformed item header",
-        })
-    }
-}
-
-impl std::error::Error for Refused {}
 
 /// Reads big-endian unsigned integers off the front of a slice.
 struct Cursor<'a> {

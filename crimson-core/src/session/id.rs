@@ -78,20 +78,9 @@ impl fmt::Display for SessionId {
 }
 
 /// Text that is not a [`SessionId`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a session id (expected 16 hex digits, `-`, hex digits)")]
 pub struct ParseSessionIdError(String);
-
-impl fmt::Display for ParseSessionIdError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`{}` is not a session id (expected 16 hex digits, `-`, hex digits)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for ParseSessionIdError {}
 
 impl FromStr for SessionId {
     type Err = ParseSessionIdError;

@@ -53,27 +53,16 @@ pub enum OverflowPolicy {
 }
 
 /// A message that could not be queued for a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
     /// The session is closing or gone.
+    #[error("the session is closed")]
     Closed,
     /// The queue was full and the policy is [`OverflowPolicy::Disconnect`]: the session is
     /// now being closed with 1008.
+    #[error("the session's outgoing queue is full: it is being closed as a slow consumer")]
     Overflow,
 }
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Closed => "the session is closed",
-            Self::Overflow => {
-                "the session's outgoing queue is full: it is being closed as a slow consumer"
-            }
-        })
-    }
-}
-
-impl std::error::Error for SendError {}
 
 /// How a message was queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,16 +48,9 @@ impl Default for Deflate {
 }
 
 /// A permessage-deflate setting out of range.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct DeflateConfigError(String);
-
-impl fmt::Display for DeflateConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DeflateConfigError {}
 
 impl Deflate {
     /// permessage-deflate on, with the defaults above.

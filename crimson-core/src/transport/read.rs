@@ -33,31 +33,39 @@ pub enum Incoming<'a> {
 }
 
 /// Why the connection cannot go on reading, and the close code that says so.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadError {
     /// The peer broke the WebSocket protocol (1002).
+    #[error("protocol error: {0}")]
     Protocol(&'static str),
     /// A close frame with a code no endpoint may send (1002).
+    #[error("protocol error: invalid close code {0}")]
     InvalidCloseCode(u16),
     /// A text message or close reason that is not UTF-8 (1007).
+    #[error("invalid UTF-8 in a text message")]
     InvalidUtf8,
     /// A compressed message that does not inflate (1007).
+    #[error("a compressed message does not inflate")]
     InvalidCompression,
     /// A message over the size limit (1009).
+    #[error("message too big: the limit is {limit} bytes")]
     TooBig {
         /// The limit, in bytes.
         limit: usize,
     },
     /// Unfinished messages across connections hold all the bytes the server allows for them
     /// (1013).
+    #[error("server busy: unfinished messages hold the {limit} bytes allowed for them")]
     Busy {
         /// The shared limit, in bytes.
         limit: usize,
     },
     /// The connection failed.
-    Io(std::io::Error),
+    #[error("connection failed: {0}")]
+    Io(#[source] std::io::Error),
     /// The peer closed the TCP connection without a close frame (reported as 1006).
+    #[error("the connection dropped without a close frame")]
     Eof,
 }
 
@@ -76,33 +84,6 @@ impl ReadError {
     /// Whether a close frame can still be written (the socket is not known to be gone).
     pub fn writable(&self) -> bool {
         !matches!(self, Self::Io(_) | Self::Eof)
-    }
-}
-
-impl fmt::Display for ReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Protocol(what) => write!(f, "protocol error: {what}"),
-            Self::InvalidCloseCode(code) => write!(f, "protocol error: invalid close code {code}"),
-            Self::InvalidUtf8 => f.write_str("invalid UTF-8 in a text message"),
-            Self::InvalidCompression => f.write_str("a compressed message does not inflate"),
-            Self::TooBig { limit } => write!(f, "message too big: the limit is {limit} bytes"),
-            Self::Busy { limit } => write!(
-                f,
-                "server busy: unfinished messages hold the {limit} bytes allowed for them"
-            ),
-            Self::Io(err) => write!(f, "connection failed: {err}"),
-            Self::Eof => f.write_str("the connection dropped without a close frame"),
-        }
-    }
-}
-
-impl std::error::Error for ReadError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Io(err) => Some(err),
-            _ => None,
-        }
     }
 }
 
@@ -652,6 +633,43 @@ fn parse_close(payload: &[u8]) -> Result<Option<(CloseCode, &str)>, ReadError> {
 mod tests {
     use super::*;
     use crate::transport::deflate::{self, Deflate};
+
+    #[test]
+    fn error_texts_and_sources() {
+        use std::error::Error as _;
+
+        let cases = [
+            (ReadError::Protocol("bad"), "protocol error: bad"),
+            (
+                ReadError::InvalidCloseCode(1005),
+                "protocol error: invalid close code 1005",
+            ),
+            (ReadError::InvalidUtf8, "invalid UTF-8 in a text message"),
+            (
+                ReadError::InvalidCompression,
+                "a compressed message does not inflate",
+            ),
+            (
+                ReadError::TooBig { limit: 8 },
+                "message too big: the limit is 8 bytes",
+            ),
+            (
+                ReadError::Busy { limit: 9 },
+                "server busy: unfinished messages hold the 9 bytes allowed for them",
+            ),
+            (
+                ReadError::Eof,
+                "the connection dropped without a close frame",
+            ),
+        ];
+        for (err, text) in cases {
+            assert_eq!(err.to_string(), text);
+            assert!(err.source().is_none());
+        }
+        let err = ReadError::Io(std::io::Error::other("reset"));
+        assert_eq!(err.to_string(), "connection failed: reset");
+        assert_eq!(err.source().unwrap().to_string(), "reset");
+    }
 
     /// A frame as a client sends it (masked).
     fn client_frame(fin: bool, rsv1: bool, op: u8, payload: &[u8]) -> Vec<u8> {

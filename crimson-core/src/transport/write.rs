@@ -57,16 +57,9 @@ enum Closing {
 }
 
 /// A message the connection may no longer send: a close frame went before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the connection is closing: no more messages can be sent")]
 pub struct AfterClose;
-
-impl fmt::Display for AfterClose {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the connection is closing: no more messages can be sent")
-    }
-}
-
-impl std::error::Error for AfterClose {}
 
 /// The write side of one connection.
 pub(crate) struct Writer {

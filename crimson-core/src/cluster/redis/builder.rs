@@ -1,6 +1,5 @@
 //! [`RedisClusterBuilder`]: a node's settings, and why it could not start.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,11 +12,20 @@ use super::relay::{self, PayloadCheck, Sequences};
 use super::report::Reports;
 use super::shards::{Shards, ShardsConfig};
 use super::{health, presence, publish, Node, RedisCluster, Tasks};
-use crate::cluster::{LocalCluster, LocalClusterBuilder};
+use crate::cluster::{at_least, LocalCluster, LocalClusterBuilder};
 use crate::message::CrimsonMessage;
 
 /// The default [`RedisClusterBuilder::max_payload`]: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// The shortest [`RedisClusterBuilder::heartbeat`].
+const MIN_HEARTBEAT: Duration = Duration::from_millis(50);
+/// The shortest [`RedisClusterBuilder::max_backoff`].
+const MIN_MAX_BACKOFF: Duration = Duration::from_millis(100);
+/// The shortest interval and deadline of [`RedisClusterBuilder::probe`].
+const MIN_PROBE: Duration = Duration::from_millis(10);
+/// The shortest [`RedisClusterBuilder::publish_timeout`].
+const MIN_PUBLISH_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// Settings for a [`RedisCluster`].
 #[derive(Debug, Clone)]
@@ -62,16 +70,17 @@ impl RedisClusterBuilder {
         self
     }
 
-    /// How often this node refreshes its presence (default 5 s); presence expires after
-    /// three heartbeats without one.
+    /// How often this node refreshes its presence (default 5 s; at least 50 ms, or
+    /// [`build`](Self::build) fails); presence expires after three heartbeats without one.
     pub fn heartbeat(mut self, every: Duration) -> Self {
-        self.heartbeat = every.max(Duration::from_millis(50));
+        self.heartbeat = every;
         self
     }
 
-    /// The longest wait between reconnection attempts (default 2 s).
+    /// The longest wait between reconnection attempts (default 2 s; at least 100 ms, or
+    /// [`build`](Self::build) fails).
     pub fn max_backoff(mut self, max: Duration) -> Self {
-        self.max_backoff = max.max(Duration::from_millis(100));
+        self.max_backoff = max;
         self
     }
 
@@ -84,19 +93,20 @@ impl RedisClusterBuilder {
     /// How often the health probe PINGs Redis (default 300 ms), and how long it waits for
     /// the answer (default 500 ms): a hung Redis is found within about their sum, after which
     /// cross-node operations fail at once with `ClusterError::Unavailable` until a PING
-    /// comes back.
+    /// comes back. Each is at least 10 ms, or [`build`](Self::build) fails.
     pub fn probe(mut self, every: Duration, deadline: Duration) -> Self {
-        self.probe_interval = every.max(Duration::from_millis(10));
-        self.probe_timeout = deadline.max(Duration::from_millis(10));
+        self.probe_interval = every;
+        self.probe_timeout = deadline;
         self
     }
 
     /// The longest a broadcast or send waits for Redis to confirm its publish (default
     /// 500 ms; less when the health probe finds Redis unavailable meanwhile). Local delivery
     /// happens before the publish and never waits for it; past this wait the sender gets
-    /// `ClusterError::Unavailable`.
+    /// `ClusterError::Unavailable`. At least 1 ms, or [`build`](Self::build)
+    /// fails.
     pub fn publish_timeout(mut self, wait: Duration) -> Self {
-        self.publish_timeout = wait.max(Duration::from_millis(1));
+        self.publish_timeout = wait;
         self
     }
 
@@ -143,16 +153,32 @@ impl RedisClusterBuilder {
     /// subscribes to all of them and publishes on one, picked by its id, so that its own
     /// broadcasts stay in order; on a Redis Cluster the channels' hash tags spread them over
     /// the shards, so that broadcasts from many nodes do not all land on one shard. Give every
-    /// node the same value.
+    /// node the same value. At least 1, or [`build`](Self::build) fails.
     pub fn broadcast_channels(mut self, channels: u16) -> Self {
-        self.broadcast_channels = channels.max(1);
+        self.broadcast_channels = channels;
         self
     }
 
-    /// Connects to Redis and starts this node's background tasks. Fails if Redis (every
-    /// master of a Redis Cluster) cannot be reached now; once running, the node survives
-    /// outages and failovers on its own.
+    /// The first setting out of its range, named with its range and the value given.
+    fn check_settings(&self) -> Result<(), String> {
+        at_least("heartbeat", self.heartbeat, MIN_HEARTBEAT)?;
+        at_least("max_backoff", self.max_backoff, MIN_MAX_BACKOFF)?;
+        at_least("probe interval", self.probe_interval, MIN_PROBE)?;
+        at_least("probe deadline", self.probe_timeout, MIN_PROBE)?;
+        at_least("publish_timeout", self.publish_timeout, MIN_PUBLISH_TIMEOUT)?;
+        if self.broadcast_channels == 0 {
+            return Err("broadcast_channels must be at least 1 (got 0)".to_owned());
+        }
+        self.local.check().map_err(|err| format!("local {err}"))
+    }
+
+    /// Connects to Redis and starts this node's background tasks. Fails if a setting is out
+    /// of its range ([`RedisClusterError::InvalidSetting`]), or if Redis (every master of a
+    /// Redis Cluster) cannot be reached now; once running, the node survives outages and
+    /// failovers on its own.
     pub async fn build(self) -> Result<RedisCluster, RedisClusterError> {
+        self.check_settings()
+            .map_err(RedisClusterError::InvalidSetting)?;
         if self.prefix.is_empty()
             || self
                 .prefix
@@ -293,39 +319,127 @@ async fn is_cluster_node(seed: &ConnectionInfo, timeout: Duration) -> Result<boo
 }
 
 /// Why a [`RedisCluster`] could not start.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisClusterError {
     /// The URL is not a Redis URL.
+    #[error(
+        "`{0}` is not a Redis URL: use redis://HOST:PORT for one Redis, or \
+         redis+cluster://HOST:PORT,HOST:PORT for a Redis Cluster ({1})"
+    )]
     Url(String, redis::RedisError),
     /// Redis (or a master of the cluster) could not be reached, or refused a subscription.
+    #[error(
+        "cannot connect to Redis at {0}: {1} (is redis-server 6 or later \
+         running there, and for a Redis Cluster every master?)"
+    )]
     Connect(String, String),
     /// The prefix is empty or has white space or braces.
+    #[error(
+        "`{0}` cannot be a Redis key prefix: use a non-empty word without \
+         spaces or braces"
+    )]
     BadPrefix(String),
+    /// A setting out of its range, e.g. `heartbeat must be at least 50ms (got 10ms)`: the
+    /// text names the setting, its range and the value given.
+    #[error("invalid Redis cluster setting: {0}")]
+    InvalidSetting(String),
 }
 
-impl fmt::Display for RedisClusterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Url(url, err) => write!(
-                f,
-                "`{url}` is not a Redis URL: use redis://HOST:PORT for one Redis, or \
-                 redis+cluster://HOST:PORT,HOST:PORT for a Redis Cluster ({err})"
-            ),
-            Self::Connect(url, err) => write!(
-                f,
-                "cannot connect to Redis at {url}: {err} (is redis-server 6 or later \
-                 running there, and for a Redis Cluster every master?)"
-            ),
-            Self::BadPrefix(prefix) => {
-                write!(
-                    f,
-                    "`{prefix}` cannot be a Redis key prefix: use a non-empty word without \
-                     spaces or braces"
-                )
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error `build` gives for `builder`, before it tries to reach Redis.
+    async fn refusal(builder: RedisClusterBuilder) -> String {
+        match builder.build().await {
+            Err(err @ RedisClusterError::InvalidSetting(_)) => err.to_string(),
+            Err(other) => panic!("expected an invalid setting, got {other}"),
+            Ok(_) => panic!("expected an invalid setting, got a cluster"),
         }
     }
-}
 
-impl std::error::Error for RedisClusterError {}
+    fn builder() -> RedisClusterBuilder {
+        // Nothing listens there: a builder with a bad setting never connects.
+        RedisCluster::builder("redis://127.0.0.1:1")
+    }
+
+    #[tokio::test]
+    async fn settings_under_their_minimum_are_refused() {
+        let ms = Duration::from_millis;
+        let cases = [
+            (
+                builder().heartbeat(ms(10)),
+                "heartbeat must be at least 50ms (got 10ms)",
+            ),
+            (
+                builder().max_backoff(ms(99)),
+                "max_backoff must be at least 100ms (got 99ms)",
+            ),
+            (
+                builder().probe(ms(5), ms(500)),
+                "probe interval must be at least 10ms (got 5ms)",
+            ),
+            (
+                builder().probe(ms(300), Duration::ZERO),
+                "probe deadline must be at least 10ms (got 0ns)",
+            ),
+            (
+                builder().publish_timeout(Duration::ZERO),
+                "publish_timeout must be at least 1ms (got 0ns)",
+            ),
+            (
+                builder().publish_timeout(Duration::from_micros(500)),
+                "publish_timeout must be at least 1ms (got 500\u{b5}s)",
+            ),
+            (
+                builder().broadcast_channels(0),
+                "broadcast_channels must be at least 1 (got 0)",
+            ),
+            (
+                builder().local(LocalCluster::builder().watchdog_interval(ms(1))),
+                "local watchdog_interval must be at least 10ms (got 1ms)",
+            ),
+        ];
+        for (builder, expected) in cases {
+            assert_eq!(
+                refusal(builder).await,
+                format!("invalid Redis cluster setting: {expected}")
+            );
+        }
+    }
+
+    #[test]
+    fn settings_at_their_minimum_are_accepted() {
+        let ms = Duration::from_millis;
+        let builder = builder()
+            .heartbeat(ms(50))
+            .max_backoff(ms(100))
+            .probe(ms(10), ms(10))
+            .publish_timeout(ms(1))
+            .broadcast_channels(1)
+            .local(LocalCluster::builder().watchdog_interval(ms(10)));
+        assert_eq!(builder.check_settings(), Ok(()));
+        // The last value given counts, as for every setting.
+        let builder = builder.heartbeat(ms(10)).heartbeat(ms(60));
+        assert_eq!(builder.check_settings(), Ok(()));
+    }
+
+    #[test]
+    fn other_errors_read_as_before() {
+        assert_eq!(
+            RedisClusterError::BadPrefix("a b".into()).to_string(),
+            "`a b` cannot be a Redis key prefix: use a non-empty word without spaces or braces"
+        );
+        assert_eq!(
+            RedisClusterError::Connect("redis://h:1".into(), "refused".into()).to_string(),
+            "cannot connect to Redis at redis://h:1: refused (is redis-server 6 or later \
+             running there, and for a Redis Cluster every master?)"
+        );
+        assert_eq!(
+            super::super::PayloadTooLarge { len: 5, max: 4 }.to_string(),
+            "a payload of 5 bytes is over max_payload (4 bytes), so it was not relayed to \
+             other nodes; send less, or raise RedisClusterBuilder::max_payload on every node"
+        );
+    }
+}

@@ -382,26 +382,17 @@ impl RedisCluster {
 }
 
 /// A payload over [`RedisClusterBuilder::max_payload`]: delivered locally, not relayed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a payload of {len} bytes is over max_payload ({max} bytes), so it was not relayed to \
+     other nodes; send less, or raise RedisClusterBuilder::max_payload on every node"
+)]
 pub struct PayloadTooLarge {
     /// The payload's size, in bytes.
     pub len: usize,
     /// The limit.
     pub max: usize,
 }
-
-impl fmt::Display for PayloadTooLarge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "a payload of {} bytes is over max_payload ({} bytes), so it was not relayed to \
-             other nodes; send less, or raise RedisClusterBuilder::max_payload on every node",
-            self.len, self.max
-        )
-    }
-}
-
-impl std::error::Error for PayloadTooLarge {}
 
 fn del(key: &str) -> redis::Cmd {
     let mut c = redis::cmd("DEL");

@@ -99,16 +99,9 @@ pub(crate) fn encode(origin: u64, position: Position, route: &Route, payload: &P
 }
 
 /// A relayed message that is not in this format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed cluster message: {0}")]
 pub(crate) struct Malformed(pub(crate) &'static str);
-
-impl std::fmt::Display for Malformed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "malformed cluster message: {}", self.0)
-    }
-}
-
-impl std::error::Error for Malformed {}
 
 struct Reader {
     bytes: Bytes,
