@@ -35,6 +35,8 @@ at /. Every message any client sends reaches every client.
   --handshake-timeout SECS   how long a client has to send its request (default 10)
   --grace SECS       how long a shutdown may take before connections are dropped (default 10)
   --max-unfinished-bytes N   bytes unfinished messages may hold (default 64 MiB)
+  --max-connections-per-ip N open connections one client address may hold (default 1000;
+                     0 for no limit)
   --help             print this and exit
 
 Ctrl-C or SIGTERM shuts it down: every client gets 1001, and the process is gone within the
@@ -136,6 +138,9 @@ async fn main() -> std::io::Result<()> {
     let unfinished: usize = arg("max-unfinished-bytes", "", &(64usize << 20).to_string())
         .parse()
         .map_err(|_| std::io::Error::other("--max-unfinished-bytes: a number of bytes"))?;
+    let per_ip: usize = arg("max-connections-per-ip", "", "1000")
+        .parse()
+        .map_err(|_| std::io::Error::other("--max-connections-per-ip: a number of connections"))?;
     let chat = Chat {
         json: cluster(&redis, "crimson-chat").await?,
         proto: cluster(&redis, "crimson-chat-proto").await?,
@@ -176,6 +181,7 @@ async fn main() -> std::io::Result<()> {
     tracing::info!("serving ws://{local}/chat (JSON), ws://{local}/chat.proto (Protobuf), http://{local}/ (browser page); Ctrl-C stops");
     let server = crimson_axum::serve(listener, app)
         .handshake_timeout(handshake_timeout)
+        .max_connections_per_ip((per_ip > 0).then_some(per_ip))
         .grace(grace);
     crimson_examples::serve_until_ctrl_c(server).await
 }
