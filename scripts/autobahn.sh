@@ -10,7 +10,7 @@
 # which both ends negotiate) included: those must all be OK.
 #
 #   ./scripts/autobahn.sh          # every case of sections 1-10, 7 of each 18-case group of 12-13
-#   ./scripts/autobahn.sh --full   # all 517 cases (about 15 minutes on 2 cores)
+#   ./scripts/autobahn.sh --full   # all 517 cases (about 25 minutes on 2 cores)
 #
 # The permessage-deflate sections (12-13: twelve groups of 18 cases, one group per set of
 # deflate parameters, 1,000 messages a case) take wstest (Python 2) about 14 minutes; by

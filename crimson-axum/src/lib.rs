@@ -2,11 +2,12 @@
 //!
 //! Register named [`CrimsonConfig`]s on a [`CrimsonLayer`] (the role of Ktor's
 //! `install(Crimson)`), mount routes with [`RouterExt::crimson`], and write handlers that take
-//! axum extractors and a [`CrimsonSession<Up, Down>`]:
+//! axum extractors and a [`CrimsonSession<Up, Down>`]. A [`ConfigName`] ties a route to its
+//! config at compile time; [`serve`] is axum's `serve` with the limits a public server needs:
 //!
 //! ```no_run
 //! use axum::Router;
-//! use crimson_axum::{CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt};
+//! use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize, CrimsonMessage)]
@@ -21,6 +22,9 @@
 //!     text: String,
 //! }
 //!
+//! /// Clients send `ChatMessage`, the server sends `ChatResponse`.
+//! const CHAT: ConfigName<ChatMessage, ChatResponse> = ConfigName::new("chat");
+//!
 //! async fn chat(mut session: CrimsonSession<ChatMessage, ChatResponse>) {
 //!     while let Some(message) = session.recv().await {
 //!         // Encoded once, queued for every session of the route.
@@ -30,11 +34,18 @@
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let app = Router::new()
-//!     .crimson::<ChatMessage, ChatResponse, _, _>("/chat", "chat", chat)
-//!     .layer(CrimsonLayer::new().config("chat", CrimsonConfig::<ChatMessage, ChatResponse>::new()));
-//! axum::serve(crimson_axum::bind("127.0.0.1:54321").await?, app).await
+//!     .crimson("/chat", CHAT, chat)
+//!     .layer(CrimsonLayer::new().config(CHAT, CrimsonConfig::new()));
+//! // On Ctrl-C: stop accepting, close every session with 1001, exit within 10 s.
+//! crimson_axum::serve(crimson_axum::bind("127.0.0.1:54321").await?, app)
+//!     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await
 //! # }
 //! ```
+//!
+//! A route whose handler takes `CrimsonSession<A, B>` mounted with a `ConfigName<C, D>` does
+//! not compile. Every limit (message size, inbound rate, queues, timeouts, connections) has a
+//! default safe for the internet: see [`CrimsonConfig`] and [`serve`].
 //!
 //! # Wire conventions
 //!

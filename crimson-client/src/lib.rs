@@ -1,8 +1,8 @@
 //! A typed WebSocket client for [Crimson] routes — and for any WebSocket server whose messages
 //! match your types' codecs — that reconnects by itself.
 //!
-//! A [`CrimsonClient<Up, Down>`] sends `Up` and receives `Down`, the same type parameters as
-//! the server's `.crimson::<Up, Down>(..)` route. It keeps the promises of Kotlin Crimson's
+//! A [`CrimsonClient<Up, Down>`] sends `Up` and receives `Down`, the same types as the
+//! server route's `CrimsonSession<Up, Down>`. It keeps the promises of Kotlin Crimson's
 //! client and Tinder's Scarlet, and the ones their users keep asking for:
 //!
 //! - an [`EndpointProvider`] asked for the URL and headers before **every** attempt, so a
@@ -14,8 +14,10 @@
 //! - [`state`](CrimsonClient::state) as a watch of [`ConnectionState`], any number of
 //!   [`incoming`](CrimsonClient::incoming) subscribers, an [`events`](CrimsonClient::events)
 //!   stream and hooks for connects, closes and errors;
-//! - `wss://` through rustls (the `rustls` feature, on by default), TCP_NODELAY, one writer
-//!   task per connection that writes what is queued and flushes once.
+//! - `wss://` through rustls (the `rustls` feature, on by default), TCP_NODELAY,
+//!   permessage-deflate offered (used when the server agrees; see
+//!   [`compression`](CrimsonClientBuilder::compression)), and
+//!   one task per connection that writes what is queued and flushes once.
 //!
 //! # Example
 //!
@@ -107,14 +109,14 @@
 //! [`outgoing_queue`](CrimsonClientBuilder::outgoing_queue)) or the message does not encode.
 //! Each connection has one writer task that takes everything queued, writes it in order and
 //! flushes once. A message stays in the outbox (and in [`queued`](CrimsonClient::queued))
-//! until the connection's WebSocket protocol layer (tungstenite) has taken its frame; from
-//! that moment bytes of it may reach the server, so it is never sent again.
+//! until its first byte has been written to the socket; from that moment bytes of it may
+//! reach the server, so it is never sent again.
 //!
 //! Every message `send` accepted ends in exactly one of three ways:
 //!
 //! - **Written** to a connection, in order, as just described. That is delivery to the
 //!   socket, not to the server: if the connection fails before the frame has left the
-//!   buffers (tungstenite's, then the kernel's), the message may or may not have reached the
+//!   kernel's buffers, the message may or may not have reached the
 //!   server, and it is not sent again. Delivery is at most once; there are no acks in the
 //!   protocol, so add your own if you need more.
 //! - **Requeued**: the connection ended (the server closed it or dropped it, the heartbeat

@@ -216,8 +216,9 @@ impl<'a> PayloadRef<'a> {
 
 /// A type that travels as one WebSocket message.
 ///
-/// Both ends of a Crimson socket speak types that implement this trait: a server route is
-/// `.crimson::<Up, Down>(..)` where `Up` is what clients send and `Down` what the server sends.
+/// Both ends of a Crimson socket speak types that implement this trait: a server route's
+/// handler takes a `CrimsonSession<Up, Down>`, where `Up` is what clients send and `Down` what
+/// the server sends.
 /// One message is one WebSocket message; there is no envelope, so a browser or any other
 /// WebSocket client can speak to a Crimson route with plain frames.
 ///

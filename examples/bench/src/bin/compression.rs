@@ -4,7 +4,10 @@
 //! ```text
 //! cargo build --release -p crimson-bench --bin compression --bin bench-server
 //! ./target/release/compression [--rounds N] [--measure SECS] [--out FILE.json]
+//! ./target/release/compression --chart-from FILE.json --rounds N   # the chart again, from a run's figures
 //! ```
+//!
+//! It writes the table to stdout, the figures to `--out` and a chart beside it (`.svg`).
 //!
 //! Scenarios, each against a fresh `bench-server` per run, `off`/`on` alternating for
 //! `--rounds` rounds (3 by default), medians reported:
@@ -291,8 +294,20 @@ async fn main() -> io::Result<()> {
     let rounds: usize = arg("rounds", "", "3").parse().unwrap_or(3).clamp(1, 20);
     let measure = Duration::from_secs_f64(arg("measure", "", "3").parse().unwrap_or(3.0));
     let out = arg("out", "", "bench-out/compression.json");
+    let from = arg("chart-from", "", "");
+    if !from.is_empty() {
+        // Only the chart, again, from an earlier run's figures.
+        let figures: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(&from)?).map_err(io::Error::other)?;
+        let svg = std::path::Path::new(&from).with_extension("svg");
+        std::fs::write(&svg, chart(&bars_of(&figures), rounds))?;
+        println!("compression: wrote {}", svg.display());
+        return Ok(());
+    }
     let mut report = Vec::new();
     let mut json = serde_json::Map::new();
+    // (label, on / off) for the chart.
+    let mut bars: Vec<(String, f64)> = Vec::new();
 
     for (name, path, message) in [
         ("echo chat (~90 B)", "/echo", chat as fn(u64) -> String),
@@ -331,6 +346,8 @@ async fn main() -> io::Result<()> {
                 format!("{name}: {metric}"),
                 serde_json::json!({"off": off, "on": on, "ratio": on / off}),
             );
+            let better = if metric == "messages/s" { "↑" } else { "↓" };
+            bars.push((format!("{name}: {metric} {better}"), on / off));
         }
     }
 
@@ -348,6 +365,11 @@ async fn main() -> io::Result<()> {
     let [off, on, takeover] = idles.map(median);
     report.push(format!("| idle (2,000 connections) | server RSS per connection [KiB] | {off:.2} | {on:.2} | {:.2} |", on / off));
     report.push(format!("| idle (2,000 connections) | with context takeover [KiB] | {off:.2} | {takeover:.2} | {:.2} |", takeover / off));
+    bars.push(("idle: RSS per connection ↓".into(), on / off));
+    bars.push((
+        "idle: RSS per connection, context takeover ↓".into(),
+        takeover / off,
+    ));
     json.insert(
         "idle KiB per connection".into(),
         serde_json::json!({"off": off, "on": on, "takeover": takeover}),
@@ -373,6 +395,14 @@ async fn main() -> io::Result<()> {
         "| broadcast (1,000 subscribers, 4 KiB doc, every 5 ms) | bytes on the wire per delivery | {:.0} | {:.0} | {:.2} |",
         bytes(0), bytes(1), bytes(1) / bytes(0)
     ));
+    bars.push((
+        "broadcast 4 KiB: server CPU per delivery".into(),
+        cpu(1) / cpu(0),
+    ));
+    bars.push((
+        "broadcast 4 KiB: bytes per delivery".into(),
+        bytes(1) / bytes(0),
+    ));
     json.insert(
         "broadcast CPU per delivery".into(),
         serde_json::json!({"off": cpu(0), "on": cpu(1), "ratio": cpu(1) / cpu(0)}),
@@ -397,6 +427,105 @@ async fn main() -> io::Result<()> {
         &out,
         serde_json::to_string_pretty(&json).unwrap_or_default(),
     )?;
-    println!("\ncompression: wrote {out}");
+    let svg = std::path::Path::new(&out).with_extension("svg");
+    std::fs::write(&svg, chart(&bars, rounds))?;
+    println!("\ncompression: wrote {out} and {}", svg.display());
     Ok(())
+}
+
+/// The chart's bars from the figures `main` writes (the same bars, in the figures' order).
+fn bars_of(figures: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, f64)> {
+    let get = |key: &str, field: &str| {
+        figures
+            .get(key)
+            .and_then(|v| v.get(field))
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(f64::NAN)
+    };
+    let mut bars = Vec::new();
+    for (key, value) in figures {
+        if let Some(ratio) = value.get("ratio").and_then(serde_json::Value::as_f64) {
+            if key.starts_with("echo") {
+                let better = if key.ends_with("messages/s") {
+                    "↑"
+                } else {
+                    "↓"
+                };
+                bars.push((format!("{key} {better}"), ratio));
+            }
+        }
+    }
+    let idle = "idle KiB per connection";
+    bars.push((
+        "idle: RSS per connection ↓".into(),
+        get(idle, "on") / get(idle, "off"),
+    ));
+    bars.push((
+        "idle: RSS per connection, context takeover ↓".into(),
+        get(idle, "takeover") / get(idle, "off"),
+    ));
+    bars.push((
+        "broadcast 4 KiB: server CPU per delivery ↓".into(),
+        get("broadcast CPU per delivery", "ratio"),
+    ));
+    let bytes = "broadcast bytes per delivery";
+    bars.push((
+        "broadcast 4 KiB: bytes per delivery ↓".into(),
+        get(bytes, "on") / get(bytes, "off"),
+    ));
+    bars
+}
+
+/// A bar chart of on / off for every metric, as SVG: a bar per metric, the 1.0 line dashed.
+fn chart(bars: &[(String, f64)], rounds: usize) -> String {
+    let (left, width, row, top) = (430.0, 420.0, 26.0, 60.0);
+    let max = bars
+        .iter()
+        .map(|(_, r)| *r)
+        .filter(|r| r.is_finite())
+        .fold(1.5f64, f64::max)
+        .min(4.0);
+    let x = |r: f64| left + width * r.min(max) / max;
+    let height = top + row * bars.len() as f64 + 40.0;
+    let mut svg = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif" font-size="13">
+<rect width="100%" height="100%" fill="white"/>
+<text x="10" y="22" font-size="17">permessage-deflate on / off (Crimson, medians of {rounds} alternating rounds)</text>
+<text x="10" y="42">↑ higher is better, ↓ lower is better; green: compression helps, red: it costs; bars past {max:.1} are cut</text>
+"##,
+        w = left + width + 80.0
+    );
+    for (i, (label, ratio)) in bars.iter().enumerate() {
+        let y = top + row * i as f64;
+        // Green where compression helps (↑ above 1.0, ↓ below), red where it costs.
+        let helps = if label.ends_with('↑') {
+            *ratio >= 1.0
+        } else {
+            *ratio <= 1.0
+        };
+        let color = if helps { "#3c9f50" } else { "#c8503c" };
+        svg += &format!(
+            r##"<text x="10" y="{ty}">{label}</text>
+<rect x="{left}" y="{y}" width="{bw:.1}" height="{bh}" fill="{color}"/>
+<text x="{tx:.1}" y="{ty}">{ratio:.2}</text>
+"##,
+            ty = y + 15.0,
+            bw = (x(*ratio) - left).max(0.0),
+            bh = row - 6.0,
+            tx = x(*ratio) + 4.0,
+            label = label.replace('&', "&amp;").replace('<', "&lt;"),
+        );
+    }
+    let bottom = top + row * bars.len() as f64;
+    svg += &format!(
+        r##"<line x1="{one:.1}" y1="{top}" x2="{one:.1}" y2="{bottom}" stroke="black" stroke-dasharray="4 4"/>
+<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="black"/>
+<text x="{one:.1}" y="{label_y}">1.0</text>
+</svg>
+"##,
+        one = x(1.0),
+        right = left + width,
+        label_y = bottom + 18.0,
+    );
+    svg
 }
