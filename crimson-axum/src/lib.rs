@@ -55,6 +55,7 @@ mod handler;
 mod layer;
 mod listener;
 mod live;
+mod metrics;
 mod router;
 mod serve;
 mod session;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use super::metrics::{self as broadcast_metrics, BroadcastMetrics};
 use super::{at_least, ClusterFull, Delivery, Membership, SendToError, SessionCluster, Target};
 use crate::close::CloseCode;
 use crate::message::Payload;
@@ -43,6 +44,8 @@ struct Inner {
     watchdog_interval: Duration,
     watchdog_started: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<Membership>,
+    /// Resolved on the first broadcast (after the application installed its recorder).
+    metrics: std::sync::OnceLock<BroadcastMetrics>,
 }
 
 /// The sessions of one process: rooms, a connection limit and a lifetime watchdog.
@@ -158,6 +161,7 @@ impl LocalClusterBuilder {
                 watchdog_interval: self.watchdog_interval,
                 watchdog_started: std::sync::atomic::AtomicBool::new(false),
                 events: broadcast::channel(MEMBERSHIP_BOUND).0,
+                metrics: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -189,6 +193,7 @@ impl LocalCluster {
     /// Queues `payload` for this node's targeted sessions, encoded once and shared by all of
     /// them. What every backend does locally.
     pub fn deliver(&self, payload: &Payload, target: &Target) -> Delivery {
+        let started = broadcast_metrics::start();
         let message = Outgoing::Shared(SharedPayload::new(payload.clone()));
         let mut delivery = Delivery::default();
         let state = self.read();
@@ -213,7 +218,13 @@ impl LocalCluster {
                 }
             }
         }
+        drop(state);
+        self.metrics().record(Some(target), started, &delivery);
         delivery
+    }
+
+    fn metrics(&self) -> &BroadcastMetrics {
+        self.inner.metrics.get_or_init(BroadcastMetrics::new)
     }
 
     /// Queues `payload` for every session of this node for which `filter` returns true, encoded
@@ -223,6 +234,7 @@ impl LocalCluster {
         payload: &Payload,
         filter: impl Fn(&SessionInfo) -> bool,
     ) -> Delivery {
+        let started = broadcast_metrics::start();
         let message = Outgoing::Shared(SharedPayload::new(payload.clone()));
         let mut delivery = Delivery::default();
         for member in self.read().sessions.values() {
@@ -230,6 +242,7 @@ impl LocalCluster {
                 delivery.count(member.handle.deliver(message.clone()));
             }
         }
+        self.metrics().record(None, started, &delivery);
         delivery
     }
 
