@@ -546,6 +546,65 @@ mod tests {
         assert!(b_box.is_closed());
     }
 
+    /// Feature `metrics`: each broadcast records its fan-out, its failures and its duration
+    /// under its kind of target, with the handles of the recorder installed at the first one.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn broadcasts_record_their_fan_out_by_target() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let cluster = LocalCluster::new();
+        let (a, _a_box) = session(&cluster, "/a", 4);
+        let (b, _b_box) = session(&cluster, "/b", 1);
+        let a_id = a.id();
+        cluster.add(a).unwrap();
+        cluster.add(b).unwrap();
+        cluster.join(a_id, "red").unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            cluster.deliver(&text("x"), &Target::All);
+            // b's queue (1) is full now: it fails and is closed.
+            cluster.deliver(&text("y"), &Target::All);
+            cluster.deliver(&text("z"), &Target::Room("red".into()));
+        });
+        // Later broadcasts use the handles resolved at the first one.
+        cluster.broadcast_local(&text("w"), |_| true);
+
+        let mut figures = std::collections::BTreeMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let target = key.key().labels().next().unwrap().value().to_owned();
+            figures.insert((key.key().name().to_owned(), target), value);
+        }
+        let histogram =
+            |values: &[f64]| DebugValue::Histogram(values.iter().map(|v| (*v).into()).collect());
+        let get = |name: &str, target: &str| &figures[&(name.to_owned(), target.to_owned())];
+        assert_eq!(
+            get("crimson_broadcast_recipients", "all"),
+            &histogram(&[2.0, 1.0])
+        );
+        assert_eq!(
+            get("crimson_broadcast_recipients", "room"),
+            &histogram(&[1.0])
+        );
+        assert_eq!(
+            get("crimson_broadcast_recipients", "filter"),
+            &histogram(&[1.0])
+        );
+        assert_eq!(
+            get("crimson_broadcast_failed_total", "all"),
+            &DebugValue::Counter(1)
+        );
+        assert_eq!(
+            get("crimson_broadcast_failed_total", "room"),
+            &DebugValue::Counter(0)
+        );
+        match get("crimson_broadcast_duration_seconds", "all") {
+            DebugValue::Histogram(durations) => assert_eq!(durations.len(), 2),
+            other => panic!("not a histogram: {other:?}"),
+        }
+    }
+
     #[test]
     fn rooms_and_exceptions() {
         let cluster = LocalCluster::new();
