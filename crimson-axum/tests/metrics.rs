@@ -47,7 +47,7 @@ fn recorded() -> MutexGuard<'static, Recorded> {
         match (entry, value) {
             (Value::Counter(n), DebugValue::Counter(more)) => *n += more,
             (entry @ Value::Counter(0), DebugValue::Gauge(v)) => {
-                *entry = Value::Gauge(v.into_inner())
+                *entry = Value::Gauge(v.into_inner());
             }
             (Value::Gauge(g), DebugValue::Gauge(v)) => *g += v.into_inner(),
             (entry @ Value::Counter(0), DebugValue::Histogram(values)) => {
