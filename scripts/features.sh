@@ -10,9 +10,9 @@ export RUSTDOCFLAGS="-D warnings"
 
 # crate: the feature sets to check (each a --features list; "" = none at all).
 combos=(
-  "crimson-core:|json|protobuf|cbor|msgpack|derive|transport|server|redis|cbor,server"
-  "crimson-axum:|cbor|protobuf|msgpack|json,derive|redis"
-  "crimson-client:|cbor|rustls|json,derive"
+  "crimson-core:|json|protobuf|cbor|msgpack|derive|transport|server|redis|cbor,server|metrics|server,metrics|redis,metrics"
+  "crimson-axum:|cbor|protobuf|msgpack|json,derive|redis|metrics"
+  "crimson-client:|cbor|rustls|json,derive|metrics"
   "crimson-macros:"
 )
 for entry in "${combos[@]}"; do

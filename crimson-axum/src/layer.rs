@@ -8,7 +8,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use tower::{Layer, Service};
 use crate::config::{CrimsonConfig, Settings};
 use crate::error::ConfigError;
 use crate::live::SessionSet;
+use crate::metrics::RouteMetrics;
 
 /// The typed name of a config: a route mounted with it and the config registered under it
 /// must agree on `Up` and `Down`, or the program does not compile.
@@ -114,7 +115,17 @@ pub(crate) struct Route<Up, Down> {
     pub(crate) budget: Budget,
     pub(crate) live: AtomicUsize,
     pub(crate) per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// Resolved on the first request (after the application installed its recorder).
+    metrics: OnceLock<Arc<RouteMetrics>>,
     _up: PhantomData<fn() -> Up>,
+}
+
+impl<Up: CrimsonMessage, Down: CrimsonMessage> Route<Up, Down> {
+    /// The config's metrics; `name` is the config's name.
+    pub(crate) fn metrics(&self, name: &str) -> &Arc<RouteMetrics> {
+        self.metrics
+            .get_or_init(|| Arc::new(RouteMetrics::new::<Up, Down>(name)))
+    }
 }
 
 impl<Up, Down> Route<Up, Down> {
@@ -337,6 +348,7 @@ impl CrimsonLayer {
             cluster: config.cluster,
             live: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
+            metrics: OnceLock::new(),
             _up: PhantomData,
         };
         let entry = Entry {

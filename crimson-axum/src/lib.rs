@@ -55,6 +55,30 @@
 //! reported, per [`DecodeErrorPolicy`]); one over the size limit closes with 1009; a handler
 //! panic closes its session with 1011.
 //!
+//! # Observability
+//!
+//! Each session runs in a `crimson_session` tracing span (debug) with the fields `config`,
+//! `path`, `session_id` and `remote`: `RUST_LOG='info,crimson_axum[crimson_session{config=chat}]=debug'`
+//! shows one config's sessions in detail. Lifecycle events are debug, frames trace; nothing is
+//! logged per message at info.
+//!
+//! With the `metrics` feature, connections, handshakes rejected, messages and bytes, decode
+//! failures, closes, slow consumers and broadcasts are recorded through the
+//! [`metrics`](https://docs.rs/metrics) facade: nothing until the application installs a
+//! recorder (before serving: a config resolves its handles on its first request), then a few
+//! atomic adds per read or write batch. The names, types and labels are listed in the
+//! README's "Metrics" section.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `json`, `derive` | yes | the JSON codec, `#[derive(CrimsonMessage)]` |
+//! | `protobuf`, `cbor`, `msgpack` | no | the other codecs |
+//! | `redis` | no | `RedisCluster`: many server nodes as one |
+//! | `test-util` | no | `testing`: serve a router on 127.0.0.1:0 and talk to it |
+//! | `metrics` | no | metrics through the `metrics` facade (see above) |
+//!
 //! [axum]: https://docs.rs/axum
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -66,6 +90,7 @@ mod handler;
 mod layer;
 mod listener;
 mod live;
+mod metrics;
 mod router;
 mod serve;
 mod session;

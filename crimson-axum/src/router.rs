@@ -9,6 +9,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use crimson_core::cluster::SessionCluster;
+use crimson_core::metrics::Held;
 use crimson_core::session::{SessionHandle, SessionId, SessionInfo};
 use crimson_core::transport::deflate;
 use crimson_core::CrimsonMessage;
@@ -18,6 +19,7 @@ use crate::engine::start::{Pending, SessionTask};
 use crate::engine::{incoming, outbox};
 use crate::handler::CrimsonHandler;
 use crate::layer::{setup_error, IntoConfigName, Refusal, Registry, Route};
+use crate::metrics::Rejected;
 use crate::serve::ServedBy;
 use crate::session::{CrimsonSession, Headers, SessionState};
 use crate::upgrade::{self, UpgradeRejection};
@@ -148,14 +150,19 @@ where
             Err(err) => return setup_error(err.to_string()),
         },
     };
+    let metrics = route.metrics(&name).clone();
     let handshake = match upgrade::check(&mut parts) {
         Ok(handshake) => handshake,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            metrics.rejected(Rejected::Handshake);
+            return rejection.into_response();
+        }
     };
     let settings = route.settings.clone();
     if let Err(rejection) =
         upgrade::check_origin(&parts.headers, settings.allowed_origins.as_deref())
     {
+        metrics.rejected(Rejected::Origin);
         return rejection.into_response();
     }
     let remote_addr = parts
@@ -166,13 +173,17 @@ where
         Ok(guard) => (guard, None),
         Err(Refusal::PerAddress(limit)) => {
             tracing::debug!(?remote_addr, limit, "too many sessions from one address");
+            metrics.rejected(Rejected::PerAddress);
             return UpgradeRejection::TooManyFromAddress(limit).into_response();
         }
         Err(Refusal::ConfigFull(limit, guard)) => (guard, Some(limit)),
     };
     let prepared = match handler.prepare(&mut parts, &state).await {
         Ok(prepared) => prepared,
-        Err(response) => return response,
+        Err(response) => {
+            metrics.rejected(Rejected::Extractor);
+            return response;
+        }
     };
     let compression = deflate::negotiate(
         &settings.compression,
@@ -196,7 +207,14 @@ where
         session_id = %info.id,
         remote = ?remote_addr,
     );
-    let (outbox_tx, outbox_rx) = outbox::outbox(settings.outgoing_queue, settings.overflow);
+    let (outbox_tx, outbox_rx) = outbox::outbox_counted(
+        settings.outgoing_queue,
+        settings.overflow,
+        outbox::Counted {
+            dropped: metrics.dropped.clone(),
+            overflowed: metrics.slow_consumers.clone(),
+        },
+    );
     let shared = Arc::new(SessionState {
         info,
         headers: Headers::new(&parts.headers),
@@ -229,6 +247,7 @@ where
         None => {
             let _entered = span.enter();
             tracing::debug!("session connected");
+            metrics.accepted.add(1);
             if let Some(hook) = &settings.on_connect {
                 hook(&shared.info);
             }
@@ -238,6 +257,7 @@ where
         Some(reason) => {
             let _entered = span.enter();
             tracing::debug!(%reason, "session refused");
+            metrics.rejected(Rejected::ConnectionLimit);
             None
         }
     };
@@ -247,7 +267,8 @@ where
         .extensions
         .get::<ServedBy>()
         .map(|ServedBy(server)| server.enter(&shared.outbox));
-    let guards: crate::engine::Guards = Box::new((member, admitted, live, served));
+    let open = handler.is_some().then(|| Held::new(&metrics.open));
+    let guards: crate::engine::Guards = Box::new((member, admitted, live, served, open));
 
     let pending = Pending {
         shared,
@@ -259,6 +280,7 @@ where
         refused,
         budget: route.budget.clone(),
         negotiated,
+        metrics,
     };
     tokio::spawn(SessionTask::new(on_upgrade, pending).instrument(span));
     response

@@ -171,6 +171,7 @@
 //! | `protobuf` | no | the Protobuf codec |
 //! | `cbor` | no | the CBOR codec |
 //! | `msgpack` | no | the MessagePack codec |
+//! | `metrics` | no | metrics through the [`metrics`](https://docs.rs/metrics) facade: `crimson_client_state_changes_total{state}`, `crimson_client_reconnect_attempts_total`, `crimson_client_outbox_depth`, `crimson_client_outbox_discarded_total` (a no-op until the application installs a recorder; the README's "Metrics" section) |
 //!
 //! [Crimson]: https://github.com/crimson-rs/crimson
 // Without `rustls`, the builder has no `add_root_certificate`: the name links to the table.

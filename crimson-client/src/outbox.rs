@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Waker};
 
+use crimson_core::metrics::Gauge;
 use crimson_core::Payload;
 
 use crate::error::SendError;
@@ -21,6 +22,8 @@ use crate::error::SendError;
 pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     capacity: usize,
+    /// `crimson_client_outbox_depth`: what waits here, summed over the process's clients.
+    depth: Gauge,
 }
 
 struct Queue {
@@ -39,6 +42,7 @@ impl Outbox {
                 writer: None,
             }),
             capacity,
+            depth: Gauge::new("crimson_client_outbox_depth", &[]),
         }
     }
 
@@ -61,6 +65,7 @@ impl Outbox {
         queue.items.push_back(payload);
         let writer = queue.writer.take();
         drop(queue);
+        self.depth.add(1.0);
         if let Some(writer) = writer {
             writer.wake();
         }
@@ -91,6 +96,10 @@ impl Outbox {
                 _ => queue.writer = Some(cx.waker().clone()),
             }
         }
+        drop(queue);
+        if handed > 0 {
+            self.depth.add(-(handed as f64));
+        }
         handed
     }
 
@@ -103,6 +112,8 @@ impl Outbox {
             queue.items.push_front(payload);
             count += 1;
         }
+        drop(queue);
+        self.depth.add(count as f64);
         count
     }
 
@@ -119,6 +130,8 @@ impl Outbox {
         queue.writer = None;
         let discarded = queue.items.len();
         queue.items.clear();
+        drop(queue);
+        self.depth.add(-(discarded as f64));
         discarded
     }
 

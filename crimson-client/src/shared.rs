@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crimson_core::metrics;
 use crimson_core::CloseCode;
 use tokio::sync::{broadcast, watch};
 
@@ -69,6 +70,13 @@ impl<Down> ClientState<Down> {
         });
         if changed {
             tracing::debug!(%state, "connection state");
+            let name = match state {
+                ConnectionState::Closed => "closed",
+                ConnectionState::Connecting => "connecting",
+                ConnectionState::Connected => "connected",
+                ConnectionState::Retrying { .. } => "retrying",
+            };
+            metrics::count("crimson_client_state_changes_total", &[("state", name)], 1);
             let _ = self.events.send(ClientEvent::State(state));
         }
     }
@@ -133,6 +141,11 @@ impl<Down> ClientState<Down> {
         if discarded > 0 {
             self.discarded
                 .fetch_add(discarded as u64, Ordering::Relaxed);
+            metrics::count(
+                "crimson_client_outbox_discarded_total",
+                &[],
+                discarded as u64,
+            );
             self.report(ClientError::Discarded(discarded));
         }
     }

@@ -170,6 +170,7 @@ async fn cycle<Down: CrimsonMessage + Clone>(
             };
         };
         tracing::warn!(attempt, ?delay, "reconnecting after a delay");
+        crimson_core::metrics::count("crimson_client_reconnect_attempts_total", &[], 1);
         shared.set_state(ConnectionState::Retrying {
             attempt,
             next_delay: delay,

@@ -36,6 +36,7 @@
 //! | `transport` | no | `transport`: the WebSocket protocol and permessage-deflate (crimson-axum and crimson-client turn it on) |
 //! | `server` | no | sessions and session clusters (crimson-axum turns it on) |
 //! | `redis` | no | `cluster::redis::RedisCluster`: many nodes as one through Redis or a Redis Cluster |
+//! | `metrics` | no | broadcast fan-out and Redis relay metrics through the [`metrics`](https://docs.rs/metrics) facade: nothing is recorded until the application installs a recorder (names and labels: the README's "Metrics" section) |
 //!
 //! [Crimson]: https://github.com/crimson-rs/crimson
 //!
@@ -98,3 +99,5 @@ pub use crimson_macros::CrimsonMessage;
 
 #[doc(hidden)]
 pub mod __private;
+#[doc(hidden)]
+pub mod metrics;

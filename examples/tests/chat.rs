@@ -87,3 +87,77 @@ fn help_prints_the_usage_and_starts_nothing() {
         );
     }
 }
+
+/// `/metrics` after some chat: the figures are what was sent. Alice says hello (reaching
+/// herself), Bob says hello (reaching both), Alice says "hi bob" (reaching both).
+#[test]
+fn the_chat_server_serves_its_metrics() {
+    let (_server, url) = server(&[]);
+    let mut alice = client_with(&url, &["--name", "alice"]);
+    alice.expect_line(": hello from alice");
+    let bob = client_with(&url, &["--name", "bob"]);
+    bob.expect_line(": hello from bob");
+    alice.expect_line(": hello from bob");
+    alice.type_line("hi bob");
+    bob.expect_line(": hi bob");
+    alice.expect_line(": hi bob");
+
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/chat")
+        .to_owned();
+    let text = scrape(&addr);
+    let json_in = r#"config="chat",codec="JSON",frame="text""#;
+    let sent_bytes: usize = ["hello from alice", "hello from bob", "hi bob"]
+        .iter()
+        .map(|text| format!(r#"{{"text":"{text}"}}"#).len())
+        .sum();
+    let expect = [
+        (
+            r#"crimson_connections_accepted_total{config="chat"}"#.to_owned(),
+            2,
+        ),
+        (r#"crimson_connections_open{config="chat"}"#.to_owned(), 2),
+        (format!("crimson_messages_received_total{{{json_in}}}"), 3),
+        (
+            format!("crimson_bytes_received_total{{{json_in}}}"),
+            sent_bytes,
+        ),
+        (format!("crimson_messages_sent_total{{{json_in}}}"), 5),
+        (
+            r#"crimson_broadcast_recipients_count{target="all"}"#.to_owned(),
+            // Each message is broadcast on both routes' clusters.
+            6,
+        ),
+        (
+            r#"crimson_broadcast_recipients_sum{target="all"}"#.to_owned(),
+            5,
+        ),
+    ];
+    for (series, want) in expect {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{series} ")))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"));
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(value, want as f64, "{line}");
+    }
+}
+
+/// `GET /metrics` over a plain socket: the body.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap()
+}

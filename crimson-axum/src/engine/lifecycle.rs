@@ -127,6 +127,7 @@ where
             "session closed"
         );
         if self.accepted {
+            self.metrics.closed(&record);
             if let Some(hook) = &self.settings.on_close {
                 hook(&self.shared.info, &record);
             }

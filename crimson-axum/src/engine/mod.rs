@@ -43,6 +43,7 @@ use self::ending::{Ending, Event};
 use self::outbox::{EndRequest, OutboxReceiver};
 use self::rate::Limiter;
 use crate::config::Settings;
+use crate::metrics::RouteMetrics;
 use crate::session::SessionState;
 
 /// A handler's future, with its extractors already run.
@@ -62,6 +63,8 @@ pub(crate) struct Task<T, Up> {
     conn: Option<T>,
     shared: Arc<SessionState>,
     settings: Arc<Settings>,
+    /// The config's metrics, added to once per batch.
+    metrics: Arc<RouteMetrics>,
     outbox: OutboxReceiver,
     input: Option<incoming::Sender<Up>>,
     handler: Option<HandlerFuture>,
@@ -124,6 +127,7 @@ where
         input: incoming::Sender<Up>,
         handler: Option<HandlerFuture>,
         guards: Guards,
+        metrics: Arc<RouteMetrics>,
     ) -> Self {
         let now = Instant::now();
         let next_ping = settings.heartbeat.map(|(interval, _)| now + interval);
@@ -137,6 +141,7 @@ where
         Self {
             conn: Some(conn),
             shared,
+            metrics,
             outbox,
             input: Some(input),
             handler,

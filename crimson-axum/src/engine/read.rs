@@ -85,11 +85,15 @@ where
         // polled right after this step.
         let handler = &self.handler_waker;
         let mut delivered = false;
+        // Counted here, added to the config's metrics once per read.
+        let (mut messages, mut bytes, mut failed) = (0u64, 0u64, 0u64);
         let mut on = |incoming: Incoming<'_>| {
             seen = true;
             match incoming {
                 Incoming::Message(payload) => {
                     tracing::trace!(kind = %payload.kind(), len = payload.len(), "frame in");
+                    messages += 1;
+                    bytes += payload.len() as u64;
                     if let Some(limiter) = limiter.as_mut() {
                         limiter.take(payload.len());
                     }
@@ -103,6 +107,7 @@ where
                             Err(TrySendError::Closed(_) | TrySendError::Full(_)) => *unread += 1,
                         },
                         Err(err) => {
+                            failed += 1;
                             let error = SessionError::Decode(err);
                             tracing::warn!(error = %error, "message did not decode");
                             settings.report(&shared.info, &error);
@@ -139,6 +144,11 @@ where
             }
         };
         let polled = conn.poll_read(&mut cx, max, &mut on);
+        if messages > 0 {
+            self.metrics.messages_in.add(messages);
+            self.metrics.bytes_in.add(bytes);
+            self.metrics.decode_failures.add(failed);
+        }
         if delivered {
             self.handler_due = true;
         }

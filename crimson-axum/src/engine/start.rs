@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use super::outbox::OutboxReceiver;
 use super::{incoming, Guards, HandlerFuture, Task};
 use crate::config::Settings;
+use crate::metrics::RouteMetrics;
 use crate::session::SessionState;
 
 /// The connection a session runs on.
@@ -36,6 +37,7 @@ pub(crate) struct Pending<Up> {
     pub(crate) refused: Option<String>,
     pub(crate) budget: Budget,
     pub(crate) negotiated: Option<Negotiated>,
+    pub(crate) metrics: Arc<RouteMetrics>,
 }
 
 impl<Up: CrimsonMessage> Pending<Up> {
@@ -56,6 +58,7 @@ impl<Up: CrimsonMessage> Pending<Up> {
             self.input,
             self.handler,
             self.guards,
+            self.metrics,
         );
         if let Some(reason) = self.refused {
             task.refuse(CloseCode::TRY_AGAIN_LATER, &reason);
@@ -69,12 +72,13 @@ impl<Up: CrimsonMessage> Pending<Up> {
         tracing::debug!(error = %err, "the WebSocket upgrade did not complete");
         drop(self.guards);
         if self.handler.is_some() {
+            let record = CloseRecord {
+                code: CloseCode::ABNORMAL,
+                reason: "the WebSocket upgrade did not complete".into(),
+                by: ClosedBy::Failure,
+            };
+            self.metrics.closed(&record);
             if let Some(hook) = &self.settings.on_close {
-                let record = CloseRecord {
-                    code: CloseCode::ABNORMAL,
-                    reason: "the WebSocket upgrade did not complete".into(),
-                    by: ClosedBy::Failure,
-                };
                 hook(&self.shared.info, &record);
             }
         }

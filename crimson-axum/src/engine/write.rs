@@ -31,6 +31,8 @@ where
             return false;
         };
         let mut progress = false;
+        // Counted here, added to the config's metrics once per write.
+        let (mut messages, mut bytes) = (0u64, 0u64);
         // The queue may hold more than the write buffer let us take.
         let mut left = false;
         if self.close_queued {
@@ -48,7 +50,11 @@ where
                 for message in self.batch.drain(..) {
                     tracing::trace!(len = message.payload().len(), "frame out");
                     match conn.send(message.payload(), message.deflate_cache()) {
-                        Ok(()) => self.in_flight += 1,
+                        Ok(()) => {
+                            self.in_flight += 1;
+                            messages += 1;
+                            bytes += message.payload().len() as u64;
+                        }
                         Err(_) => self.outbox.record_dropped(1),
                     }
                 }
@@ -63,6 +69,10 @@ where
                 if !took.more {
                     break;
                 }
+            }
+            if messages > 0 {
+                self.metrics.messages_out.add(messages);
+                self.metrics.bytes_out.add(bytes);
             }
             // Our close goes after everything queued before it.
             if self.close_pending.is_some() && self.outbox.is_empty() {

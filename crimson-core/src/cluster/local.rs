@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use super::metrics::{self as broadcast_metrics, BroadcastMetrics};
 use super::{at_least, ClusterFull, Delivery, Membership, SendToError, SessionCluster, Target};
 use crate::close::CloseCode;
 use crate::message::Payload;
@@ -43,6 +44,8 @@ struct Inner {
     watchdog_interval: Duration,
     watchdog_started: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<Membership>,
+    /// Resolved on the first broadcast (after the application installed its recorder).
+    metrics: std::sync::OnceLock<BroadcastMetrics>,
 }
 
 /// The sessions of one process: rooms, a connection limit and a lifetime watchdog.
@@ -158,6 +161,7 @@ impl LocalClusterBuilder {
                 watchdog_interval: self.watchdog_interval,
                 watchdog_started: std::sync::atomic::AtomicBool::new(false),
                 events: broadcast::channel(MEMBERSHIP_BOUND).0,
+                metrics: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -189,6 +193,7 @@ impl LocalCluster {
     /// Queues `payload` for this node's targeted sessions, encoded once and shared by all of
     /// them. What every backend does locally.
     pub fn deliver(&self, payload: &Payload, target: &Target) -> Delivery {
+        let started = broadcast_metrics::start();
         let message = Outgoing::Shared(SharedPayload::new(payload.clone()));
         let mut delivery = Delivery::default();
         let state = self.read();
@@ -213,7 +218,13 @@ impl LocalCluster {
                 }
             }
         }
+        drop(state);
+        self.metrics().record(Some(target), started, &delivery);
         delivery
+    }
+
+    fn metrics(&self) -> &BroadcastMetrics {
+        self.inner.metrics.get_or_init(BroadcastMetrics::new)
     }
 
     /// Queues `payload` for every session of this node for which `filter` returns true, encoded
@@ -223,6 +234,7 @@ impl LocalCluster {
         payload: &Payload,
         filter: impl Fn(&SessionInfo) -> bool,
     ) -> Delivery {
+        let started = broadcast_metrics::start();
         let message = Outgoing::Shared(SharedPayload::new(payload.clone()));
         let mut delivery = Delivery::default();
         for member in self.read().sessions.values() {
@@ -230,6 +242,7 @@ impl LocalCluster {
                 delivery.count(member.handle.deliver(message.clone()));
             }
         }
+        self.metrics().record(None, started, &delivery);
         delivery
     }
 
@@ -531,6 +544,65 @@ mod tests {
         assert_eq!((again.delivered, again.failed), (1, 1));
         assert_eq!(a_box.len(), 2);
         assert!(b_box.is_closed());
+    }
+
+    /// Feature `metrics`: each broadcast records its fan-out, its failures and its duration
+    /// under its kind of target, with the handles of the recorder installed at the first one.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn broadcasts_record_their_fan_out_by_target() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let cluster = LocalCluster::new();
+        let (a, _a_box) = session(&cluster, "/a", 4);
+        let (b, _b_box) = session(&cluster, "/b", 1);
+        let a_id = a.id();
+        cluster.add(a).unwrap();
+        cluster.add(b).unwrap();
+        cluster.join(a_id, "red").unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            cluster.deliver(&text("x"), &Target::All);
+            // b's queue (1) is full now: it fails and is closed.
+            cluster.deliver(&text("y"), &Target::All);
+            cluster.deliver(&text("z"), &Target::Room("red".into()));
+        });
+        // Later broadcasts use the handles resolved at the first one.
+        cluster.broadcast_local(&text("w"), |_| true);
+
+        let mut figures = std::collections::BTreeMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let target = key.key().labels().next().unwrap().value().to_owned();
+            figures.insert((key.key().name().to_owned(), target), value);
+        }
+        let histogram =
+            |values: &[f64]| DebugValue::Histogram(values.iter().map(|v| (*v).into()).collect());
+        let get = |name: &str, target: &str| &figures[&(name.to_owned(), target.to_owned())];
+        assert_eq!(
+            get("crimson_broadcast_recipients", "all"),
+            &histogram(&[2.0, 1.0])
+        );
+        assert_eq!(
+            get("crimson_broadcast_recipients", "room"),
+            &histogram(&[1.0])
+        );
+        assert_eq!(
+            get("crimson_broadcast_recipients", "filter"),
+            &histogram(&[1.0])
+        );
+        assert_eq!(
+            get("crimson_broadcast_failed_total", "all"),
+            &DebugValue::Counter(1)
+        );
+        assert_eq!(
+            get("crimson_broadcast_failed_total", "room"),
+            &DebugValue::Counter(0)
+        );
+        match get("crimson_broadcast_duration_seconds", "all") {
+            DebugValue::Histogram(durations) => assert_eq!(durations.len(), 2),
+            other => panic!("not a histogram: {other:?}"),
+        }
     }
 
     #[test]

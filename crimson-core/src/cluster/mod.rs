@@ -13,6 +13,7 @@
 
 mod handle;
 mod local;
+mod metrics;
 #[cfg(feature = "redis")]
 pub mod redis;
 

@@ -1,6 +1,7 @@
 //! The chat server: every message any client sends is broadcast to every client, whatever
 //! its codec: JSON at `/chat` (Text frames), Protocol Buffers at `/chat.proto` (Binary frames,
-//! schema in `proto/chat.proto`), and a browser chat page at `/`.
+//! schema in `proto/chat.proto`), a browser chat page at `/`, and its metrics at `/metrics`
+//! (Prometheus text format).
 //!
 //! `cargo run -p crimson-examples --bin chat-server [-- --addr HOST:PORT] [--redis URL]`
 //! (or `CRIMSON_ADDR=HOST:PORT`, `CRIMSON_REDIS=URL`); it serves `http://127.0.0.1:54321/`
@@ -20,12 +21,14 @@ use crimson_axum::cluster::{Cluster, ClusterError, Delivery};
 use crimson_axum::CrimsonMessage;
 use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, Deflate, RouterExt};
 use crimson_examples::{arg, proto, ChatMessage, ChatResponse, DEFAULT_ADDR};
+use metrics_exporter_prometheus::PrometheusBuilder;
 
 const USAGE: &str = "\
 usage: chat-server [--addr HOST:PORT] [--redis URL]
 
 A chat room: JSON clients at /chat, Protocol Buffers clients at /chat.proto, a browser page
-at /. Every message any client sends reaches every client.
+at /, metrics at /metrics (Prometheus text format). Every message any client sends reaches
+every client.
 
   --addr HOST:PORT   where to listen (default 127.0.0.1:54321; env CRIMSON_ADDR)
   --redis URL        share the room with every chat server on this Redis, e.g.
@@ -130,6 +133,19 @@ async fn main() -> std::io::Result<()> {
         return Ok(());
     }
     crimson_examples::init_tracing("info,crimson_axum=debug");
+    // Before the layer and the clusters: Crimson resolves its metrics on their first use.
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(std::io::Error::other)?;
+    // Without the HTTP listener the recorder's upkeep (draining histograms) is ours to run.
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            ticks.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
 
     let addr = arg("addr", "CRIMSON_ADDR", DEFAULT_ADDR);
     let redis = arg("redis", "CRIMSON_REDIS", "");
@@ -169,6 +185,10 @@ async fn main() -> std::io::Result<()> {
         .route(
             "/",
             get(|| async { Html(include_str!("../../static/chat.html")) }),
+        )
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
         )
         .crimson("/chat", CHAT, chat_json)
         .crimson("/chat.proto", CHAT_PROTO, chat_proto)

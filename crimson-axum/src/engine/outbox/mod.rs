@@ -24,6 +24,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
+use crimson_core::metrics::Counter;
 use crimson_core::session::OverflowPolicy;
 use crimson_core::CloseCode;
 use tokio::sync::Notify;
@@ -53,8 +54,28 @@ impl EndRequest {
     }
 }
 
+/// The config's counters a queue adds to as it drops messages.
+#[derive(Debug, Default)]
+pub(crate) struct Counted {
+    /// Messages that will never be written: dropped to make room, or left when the session
+    /// ended.
+    pub(crate) dropped: Counter,
+    /// Sessions closed because their queue was full (`OverflowPolicy::Disconnect`).
+    pub(crate) overflowed: Counter,
+}
+
 /// A new bounded queue.
+#[cfg(test)]
 pub(crate) fn outbox(capacity: usize, policy: OverflowPolicy) -> (OutboxSender, OutboxReceiver) {
+    outbox_counted(capacity, policy, Counted::default())
+}
+
+/// A new bounded queue that adds what it drops to `counted`.
+pub(crate) fn outbox_counted(
+    capacity: usize,
+    policy: OverflowPolicy,
+    counted: Counted,
+) -> (OutboxSender, OutboxReceiver) {
     let inner = Arc::new(Inner {
         state: Mutex::new(State {
             queue: VecDeque::new(),
@@ -74,6 +95,7 @@ pub(crate) fn outbox(capacity: usize, policy: OverflowPolicy) -> (OutboxSender, 
         flush_waiters: AtomicUsize::new(0),
         requested: AtomicBool::new(false),
         writer_set: AtomicBool::new(false),
+        counted,
     });
     (
         OutboxSender {

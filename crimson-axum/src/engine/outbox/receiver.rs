@@ -148,6 +148,7 @@ impl OutboxReceiver {
         state.queue = VecDeque::new();
         drop(state);
         self.inner.dropped.fetch_add(discarded, Ordering::SeqCst);
+        self.inner.counted.dropped.add(discarded);
         self.inner.notify_flushed();
         discarded
     }
@@ -165,6 +166,7 @@ impl OutboxReceiver {
     pub(crate) fn record_dropped(&mut self, count: u64) {
         if count > 0 {
             self.inner.dropped.fetch_add(count, Ordering::SeqCst);
+            self.inner.counted.dropped.add(count);
             self.inner.notify_flushed();
         }
     }

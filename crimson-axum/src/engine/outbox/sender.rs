@@ -29,10 +29,12 @@ impl Inner {
                 OverflowPolicy::DropOldest => {
                     state.queue.pop_front();
                     self.dropped.fetch_add(1, Ordering::SeqCst);
+                    self.counted.dropped.add(1);
                     self.notify_flushed();
                     Queued::DroppedOldest
                 }
                 OverflowPolicy::Disconnect => {
+                    self.counted.overflowed.add(1);
                     let reason =
                         format!("slow consumer: {} messages were waiting", state.queue.len());
                     state.request = Some(EndRequest::CloseNow(CloseCode::POLICY, reason));

@@ -32,6 +32,8 @@ pub(super) struct Inner {
     /// The writer's waker is registered and nothing was queued or requested since (likewise):
     /// while it holds, the writer has nothing new to look at.
     pub(super) writer_set: AtomicBool,
+    /// The config's metrics of what is dropped.
+    pub(super) counted: super::Counted,
 }
 
 pub(super) struct State {

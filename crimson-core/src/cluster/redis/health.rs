@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::Node;
+use crate::metrics::{Counter, Gauge};
 
 /// The least time between two rounds, however often a round is asked for.
 const MIN_GAP: Duration = Duration::from_millis(20);
@@ -21,6 +22,9 @@ pub(super) async fn run(shared: Weak<Node>, wake: Arc<Notify>, every: Duration) 
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut down_since: Option<Instant> = None;
+    let up = Gauge::new("crimson_redis_up", &[]);
+    let reconnects = Counter::new("crimson_redis_reconnects_total", &[]);
+    up.set(1.0);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -33,6 +37,8 @@ pub(super) async fn run(shared: Weak<Node>, wake: Arc<Notify>, every: Duration) 
             (Ok(()), None) => {}
             (Ok(()), Some(since)) => {
                 down_since = None;
+                up.set(1.0);
+                reconnects.add(1);
                 tracing::warn!(
                     down_for = ?since.elapsed(),
                     "Redis is available again: cross-node delivery resumes"
@@ -42,6 +48,7 @@ pub(super) async fn run(shared: Weak<Node>, wake: Arc<Notify>, every: Duration) 
             }
             (Err(reason), None) => {
                 down_since = Some(Instant::now());
+                up.set(0.0);
                 tracing::error!(
                     %reason,
                     "Redis is unavailable: cross-node operations fail at once until it is back"

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::RedisResult;
 use tokio::sync::{mpsc, oneshot};
@@ -13,6 +13,7 @@ use super::batch::Batch;
 use super::wire::{self, Position, Route};
 use super::Node;
 use crate::message::Payload;
+use crate::metrics::{Counter, Histogram};
 use crate::session::random_u64;
 
 /// How many publishes may wait for the publisher; past that a publish fails at once.
@@ -62,6 +63,9 @@ pub(crate) async fn run(
 ) {
     let mut counters = Counters::default();
     let mut round = Vec::with_capacity(BATCH);
+    let published = Counter::new("crimson_redis_publishes_total", &[]);
+    let timed_out = Counter::new("crimson_redis_publish_timeouts_total", &[]);
+    let duration = Histogram::new("crimson_redis_publish_duration_seconds", &[]);
     while requests.recv_many(&mut round, BATCH).await > 0 {
         let Some(node) = shared.upgrade() else { return };
         // A sender that gave up was told its publish failed: do not publish it late.
@@ -76,16 +80,20 @@ pub(crate) async fn run(
                 node.shards.publish_cmd(&request.channel, &message),
             );
         }
+        let started = Instant::now();
         let results = tokio::time::timeout(deadline, batch.run_each(&node.shards)).await;
         drop(node);
+        duration.record(started.elapsed().as_secs_f64());
         match results {
             Ok(results) => {
+                published.add(round.len() as u64);
                 for (request, result) in round.drain(..).zip(results) {
                     let receivers = result.and_then(|v| Ok(redis::from_redis_value(v)?));
                     let _ = request.reply.send(receivers);
                 }
             }
             Err(_) => {
+                timed_out.add(round.len() as u64);
                 // Each sender has its own deadline and says so; nothing more to tell.
                 round.clear();
             }

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::metrics;
+
 /// The shortest time between two log lines about the same kind of event.
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -155,6 +157,7 @@ impl Reports {
 
     /// A cross-node publish failed (the sender got the error).
     pub(crate) fn publish_failed(&self, err: &dyn fmt::Display) {
+        metrics::count("crimson_redis_publish_failures_total", &[], 1);
         if let Some(due) = self.publish.hit(err) {
             log_publish(&due);
         }
@@ -162,6 +165,7 @@ impl Reports {
 
     /// A relayed message did not reach its session.
     pub(crate) fn relay_failed(&self, err: &dyn fmt::Display) {
+        dropped("not_delivered", 1);
         if let Some(due) = self.relay.hit(err) {
             log_relay(&due);
         }
@@ -169,6 +173,7 @@ impl Reports {
 
     /// A relayed payload was over `max_payload`.
     pub(crate) fn oversized(&self, len: usize, max: usize) {
+        dropped("oversized", 1);
         let detail = format_args!("{len} bytes, max_payload {max}");
         if let Some(due) = self.oversized.hit(&detail) {
             log_oversized(&due);
@@ -177,6 +182,7 @@ impl Reports {
 
     /// A relayed payload did not decode as the route's type.
     pub(crate) fn undecodable(&self, err: &dyn fmt::Display) {
+        dropped("undecodable", 1);
         if let Some(due) = self.undecodable.hit(err) {
             log_undecodable(&due);
         }
@@ -184,6 +190,7 @@ impl Reports {
 
     /// A message on our channels was not a Crimson cluster message.
     pub(crate) fn malformed(&self, err: &dyn fmt::Display) {
+        dropped("malformed", 1);
         if let Some(due) = self.malformed.hit(err) {
             log_malformed(&due);
         }
@@ -191,6 +198,7 @@ impl Reports {
 
     /// `count` messages from `origin` never arrived.
     pub(crate) fn lost(&self, count: u64, origin: u64) {
+        dropped("lost", count);
         let detail = format_args!("{count} from node {origin:016x}");
         if let Some(due) = self.lost.hit_n(count, &detail) {
             log_lost(&due);
@@ -213,6 +221,15 @@ impl Reports {
             }
         }
     }
+}
+
+/// Counts relayed messages this node did not deliver, by reason.
+fn dropped(reason: &'static str, n: u64) {
+    metrics::count(
+        "crimson_redis_relay_dropped_total",
+        &[("reason", reason)],
+        n,
+    );
 }
 
 /// Writes one report line.

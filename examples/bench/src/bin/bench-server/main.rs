@@ -2,7 +2,10 @@
 //! WebSocket servers and one server on a peer framework (ezsockets), all doing the same work,
 //! so `bench` can compare them in one run.
 //!
-//! `bench-server --impl crimson|raw|raw-tuned|ezsockets --addr 127.0.0.1:0 --scenario echo|broadcast|idle [--compression off|on|takeover]`
+//! `bench-server --impl crimson|raw|raw-tuned|ezsockets --addr 127.0.0.1:0 --scenario echo|broadcast|idle [--compression off|on|takeover] [--metrics]`
+//!
+//! `--metrics` (Crimson only): a Prometheus recorder records Crimson's metrics, served at
+//! `/metrics`; without it no recorder is installed and recording them costs next to nothing.
 //!
 //! It prints its bound address (`127.0.0.1:PORT`) as one line on stdout, then serves until its
 //! standard input closes (the `bench` process that spawned it exits or lets go of it).
@@ -54,6 +57,7 @@ use crimson_axum::{
 };
 use crimson_examples::{arg, ChatMessage, ChatResponse};
 use futures_util::{SinkExt, StreamExt};
+use metrics_exporter_prometheus::PrometheusBuilder;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
@@ -164,6 +168,26 @@ fn crimson_config<Up: CrimsonMessage, Down: CrimsonMessage>() -> CrimsonConfig<U
         .inbound_rate(None)
         .inbound_bandwidth(None)
         .compression(compression())
+}
+
+/// Installs a Prometheus recorder (before the app's first request, when Crimson resolves its
+/// metrics) and serves what it recorded at `/metrics`.
+fn with_metrics(app: Router) -> std::io::Result<Router> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(std::io::Error::other)?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            ticks.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(app.route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(handle.render())),
+    ))
 }
 
 fn crimson_app(scenario: &str) -> Router {
@@ -406,7 +430,10 @@ async fn main() -> std::io::Result<()> {
         return Err(std::io::Error::other("bench-server binds loopback only"));
     }
 
+    // `--metrics`: Crimson's metrics recorded by a Prometheus recorder, served at /metrics.
+    let metrics = std::env::args().any(|arg| arg == "--metrics");
     let app = match which {
+        Impl::Crimson if metrics => with_metrics(crimson_app(&scenario))?,
         Impl::Crimson => crimson_app(&scenario),
         Impl::Raw => raw_app(&scenario, false),
         Impl::RawTuned => raw_app(&scenario, true),

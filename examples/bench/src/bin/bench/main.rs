@@ -13,7 +13,9 @@
 //! its defaults; `raw-tuned`, the same with Crimson's buffer sizes (2 KiB read, 8 KiB write,
 //! 64 KiB message limit): the baseline the ratio targets judge, since it shows what the
 //! framework itself costs; `ezsockets`, the ezsockets actor framework through its axum runner, with its
-//! defaults. The peer runs every scenario: its session actors decode and answer echoes, and its
+//! defaults. `crimson-metrics` (only when named) is Crimson with a Prometheus recorder
+//! installed (`bench-server --impl crimson --metrics`): each scenario then prints, on stderr,
+//! its medians against `crimson`'s, what recording the metrics costs. The peer runs every scenario: its session actors decode and answer echoes, and its
 //! server actor holds the subscribers and fans each broadcast out (`bench-server`'s `peer.rs`).
 //! The table and JSON give its medians and its ratio to raw axum beside Crimson's; a scenario
 //! an implementation could not run shows "n/a: why" or "failed", never a number.
@@ -112,11 +114,12 @@ impl Options {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| io::Error::other("--subscribers: numbers, comma separated"))?;
         let all: Vec<&str> = Impl::ALL.iter().map(|which| which.name()).collect();
+        let known: Vec<&str> = Impl::KNOWN.iter().map(|which| which.name()).collect();
         let impls = arg("impls", "", &all.join(","))
             .split(',')
             .map(|s| {
                 Impl::parse(s.trim()).ok_or_else(|| {
-                    io::Error::other(format!("--impls: unknown {s:?} ({})", all.join(", ")))
+                    io::Error::other(format!("--impls: unknown {s:?} ({})", known.join(", ")))
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -185,7 +188,7 @@ where
             runs.unsupported.insert(which, why);
         }
     }
-    let impls: Vec<Impl> = Impl::ALL
+    let impls: Vec<Impl> = Impl::KNOWN
         .into_iter()
         .filter(|which| !runs.unsupported.contains_key(which))
         .collect();
@@ -225,6 +228,7 @@ where
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+    report::metrics_cost(label, &runs);
     runs
 }
 

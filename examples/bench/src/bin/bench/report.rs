@@ -110,6 +110,42 @@ struct Row<'a> {
     met: Option<bool>,
 }
 
+/// What recording metrics costs: each of the scenario's figures with a Prometheus recorder
+/// installed (`crimson-metrics`) against Crimson without one, medians of the same run, on
+/// stderr. Nothing when `--impls` did not name `crimson-metrics`.
+pub(crate) fn metrics_cost(label: &str, runs: &Runs) {
+    let (Some(with), Some(without)) = (
+        runs.done.get(&Impl::CrimsonMetrics),
+        runs.done.get(&Impl::Crimson),
+    ) else {
+        return;
+    };
+    let keys: Vec<&'static str> = with
+        .iter()
+        .flat_map(|values| values.keys().copied())
+        .collect();
+    let mut shown = Vec::new();
+    for key in keys.into_iter().collect::<std::collections::BTreeSet<_>>() {
+        let of = |runs: &[Values]| -> f64 {
+            median(
+                &runs
+                    .iter()
+                    .filter_map(|v| v.get(key).copied())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let (with, without) = (of(with), of(without));
+        shown.push(format!(
+            "{key}={with:.2}/{without:.2} ({:+.1}%)",
+            (with / without - 1.0) * 100.0
+        ));
+    }
+    eprintln!(
+        "[{label}] crimson-metrics vs crimson (medians): {}",
+        shown.join(" ")
+    );
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     if sorted.is_empty() {

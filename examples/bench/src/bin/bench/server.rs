@@ -10,6 +10,9 @@ pub(crate) enum Impl {
     RawTuned,
     /// The peer framework, ezsockets (see `bench-server`'s `peer.rs`).
     Ezsockets,
+    /// Crimson with a Prometheus recorder installed (`bench-server --impl crimson --metrics`):
+    /// what recording its metrics costs. Only when `--impls` names it.
+    CrimsonMetrics,
 }
 
 /// The peer framework's crate and the version `examples/Cargo.toml` asks for (a test checks
@@ -20,9 +23,18 @@ impl Impl {
     /// Every implementation, in the order the first round runs them.
     pub(crate) const ALL: [Self; 4] = [Self::Crimson, Self::Raw, Self::RawTuned, Self::Ezsockets];
 
-    /// The implementation `bench-server --impl` calls `name`.
+    /// Every implementation `--impls` may name, in the order a round runs them.
+    pub(crate) const KNOWN: [Self; 5] = [
+        Self::Crimson,
+        Self::CrimsonMetrics,
+        Self::Raw,
+        Self::RawTuned,
+        Self::Ezsockets,
+    ];
+
+    /// The implementation `--impls` calls `name`.
     pub(crate) fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|which| which.name() == name)
+        Self::KNOWN.into_iter().find(|which| which.name() == name)
     }
 
     pub(crate) fn name(self) -> &'static str {
@@ -31,6 +43,18 @@ impl Impl {
             Self::Raw => "raw",
             Self::RawTuned => "raw-tuned",
             Self::Ezsockets => "ezsockets",
+            Self::CrimsonMetrics => "crimson-metrics",
+        }
+    }
+
+    /// `bench-server`'s arguments for this implementation.
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Self::CrimsonMetrics => &["--impl", "crimson", "--metrics"],
+            Self::Crimson => &["--impl", "crimson"],
+            Self::Raw => &["--impl", "raw"],
+            Self::RawTuned => &["--impl", "raw-tuned"],
+            Self::Ezsockets => &["--impl", "ezsockets"],
         }
     }
 }
@@ -42,9 +66,10 @@ pub(crate) type Server = crimson_bench::server::BenchServer;
 /// is the `chat-server` example itself and the others serve their raw chat room (`/chat`).
 pub(crate) fn start(which: Impl, scenario: &str) -> io::Result<Server> {
     match (scenario, which) {
-        ("chat", Impl::Crimson) => Server::start_chat_server(),
-        ("chat", _) => Server::start(&["--impl", which.name(), "--scenario", "broadcast"]),
-        _ => Server::start(&["--impl", which.name(), "--scenario", scenario]),
+        // chat-server always records its metrics (it serves /metrics).
+        ("chat", Impl::Crimson | Impl::CrimsonMetrics) => Server::start_chat_server(),
+        ("chat", _) => Server::start(&[which.args(), &["--scenario", "broadcast"]].concat()),
+        _ => Server::start(&[which.args(), &["--scenario", scenario]].concat()),
     }
 }
 
@@ -54,7 +79,7 @@ mod tests {
 
     #[test]
     fn names_parse_back() {
-        for which in Impl::ALL {
+        for which in Impl::KNOWN {
             assert_eq!(Impl::parse(which.name()), Some(which));
         }
         assert_eq!(Impl::parse("axum"), None);

@@ -1,0 +1,298 @@
+//! The metrics a server records (feature `metrics`), read back through metrics-util's
+//! debugging recorder: names, labels and values against what the test sent.
+//!
+//! One recorder serves the whole file (a process has one global recorder); each test uses a
+//! config of its own, so its figures are its own.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use crimson_axum::testing::TestServer;
+use crimson_axum::{
+    Bytes, CloseCode, ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, Payload, RouterExt,
+};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Taken by each test for its whole length: the figures of one config's test are its own.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn snapshotter() -> &'static Snapshotter {
+    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+    SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::set_global_recorder(recorder).expect("the only recorder of this test binary");
+        snapshotter
+    })
+}
+
+/// What was recorded so far. A snapshot drains the recorder (counters and gauges swap to 0,
+/// histograms are emptied), so snapshots are merged here: counters and gauges (only ever
+/// incremented or decremented here) add up, histograms append.
+fn recorded() -> MutexGuard<'static, Recorded> {
+    static RECORDED: Mutex<Recorded> = Mutex::new(BTreeMap::new());
+    let mut recorded = RECORDED.lock().unwrap_or_else(|e| e.into_inner());
+    for (key, _, _, value) in snapshotter().snapshot().into_vec() {
+        let labels = key
+            .key()
+            .labels()
+            .map(|label| (label.key().to_owned(), label.value().to_owned()))
+            .collect::<Vec<_>>();
+        let entry = recorded
+            .entry((key.key().name().to_owned(), labels))
+            .or_insert(Value::Counter(0));
+        match (entry, value) {
+            (Value::Counter(n), DebugValue::Counter(more)) => *n += more,
+            (entry @ Value::Counter(0), DebugValue::Gauge(v)) => {
+                *entry = Value::Gauge(v.into_inner());
+            }
+            (Value::Gauge(g), DebugValue::Gauge(v)) => *g += v.into_inner(),
+            (entry @ Value::Counter(0), DebugValue::Histogram(values)) => {
+                *entry = Value::Histogram(values.into_iter().map(|v| v.into_inner()).collect());
+            }
+            (Value::Histogram(all), DebugValue::Histogram(values)) => {
+                all.extend(values.into_iter().map(|v| v.into_inner()));
+            }
+            (entry, value) => panic!("{entry:?} then {value:?}"),
+        }
+    }
+    recorded
+}
+
+type Recorded = BTreeMap<(String, Vec<(String, String)>), Value>;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Counter(u64),
+    Gauge(f64),
+    Histogram(Vec<f64>),
+}
+
+/// Every metric named `name` whose labels include `labels`.
+fn find(name: &str, labels: &[(&str, &str)]) -> Vec<Value> {
+    recorded()
+        .iter()
+        .filter(|((found, _), _)| found == name)
+        .filter(|((_, found), _)| {
+            labels
+                .iter()
+                .all(|(k, v)| found.iter().any(|(fk, fv)| fk == k && fv == v))
+        })
+        .map(|(_, value)| value.clone())
+        .collect()
+}
+
+fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
+    find(name, labels)
+        .into_iter()
+        .map(|value| match value {
+            Value::Counter(n) => n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+fn gauge(name: &str, labels: &[(&str, &str)]) -> f64 {
+    match find(name, labels).pop() {
+        Some(Value::Gauge(value)) => value,
+        other => panic!("{name} {labels:?} is not a gauge: {other:?}"),
+    }
+}
+
+/// Waits until the counter reaches `want` (a session's close is recorded as its task ends).
+async fn wait_for(name: &str, labels: &[(&str, &str)], want: u64) {
+    for _ in 0..200 {
+        if counter(name, labels) >= want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{name} {labels:?} stayed at {} (wanted {want})",
+        counter(name, labels)
+    );
+}
+
+async fn echo(mut session: CrimsonSession<String, String>) {
+    while let Some(text) = session.recv().await {
+        if session.send(text).await.is_err() {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_echo_session_is_counted_message_by_message() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    snapshotter();
+    const CONFIG: ConfigName<String, String> = ConfigName::new("metrics-echo");
+    let app = Router::new()
+        .crimson("/echo", CONFIG, echo)
+        .layer(CrimsonLayer::new().config(CONFIG, CrimsonConfig::new()));
+    let server = TestServer::new(app).await;
+    let config = ("config", "metrics-echo");
+
+    let mut conn = server.connect::<String, String>("/echo").await.unwrap();
+    let mut bytes = 0;
+    for n in 0..10 {
+        let text = format!("hello {n}");
+        bytes += text.len() as u64;
+        conn.send(&text).await.unwrap();
+        assert_eq!(conn.recv().await.unwrap(), text);
+    }
+    assert_eq!(counter("crimson_connections_accepted_total", &[config]), 1);
+    assert_eq!(gauge("crimson_connections_open", &[config]), 1.0);
+    let text_in = [config, ("codec", "text"), ("frame", "text")];
+    assert_eq!(counter("crimson_messages_received_total", &text_in), 10);
+    assert_eq!(counter("crimson_bytes_received_total", &text_in), bytes);
+    assert_eq!(counter("crimson_messages_sent_total", &text_in), 10);
+    assert_eq!(counter("crimson_bytes_sent_total", &text_in), bytes);
+
+    conn.close(CloseCode::NORMAL, "done").await.unwrap();
+    let closed = [config, ("code", "1000"), ("side", "client")];
+    wait_for("crimson_sessions_closed_total", &closed, 1).await;
+    assert_eq!(counter("crimson_sessions_closed_total", &[config]), 1);
+    assert_eq!(gauge("crimson_connections_open", &[config]), 0.0);
+    assert_eq!(counter("crimson_decode_failures_total", &[config]), 0);
+    assert_eq!(counter("crimson_handshakes_rejected_total", &[config]), 0);
+}
+
+#[tokio::test]
+async fn bad_input_and_refused_handshakes_are_counted_by_reason() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    snapshotter();
+    const CONFIG: ConfigName<String, String> = ConfigName::new("metrics-bad");
+    let app = Router::new()
+        .crimson("/bad", CONFIG, echo)
+        .layer(CrimsonLayer::new().config(
+            CONFIG,
+            CrimsonConfig::new().allowed_origins(["https://chat.example"]),
+        ));
+    let server = TestServer::new(app).await;
+    let config = ("config", "metrics-bad");
+    let origin = [("origin", "https://chat.example")];
+
+    // A Binary frame that is not UTF-8 for a String route: 1007, closed by the server.
+    let mut conn = server
+        .connect_with::<String, String>("/bad", &origin)
+        .await
+        .unwrap();
+    conn.send_raw(Payload::Binary(Bytes::from_static(&[0xff, 0xfe])))
+        .await
+        .unwrap();
+    let (code, _) = conn.recv_close().await.unwrap();
+    assert_eq!(code, CloseCode::INVALID_PAYLOAD);
+    wait_for(
+        "crimson_sessions_closed_total",
+        &[config, ("code", "1007"), ("side", "server")],
+        1,
+    )
+    .await;
+    assert_eq!(
+        counter(
+            "crimson_decode_failures_total",
+            &[config, ("codec", "text")]
+        ),
+        1
+    );
+    assert_eq!(counter("crimson_messages_received_total", &[config]), 1);
+    assert_eq!(counter("crimson_bytes_received_total", &[config]), 2);
+
+    // An origin that is not allowed: 403 before the upgrade.
+    let refused = server
+        .connect_with::<String, String>("/bad", &[("origin", "https://evil.example")])
+        .await;
+    assert!(refused.is_err());
+    // Plain HTTP on the WebSocket route: 426.
+    let mut http = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    http.write_all(b"GET /bad HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    http.read_to_end(&mut response).await.unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 426"));
+
+    let rejected = |reason| {
+        counter(
+            "crimson_handshakes_rejected_total",
+            &[config, ("reason", reason)],
+        )
+    };
+    assert_eq!(rejected("origin"), 1);
+    assert_eq!(rejected("handshake"), 1);
+    assert_eq!(counter("crimson_connections_accepted_total", &[config]), 1);
+}
+
+#[tokio::test]
+async fn a_full_config_counts_a_connection_limit_refusal() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    snapshotter();
+    const CONFIG: ConfigName<String, String> = ConfigName::new("metrics-full");
+    let app = Router::new()
+        .crimson("/full", CONFIG, echo)
+        .layer(CrimsonLayer::new().config(CONFIG, CrimsonConfig::new().max_connections(Some(1))));
+    let server = TestServer::new(app).await;
+    let config = ("config", "metrics-full");
+
+    let _first = server.connect::<String, String>("/full").await.unwrap();
+    let mut second = server.connect::<String, String>("/full").await.unwrap();
+    let (code, _) = second.recv_close().await.unwrap();
+    assert_eq!(code, CloseCode::TRY_AGAIN_LATER);
+    assert_eq!(
+        counter(
+            "crimson_handshakes_rejected_total",
+            &[config, ("reason", "connection_limit")]
+        ),
+        1
+    );
+    assert_eq!(counter("crimson_connections_accepted_total", &[config]), 1);
+    assert_eq!(gauge("crimson_connections_open", &[config]), 1.0);
+}
+
+async fn chat(mut session: CrimsonSession<String, String>) {
+    while let Some(text) = session.recv().await {
+        let _ = session.cluster().broadcast(&text).await;
+    }
+}
+
+#[tokio::test]
+async fn a_broadcast_records_its_fan_out() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    snapshotter();
+    const CONFIG: ConfigName<String, String> = ConfigName::new("metrics-chat");
+    let app = Router::new()
+        .crimson("/chat", CONFIG, chat)
+        .layer(CrimsonLayer::new().config(CONFIG, CrimsonConfig::new()));
+    let server = TestServer::new(app).await;
+    let config = ("config", "metrics-chat");
+
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(server.connect::<String, String>("/chat").await.unwrap());
+    }
+    conns[0].send(&"hi all".to_string()).await.unwrap();
+    for conn in &mut conns {
+        assert_eq!(conn.recv().await.unwrap(), "hi all");
+    }
+    // One broadcast reaching three sessions .
+    let fan_out = find("crimson_broadcast_recipients", &[("target", "all")]);
+    let sizes: Vec<f64> = fan_out
+        .into_iter()
+        .flat_map(|value| match value {
+            Value::Histogram(values) => values,
+            other => panic!("not a histogram: {other:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, [3.0], "fan-out sizes recorded");
+    // One message in, three out (one per member).
+    assert_eq!(counter("crimson_messages_received_total", &[config]), 1);
+    assert_eq!(counter("crimson_messages_sent_total", &[config]), 3);
+    assert_eq!(counter("crimson_bytes_sent_total", &[config]), 18);
+    assert_eq!(
+        counter("crimson_broadcast_failed_total", &[("target", "all")]),
+        0
+    );
+}
