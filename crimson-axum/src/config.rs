@@ -133,7 +133,7 @@ impl Settings {
 /// | [`heartbeat`](Self::heartbeat) | ping every 30 s, 15 s for an answer | the connection is dropped (1006) |
 /// | [`max_message_size`](Self::max_message_size) | 64 KiB | close 1009 |
 /// | [`max_unfinished_bytes`](Self::max_unfinished_bytes) | 64 MiB across the config's sessions | close 1013 |
-/// | [`inbound_rate`](Self::inbound_rate) | 1000 messages/s, bursts of 1000 | the session stops reading until the rate allows (TCP slows the client) |
+/// | [`inbound_rate`](Self::inbound_rate) | 1000 messages/s, bursts of 100 | the session stops reading until the rate allows (TCP slows the client) |
 /// | [`inbound_bandwidth`](Self::inbound_bandwidth) | 4 MiB/s, bursts of 4 MiB | the same |
 /// | [`incoming_queue`](Self::incoming_queue) | 32 decoded messages | the session stops reading until the handler catches up |
 /// | [`outgoing_queue`](Self::outgoing_queue) | 256 messages, [`OverflowPolicy::Disconnect`] | close 1008 "slow consumer" (or drop the oldest) |
@@ -210,9 +210,11 @@ impl<Up, Down> CrimsonConfig<Up, Down> {
                 close_timeout: Duration::from_secs(5),
                 write_timeout: Duration::from_secs(30),
                 idle_timeout: None,
+                // A burst well under the outgoing queue's 256: a sender's burst, fanned out
+                // at once, must not fill the queues of the sessions that share its room.
                 inbound_messages: Some(Rate {
                     per_second: 1000.0,
-                    burst: 1000.0,
+                    burst: 100.0,
                 }),
                 inbound_bytes: Some(Rate {
                     per_second: f64::from(4u32 << 20),
