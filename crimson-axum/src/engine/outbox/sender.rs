@@ -37,13 +37,7 @@ impl Inner {
                     self.counted.overflowed.add(1);
                     let reason =
                         format!("slow consumer: {} messages were waiting", state.queue.len());
-                    state.request = Some(EndRequest::CloseNow(CloseCode::POLICY, reason));
-                    self.requested.store(true, Ordering::Release);
-                    let writer = self.take_writer(&mut state);
-                    let waiters = state.room_waiters;
-                    drop(state);
-                    wake(writer);
-                    self.notify_room(waiters);
+                    self.put_request(state, EndRequest::CloseNow(CloseCode::POLICY, reason));
                     return Err(SendError::Overflow);
                 }
             }
@@ -59,7 +53,7 @@ impl Inner {
     /// Asks the session to end. A more urgent request replaces a less urgent one that the
     /// writer has not taken yet; otherwise the first one stands. Returns whether it took.
     pub(crate) fn request_end(&self, request: EndRequest) -> bool {
-        let mut state = self.state();
+        let state = self.state();
         if state.closed {
             return false;
         }
@@ -68,13 +62,7 @@ impl Inner {
             .as_ref()
             .is_none_or(|current| request.urgency() > current.urgency());
         if takes {
-            state.request = Some(request);
-            self.requested.store(true, Ordering::Release);
-            let writer = self.take_writer(&mut state);
-            let waiters = state.room_waiters;
-            drop(state);
-            wake(writer);
-            self.notify_room(waiters);
+            self.put_request(state, request);
         }
         takes
     }

@@ -89,6 +89,18 @@ impl Inner {
             self.room.notify_waiters();
         }
     }
+
+    /// Records `request` for the writer, then (with the lock released) wakes the writer and
+    /// everyone waiting for room, who will find the session ending.
+    pub(super) fn put_request(&self, mut state: MutexGuard<'_, State>, request: EndRequest) {
+        state.request = Some(request);
+        self.requested.store(true, Ordering::Release);
+        let writer = self.take_writer(&mut state);
+        let waiters = state.room_waiters;
+        drop(state);
+        wake(writer);
+        self.notify_room(waiters);
+    }
 }
 
 impl fmt::Debug for Inner {
