@@ -6,6 +6,10 @@
 #
 #   ./scripts/bench-ab.sh OLD [bench flags...]
 #   ./scripts/bench-ab.sh cbe01cd --only echo --rounds 5
+#   ./scripts/bench-ab.sh --metrics-off --only echo,broadcast --rounds 7
+#
+# OLD `--metrics-off`: the work tree itself, built without the `metrics` feature, against the
+# work tree with it (and no recorder): what the feature costs, nothing else differing.
 #
 # Builds OLD in target/ab/old (a git worktree, removed afterwards) and the work tree as usual;
 # everything listens on loopback only.
@@ -17,9 +21,14 @@ root=$(pwd)
 ab=$root/target/ab
 rm -rf "$ab"
 mkdir -p "$ab"
-git worktree add --detach -q "$ab/old" "$old"
-trap 'git worktree remove --force "$ab/old" 2>/dev/null || true' EXIT
-(cd "$ab/old" && CARGO_TARGET_DIR="$ab/old-target" cargo build --release -q -p crimson-bench --bin bench-server)
+if [ "$old" = "--metrics-off" ]; then
+  CARGO_TARGET_DIR="$ab/old-target" cargo build --release -q -p crimson-bench --bin bench-server --no-default-features
+  old="the work tree without the metrics feature"
+else
+  git worktree add --detach -q "$ab/old" "$old"
+  trap 'git worktree remove --force "$ab/old" 2>/dev/null || true' EXIT
+  (cd "$ab/old" && CARGO_TARGET_DIR="$ab/old-target" cargo build --release -q -p crimson-bench --bin bench-server)
+fi
 cargo build --release -q -p crimson-bench --bin bench --bin bench-server
 cp "$ab/old-target/release/bench-server" "$ab/bench-server-old"
 cp target/release/bench-server "$ab/bench-server-new"

@@ -21,6 +21,7 @@ use crimson_axum::cluster::{Cluster, ClusterError, Delivery};
 use crimson_axum::CrimsonMessage;
 use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, Deflate, RouterExt};
 use crimson_examples::{arg, proto, ChatMessage, ChatResponse, DEFAULT_ADDR};
+#[cfg(feature = "metrics")]
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 const USAGE: &str = "\
@@ -127,17 +128,13 @@ async fn cluster<Down: CrimsonMessage>(
     Ok(Cluster::new(backend))
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
-    if crimson_examples::help(USAGE) {
-        return Ok(());
-    }
-    crimson_examples::init_tracing("info,crimson_axum=debug");
-    // Before the layer and the clusters: Crimson resolves its metrics on their first use.
+/// Installs a Prometheus recorder, its upkeep (draining histograms) run every 5 s since its
+/// HTTP listener, which would run it, is not used: `/metrics` is a route of the app.
+#[cfg(feature = "metrics")]
+fn prometheus() -> std::io::Result<metrics_exporter_prometheus::PrometheusHandle> {
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .map_err(std::io::Error::other)?;
-    // Without the HTTP listener the recorder's upkeep (draining histograms) is ours to run.
     let upkeep = metrics.clone();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -146,6 +143,18 @@ async fn main() -> std::io::Result<()> {
             upkeep.run_upkeep();
         }
     });
+    Ok(metrics)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    if crimson_examples::help(USAGE) {
+        return Ok(());
+    }
+    crimson_examples::init_tracing("info,crimson_axum=debug");
+    // Before the layer and the clusters: Crimson resolves its metrics on their first use.
+    #[cfg(feature = "metrics")]
+    let metrics = prometheus()?;
 
     let addr = arg("addr", "CRIMSON_ADDR", DEFAULT_ADDR);
     let redis = arg("redis", "CRIMSON_REDIS", "");
@@ -186,14 +195,15 @@ async fn main() -> std::io::Result<()> {
             "/",
             get(|| async { Html(include_str!("../../static/chat.html")) }),
         )
-        .route(
-            "/metrics",
-            get(move || std::future::ready(metrics.render())),
-        )
         .crimson("/chat", CHAT, chat_json)
         .crimson("/chat.proto", CHAT_PROTO, chat_proto)
         .layer(crimson)
         .with_state(chat);
+    #[cfg(feature = "metrics")]
+    let app = app.route(
+        "/metrics",
+        get(move || std::future::ready(metrics.render())),
+    );
 
     let listener = crimson_examples::bind(&addr).await?;
     let local = listener.local_addr()?;

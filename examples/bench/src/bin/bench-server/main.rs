@@ -57,6 +57,7 @@ use crimson_axum::{
 };
 use crimson_examples::{arg, ChatMessage, ChatResponse};
 use futures_util::{SinkExt, StreamExt};
+#[cfg(feature = "metrics")]
 use metrics_exporter_prometheus::PrometheusBuilder;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpSocket, TcpStream};
@@ -172,6 +173,7 @@ fn crimson_config<Up: CrimsonMessage, Down: CrimsonMessage>() -> CrimsonConfig<U
 
 /// Installs a Prometheus recorder (before the app's first request, when Crimson resolves its
 /// metrics) and serves what it recorded at `/metrics`.
+#[cfg(feature = "metrics")]
 fn with_metrics(app: Router) -> std::io::Result<Router> {
     let handle = PrometheusBuilder::new()
         .install_recorder()
@@ -433,7 +435,14 @@ async fn main() -> std::io::Result<()> {
     // `--metrics`: Crimson's metrics recorded by a Prometheus recorder, served at /metrics.
     let metrics = std::env::args().any(|arg| arg == "--metrics");
     let app = match which {
+        #[cfg(feature = "metrics")]
         Impl::Crimson if metrics => with_metrics(crimson_app(&scenario))?,
+        #[cfg(not(feature = "metrics"))]
+        Impl::Crimson if metrics => {
+            return Err(std::io::Error::other(
+                "--metrics: this bench-server was built without its `metrics` feature",
+            ))
+        }
         Impl::Crimson => crimson_app(&scenario),
         Impl::Raw => raw_app(&scenario, false),
         Impl::RawTuned => raw_app(&scenario, true),
