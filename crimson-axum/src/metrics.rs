@@ -22,6 +22,7 @@ pub(crate) struct RouteMetrics {
     pub(crate) decode_failures: Counter,
     pub(crate) dropped: Counter,
     pub(crate) slow_consumers: Counter,
+    pub(crate) queued: Gauge,
 }
 
 impl RouteMetrics {
@@ -52,6 +53,7 @@ impl RouteMetrics {
             ),
             dropped: Counter::new("crimson_outgoing_dropped_total", &only),
             slow_consumers: Counter::new("crimson_slow_consumers_total", &only),
+            queued: Gauge::new("crimson_outgoing_queued", &only),
         }
     }
 

@@ -213,6 +213,7 @@ where
         outbox::Counted {
             dropped: metrics.dropped.clone(),
             overflowed: metrics.slow_consumers.clone(),
+            queued: metrics.queued.clone(),
         },
     );
     let shared = Arc::new(SessionState {

@@ -296,3 +296,74 @@ async fn a_broadcast_records_its_fan_out() {
         0
     );
 }
+
+/// Two nodes on one real `redis-server`: a room broadcast from one reaches a session of the
+/// other, and the publish and its relay lag are recorded.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_broadcast_through_redis_records_its_publish_and_relay_lag() {
+    use std::sync::Arc;
+
+    use crimson_axum::cluster::redis::RedisCluster;
+    use crimson_axum::cluster::{Cluster, SessionCluster};
+    use crimson_axum::sessions::{MemorySink, SessionHandle, SessionId, SessionInfo};
+
+    let _one = ONE_AT_A_TIME.lock().await;
+    snapshotter();
+    let redis = crimson_axum::testing::RedisServer::start();
+    let backend = async || {
+        RedisCluster::builder(redis.url())
+            .prefix("metrics")
+            .build()
+            .await
+            .unwrap()
+    };
+    let a = Cluster::<String>::new(backend().await);
+    let backend_b = backend().await;
+    let b = Cluster::<String>::new(backend_b.clone());
+    let id = SessionId::on_node(backend_b.node_id());
+    let sink = Arc::new(MemorySink::new(16));
+    let info = SessionInfo {
+        id,
+        connected_at: std::time::SystemTime::now(),
+        remote_addr: None,
+        path: "/metrics".into(),
+        config: "metrics-redis".into(),
+    };
+    backend_b
+        .add(SessionHandle::new(info, sink.clone()))
+        .unwrap();
+    b.join(id, "lobby").unwrap();
+    for _ in 0..100 {
+        if a.room_len("lobby").await.unwrap() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let published_before = counter("crimson_redis_publishes_total", &[]);
+    let reached = a
+        .broadcast_room("lobby", &"over Redis".to_string())
+        .await
+        .unwrap();
+    assert_eq!(reached.remote_nodes, 1, "{reached:?}");
+    for _ in 0..100 {
+        if !sink.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sink.len(), 1, "node B's session got the broadcast");
+    assert!(counter("crimson_redis_publishes_total", &[]) > published_before);
+    let lags: Vec<f64> = find("crimson_redis_relay_lag_seconds", &[])
+        .into_iter()
+        .flat_map(|value| match value {
+            Value::Histogram(values) => values,
+            other => panic!("not a histogram: {other:?}"),
+        })
+        .collect();
+    assert!(!lags.is_empty(), "node B recorded the relay's lag");
+    assert!(
+        lags.iter().all(|lag| (0.0..5.0).contains(lag)),
+        "a lag on loopback is between 0 and 5 s: {lags:?}"
+    );
+}

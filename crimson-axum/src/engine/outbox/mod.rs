@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
-use crimson_core::metrics::Counter;
+use crimson_core::metrics::{Counter, Gauge};
 use crimson_core::session::OverflowPolicy;
 use crimson_core::CloseCode;
 use tokio::sync::Notify;
@@ -62,7 +62,15 @@ pub(crate) struct Counted {
     pub(crate) dropped: Counter,
     /// Sessions closed because their queue was full (`OverflowPolicy::Disconnect`).
     pub(crate) overflowed: Counter,
+    /// Messages waiting in the config's queues, each queue's share moved in steps of
+    /// [`DEPTH_STEP`] (one gauge update per step, not per message).
+    pub(crate) queued: Gauge,
 }
+
+/// How far a queue's length moves before its share of the `queued` gauge follows: the gauge
+/// is right to within this many messages per session, at one atomic update per this many
+/// pushes.
+pub(crate) const DEPTH_STEP: usize = 8;
 
 /// A new bounded queue.
 #[cfg(test)]
@@ -82,6 +90,7 @@ pub(crate) fn outbox_counted(
             request: None,
             closed: false,
             pushed: 0,
+            reported: 0,
             writer: None,
             room_waiters: 0,
             own_task: None,

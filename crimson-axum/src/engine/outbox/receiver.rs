@@ -87,6 +87,7 @@ impl OutboxReceiver {
             state.queue = VecDeque::new();
         }
         let more = !state.queue.is_empty();
+        self.inner.report_depth(&mut state);
         self.drained = !more;
         let waiters = state.room_waiters;
         drop(state);
@@ -146,6 +147,7 @@ impl OutboxReceiver {
         let mut state = self.inner.state();
         let discarded = state.queue.len() as u64;
         state.queue = VecDeque::new();
+        self.inner.report_depth(&mut state);
         drop(state);
         self.inner.dropped.fetch_add(discarded, Ordering::SeqCst);
         self.inner.counted.dropped.add(discarded);

@@ -44,6 +44,7 @@ impl Inner {
         };
         state.queue.push_back(message);
         state.pushed += 1;
+        self.report_depth(&mut state);
         let writer = self.take_writer(&mut state);
         drop(state);
         wake(writer);

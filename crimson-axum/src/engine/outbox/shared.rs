@@ -46,6 +46,8 @@ pub(super) struct State {
     pub(super) closed: bool,
     /// Messages accepted so far: each ends up sent or dropped.
     pub(super) pushed: u64,
+    /// The queue's length as last added to the config's `queued` gauge.
+    pub(super) reported: usize,
     /// The writer, woken by a push or a request.
     pub(super) writer: Option<Waker>,
     /// Producers waiting in `push` for room.
@@ -71,6 +73,16 @@ impl Inner {
             _ => state.writer = Some(cx.waker().clone()),
         }
         self.writer_set.store(true, Ordering::Release);
+    }
+
+    /// Moves the queue's share of the `queued` gauge to its length, once it is
+    /// [`DEPTH_STEP`](super::DEPTH_STEP) away or the queue is empty.
+    pub(super) fn report_depth(&self, state: &mut State) {
+        let len = state.queue.len();
+        if len.abs_diff(state.reported) >= super::DEPTH_STEP || (len == 0 && state.reported > 0) {
+            self.counted.queued.add(len as f64 - state.reported as f64);
+            state.reported = len;
+        }
     }
 
     pub(super) fn state(&self) -> MutexGuard<'_, State> {

@@ -200,3 +200,52 @@ fn an_idle_queue_holds_no_memory_after_a_backlog() {
     assert_eq!(take_now(&mut rx, 1000).len(), 200);
     assert_eq!(tx.inner.state().queue.capacity(), 0);
 }
+
+/// The `queued` gauge follows each queue's length in steps of `DEPTH_STEP`, and a queue that
+/// ends takes its whole share back.
+#[cfg(feature = "metrics")]
+#[test]
+fn the_queued_gauge_follows_the_length_in_steps() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::{outbox_counted, Counted, DEPTH_STEP};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let counted = metrics::with_local_recorder(&recorder, || Counted {
+        queued: crimson_core::metrics::Gauge::new("queued", &[]),
+        ..Counted::default()
+    });
+    // A snapshot swaps the gauge to 0: what it read is added up here.
+    let mut total = 0.0;
+    let mut gauge = || {
+        match snapshotter.snapshot().into_vec().pop() {
+            Some((_, _, _, DebugValue::Gauge(value))) => total += value.into_inner(),
+            other => panic!("one gauge, not {other:?}"),
+        }
+        total
+    };
+    let (tx, mut rx) = outbox_counted(64, OverflowPolicy::Disconnect, counted);
+    let (tx2, rx2) = outbox_counted(
+        64,
+        OverflowPolicy::Disconnect,
+        metrics::with_local_recorder(&recorder, || Counted {
+            queued: crimson_core::metrics::Gauge::new("queued", &[]),
+            ..Counted::default()
+        }),
+    );
+    for n in 0..20 {
+        tx.try_push(text(n)).unwrap();
+    }
+    assert_eq!(gauge(), 16.0, "two steps of {DEPTH_STEP}");
+    for n in 0..9 {
+        tx2.try_push(text(n)).unwrap();
+    }
+    assert_eq!(gauge(), 24.0, "the two queues add up");
+    assert_eq!(take_now(&mut rx, 5).len(), 5);
+    assert_eq!(gauge(), 24.0, "15 left: within a step of what was reported");
+    assert_eq!(take_now(&mut rx, 64).len(), 15);
+    assert_eq!(gauge(), 8.0, "an empty queue reports 0 at once");
+    drop(rx2);
+    assert_eq!(gauge(), 0.0, "an ended queue takes its share back");
+}

@@ -225,6 +225,7 @@ impl RedisClusterBuilder {
                 check: self.check,
                 reports: Reports::new(),
                 sequences: Sequences::default(),
+                lag: crate::metrics::Histogram::new("crimson_redis_relay_lag_seconds", &[]),
             }
         });
         shared

@@ -163,6 +163,8 @@ pub(crate) struct Node {
     pub(crate) check: Option<PayloadCheck>,
     pub(crate) reports: Reports,
     pub(crate) sequences: Sequences,
+    /// `crimson_redis_relay_lag_seconds`: from a broadcast on another node to its relay here.
+    pub(crate) lag: crate::metrics::Histogram,
 }
 
 impl Node {
@@ -311,6 +313,7 @@ impl RedisCluster {
             channel,
             route,
             payload,
+            at: std::time::SystemTime::now(),
             reply,
         };
         node.publisher.try_send(request).map_err(|err| match err {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Weak;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use redis::RedisResult;
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +29,8 @@ pub(crate) struct Request {
     pub(crate) channel: String,
     pub(crate) route: Route,
     pub(crate) payload: Payload,
+    /// When the broadcast was asked for (the receivers' relay lag counts from here).
+    pub(crate) at: SystemTime,
     /// How many subscribers got it.
     pub(crate) reply: oneshot::Sender<RedisResult<usize>>,
 }
@@ -74,7 +76,13 @@ pub(crate) async fn run(
         let mut batch = Batch::new();
         for request in &round {
             let position = counters.next(&request.channel);
-            let message = wire::encode(origin, position, &request.route, &request.payload);
+            let message = wire::encode(
+                origin,
+                position,
+                wire::micros(request.at),
+                &request.route,
+                &request.payload,
+            );
             batch.add(
                 &request.channel,
                 node.shards.publish_cmd(&request.channel, &message),

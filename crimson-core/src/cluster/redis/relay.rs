@@ -118,6 +118,11 @@ pub(crate) fn relay(node: &Node, channel: &[u8], message: Bytes) {
         // Our own broadcast: delivered locally when it was sent.
         return;
     }
+    if let Some(sent_at) = relay.sent_at {
+        // Clocks of two machines may disagree: a relay "before" it was sent counts as 0.
+        let lag = wire::micros(std::time::SystemTime::now()).saturating_sub(sent_at);
+        node.lag.record(lag as f64 / 1e6);
+    }
     let missed = node
         .sequences
         .observe(relay.origin, channel, relay.position);

@@ -1,8 +1,8 @@
 //! How a cluster message travels through Redis pub/sub: binary, payload bytes as they are.
 //!
 //! ```text
-//! version u8 = 2 | kind u8 (0 text, 1 binary) | origin node u64 | stream u32 | seq u64
-//!   | target | payload bytes…
+//! version u8 = 3 | kind u8 (0 text, 1 binary) | origin node u64 | stream u32 | seq u64
+//!   | sent_at u64 | target | payload bytes…
 //! target: 0 All | 1 Except id | 2 Room room | 3 RoomExcept room id | 4 Session id
 //! id: node u64, seq u64 · room: length u32, UTF-8 bytes · integers big-endian
 //! ```
@@ -10,6 +10,10 @@
 //! `stream` and `seq` number what one origin publishes on one channel: `seq` counts up by
 //! one from 1 within a `stream` (a random value the origin picks when it starts counting on
 //! that channel), so a receiver that sees a seq jump knows how many messages it missed.
+//! `sent_at` is when the broadcast was asked for, in microseconds since the Unix epoch on the
+//! origin's clock: the receiver's `crimson_redis_relay_lag_seconds`. Version 2 (the same
+//! without `sent_at`) is still read, so nodes can be upgraded one at a time from 2 to 3 in
+//! this direction; a version-2 node counts version-3 messages as malformed.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -17,12 +21,14 @@ use crate::cluster::Target;
 use crate::message::{Payload, Text};
 use crate::session::SessionId;
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+/// The version before `sent_at`, still read.
+const VERSION_2: u8 = 2;
 
-/// The fewest bytes before the payload: version, kind, origin, stream, seq, target.
+/// The fewest bytes before the payload: version, kind, origin, stream, seq, target (version 2).
 pub(crate) const MIN_HEADER: usize = 1 + 1 + 8 + 4 + 8 + 1;
 /// The most bytes before the payload: a room target with the longest room name and an id.
-pub(crate) const MAX_HEADER: usize = MIN_HEADER + 4 + crate::cluster::MAX_ROOM_LEN + 16;
+pub(crate) const MAX_HEADER: usize = MIN_HEADER + 8 + 4 + crate::cluster::MAX_ROOM_LEN + 16;
 
 /// Where a relayed message goes on the receiving node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +53,18 @@ pub(crate) struct Position {
 pub(crate) struct Relay {
     pub(crate) origin: u64,
     pub(crate) position: Position,
+    /// When the broadcast was asked for (µs since the Unix epoch, origin's clock); none from
+    /// a version-2 origin.
+    pub(crate) sent_at: Option<u64>,
     pub(crate) route: Route,
     pub(crate) payload: Payload,
+}
+
+/// Microseconds since the Unix epoch of `at` (0 before it).
+pub(crate) fn micros(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+    })
 }
 
 fn put_id(out: &mut BytesMut, id: SessionId) {
@@ -64,8 +80,14 @@ fn put_room(out: &mut BytesMut, room: &str) {
 }
 
 /// Encodes a relayed message.
-pub(crate) fn encode(origin: u64, position: Position, route: &Route, payload: &Payload) -> Bytes {
-    let mut out = BytesMut::with_capacity(48 + payload.len());
+pub(crate) fn encode(
+    origin: u64,
+    position: Position,
+    sent_at: u64,
+    route: &Route,
+    payload: &Payload,
+) -> Bytes {
+    let mut out = BytesMut::with_capacity(56 + payload.len());
     out.put_u8(VERSION);
     out.put_u8(match payload {
         Payload::Text(_) => 0,
@@ -74,6 +96,7 @@ pub(crate) fn encode(origin: u64, position: Position, route: &Route, payload: &P
     out.put_u64(origin);
     out.put_u32(position.stream);
     out.put_u64(position.seq);
+    out.put_u64(sent_at);
     match route {
         Route::Broadcast(Target::All) => out.put_u8(0),
         Route::Broadcast(Target::Except(id)) => {
@@ -149,7 +172,8 @@ impl Reader {
 /// Decodes a relayed message. Never panics.
 pub(crate) fn decode(bytes: Bytes) -> Result<Relay, Malformed> {
     let mut r = Reader { bytes };
-    if r.u8("version")? != VERSION {
+    let version = r.u8("version")?;
+    if version != VERSION && version != VERSION_2 {
         return Err(Malformed("unknown version"));
     }
     let kind = r.u8("kind")?;
@@ -157,6 +181,11 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Relay, Malformed> {
     let position = Position {
         stream: r.u32("stream")?,
         seq: r.u64("seq")?,
+    };
+    let sent_at = if version == VERSION {
+        Some(r.u64("sent_at")?)
+    } else {
+        None
     };
     let route = match r.u8("target")? {
         0 => Route::Broadcast(Target::All),
@@ -179,6 +208,7 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Relay, Malformed> {
     Ok(Relay {
         origin,
         position,
+        sent_at,
         route,
         payload,
     })
@@ -208,13 +238,28 @@ mod tests {
                     stream: 0xfeed,
                     seq: 9,
                 };
-                let bytes = encode(7, position, route, payload);
+                let bytes = encode(7, position, 1_700_000_000_000_000, route, payload);
                 // Binary payloads travel raw: the last bytes are the payload itself.
                 assert!(bytes.ends_with(payload.as_bytes()));
-                let relay = decode(bytes).unwrap();
+                let relay = decode(bytes.clone()).unwrap();
                 assert_eq!(
-                    (relay.origin, relay.position, &relay.route, &relay.payload),
-                    (7, position, route, payload)
+                    (
+                        relay.origin,
+                        relay.position,
+                        relay.sent_at,
+                        &relay.route,
+                        &relay.payload
+                    ),
+                    (7, position, Some(1_700_000_000_000_000), route, payload)
+                );
+                // The same as version 2 (no `sent_at`) still reads.
+                let mut v2 = bytes[..22].to_vec();
+                v2[0] = VERSION_2;
+                v2.extend_from_slice(&bytes[30..]);
+                let relay = decode(Bytes::from(v2)).unwrap();
+                assert_eq!(
+                    (relay.sent_at, &relay.route, &relay.payload),
+                    (None, route, payload)
                 );
             }
         }
@@ -223,11 +268,16 @@ mod tests {
     #[test]
     fn malformed_input_is_an_error() {
         assert!(decode(Bytes::new()).is_err());
-        assert!(decode(Bytes::from_static(&[2, 0])).is_err());
+        assert!(decode(Bytes::from_static(&[3, 0])).is_err());
+        assert_eq!(
+            decode(Bytes::from_static(&[4, 0])),
+            Err(Malformed("unknown version"))
+        );
         let position = Position { stream: 1, seq: 1 };
         let good = encode(
             1,
             position,
+            0,
             &Route::Broadcast(Target::Room("r".into())),
             &Payload::Text("t".into()),
         );
@@ -237,6 +287,7 @@ mod tests {
         let mut bad_text = encode(
             1,
             position,
+            0,
             &Route::Broadcast(Target::All),
             &Payload::Binary(Bytes::from_static(&[0xff])),
         )
