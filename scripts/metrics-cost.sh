@@ -47,6 +47,7 @@ instructions() {
   exec 3>&- # bench-server exits when its stdin closes
   wait "$server"
   grep -o 'refs: *[0-9,]*' "$run.err" | tr -dc '0-9'
+  rm -f "$run".*
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
