@@ -2,7 +2,7 @@
 
 pub use crate::codec::Codec;
 pub use crate::error::{DecodeError, EncodeError};
-pub use crate::message::{CrimsonMessage, FrameKind, Payload, PayloadRef};
+pub use crate::message::{CodecInfo, CrimsonMessage, FrameKind, Payload, PayloadRef};
 
 /// Encodes with codec `C`, then re-labels the payload for a frame of `kind` (the derive's
 /// `frame = ".."` override). Costs nothing when `kind` is the codec's own.

@@ -70,7 +70,7 @@ pub use bytes::Bytes;
 pub use close::{CloseCode, CloseRecord, ClosedBy};
 pub use codec::Codec;
 pub use error::{DecodeError, EncodeError};
-pub use message::{CrimsonMessage, FrameKind, Payload, PayloadRef, Text};
+pub use message::{transcode, CodecInfo, CrimsonMessage, FrameKind, Payload, PayloadRef, Text};
 
 /// Derives [`CrimsonMessage`] for a type, binding it to a codec.
 ///
@@ -89,6 +89,7 @@ pub use message::{CrimsonMessage, FrameKind, Payload, PayloadRef, Text};
 /// | attribute | meaning |
 /// |---|---|
 /// | `codec = "json"` | the codec; without it the type uses JSON |
+/// | `codecs("json", "cbor")` | several codecs, the default first: each connection of a route whose types both list several may choose one (`docs/protocol.md`) |
 /// | `frame = "binary"` | send a text codec's payload in Binary frames (`"text"` is refused for binary codecs) |
 /// | `crate = "path"` | where the Crimson crate is, when it is re-exported under another name |
 ///

@@ -282,16 +282,59 @@ impl<'a> PayloadRef<'a> {
     note = "derive it: `#[derive(Serialize, Deserialize, CrimsonMessage)]` (JSON by default; `#[crimson(codec = \"cbor\")]` for another codec), or implement `CrimsonMessage` by hand"
 )]
 pub trait CrimsonMessage: Sized + Send + 'static {
-    /// The kind of frame this message is sent in.
+    /// The kind of frame this message is sent in (by its default codec).
     const FRAME: FrameKind;
-    /// The codec's name, as error messages show it (`"JSON"`, `"Protobuf"`, ...).
+    /// The (default) codec's name, as error messages show it (`"JSON"`, `"Protobuf"`, ...).
     const CODEC: &'static str;
+    /// Every codec the type speaks, its default (the one of [`encode`](Self::encode)) first:
+    /// those a client may choose among with `Sec-WebSocket-Protocol` (`docs/protocol.md`).
+    /// The derive lists them (`#[crimson(codecs("json", "cbor"))]`); empty, the default for a
+    /// hand-written impl, means the default codec alone, which is not negotiated.
+    const CODECS: &'static [CodecInfo] = &[];
 
     /// Encodes the value into one message payload of kind [`Self::FRAME`].
     fn encode(&self) -> Result<Payload, EncodeError>;
 
     /// Decodes one message payload.
     fn decode(payload: PayloadRef<'_>) -> Result<Self, DecodeError>;
+
+    /// Encodes the value with codec `CODECS[codec]`. Index 0, and any index of a type that
+    /// lists no further codecs, is [`encode`](Self::encode).
+    fn encode_in(&self, codec: usize) -> Result<Payload, EncodeError> {
+        let _ = codec;
+        self.encode()
+    }
+
+    /// Decodes a payload of codec `CODECS[codec]`. Index 0, and any index of a type that
+    /// lists no further codecs, is [`decode`](Self::decode).
+    fn decode_in(payload: PayloadRef<'_>, codec: usize) -> Result<Self, DecodeError> {
+        let _ = codec;
+        Self::decode(payload)
+    }
+}
+
+/// One codec a [`CrimsonMessage`] type speaks, as a client chooses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CodecInfo {
+    /// What a client asks for it by: `"json"`, `"cbor"`, `"msgpack"`, `"protobuf"`; the
+    /// subprotocol is this with `crimson.` before it (`crimson.cbor`).
+    pub token: &'static str,
+    /// The codec's name in error messages (`"CBOR"`).
+    pub name: &'static str,
+    /// The frame kind its payloads travel in.
+    pub frame: FrameKind,
+}
+
+/// Re-encodes a payload of `M`'s default codec in its codec `CODECS[codec]`: what a cluster
+/// does once per codec in use among a broadcast's recipients (a relayed broadcast arrives
+/// in the default codec only).
+pub fn transcode<M: CrimsonMessage>(payload: &Payload, codec: usize) -> Result<Payload, EncodeError> {
+    if codec == 0 || M::CODECS.len() < 2 {
+        return Ok(payload.clone());
+    }
+    let value = M::decode(payload.as_ref())
+        .map_err(|err| EncodeError::new::<M>(M::CODEC, err))?;
+    value.encode_in(codec)
 }
 
 /// A raw endpoint's text messages: no codec, Text frames.

@@ -10,7 +10,7 @@ use syn::meta::ParseNestedMeta;
 use syn::{Attribute, Expr, ExprLit, Lit, LitStr, Path};
 
 /// The keys `#[crimson(..)]` accepts, in the order error messages list them.
-const KEYS: &str = "`codec`, `frame`, `crate`";
+const KEYS: &str = "`codec`, `codecs`, `frame`, `crate`";
 
 /// The codecs `codec = ".."` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +67,19 @@ impl<T> Spanned<T> {
     }
 }
 
+/// The codecs of `codecs("..", ..)`, and where the key was written.
+pub(crate) struct CodecList {
+    pub(crate) codecs: Vec<Spanned<Codec>>,
+    pub(crate) key: Path,
+}
+
 /// Everything the `#[crimson(..)]` attributes of one type say.
 #[derive(Default)]
 pub(crate) struct Attrs {
     /// `codec = ".."`.
     pub(crate) codec: Option<Spanned<Codec>>,
+    /// `codecs("..", ..)`: every codec, the default first.
+    pub(crate) codecs: Option<CodecList>,
     /// `frame = ".."`.
     pub(crate) frame: Option<Spanned<Frame>>,
     /// `crate = ".."`.
@@ -107,21 +115,50 @@ fn parse_key(
     match key.as_str() {
         "codec" => {
             let lit = string_value(meta, "codec", "json")?;
-            match Codec::ALL
-                .into_iter()
-                .find(|codec| lit.value() == codec.as_str())
-            {
-                Some(value) => set(&mut out.codec, Spanned { value, lit }, meta, errors),
-                None => errors.push(syn::Error::new_spanned(
-                    &lit,
-                    format!(
-                        "unknown codec {:?}: expected one of {}",
-                        lit.value(),
-                        Codec::ALL
-                            .map(|codec| format!("{:?}", codec.as_str()))
-                            .join(", "),
-                    ),
-                )),
+            if let Some(value) = codec(&lit, errors) {
+                set(&mut out.codec, Spanned { value, lit }, meta, errors);
+            }
+        }
+        "codecs" => {
+            let content;
+            if !meta.input.peek(syn::token::Paren) {
+                return Err(syn::Error::new_spanned(
+                    &meta.path,
+                    "expected `codecs(\"json\", \"cbor\")`: the codecs, the default first",
+                ));
+            }
+            syn::parenthesized!(content in meta.input);
+            let lits = content.parse_terminated(|input| input.parse::<LitStr>(), syn::Token![,])?;
+            let mut codecs: Vec<Spanned<Codec>> = Vec::new();
+            for lit in lits {
+                let Some(value) = codec(&lit, errors) else {
+                    continue;
+                };
+                if codecs.iter().any(|seen| seen.value == value) {
+                    errors.push(syn::Error::new_spanned(
+                        &lit,
+                        format!("codec {:?} is listed twice", value.as_str()),
+                    ));
+                    continue;
+                }
+                codecs.push(Spanned { value, lit });
+            }
+            if codecs.is_empty() && errors.is_empty() {
+                errors.push(syn::Error::new_spanned(
+                    &meta.path,
+                    "`codecs(..)` needs at least one codec, e.g. `codecs(\"json\", \"cbor\")`",
+                ));
+            }
+            if out.codecs.is_some() {
+                errors.push(syn::Error::new_spanned(
+                    &meta.path,
+                    "duplicate crimson attribute `codecs`",
+                ));
+            } else if !codecs.is_empty() {
+                out.codecs = Some(CodecList {
+                    codecs,
+                    key: meta.path.clone(),
+                });
             }
         }
         "frame" => {
@@ -167,6 +204,26 @@ fn parse_key(
         }
     }
     Ok(())
+}
+
+/// The codec `lit` names, or an error (pushed onto `errors`) that lists the codecs there are.
+fn codec(lit: &LitStr, errors: &mut Vec<syn::Error>) -> Option<Codec> {
+    let found = Codec::ALL
+        .into_iter()
+        .find(|codec| lit.value() == codec.as_str());
+    if found.is_none() {
+        errors.push(syn::Error::new_spanned(
+            lit,
+            format!(
+                "unknown codec {:?}: expected one of {}",
+                lit.value(),
+                Codec::ALL
+                    .map(|codec| format!("{:?}", codec.as_str()))
+                    .join(", "),
+            ),
+        ));
+    }
+    found
 }
 
 /// Reads the `= "value"` after `key`, or explains what was expected.

@@ -59,72 +59,93 @@ fn default_crate() -> Path {
 
 /// The impl for a type whose attributes are all valid.
 fn impl_message(input: &Input<'_>, krate: &Path) -> TokenStream {
-    let (codec, span) = match &input.attrs.codec {
-        Some(codec) => (codec.value, codec.span()),
-        None => (Codec::Json, Span::call_site()),
+    // Every codec, the default first, each with the span of the string that named it.
+    let codecs: Vec<(Codec, Span)> = match (&input.attrs.codecs, &input.attrs.codec) {
+        (Some(list), _) => list
+            .codecs
+            .iter()
+            .map(|codec| (codec.value, codec.span()))
+            .collect(),
+        (None, Some(codec)) => vec![(codec.value, codec.span())],
+        (None, None) => vec![(Codec::Json, Span::call_site())],
     };
-    let codec_name = match codec {
-        Codec::Json => "Json",
-        Codec::Protobuf => "Protobuf",
-        Codec::Cbor => "Cbor",
-        Codec::MsgPack => "MsgPack",
-    };
-    // Spanned at the `codec = ".."` string, so that errors about the codec point at it.
-    let at_codec = respan(quote!(#krate), span);
-    let codec_ident = format_ident!("{}", codec_name, span = span);
-    let codec_ty = quote_spanned!(span=> #at_codec::__private::#codec_ident);
-    let require_ident = format_ident!("require_{}", codec.as_str(), span = span);
-    let require = quote_spanned!(span=> #at_codec::__private::#require_ident! {});
-
     let ident = input.ident;
     let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
     let mut where_clause = where_clause(input);
-    let predicates = &mut where_clause.predicates;
-    let check = if input.is_generic() {
-        // The bounds go on the impl: `Wrapper<T>` is a message for the `T`s that satisfy them.
-        predicates.push(parse_quote!(#codec_ty: #krate::__private::Codec<#ident #ty_generics>));
-        if codec == Codec::Protobuf {
-            predicates.push(parse_quote!(#ident #ty_generics: #krate::__private::ProtobufMessage));
-        }
-        TokenStream::new()
-    } else {
-        // A concrete type either can use the codec or cannot: one check says which, once, at
-        // the `codec = ".."` string (or, for protobuf, with `ProtobufMessage`'s own message at
-        // the type's name). The impl then assumes the bound instead of repeating the error for
-        // every use of the codec in its body. The `for<'__crimson>` keeps rustc from rejecting the
-        // bound as trivially false (rust-lang/rust#48214) before the check reports it.
-        predicates.push(parse_quote!(for<'__crimson> #codec_ty: #krate::__private::Codec<#ident>));
-        if codec == Codec::Protobuf {
-            let at_ty = respan(quote!(#krate), ident.span());
-            quote_spanned! {ident.span()=>
-                const _: () = #at_ty::__private::assert_protobuf::<#ident>();
-            }
-        } else {
-            quote_spanned! {span=>
-                const _: &str = <#codec_ty as #at_codec::__private::Codec<#ident>>::NAME;
-            }
-        }
-    };
-
+    let mut setup = TokenStream::new();
+    let mut tys = Vec::new();
+    for &(codec, span) in &codecs {
+        let codec_ty = codec_parts(input, krate, codec, span, &mut where_clause, &mut setup);
+        tys.push(codec_ty);
+    }
+    let first = &tys[0];
     let frame = match &input.attrs.frame {
         Some(frame) => frame_kind(krate, frame.value),
-        None => quote!(<#codec_ty as #krate::__private::Codec<Self>>::FRAME),
+        None => quote!(<#first as #krate::__private::Codec<Self>>::FRAME),
+    };
+    let infos = codecs.iter().zip(&tys).enumerate().map(|(i, ((codec, _), ty))| {
+        let token = codec.as_str();
+        let frame = if i == 0 {
+            quote!(<Self as #krate::__private::CrimsonMessage>::FRAME)
+        } else {
+            quote!(<#ty as #krate::__private::Codec<Self>>::FRAME)
+        };
+        quote! {
+            #krate::__private::CodecInfo {
+                token: #token,
+                name: <#ty as #krate::__private::Codec<Self>>::NAME,
+                frame: #frame,
+            }
+        }
+    });
+    // With several codecs, `encode_in` and `decode_in` pick one by index.
+    let others = if tys.len() > 1 {
+        let indexes: Vec<usize> = (1..tys.len()).collect();
+        let rest = &tys[1..];
+        quote! {
+            #[inline]
+            fn encode_in(
+                &self,
+                codec: usize,
+            ) -> ::core::result::Result<#krate::__private::Payload, #krate::__private::EncodeError> {
+                match codec {
+                    #(#indexes => #krate::__private::encode_as::<#rest, Self>(
+                        self,
+                        <#rest as #krate::__private::Codec<Self>>::FRAME,
+                    ),)*
+                    _ => <Self as #krate::__private::CrimsonMessage>::encode(self),
+                }
+            }
+
+            #[inline]
+            fn decode_in(
+                payload: #krate::__private::PayloadRef<'_>,
+                codec: usize,
+            ) -> ::core::result::Result<Self, #krate::__private::DecodeError> {
+                match codec {
+                    #(#indexes => #krate::__private::decode_with::<#rest, Self>(payload),)*
+                    _ => <Self as #krate::__private::CrimsonMessage>::decode(payload),
+                }
+            }
+        }
+    } else {
+        TokenStream::new()
     };
     quote! {
         const _: () = {
-            #require
-            #check
+            #setup
 
             #[automatically_derived]
             impl #impl_generics #krate::__private::CrimsonMessage for #ident #ty_generics #where_clause {
                 const FRAME: #krate::__private::FrameKind = #frame;
-                const CODEC: &'static str = <#codec_ty as #krate::__private::Codec<Self>>::NAME;
+                const CODEC: &'static str = <#first as #krate::__private::Codec<Self>>::NAME;
+                const CODECS: &'static [#krate::__private::CodecInfo] = &[#(#infos),*];
 
                 #[inline]
                 fn encode(
                     &self,
                 ) -> ::core::result::Result<#krate::__private::Payload, #krate::__private::EncodeError> {
-                    #krate::__private::encode_as::<#codec_ty, Self>(
+                    #krate::__private::encode_as::<#first, Self>(
                         self,
                         <Self as #krate::__private::CrimsonMessage>::FRAME,
                     )
@@ -134,11 +155,66 @@ fn impl_message(input: &Input<'_>, krate: &Path) -> TokenStream {
                 fn decode(
                     payload: #krate::__private::PayloadRef<'_>,
                 ) -> ::core::result::Result<Self, #krate::__private::DecodeError> {
-                    #krate::__private::decode_with::<#codec_ty, Self>(payload)
+                    #krate::__private::decode_with::<#first, Self>(payload)
                 }
+
+                #others
             }
         };
     }
+}
+
+/// One codec's share of the impl: its type (spanned at the string that named it, so that
+/// errors about the codec point there), the check that it is on and fits the type (pushed
+/// onto `setup`), and, for a generic type, the bounds on the impl.
+fn codec_parts(
+    input: &Input<'_>,
+    krate: &Path,
+    codec: Codec,
+    span: Span,
+    where_clause: &mut WhereClause,
+    setup: &mut TokenStream,
+) -> TokenStream {
+    let codec_name = match codec {
+        Codec::Json => "Json",
+        Codec::Protobuf => "Protobuf",
+        Codec::Cbor => "Cbor",
+        Codec::MsgPack => "MsgPack",
+    };
+    let at_codec = respan(quote!(#krate), span);
+    let codec_ident = format_ident!("{}", codec_name, span = span);
+    let codec_ty = quote_spanned!(span=> #at_codec::__private::#codec_ident);
+    let require_ident = format_ident!("require_{}", codec.as_str(), span = span);
+    setup.extend(quote_spanned!(span=> #at_codec::__private::#require_ident! {}));
+
+    let ident = input.ident;
+    let (_, ty_generics, _) = input.generics.split_for_impl();
+    let predicates = &mut where_clause.predicates;
+    if input.is_generic() {
+        // The bounds go on the impl: `Wrapper<T>` is a message for the `T`s that satisfy them.
+        predicates.push(parse_quote!(#codec_ty: #krate::__private::Codec<#ident #ty_generics>));
+        if codec == Codec::Protobuf {
+            predicates.push(parse_quote!(#ident #ty_generics: #krate::__private::ProtobufMessage));
+        }
+    } else {
+        // A concrete type either can use the codec or cannot: one check says which, once, at
+        // the codec's string (or, for protobuf, with `ProtobufMessage`'s own message at the
+        // type's name). The impl then assumes the bound instead of repeating the error for
+        // every use of the codec in its body. The `for<'__crimson>` keeps rustc from rejecting
+        // the bound as trivially false (rust-lang/rust#48214) before the check reports it.
+        predicates.push(parse_quote!(for<'__crimson> #codec_ty: #krate::__private::Codec<#ident>));
+        if codec == Codec::Protobuf {
+            let at_ty = respan(quote!(#krate), ident.span());
+            setup.extend(quote_spanned! {ident.span()=>
+                const _: () = #at_ty::__private::assert_protobuf::<#ident>();
+            });
+        } else {
+            setup.extend(quote_spanned! {span=>
+                const _: &str = <#codec_ty as #at_codec::__private::Codec<#ident>>::NAME;
+            });
+        }
+    }
+    codec_ty
 }
 
 /// An impl that type-checks for any struct or enum, emitted next to the errors so that code

@@ -23,6 +23,7 @@ mod valid;
 /// | attribute | meaning |
 /// |---|---|
 /// | `codec = "json"` | `"json"`, `"protobuf"`, `"cbor"` or `"msgpack"`; JSON when absent |
+/// | `codecs("json", "cbor")` | several of those, the default first (instead of `codec`; not with `frame`) |
 /// | `frame = "binary"` | the frame kind, when it is not the codec's own |
 /// | `crate = "path"` | where the Crimson crate is, when it is re-exported under another name |
 ///

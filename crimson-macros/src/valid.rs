@@ -6,10 +6,31 @@ use crate::attr::{Codec, Frame};
 /// Pushes an error onto `errors` for each meaningless combination in `input`.
 pub(crate) fn check(input: &Input<'_>, errors: &mut Vec<syn::Error>) {
     check_frame(input, errors);
+    check_codecs(input, errors);
     for attr in &input.misplaced {
         errors.push(syn::Error::new_spanned(
             attr,
             "#[crimson(..)] goes on the type itself, not on a field or variant",
+        ));
+    }
+}
+
+/// `codecs(..)` replaces `codec = ".."`, and each of its codecs uses its own frame kind.
+fn check_codecs(input: &Input<'_>, errors: &mut Vec<syn::Error>) {
+    let Some(list) = &input.attrs.codecs else {
+        return;
+    };
+    if input.attrs.codec.is_some() {
+        errors.push(syn::Error::new_spanned(
+            &list.key,
+            "`codecs(..)` and `codec = \"..\"` cannot be used together: list the default codec \
+             first in `codecs(..)`",
+        ));
+    }
+    if let Some(frame) = &input.attrs.frame {
+        errors.push(syn::Error::new_spanned(
+            &frame.lit,
+            "`frame` cannot be used with `codecs(..)`: each codec sends its own frame kind",
         ));
     }
 }

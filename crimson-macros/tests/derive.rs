@@ -272,3 +272,57 @@ fn codec_literal_through_macro_rules() {
         ViaMacro { n: 7 }
     );
 }
+
+/// One type, four codecs: serde for JSON, CBOR and MessagePack, prost for Protobuf.
+#[derive(Clone, PartialEq, Serialize, Deserialize, prost::Message, CrimsonMessage)]
+#[crimson(codecs("json", "cbor", "msgpack", "protobuf"))]
+struct Said {
+    #[prost(string, tag = "1")]
+    text: String,
+    #[prost(uint64, tag = "2")]
+    at: u64,
+}
+
+#[test]
+fn several_codecs_the_first_is_the_default_and_each_round_trips() {
+    let said = Said {
+        text: "hi".into(),
+        at: 7,
+    };
+    // The default: JSON, as if `codec = "json"`.
+    let payload = round_trip(&said, FrameKind::Text, "JSON");
+    assert_eq!(payload.as_bytes(), br#"{"text":"hi","at":7}"#);
+    let listed: Vec<(&str, &str, FrameKind)> = Said::CODECS
+        .iter()
+        .map(|codec| (codec.token, codec.name, codec.frame))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("json", "JSON", FrameKind::Text),
+            ("cbor", "CBOR", FrameKind::Binary),
+            ("msgpack", "MessagePack", FrameKind::Binary),
+            ("protobuf", "Protobuf", FrameKind::Binary),
+        ]
+    );
+    let mut seen = Vec::new();
+    for (index, codec) in Said::CODECS.iter().enumerate() {
+        let payload = said.encode_in(index).unwrap();
+        assert_eq!(payload.kind(), codec.frame, "{}", codec.token);
+        assert_eq!(
+            Said::decode_in(payload.as_ref(), index).unwrap(),
+            said,
+            "{}",
+            codec.token
+        );
+        seen.push(payload);
+    }
+    assert_eq!(seen[0], said.encode().unwrap(), "index 0 is the default");
+    assert_eq!(seen[3].as_bytes(), &[0x0a, 0x02, b'h', b'i', 0x10, 0x07]);
+    // Each index decodes its own codec only: CBOR bytes are not JSON.
+    let err = Said::decode_in(seen[1].as_ref(), 0).unwrap_err();
+    assert_eq!(err.codec(), "JSON");
+    // A payload of the default codec, re-encoded in another (what a cluster does per codec).
+    assert_eq!(crimson_core::transcode::<Said>(&seen[0], 2).unwrap(), seen[2]);
+    assert_eq!(crimson_core::transcode::<Said>(&seen[0], 0).unwrap(), seen[0]);
+}
