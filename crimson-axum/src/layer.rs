@@ -117,6 +117,8 @@ pub(crate) struct Route<Up, Down> {
     pub(crate) per_address: Mutex<HashMap<IpAddr, usize>>,
     /// Resolved on the first request (after the application installed its recorder).
     metrics: OnceLock<Arc<RouteMetrics>>,
+    /// The codecs its clients may choose among.
+    pub(crate) spoken: crate::codecs::Spoken,
     _up: PhantomData<fn() -> Up>,
 }
 
@@ -124,7 +126,7 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> Route<Up, Down> {
     /// The config's metrics; `name` is the config's name.
     pub(crate) fn metrics(&self, name: &str) -> &Arc<RouteMetrics> {
         self.metrics
-            .get_or_init(|| Arc::new(RouteMetrics::new::<Up, Down>(name)))
+            .get_or_init(|| Arc::new(RouteMetrics::new::<Up, Down>(name, &self.spoken)))
     }
 }
 
@@ -349,6 +351,7 @@ impl CrimsonLayer {
             live: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
             metrics: OnceLock::new(),
+            spoken: crate::codecs::Spoken::of::<Up, Down>(),
             _up: PhantomData,
         };
         let entry = Entry {

@@ -83,6 +83,7 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod codecs;
 mod config;
 mod engine;
 mod error;

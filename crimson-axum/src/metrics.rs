@@ -7,7 +7,9 @@
 //! who closed, a reason from a fixed list; never a session id, an address or a room.
 
 use crimson_core::metrics::{count, Counter, Gauge};
-use crimson_core::{CloseRecord, ClosedBy, CrimsonMessage};
+use crimson_core::{CloseRecord, ClosedBy, CrimsonMessage, FrameKind};
+
+use crate::codecs::Spoken;
 
 /// The handles of one config.
 #[derive(Debug)]
@@ -15,42 +17,77 @@ pub(crate) struct RouteMetrics {
     config: String,
     pub(crate) accepted: Counter,
     pub(crate) open: Gauge,
-    pub(crate) messages_in: Counter,
-    pub(crate) bytes_in: Counter,
-    pub(crate) messages_out: Counter,
-    pub(crate) bytes_out: Counter,
-    pub(crate) decode_failures: Counter,
+    /// By codec: each type's default first, then each codec clients may choose
+    /// ([`Chosen::index`](crate::codecs::Chosen::index)).
+    pub(crate) traffic: Vec<Traffic>,
     pub(crate) dropped: Counter,
     pub(crate) slow_consumers: Counter,
     pub(crate) queued: Gauge,
 }
 
+/// What one codec's sessions of a config send and receive.
+#[derive(Debug)]
+pub(crate) struct Traffic {
+    pub(crate) messages_in: Counter,
+    pub(crate) bytes_in: Counter,
+    pub(crate) messages_out: Counter,
+    pub(crate) bytes_out: Counter,
+    pub(crate) decode_failures: Counter,
+}
+
+impl Traffic {
+    fn new(config: &str, up: (&str, FrameKind), down: (&str, FrameKind)) -> Self {
+        let up_labels = [
+            ("config", config),
+            ("codec", up.0),
+            ("frame", up.1.as_str()),
+        ];
+        let down_labels = [
+            ("config", config),
+            ("codec", down.0),
+            ("frame", down.1.as_str()),
+        ];
+        Self {
+            messages_in: Counter::new("crimson_messages_received_total", &up_labels),
+            bytes_in: Counter::new("crimson_bytes_received_total", &up_labels),
+            messages_out: Counter::new("crimson_messages_sent_total", &down_labels),
+            bytes_out: Counter::new("crimson_bytes_sent_total", &down_labels),
+            decode_failures: Counter::new(
+                "crimson_decode_failures_total",
+                &[("config", config), ("codec", up.0)],
+            ),
+        }
+    }
+}
+
 impl RouteMetrics {
-    /// Resolves the handles of config `config`, whose clients send `Up` and receive `Down`.
-    pub(crate) fn new<Up: CrimsonMessage, Down: CrimsonMessage>(config: &str) -> Self {
+    /// Resolves the handles of config `config`, whose clients send `Up` and receive `Down`,
+    /// choosing among `spoken`.
+    pub(crate) fn new<Up: CrimsonMessage, Down: CrimsonMessage>(
+        config: &str,
+        spoken: &Spoken,
+    ) -> Self {
         let only = [("config", config)];
-        let up = [
-            ("config", config),
-            ("codec", Up::CODEC),
-            ("frame", Up::FRAME.as_str()),
-        ];
-        let down = [
-            ("config", config),
-            ("codec", Down::CODEC),
-            ("frame", Down::FRAME.as_str()),
-        ];
+        let mut traffic = vec![Traffic::new(
+            config,
+            (Up::CODEC, Up::FRAME),
+            (Down::CODEC, Down::FRAME),
+        )];
+        if spoken.negotiates() {
+            for choice in spoken.choices() {
+                let (up, down) = (&Up::CODECS[choice.up], &Down::CODECS[choice.down]);
+                traffic.push(Traffic::new(
+                    config,
+                    (up.name, up.frame),
+                    (down.name, down.frame),
+                ));
+            }
+        }
         Self {
             config: config.to_owned(),
             accepted: Counter::new("crimson_connections_accepted_total", &only),
             open: Gauge::new("crimson_connections_open", &only),
-            messages_in: Counter::new("crimson_messages_received_total", &up),
-            bytes_in: Counter::new("crimson_bytes_received_total", &up),
-            messages_out: Counter::new("crimson_messages_sent_total", &down),
-            bytes_out: Counter::new("crimson_bytes_sent_total", &down),
-            decode_failures: Counter::new(
-                "crimson_decode_failures_total",
-                &[("config", config), ("codec", Up::CODEC)],
-            ),
+            traffic,
             dropped: Counter::new("crimson_outgoing_dropped_total", &only),
             slow_consumers: Counter::new("crimson_slow_consumers_total", &only),
             queued: Gauge::new("crimson_outgoing_queued", &only),
@@ -95,6 +132,8 @@ pub(crate) enum Rejected {
     ConnectionLimit,
     /// The handler's extractors refused the request.
     Extractor,
+    /// The client asked only for codecs (subprotocols) the route does not speak.
+    Subprotocol,
 }
 
 impl Rejected {
@@ -105,6 +144,7 @@ impl Rejected {
             Self::PerAddress => "per_address_limit",
             Self::ConnectionLimit => "connection_limit",
             Self::Extractor => "extractor",
+            Self::Subprotocol => "subprotocol",
         }
     }
 }

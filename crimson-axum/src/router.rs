@@ -165,6 +165,13 @@ where
         metrics.rejected(Rejected::Origin);
         return rejection.into_response();
     }
+    let codec = match route.spoken.choose(&parts.headers) {
+        Ok(codec) => codec,
+        Err(rejection) => {
+            metrics.rejected(Rejected::Subprotocol);
+            return rejection.into_response();
+        }
+    };
     let remote_addr = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -189,7 +196,13 @@ where
         &settings.compression,
         upgrade::extension_offers(&parts.headers),
     );
-    let (response, on_upgrade) = handshake.accept(compression.as_ref().map(|(_, v)| v.as_str()));
+    let protocol = codec
+        .token
+        .map(|token| format!("{}{token}", crate::codecs::PREFIX));
+    let (response, on_upgrade) = handshake.accept(
+        compression.as_ref().map(|(_, v)| v.as_str()),
+        protocol.as_deref(),
+    );
     let negotiated = compression.map(|(agreed, _)| agreed);
 
     let cluster = route.cluster.clone();
@@ -222,6 +235,7 @@ where
         outbox: outbox_tx,
         record: OnceLock::new(),
         skipped: AtomicU64::new(0),
+        codec,
     });
     let (input_tx, input_rx) = incoming::channel(settings.incoming_queue);
 
@@ -230,7 +244,8 @@ where
     let mut refused = refusal.map(|limit| format!("connection limit reached ({limit} sessions)"));
     let backend = cluster.backend().clone();
     let member = if refused.is_none() {
-        let handle = SessionHandle::new(shared.info.clone(), shared.outbox.deliverer());
+        let handle = SessionHandle::new(shared.info.clone(), shared.outbox.deliverer())
+            .speaking::<Down>(codec.down);
         match backend.add(handle) {
             Ok(()) => Some(InCluster {
                 cluster: backend,

@@ -26,6 +26,8 @@ pub(crate) struct SessionState {
     /// How the session ended, set once its ending has a cause.
     pub(crate) record: OnceLock<CloseRecord>,
     pub(crate) skipped: AtomicU64,
+    /// The codec the connection chose.
+    pub(crate) codec: crate::codecs::Chosen,
 }
 
 /// The upgrade request's headers, kept as one compact copy and made a [`HeaderMap`] the first
@@ -286,14 +288,14 @@ impl<Down: CrimsonMessage> SessionSender<Down> {
 
     /// Queues a message, waiting while the outgoing queue is full.
     pub async fn send(&self, message: Down) -> Result<(), SessionSendError> {
-        let payload = message.encode()?;
+        let payload = message.encode_in(self.shared.codec.down)?;
         self.shared.outbox.push(Outgoing::Single(payload)).await?;
         Ok(())
     }
 
     /// Queues a message now, applying the overflow policy if the queue is full.
     pub fn try_send(&self, message: Down) -> Result<Queued, SessionSendError> {
-        let payload = message.encode()?;
+        let payload = message.encode_in(self.shared.codec.down)?;
         Ok(self.shared.outbox.try_push(Outgoing::Single(payload))?)
     }
 

@@ -43,6 +43,17 @@ pub enum UpgradeRejection {
     /// This address has as many sessions of the config as it may have. 429.
     #[error("too many WebSocket connections from this address (at most {0}): try again later")]
     TooManyFromAddress(usize),
+    /// The client asked only for subprotocols (codecs) the route does not speak
+    /// (`docs/protocol.md`). 400.
+    #[error(
+        "none of the subprotocols asked for ({asked}) is spoken here; this route speaks: {spoken}"
+    )]
+    UnsupportedSubprotocol {
+        /// What the client asked for.
+        asked: String,
+        /// What the route speaks.
+        spoken: String,
+    },
 }
 
 impl IntoResponse for UpgradeRejection {
@@ -52,7 +63,7 @@ impl IntoResponse for UpgradeRejection {
                 StatusCode::UPGRADE_REQUIRED
             }
             Self::MethodNotGet => StatusCode::METHOD_NOT_ALLOWED,
-            Self::MissingKey => StatusCode::BAD_REQUEST,
+            Self::MissingKey | Self::UnsupportedSubprotocol { .. } => StatusCode::BAD_REQUEST,
             Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::TooManyFromAddress(_) => StatusCode::TOO_MANY_REQUESTS,
         };
@@ -148,7 +159,11 @@ pub(crate) fn check_origin(
 impl Handshake {
     /// The 101 response (with the agreed extensions, if any), and the future that yields the
     /// upgraded connection.
-    pub(crate) fn accept(self, extensions: Option<&str>) -> (Response, OnUpgrade) {
+    pub(crate) fn accept(
+        self,
+        extensions: Option<&str>,
+        protocol: Option<&str>,
+    ) -> (Response, OnUpgrade) {
         let mut response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, HeaderValue::from_static("upgrade"))
@@ -156,6 +171,9 @@ impl Handshake {
             .header(header::SEC_WEBSOCKET_ACCEPT, self.accept);
         if let Some(value) = extensions.and_then(|v| HeaderValue::from_str(v).ok()) {
             response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
+        if let Some(value) = protocol.and_then(|v| HeaderValue::from_str(v).ok()) {
+            response = response.header(header::SEC_WEBSOCKET_PROTOCOL, value);
         }
         let response = response.body(Body::empty()).unwrap_or_default();
         (response, self.on_upgrade)

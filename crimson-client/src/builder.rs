@@ -9,7 +9,7 @@ use crimson_core::transport::Deflate;
 use crimson_core::{CloseCode, CrimsonMessage, EncodeError, Payload};
 
 use crate::client::CrimsonClient;
-use crate::config::{AbnormalClose, Config, Heartbeat, Hooks};
+use crate::config::{AbnormalClose, Codec, Config, Heartbeat, Hooks};
 use crate::endpoint::{erase, DynProvider, Endpoint, EndpointProvider};
 use crate::error::{BuildError, ClientError};
 use crate::event::CloseEvent;
@@ -65,6 +65,7 @@ pub struct CrimsonClientBuilder<Up, Down> {
     incoming_queue: usize,
     max_message_size: usize,
     compression: Deflate,
+    codec: Option<String>,
     retry_unauthorized: u32,
     hooks: Hooks,
     root_certificates: Vec<Vec<u8>>,
@@ -121,6 +122,7 @@ where
             incoming_queue: 256,
             max_message_size: 16 << 20,
             compression: Deflate::new(),
+            codec: None,
             retry_unauthorized: 0,
             hooks: Hooks::default(),
             root_certificates: Vec::new(),
@@ -275,14 +277,17 @@ where
     where
         Up: CrimsonMessage,
     {
-        self.hooks.on_connect = Some(Arc::new(move |url: &str, first: &mut Vec<Payload>| {
-            let mut connected = Connected {
-                url,
-                first,
-                _up: PhantomData,
-            };
-            hook(&mut connected)
-        }));
+        self.hooks.on_connect = Some(Arc::new(
+            move |url: &str, codec: usize, first: &mut Vec<Payload>| {
+                let mut connected = Connected {
+                    url,
+                    codec,
+                    first,
+                    _up: PhantomData,
+                };
+                hook(&mut connected)
+            },
+        ));
         self
     }
 
@@ -306,6 +311,16 @@ where
     /// not decode, giving up.
     pub fn on_error(mut self, hook: impl Fn(&ClientError) + Send + Sync + 'static) -> Self {
         self.hooks.on_error = Some(Arc::new(hook));
+        self
+    }
+
+    /// Asks the server for codec `token` (`"json"`, `"cbor"`, `"msgpack"`, `"protobuf"`) with
+    /// `Sec-WebSocket-Protocol: crimson.<token>`, and speaks it both ways. Both `Up` and `Down`
+    /// must list it (`#[crimson(codecs(..))]`); the server must agree, or the connection fails
+    /// for good with [`ClientError::Codec`](crate::ClientError::Codec). Without it the client
+    /// asks for nothing and speaks each type's default codec (`docs/protocol.md`).
+    pub fn codec(mut self, token: impl Into<String>) -> Self {
+        self.codec = Some(token.into());
         self
     }
 
@@ -338,6 +353,36 @@ where
                 return Err(BuildError::ZeroCapacity(name));
             }
         }
+        let codec = match self.codec {
+            None => Codec::default(),
+            Some(token) => {
+                let up = Up::CODECS.iter().position(|codec| codec.token == token);
+                let down = Down::CODECS.iter().position(|codec| codec.token == token);
+                match (up, down) {
+                    (Some(up), Some(down)) => Codec {
+                        token: Some(Down::CODECS[down].token),
+                        up,
+                        down,
+                    },
+                    _ => {
+                        let spoken = Down::CODECS
+                            .iter()
+                            .filter(|d| Up::CODECS.iter().any(|u| u.token == d.token))
+                            .map(|codec| format!("\"{}\"", codec.token))
+                            .collect::<Vec<_>>();
+                        return Err(BuildError::UnknownCodec {
+                            codec: token,
+                            spoken: if spoken.is_empty() {
+                                "none: list codecs with #[crimson(codecs(..))] on both types"
+                                    .to_owned()
+                            } else {
+                                spoken.join(", ")
+                            },
+                        });
+                    }
+                }
+            }
+        };
         #[cfg(feature = "rustls")]
         let tls = crate::tls::client_config(&self.root_certificates)?;
         #[cfg(not(feature = "rustls"))]
@@ -356,6 +401,7 @@ where
             compression: self.compression,
             retry_unauthorized: self.retry_unauthorized,
             hooks: self.hooks,
+            codec,
             #[cfg(feature = "rustls")]
             tls,
         }))
@@ -365,6 +411,8 @@ where
 /// A connection just made, as [`on_connect`](CrimsonClientBuilder::on_connect) sees it.
 pub struct Connected<'a, Up> {
     url: &'a str,
+    /// The index of the client's codec in `Up::CODECS`.
+    codec: usize,
     first: &'a mut Vec<Payload>,
     _up: PhantomData<fn(Up)>,
 }
@@ -386,7 +434,7 @@ impl<Up: CrimsonMessage> Connected<'_, Up> {
 
     /// Sends `message` first on this connection, ahead of the messages waiting in the outbox.
     pub fn send(&mut self, message: Up) -> Result<(), EncodeError> {
-        self.first.push(message.encode()?);
+        self.first.push(message.encode_in(self.codec)?);
         Ok(())
     }
 }

@@ -164,7 +164,7 @@ where
     /// not encode. See the [crate docs](crate#delivery) for exactly what is and is not
     /// guaranteed.
     pub fn send(&self, message: Up) -> Result<(), SendError> {
-        let payload = message.encode()?;
+        let payload = message.encode_in(self.shared().config.codec.up)?;
         self.shared().outbox.push(payload)
     }
 

@@ -14,7 +14,7 @@ use crate::retry::RetryPolicy;
 
 pub(crate) type AbnormalClose = Arc<dyn Fn(CloseCode, &str) -> bool + Send + Sync>;
 pub(crate) type ConnectHook =
-    Arc<dyn Fn(&str, &mut Vec<Payload>) -> Result<(), EncodeError> + Send + Sync>;
+    Arc<dyn Fn(&str, usize, &mut Vec<Payload>) -> Result<(), EncodeError> + Send + Sync>;
 pub(crate) type CloseHook = Arc<dyn Fn(&CloseEvent) + Send + Sync>;
 pub(crate) type ErrorHook = Arc<dyn Fn(&ClientError) + Send + Sync>;
 
@@ -48,8 +48,19 @@ pub(crate) struct Config {
     pub(crate) compression: Deflate,
     pub(crate) retry_unauthorized: u32,
     pub(crate) hooks: Hooks,
+    /// The codec asked for, if one was.
+    pub(crate) codec: Codec,
     #[cfg(feature = "rustls")]
     pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+/// The codec a client speaks: the token it asks for, and the codec's index in `Up::CODECS` and
+/// in `Down::CODECS`. Asking for none: each type's default, and no `Sec-WebSocket-Protocol`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Codec {
+    pub(crate) token: Option<&'static str>,
+    pub(crate) up: usize,
+    pub(crate) down: usize,
 }
 
 impl fmt::Debug for Config {
@@ -64,6 +75,7 @@ impl fmt::Debug for Config {
             .field("incoming_queue", &self.incoming_queue)
             .field("max_message_size", &self.max_message_size)
             .field("compression", &self.compression)
+            .field("codec", &self.codec.token)
             .finish_non_exhaustive()
     }
 }

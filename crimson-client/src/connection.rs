@@ -417,7 +417,7 @@ impl<Down: CrimsonMessage + Clone, T: Transport> Driver<'_, Down, T> {
 /// Decodes one incoming message and hands it to every subscriber, or skips and reports it.
 fn deliver<Down: CrimsonMessage + Clone>(shared: &ClientState<Down>, payload: PayloadRef<'_>) {
     tracing::trace!(kind = %payload.kind(), len = payload.len(), "frame in");
-    match Down::decode(payload) {
+    match Down::decode_in(payload, shared.config.codec.down) {
         // The client keeps a subscription of its own (for `receive`), so this never fails.
         Ok(message) => drop(shared.incoming.send(message)),
         Err(err) => {

@@ -45,10 +45,12 @@ pub(crate) async fn dial(config: &Config) -> Result<(Conn, String), AttemptError
         .await
         .map_err(|err| AttemptError::Retry(ClientError::Endpoint(err)))?;
     let url = endpoint.redacted_url().to_owned();
+    let protocol = config.codec.token.map(|token| format!("crimson.{token}"));
     let request = request(
         &endpoint,
         &url,
         deflate::offer(&config.compression).as_deref(),
+        protocol.as_deref(),
     )?;
     tracing::debug!(%url, "connecting");
     let failed = |reason: String| {
@@ -177,9 +179,42 @@ async fn read_response(
             "the server's Sec-WebSocket-Accept does not match the key sent".into(),
         ));
     }
+    check_codec(config, url, header("sec-websocket-protocol").next())?;
     let negotiated = deflate::accept(&config.compression, header("sec-websocket-extensions"))
         .map_err(|reason| retry(format!("the server's extensions cannot be used: {reason}")))?;
     Ok((negotiated, buf[head_len..].to_vec()))
+}
+
+/// Whether the server agreed to the codec asked for (`docs/protocol.md`, section 2).
+fn check_codec(config: &Config, url: &str, answered: Option<&str>) -> Result<(), AttemptError> {
+    let Some(token) = config.codec.token else {
+        return match answered {
+            // Asked for nothing: a server that names a subprotocol breaks the handshake.
+            Some(answered) => Err(AttemptError::Retry(ClientError::Connection(format!(
+                "the server chose subprotocol `{answered}`, which was not asked for"
+            )))),
+            None => Ok(()),
+        };
+    };
+    let asked = format!("crimson.{token}");
+    let refused = |reason: String| {
+        AttemptError::Fatal(ClientError::Codec {
+            url: url.to_owned(),
+            asked: asked.clone(),
+            reason,
+        })
+    };
+    match answered {
+        Some(answered) if answered == asked => Ok(()),
+        Some(answered) => Err(refused(format!("it chose `{answered}` instead"))),
+        // A route that does not negotiate speaks each type's default.
+        None if config.codec.up == 0 && config.codec.down == 0 => Ok(()),
+        None => Err(refused(
+            "the route does not negotiate codecs (its types list one codec each); it speaks \
+             its default"
+                .to_owned(),
+        )),
+    }
 }
 
 /// The upgrade request for `endpoint`, or why there can be none.
@@ -187,6 +222,7 @@ pub(crate) fn request(
     endpoint: &Endpoint,
     url: &str,
     extensions: Option<&str>,
+    protocol: Option<&str>,
 ) -> Result<Request, AttemptError> {
     let invalid = |reason: String| {
         AttemptError::Fatal(ClientError::InvalidEndpoint {
@@ -233,6 +269,9 @@ pub(crate) fn request(
     if let Some(extensions) = extensions {
         let _ = write!(head, "Sec-WebSocket-Extensions: {extensions}\r\n");
     }
+    if let Some(protocol) = protocol {
+        let _ = write!(head, "Sec-WebSocket-Protocol: {protocol}\r\n");
+    }
     for (name, value) in endpoint.headers() {
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| invalid(format!("`{name}` is not a valid header name")))?;
@@ -264,7 +303,7 @@ mod tests {
             .fold(Endpoint::new(url), |endpoint, (name, value)| {
                 endpoint.header(*name, *value)
             });
-        request(&endpoint, endpoint.redacted_url(), None).map_err(|err| match err {
+        request(&endpoint, endpoint.redacted_url(), None, None).map_err(|err| match err {
             AttemptError::Fatal(err) => err.to_string(),
             AttemptError::Retry(err) => panic!("not fatal: {err}"),
         })

@@ -56,6 +56,17 @@ pub enum ClientError {
         /// The HTTP status code.
         status: u16,
     },
+    /// The server did not agree to the codec the client asks for
+    /// ([`codec`](crate::CrimsonClientBuilder::codec)). Fatal: the client closes.
+    #[error("{url} does not speak codec {asked}: {reason}")]
+    Codec {
+        /// The URL, without its query.
+        url: String,
+        /// The subprotocol asked for.
+        asked: String,
+        /// What the server answered.
+        reason: String,
+    },
     /// Asking the provider and connecting took longer than the connect timeout.
     #[error("connecting took longer than the connect timeout ({0:?})")]
     ConnectTimeout(Duration),
@@ -162,6 +173,15 @@ pub enum BuildError {
     /// certificate.
     #[error("invalid root certificate: {0}")]
     InvalidCertificate(String),
+    /// [`codec`](crate::CrimsonClientBuilder::codec) names a codec that `Up` and `Down` do not
+    /// both speak.
+    #[error("codec \"{codec}\" is not spoken by both message types (both speak: {spoken})")]
+    UnknownCodec {
+        /// The codec asked for.
+        codec: String,
+        /// What both types speak.
+        spoken: String,
+    },
 }
 
 /// Whether a server that refused the upgrade with `status` would refuse the next attempt the

@@ -75,7 +75,7 @@ async fn cycle<Down: CrimsonMessage + Clone>(
                 shared.set_state(ConnectionState::Connected);
                 if let Some(hook) = &config.hooks.on_connect {
                     let mut first = Vec::new();
-                    if let Err(err) = hook(&url, &mut first) {
+                    if let Err(err) = hook(&url, config.codec.up, &mut first) {
                         shared.report(ClientError::Encode(err));
                     }
                     // Ahead of the outbox: nothing else has been queued on it yet.

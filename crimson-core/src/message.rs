@@ -328,12 +328,14 @@ pub struct CodecInfo {
 /// Re-encodes a payload of `M`'s default codec in its codec `CODECS[codec]`: what a cluster
 /// does once per codec in use among a broadcast's recipients (a relayed broadcast arrives
 /// in the default codec only).
-pub fn transcode<M: CrimsonMessage>(payload: &Payload, codec: usize) -> Result<Payload, EncodeError> {
+pub fn transcode<M: CrimsonMessage>(
+    payload: &Payload,
+    codec: usize,
+) -> Result<Payload, EncodeError> {
     if codec == 0 || M::CODECS.len() < 2 {
         return Ok(payload.clone());
     }
-    let value = M::decode(payload.as_ref())
-        .map_err(|err| EncodeError::new::<M>(M::CODEC, err))?;
+    let value = M::decode(payload.as_ref()).map_err(|err| EncodeError::new::<M>(M::CODEC, err))?;
     value.encode_in(codec)
 }
 

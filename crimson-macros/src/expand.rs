@@ -83,21 +83,25 @@ fn impl_message(input: &Input<'_>, krate: &Path) -> TokenStream {
         Some(frame) => frame_kind(krate, frame.value),
         None => quote!(<#first as #krate::__private::Codec<Self>>::FRAME),
     };
-    let infos = codecs.iter().zip(&tys).enumerate().map(|(i, ((codec, _), ty))| {
-        let token = codec.as_str();
-        let frame = if i == 0 {
-            quote!(<Self as #krate::__private::CrimsonMessage>::FRAME)
-        } else {
-            quote!(<#ty as #krate::__private::Codec<Self>>::FRAME)
-        };
-        quote! {
-            #krate::__private::CodecInfo {
-                token: #token,
-                name: <#ty as #krate::__private::Codec<Self>>::NAME,
-                frame: #frame,
+    let infos = codecs
+        .iter()
+        .zip(&tys)
+        .enumerate()
+        .map(|(i, ((codec, _), ty))| {
+            let token = codec.as_str();
+            let frame = if i == 0 {
+                quote!(<Self as #krate::__private::CrimsonMessage>::FRAME)
+            } else {
+                quote!(<#ty as #krate::__private::Codec<Self>>::FRAME)
+            };
+            quote! {
+                #krate::__private::CodecInfo {
+                    token: #token,
+                    name: <#ty as #krate::__private::Codec<Self>>::NAME,
+                    frame: #frame,
+                }
             }
-        }
-    });
+        });
     // With several codecs, `encode_in` and `decode_in` pick one by index.
     let others = if tys.len() > 1 {
         let indexes: Vec<usize> = (1..tys.len()).collect();

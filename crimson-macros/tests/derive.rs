@@ -323,6 +323,12 @@ fn several_codecs_the_first_is_the_default_and_each_round_trips() {
     let err = Said::decode_in(seen[1].as_ref(), 0).unwrap_err();
     assert_eq!(err.codec(), "JSON");
     // A payload of the default codec, re-encoded in another (what a cluster does per codec).
-    assert_eq!(crimson_core::transcode::<Said>(&seen[0], 2).unwrap(), seen[2]);
-    assert_eq!(crimson_core::transcode::<Said>(&seen[0], 0).unwrap(), seen[0]);
+    assert_eq!(
+        crimson_core::transcode::<Said>(&seen[0], 2).unwrap(),
+        seen[2]
+    );
+    assert_eq!(
+        crimson_core::transcode::<Said>(&seen[0], 0).unwrap(),
+        seen[0]
+    );
 }

@@ -87,6 +87,7 @@ where
         let mut delivered = false;
         // Counted here, added to the config's metrics once per read.
         let (mut messages, mut bytes, mut failed) = (0u64, 0u64, 0u64);
+        let codec = self.shared.codec.up;
         let mut on = |incoming: Incoming<'_>| {
             seen = true;
             match incoming {
@@ -101,7 +102,7 @@ where
                         *unread += 1;
                         return;
                     };
-                    match Up::decode(payload) {
+                    match Up::decode_in(payload, codec) {
                         Ok(up) => match tx.try_send(up, handler) {
                             Ok(()) => delivered = true,
                             Err(TrySendError::Closed(_) | TrySendError::Full(_)) => *unread += 1,
@@ -145,9 +146,10 @@ where
         };
         let polled = conn.poll_read(&mut cx, max, &mut on);
         if messages > 0 {
-            self.metrics.messages_in.add(messages);
-            self.metrics.bytes_in.add(bytes);
-            self.metrics.decode_failures.add(failed);
+            let traffic = &self.metrics.traffic[self.shared.codec.index];
+            traffic.messages_in.add(messages);
+            traffic.bytes_in.add(bytes);
+            traffic.decode_failures.add(failed);
         }
         if delivered {
             self.handler_due = true;

@@ -71,8 +71,9 @@ where
                 }
             }
             if messages > 0 {
-                self.metrics.messages_out.add(messages);
-                self.metrics.bytes_out.add(bytes);
+                let traffic = &self.metrics.traffic[self.shared.codec.index];
+                traffic.messages_out.add(messages);
+                traffic.bytes_out.add(bytes);
             }
             // Our close goes after everything queued before it.
             if self.close_pending.is_some() && self.outbox.is_empty() {

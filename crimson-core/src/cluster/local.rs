@@ -31,6 +31,52 @@ struct State {
     rooms: HashMap<String, HashSet<SessionId>>,
 }
 
+/// One broadcast's payload in each codec its recipients speak, each made once, on the first
+/// recipient that speaks it, and shared by all of them (with its compressed frame).
+struct Variants {
+    default: Outgoing,
+    /// Codec index, and the payload in it (`None`: it did not encode).
+    others: Vec<(usize, Option<Outgoing>)>,
+}
+
+impl Variants {
+    fn new(payload: &Payload) -> Self {
+        Self {
+            default: Outgoing::Shared(SharedPayload::new(payload.clone())),
+            others: Vec::new(),
+        }
+    }
+
+    /// Queues the broadcast for `handle` in its codec, and counts how that went.
+    fn offer(&mut self, handle: &SessionHandle, delivery: &mut Delivery) {
+        let codec = handle.codec();
+        let message = if codec == 0 {
+            self.default.clone()
+        } else {
+            let made = match self.others.iter().find(|(made, _)| *made == codec) {
+                Some((_, made)) => made.clone(),
+                None => {
+                    let made = match handle.transcode(self.default.payload()) {
+                        Ok(payload) => Some(Outgoing::Shared(SharedPayload::new(payload))),
+                        Err(err) => {
+                            tracing::warn!(codec, %err, "a broadcast did not re-encode for its recipients of another codec");
+                            None
+                        }
+                    };
+                    self.others.push((codec, made.clone()));
+                    made
+                }
+            };
+            let Some(message) = made else {
+                delivery.failed += 1;
+                return;
+            };
+            message
+        };
+        delivery.count(handle.deliver(message));
+    }
+}
+
 struct Member {
     handle: SessionHandle,
     rooms: HashSet<String>,
@@ -194,12 +240,10 @@ impl LocalCluster {
     /// them. What every backend does locally.
     pub fn deliver(&self, payload: &Payload, target: &Target) -> Delivery {
         let started = broadcast_metrics::start();
-        let message = Outgoing::Shared(SharedPayload::new(payload.clone()));
+        let mut variants = Variants::new(payload);
         let mut delivery = Delivery::default();
         let state = self.read();
-        let mut offer = |member: &Member| {
-            delivery.count(member.handle.deliver(message.clone()));
-        };
+        let mut offer = |member: &Member| variants.offer(&member.handle, &mut delivery);
         match target {
             Target::All | Target::Except(_) => {
                 for (id, member) in &state.sessions {
@@ -235,11 +279,11 @@ impl LocalCluster {
         filter: impl Fn(&SessionInfo) -> bool,
     ) -> Delivery {
         let started = broadcast_metrics::start();
-        let message = Outgoing::Shared(SharedPayload::new(payload.clone()));
+        let mut variants = Variants::new(payload);
         let mut delivery = Delivery::default();
         for member in self.read().sessions.values() {
             if filter(member.handle.info()) {
-                delivery.count(member.handle.deliver(message.clone()));
+                variants.offer(&member.handle, &mut delivery);
             }
         }
         self.metrics().record(None, started, &delivery);
@@ -249,6 +293,7 @@ impl LocalCluster {
     /// Queues `payload` for a session of this node.
     pub fn deliver_to(&self, id: SessionId, payload: Payload) -> Result<(), SendToError> {
         let handle = self.get(id).ok_or(SendToError::NotFound(id))?;
+        let payload = handle.transcode(&payload).map_err(SendToError::Encode)?;
         handle
             .deliver(Outgoing::Single(payload))
             .map(|_| ())
@@ -529,6 +574,90 @@ mod tests {
 
     fn text(s: &str) -> Payload {
         Payload::Text(s.into())
+    }
+
+    /// A message in three "codecs" (the text, upper-cased, reversed) that counts its
+    /// encodings: a broadcast makes each codec's payload once, whoever receives it.
+    struct Counted;
+
+    static ENCODED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    impl crate::CrimsonMessage for Counted {
+        const FRAME: crate::FrameKind = crate::FrameKind::Text;
+        const CODEC: &'static str = "plain";
+        const CODECS: &'static [crate::CodecInfo] = &[
+            crate::CodecInfo {
+                token: "plain",
+                name: "plain",
+                frame: crate::FrameKind::Text,
+            },
+            crate::CodecInfo {
+                token: "upper",
+                name: "upper",
+                frame: crate::FrameKind::Text,
+            },
+            crate::CodecInfo {
+                token: "bad",
+                name: "bad",
+                frame: crate::FrameKind::Text,
+            },
+        ];
+
+        fn encode(&self) -> Result<Payload, crate::EncodeError> {
+            Ok(text("hi"))
+        }
+
+        fn decode(_: crate::PayloadRef<'_>) -> Result<Self, crate::DecodeError> {
+            Ok(Self)
+        }
+
+        fn encode_in(&self, codec: usize) -> Result<Payload, crate::EncodeError> {
+            ENCODED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match codec {
+                1 => Ok(text("HI")),
+                2 => Err(crate::EncodeError::new::<Self>("bad", "never encodes")),
+                _ => self.encode(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_broadcast_is_made_once_per_codec_its_recipients_speak() {
+        let cluster = LocalCluster::new();
+        let mut boxes = Vec::new();
+        for codec in [0, 1, 0, 1, 1, 2] {
+            let (handle, outbox) = session(&cluster, "/c", 4);
+            cluster.add(handle.speaking::<Counted>(codec)).unwrap();
+            boxes.push((codec, outbox));
+        }
+        let delivery = cluster.deliver(&text("hi"), &Target::All);
+        assert_eq!((delivery.delivered, delivery.failed), (5, 1));
+        assert_eq!(
+            ENCODED.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "once for \"upper\", once (failing) for \"bad\""
+        );
+        let mut shared = Vec::new();
+        for (codec, outbox) in &boxes {
+            let got = outbox.take();
+            match codec {
+                2 => assert!(got.is_empty(), "a payload that did not encode is not sent"),
+                _ => {
+                    assert_eq!(got.len(), 1);
+                    let Outgoing::Shared(payload) = &got[0] else {
+                        panic!("broadcasts are shared: {got:?}");
+                    };
+                    assert_eq!(payload.payload(), &text(["hi", "HI"][*codec]));
+                    shared.push((*codec, payload.clone()));
+                }
+            }
+        }
+        // One shared payload per codec (its compressed frame is made once, too).
+        for (codec, payload) in &shared {
+            for (other, same) in &shared {
+                assert_eq!(codec == other, payload.ptr_eq(same), "{codec} {other}");
+            }
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::close::CloseCode;
+use crate::error::EncodeError;
+use crate::message::{CrimsonMessage, Payload};
 
 pub(crate) use id::random_u64;
 pub use id::{ParseSessionIdError, SessionId};
@@ -124,6 +126,22 @@ pub struct SessionHandle {
     info: Arc<SessionInfo>,
     sink: Arc<dyn Deliver>,
     started: std::time::Instant,
+    /// The codec the session chose, when it is not its type's default.
+    speaks: Option<Speaks>,
+}
+
+/// A codec a session chose other than its message type's default, and how a payload of the
+/// default codec is re-encoded in it.
+#[derive(Clone, Copy)]
+struct Speaks {
+    codec: usize,
+    transcode: fn(&Payload, usize) -> Result<Payload, EncodeError>,
+}
+
+impl fmt::Debug for Speaks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Speaks").field(&self.codec).finish()
+    }
 }
 
 impl SessionHandle {
@@ -133,6 +151,33 @@ impl SessionHandle {
             info: Arc::new(info),
             sink,
             started: std::time::Instant::now(),
+            speaks: None,
+        }
+    }
+
+    /// The session chose codec `M::CODECS[codec]` of its message type `M` (a client asks with
+    /// `Sec-WebSocket-Protocol`; `docs/protocol.md`). Clusters hand it payloads made in `M`'s
+    /// default codec re-encoded in that one, once per codec per broadcast. Index 0 is the
+    /// default: nothing changes.
+    pub fn speaking<M: CrimsonMessage>(mut self, codec: usize) -> Self {
+        self.speaks = (codec != 0).then_some(Speaks {
+            codec,
+            transcode: crate::message::transcode::<M>,
+        });
+        self
+    }
+
+    /// The index of the codec the session speaks in its message type's `CODECS` (0: the
+    /// default).
+    pub fn codec(&self) -> usize {
+        self.speaks.map_or(0, |speaks| speaks.codec)
+    }
+
+    /// `payload`, made in the message type's default codec, as this session speaks it.
+    pub fn transcode(&self, payload: &Payload) -> Result<Payload, EncodeError> {
+        match self.speaks {
+            None => Ok(payload.clone()),
+            Some(speaks) => (speaks.transcode)(payload, speaks.codec),
         }
     }
 

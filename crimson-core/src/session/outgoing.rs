@@ -89,6 +89,11 @@ impl SharedPayload {
         }
     }
 
+    /// Whether `self` and `other` are handles on the same payload (made once, shared).
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The encoded message.
     pub fn payload(&self) -> &Payload {
         &self.inner.payload

@@ -1,0 +1,205 @@
+//! Choosing a connection's codec with `Sec-WebSocket-Protocol` (`docs/protocol.md`, section 2).
+//!
+//! A route whose `Up` and `Down` types both list several codecs (`#[crimson(codecs(..))]`)
+//! lets each connection ask for one by its token, `crimson.json`, `crimson.cbor`, ...; the
+//! first the client lists that the route speaks wins. A client that asks for nothing gets each
+//! type's default. A route with one codec per type does not negotiate and ignores the header.
+
+use http::{header, HeaderMap};
+
+use crate::upgrade::UpgradeRejection;
+use crimson_core::CrimsonMessage;
+
+/// The prefix of every codec's subprotocol token.
+pub(crate) const PREFIX: &str = "crimson.";
+
+/// The codecs a route's clients may choose among.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Spoken {
+    /// The codecs both `Up` and `Down` list, in `Down`'s order.
+    choices: Vec<Choice>,
+}
+
+/// A codec both types of a route speak, and where each lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Choice {
+    pub(crate) token: &'static str,
+    pub(crate) up: usize,
+    pub(crate) down: usize,
+}
+
+/// What a connection speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Chosen {
+    /// The index in `Up::CODECS` (0: the default).
+    pub(crate) up: usize,
+    /// The index in `Down::CODECS` (0: the default).
+    pub(crate) down: usize,
+    /// 0 for each type's default (nothing asked), `1 + i` for the route's `i`th choice: where
+    /// the session's traffic is counted.
+    pub(crate) index: usize,
+    /// The token answered in `Sec-WebSocket-Protocol`, when one was chosen.
+    pub(crate) token: Option<&'static str>,
+}
+
+impl Spoken {
+    /// The codecs a route of `Up` and `Down` lets its clients choose among.
+    pub(crate) fn of<Up: CrimsonMessage, Down: CrimsonMessage>() -> Self {
+        let choices = Down::CODECS
+            .iter()
+            .enumerate()
+            .filter_map(|(down, codec)| {
+                let up = Up::CODECS.iter().position(|up| up.token == codec.token)?;
+                Some(Choice {
+                    token: codec.token,
+                    up,
+                    down,
+                })
+            })
+            .collect();
+        Self { choices }
+    }
+
+    /// Whether clients choose at all: two codecs or more.
+    pub(crate) fn negotiates(&self) -> bool {
+        self.choices.len() >= 2
+    }
+
+    /// The codecs to choose among.
+    pub(crate) fn choices(&self) -> &[Choice] {
+        &self.choices
+    }
+
+    /// The codec of a connection that sent `headers`; an error when it asked only for
+    /// subprotocols the route does not speak.
+    pub(crate) fn choose(&self, headers: &HeaderMap) -> Result<Chosen, UpgradeRejection> {
+        if !self.negotiates() {
+            return Ok(Chosen::default());
+        }
+        let asked: Vec<&str> = headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .collect();
+        if asked.is_empty() {
+            return Ok(Chosen::default());
+        }
+        for token in &asked {
+            let Some(codec) = token.strip_prefix(PREFIX) else {
+                continue;
+            };
+            if let Some(index) = self.choices.iter().position(|c| c.token == codec) {
+                let choice = self.choices[index];
+                return Ok(Chosen {
+                    up: choice.up,
+                    down: choice.down,
+                    index: index + 1,
+                    token: Some(choice.token),
+                });
+            }
+        }
+        // Bounded: a header of thousands of tokens is not echoed back whole.
+        let mut shown: String = asked.join(", ").chars().take(200).collect();
+        if shown.len() < asked.iter().map(|t| t.len() + 2).sum::<usize>() - 2 {
+            shown.push('…');
+        }
+        Err(UpgradeRejection::UnsupportedSubprotocol {
+            asked: shown,
+            spoken: self
+                .choices
+                .iter()
+                .map(|choice| format!("{PREFIX}{}", choice.token))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crimson_core::{CodecInfo, DecodeError, EncodeError, FrameKind, Payload, PayloadRef};
+
+    /// A message type that lists `CODECS` and encodes nothing (only the lists matter here).
+    macro_rules! listing {
+        ($name:ident, [$($token:literal),*]) => {
+            struct $name;
+            impl CrimsonMessage for $name {
+                const FRAME: FrameKind = FrameKind::Text;
+                const CODEC: &'static str = "test";
+                const CODECS: &'static [CodecInfo] = &[$(CodecInfo {
+                    token: $token,
+                    name: $token,
+                    frame: FrameKind::Binary,
+                }),*];
+                fn encode(&self) -> Result<Payload, EncodeError> {
+                    Ok(Payload::Text("".into()))
+                }
+                fn decode(_: PayloadRef<'_>) -> Result<Self, DecodeError> {
+                    Ok(Self)
+                }
+            }
+        };
+    }
+
+    listing!(Up3, ["json", "cbor", "msgpack"]);
+    listing!(Down3, ["json", "protobuf", "cbor", "msgpack"]);
+    listing!(One, ["json"]);
+
+    fn asking(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_first_token_asked_that_both_types_speak_wins() {
+        let spoken = Spoken::of::<Up3, Down3>();
+        let tokens: Vec<_> = spoken.choices().iter().map(|c| c.token).collect();
+        assert_eq!(tokens, ["json", "cbor", "msgpack"], "protobuf: Down only");
+        assert_eq!(spoken.choose(&HeaderMap::new()).unwrap(), Chosen::default());
+        let chosen = spoken
+            .choose(&asking(
+                "crimson.protobuf, mqtt, crimson.msgpack, crimson.cbor",
+            ))
+            .unwrap();
+        assert_eq!(
+            chosen,
+            Chosen {
+                up: 2,
+                down: 3,
+                index: 3,
+                token: Some("msgpack")
+            }
+        );
+    }
+
+    #[test]
+    fn only_unspoken_tokens_are_refused_with_both_lists() {
+        let spoken = Spoken::of::<Up3, Down3>();
+        let err = spoken
+            .choose(&asking("crimson.protobuf, crimson.v1.json"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "none of the subprotocols asked for (crimson.protobuf, crimson.v1.json) is spoken \
+             here; this route speaks: crimson.json, crimson.cbor, crimson.msgpack"
+        );
+        let long = vec!["x"; 1000].join(", ");
+        let err = spoken.choose(&asking(&long)).unwrap_err().to_string();
+        assert!(err.len() < 400 && err.contains('…'), "{err}");
+    }
+
+    #[test]
+    fn a_route_of_one_codec_does_not_negotiate() {
+        let spoken = Spoken::of::<One, Down3>();
+        assert!(!spoken.negotiates());
+        assert_eq!(
+            spoken.choose(&asking("crimson.cbor")).unwrap(),
+            Chosen::default()
+        );
+    }
+}
