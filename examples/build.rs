@@ -5,10 +5,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/chat.proto");
     prost_build::Config::new()
         .protoc_executable(protoc_bin_vendored::protoc_bin_path()?)
-        .type_attribute(
-            ".crimson.chat",
-            "#[derive(crimson_axum::CrimsonMessage)] #[crimson(codec = \"protobuf\")]",
-        )
         .compile_protos(&["proto/chat.proto"], &["proto"])?;
     Ok(())
 }

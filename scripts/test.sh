@@ -33,8 +33,8 @@ fi
 # The Python clients' one package, in a virtual environment of our own: a system Python
 # (Debian, Ubuntu) refuses `pip install` outside one (PEP 668).
 venv=target/python-venv
-if ! "$venv/bin/python" -c "import websockets" >/dev/null 2>&1; then
-  echo "test.sh: making a Python virtual environment with websockets in $venv"
+if ! "$venv/bin/python" -c "import websockets, cbor2" >/dev/null 2>&1; then
+  echo "test.sh: making a Python virtual environment with websockets and cbor2 in $venv"
   if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
@@ -45,7 +45,7 @@ if ! "$venv/bin/python" -c "import websockets" >/dev/null 2>&1; then
   fi
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet websockets
+  "$venv/bin/pip" install --quiet websockets cbor2
 fi
 export CRIMSON_PYTHON=$PWD/$venv/bin/python
 

@@ -3,28 +3,35 @@
 use crimson_axum::CrimsonMessage;
 use serde::{Deserialize, Serialize};
 
-/// What a chat client sends: `{"text": "..."}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CrimsonMessage)]
-#[crimson(codec = "json")]
+/// What a chat client sends: `{"text": "..."}` in JSON, the default; CBOR, MessagePack or
+/// Protocol Buffers (`proto/chat.proto`) for a client that asks (`docs/protocol.md`).
+#[derive(Clone, PartialEq, Serialize, Deserialize, prost::Message, CrimsonMessage)]
+#[crimson(codecs("json", "cbor", "msgpack", "protobuf"))]
 pub struct ChatMessage {
     /// The message text.
+    #[prost(string, tag = "1")]
     pub text: String,
 }
 
-/// What the chat server broadcasts: `{"text": "...", "from": "<session id>", "at": <unix ms>}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CrimsonMessage)]
-#[crimson(codec = "json")]
+/// What the chat server broadcasts: `{"text": "...", "from": "<session id>", "at": <unix ms>}`
+/// in JSON, or the same in the codec the client asked for.
+#[derive(Clone, PartialEq, Serialize, Deserialize, prost::Message, CrimsonMessage)]
+#[crimson(codecs("json", "cbor", "msgpack", "protobuf"))]
 pub struct ChatResponse {
     /// The message text.
+    #[prost(string, tag = "1")]
     pub text: String,
     /// The id of the session that sent it.
+    #[prost(string, tag = "2")]
     pub from: String,
     /// When the server received it, in milliseconds since the Unix epoch.
+    #[prost(uint64, tag = "3")]
     pub at: u64,
 }
 
-/// The chat's Protocol Buffers messages, generated from `proto/chat.proto` by prost-build (see
-/// `build.rs`); served at `/chat.proto` in Binary frames.
+/// The chat's messages as `protoc` compiles `proto/chat.proto` (prost-build, in `build.rs`):
+/// the schema a client in another language uses. The tests check that [`ChatMessage`] and
+/// [`ChatResponse`] encode to the same bytes.
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/crimson.chat.rs"));
 }
@@ -106,4 +113,37 @@ pub async fn serve_until_ctrl_c(server: crimson_axum::Serve) -> std::io::Result<
             let _ = ctrl_c.await;
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Rust types and `proto/chat.proto` are one schema: the same bytes both ways.
+    #[test]
+    fn the_chat_types_encode_as_the_proto_schema_says() {
+        use prost::Message as _;
+
+        let protobuf = ChatResponse::CODECS
+            .iter()
+            .position(|codec| codec.token == "protobuf")
+            .unwrap();
+        let response = ChatResponse {
+            text: "hi".into(),
+            from: "0000000000000001-2".into(),
+            at: 1_764_547_200_000,
+        };
+        let schema = proto::ChatResponse {
+            text: response.text.clone(),
+            from: response.from.clone(),
+            at: response.at,
+        };
+        let ours = response.encode_in(protobuf).unwrap();
+        assert_eq!(ours.as_bytes(), schema.encode_to_vec());
+        let message = ChatMessage { text: "yo".into() };
+        assert_eq!(
+            message.encode_in(protobuf).unwrap().as_bytes(),
+            proto::ChatMessage { text: "yo".into() }.encode_to_vec()
+        );
+    }
 }

@@ -1,8 +1,9 @@
-//! Any client speaks to a Crimson route: the Protobuf client and a Python script share one
-//! chat room with the Rust JSON client. (The browser test is in `browser.rs`.)
+//! Any client speaks to a Crimson route: Rust clients in JSON, CBOR and Protobuf, and Python
+//! scripts in JSON and CBOR, share one chat room at one URL, each in the codec it asked for.
+//! (The browser test, JSON, is in `browser.rs`.)
 //!
-//! These need `python3` with `websockets`; `./scripts/test.sh` installs it. Missing, the test
-//! fails: never a skip.
+//! These need `python3` with `websockets` and `cbor2`; `./scripts/test.sh` installs them.
+//! Missing, the test fails: never a skip.
 
 mod common;
 
@@ -16,52 +17,67 @@ fn examples_dir() -> &'static Path {
 }
 
 #[test]
-fn protobuf_and_json_clients_share_one_chat() {
+fn clients_of_three_codecs_share_one_chat() {
     let (_server, url) = server(&[]);
-    let proto_url = url.replace("/chat", "/chat.proto");
     // Each waits for its own greeting: then its session is surely in its cluster.
     let mut json = client_with(&url, &["--name", "json"]);
     json.expect_line(": hello from json");
-    let mut proto = client_with(&proto_url, &["--proto", "--name", "proto"]);
+    let mut proto = client_with(&url, &["--codec", "protobuf", "--name", "proto"]);
     proto.expect_line(": hello from proto");
+    let cbor = client_with(&url, &["--codec", "cbor", "--name", "cbor"]);
+    cbor.expect_line(": hello from cbor");
+    json.expect_line(": hello from cbor");
+    proto.expect_line(": hello from cbor");
     json.type_line("json says hi");
     proto.expect_line(": json says hi");
+    cbor.expect_line(": json says hi");
     proto.type_line("protobuf says hi");
     json.expect_line(": protobuf says hi");
+    cbor.expect_line(": protobuf says hi");
 }
 
 #[test]
 fn a_python_websockets_client_chats() {
     let python = common::python();
-    let has_websockets = Command::new(&python)
-        .args(["-c", "import websockets"])
+    let has_packages = Command::new(&python)
+        .args(["-c", "import websockets, cbor2"])
         .status()
         .is_ok_and(|s| s.success());
     assert!(
-        has_websockets,
-        "{} with the `websockets` package is needed: run ./scripts/test.sh, which makes a \
-         virtual environment with it in target/python-venv",
+        has_packages,
+        "{} with the `websockets` and `cbor2` packages is needed: run ./scripts/test.sh, which \
+         makes a virtual environment with them in target/python-venv",
         python.display()
     );
     let (_server, url) = server(&[]);
     let rust = client_with(&url, &["--name", "rust"]);
     rust.expect_line(": hello from rust");
     let script = examples_dir().join("python/chat_client.py");
-    let output = Command::new(&python)
-        .arg(&script)
-        .args([&url, "hello from python"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "python client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let run = |args: &[&str]| {
+        let output = Command::new(&python)
+            .arg(&script)
+            .arg(&url)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "python client failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let stdout = run(&["hello from python"]);
     assert!(
         stdout.contains("extensions: permessage-deflate"),
         "the Python client's messages should be compressed: {stdout}"
     );
+    assert!(stdout.contains("protocol: none"), "{stdout}");
     assert!(stdout.contains(": hello from python"));
     rust.expect_line(": hello from python");
+    // The same script asking for CBOR: the same room, Binary frames of CBOR.
+    let stdout = run(&["hello in cbor", "--codec", "cbor"]);
+    assert!(stdout.contains("protocol: crimson.cbor"), "{stdout}");
+    assert!(stdout.contains(": hello in cbor"), "{stdout}");
+    rust.expect_line(": hello in cbor");
 }

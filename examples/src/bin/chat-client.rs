@@ -4,8 +4,9 @@
 //!
 //! `cargo run -p crimson-examples --bin chat-client [-- --url ws://HOST:PORT/chat --name NAME]`
 //! (or `CRIMSON_URL`, `CRIMSON_NAME`); it connects to `ws://127.0.0.1:54321/chat` by default,
-//! where `chat-server` listens. With `--proto` it speaks Protocol Buffers (the schema in
-//! `proto/chat.proto`) to `ws://127.0.0.1:54321/chat.proto` instead: the same chat room.
+//! where `chat-server` listens. With `--codec cbor` (or `msgpack`, `protobuf`: the schema in
+//! `proto/chat.proto`) it asks the server for that codec instead of JSON: the same chat room,
+//! the same types.
 //!
 //! stdout gets one line per event: `state: <state>` for each state change and
 //! `<sender>: <text>` for each message. Closes and errors go to stderr. At the end of stdin it
@@ -17,66 +18,24 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crimson_client::{
-    ClientEvent, CloseCode, ConnectionState, CrimsonClient, CrimsonMessage, RetryPolicy,
-    Subscription,
+    ClientEvent, CloseCode, ConnectionState, CrimsonClient, RetryPolicy, Subscription,
 };
-use crimson_examples::{arg, flag, proto, ChatMessage, ChatResponse, DEFAULT_ADDR};
+use crimson_examples::{arg, ChatMessage, ChatResponse, DEFAULT_ADDR};
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const USAGE: &str = "\
-usage: chat-client [--url URL] [--name NAME] [--proto]
+usage: chat-client [--url URL] [--name NAME] [--codec CODEC]
 
 Sends a greeting and every line typed on stdin to a chat-server, and prints every state change
 and every message it broadcasts. Reconnects when the server goes away.
 
-  --url URL     where the server is (default ws://127.0.0.1:54321/chat, or /chat.proto
-                with --proto; env CRIMSON_URL)
+  --url URL     where the server is (default ws://127.0.0.1:54321/chat; env CRIMSON_URL)
   --name NAME   who says hello (default chat-client; env CRIMSON_NAME)
-  --proto       speak Protocol Buffers (proto/chat.proto) instead of JSON
+  --codec CODEC json (the default), cbor, msgpack or protobuf (proto/chat.proto): asked for
+                with Sec-WebSocket-Protocol (env CRIMSON_CODEC)
   --help        print this and exit
 ";
-
-/// What the client sends, in either codec.
-trait Say: CrimsonMessage {
-    fn say(text: String) -> Self;
-}
-
-/// What the client receives, in either codec.
-trait Heard: CrimsonMessage + Clone {
-    fn from(&self) -> &str;
-    fn text(&self) -> &str;
-}
-
-impl Say for ChatMessage {
-    fn say(text: String) -> Self {
-        ChatMessage { text }
-    }
-}
-
-impl Say for proto::ChatMessage {
-    fn say(text: String) -> Self {
-        proto::ChatMessage { text }
-    }
-}
-
-impl Heard for ChatResponse {
-    fn from(&self) -> &str {
-        &self.from
-    }
-    fn text(&self) -> &str {
-        &self.text
-    }
-}
-
-impl Heard for proto::ChatResponse {
-    fn from(&self) -> &str {
-        &self.from
-    }
-    fn text(&self) -> &str {
-        &self.text
-    }
-}
 
 /// Messages this client fell behind on and missed, reported at most once a second (a flood
 /// lags many times a second: one line each would bury everything else).
@@ -106,9 +65,9 @@ impl Missed {
     }
 }
 
-fn print_message<Down: Heard>(message: Result<Down, crimson_client::Lagged>, missed: &mut Missed) {
+fn print_message(message: Result<ChatResponse, crimson_client::Lagged>, missed: &mut Missed) {
     match message {
-        Ok(message) => println!("{}: {}", message.from(), message.text()),
+        Ok(message) => println!("{}: {}", message.from, message.text),
         Err(lagged) => missed.add(lagged.0),
     }
 }
@@ -135,20 +94,20 @@ fn print_event(event: ClientEvent) {
 
 /// Sends `text`, remembering it until the server broadcasts it back; says so when it cannot
 /// be queued.
-fn send<Up: Say, Down: Heard>(
-    client: &CrimsonClient<Up, Down>,
+fn send(
+    client: &CrimsonClient<ChatMessage, ChatResponse>,
     pending: &mut VecDeque<String>,
     text: String,
 ) {
-    match client.send(Up::say(text.clone())) {
+    match client.send(ChatMessage { text: text.clone() }) {
         Ok(()) => pending.push_back(text),
         Err(err) => eprintln!("not sent: {err}"),
     }
 }
 
 /// Prints whatever is already waiting on both streams.
-fn drain<Down: Heard>(
-    incoming: &mut Subscription<Down>,
+fn drain(
+    incoming: &mut Subscription<ChatResponse>,
     events: &mut Subscription<ClientEvent>,
     missed: &mut Missed,
 ) {
@@ -177,25 +136,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     crimson_examples::init_tracing("error");
 
     let name = arg("name", "CRIMSON_NAME", "chat-client");
-    if flag("proto") {
-        let url = arg(
-            "url",
-            "CRIMSON_URL",
-            &format!("ws://{DEFAULT_ADDR}/chat.proto"),
-        );
-        run::<proto::ChatMessage, proto::ChatResponse>(url, name).await
-    } else {
-        let url = arg("url", "CRIMSON_URL", &format!("ws://{DEFAULT_ADDR}/chat"));
-        run::<ChatMessage, ChatResponse>(url, name).await
-    }
-}
-
-async fn run<Up: Say, Down: Heard>(
-    url: String,
-    name: String,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let client = CrimsonClient::<Up, Down>::builder()
+    let url = arg("url", "CRIMSON_URL", &format!("ws://{DEFAULT_ADDR}/chat"));
+    let codec = arg("codec", "CRIMSON_CODEC", "json");
+    let client = CrimsonClient::<ChatMessage, ChatResponse>::builder()
         .url(url)
+        .codec(codec)
         .retry(RetryPolicy::exponential(
             Duration::from_millis(500),
             Duration::from_secs(10),
@@ -224,7 +169,7 @@ async fn run<Up: Say, Down: Heard>(
         tokio::select! {
             Some(message) = incoming.next() => {
                 if let Ok(message) = &message {
-                    if pending.front().map(String::as_str) == Some(message.text()) {
+                    if pending.front() == Some(&message.text) {
                         pending.pop_front();
                     }
                 }

@@ -1,7 +1,9 @@
 //! The chat server: every message any client sends is broadcast to every client, whatever
-//! its codec: JSON at `/chat` (Text frames), Protocol Buffers at `/chat.proto` (Binary frames,
-//! schema in `proto/chat.proto`), a browser chat page at `/`, and its metrics at `/metrics`
-//! (Prometheus text format).
+//! its codec. One room at `/chat`: JSON (Text frames) for a client that asks for nothing, or
+//! CBOR, MessagePack or Protocol Buffers (Binary frames, schema in `proto/chat.proto`) for one
+//! that asks with `Sec-WebSocket-Protocol: crimson.cbor` (`docs/protocol.md`); one set of
+//! types, one cluster, each broadcast encoded once per codec in use. A browser chat page at
+//! `/`, and its metrics at `/metrics` (Prometheus text format).
 //!
 //! `cargo run -p crimson-examples --bin chat-server [-- --addr HOST:PORT] [--redis URL]`
 //! (or `CRIMSON_ADDR=HOST:PORT`, `CRIMSON_REDIS=URL`); it serves `http://127.0.0.1:54321/`
@@ -20,16 +22,17 @@ use crimson_axum::cluster::redis::RedisCluster;
 use crimson_axum::cluster::{Cluster, ClusterError, Delivery};
 use crimson_axum::CrimsonMessage;
 use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, Deflate, RouterExt};
-use crimson_examples::{arg, proto, ChatMessage, ChatResponse, DEFAULT_ADDR};
+use crimson_examples::{arg, ChatMessage, ChatResponse, DEFAULT_ADDR};
 #[cfg(feature = "metrics")]
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 const USAGE: &str = "\
 usage: chat-server [--addr HOST:PORT] [--redis URL]
 
-A chat room: JSON clients at /chat, Protocol Buffers clients at /chat.proto, a browser page
-at /, metrics at /metrics (Prometheus text format). Every message any client sends reaches
-every client.
+A chat room at /chat: JSON by default; CBOR, MessagePack or Protocol Buffers for a client
+that asks with Sec-WebSocket-Protocol (crimson.cbor, crimson.msgpack, crimson.protobuf). A
+browser page at /, metrics at /metrics (Prometheus text format). Every message any client
+sends reaches every client.
 
   --addr HOST:PORT   where to listen (default 127.0.0.1:54321; env CRIMSON_ADDR)
   --redis URL        share the room with every chat server on this Redis, e.g.
@@ -47,17 +50,13 @@ Ctrl-C or SIGTERM shuts it down: every client gets 1001, and the process is gone
 grace period whatever the clients do.
 ";
 
-/// The JSON route's config.
+/// The chat's config.
 const CHAT: ConfigName<ChatMessage, ChatResponse> = ConfigName::new("chat");
-/// The Protocol Buffers route's config.
-const CHAT_PROTO: ConfigName<proto::ChatMessage, proto::ChatResponse> =
-    ConfigName::new("chat-proto");
 
-/// The chat room: one cluster per codec; what is said reaches both.
+/// The chat room: one cluster, whatever codec each client speaks.
 #[derive(Clone)]
 struct Chat {
-    json: Cluster<ChatResponse>,
-    proto: Cluster<proto::ChatResponse>,
+    room: Cluster<ChatResponse>,
 }
 
 impl Chat {
@@ -65,53 +64,31 @@ impl Chat {
         let at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let json = ChatResponse {
-            text: text.clone(),
-            from: from.clone(),
-            at,
-        };
-        let proto = proto::ChatResponse { text, from, at };
-        // Both at once: each delivers locally first, then both wait for Redis together.
-        let (json, proto) = tokio::join!(self.json.broadcast(&json), self.proto.broadcast(&proto));
-        report("JSON", json);
-        report("Protobuf", proto);
+        report(self.room.broadcast(&ChatResponse { text, from, at }).await);
     }
 }
 
 /// Logs a broadcast's outcome. A Redis outage is already reported by the cluster itself
 /// (rate-limited, with counts), so here it is only a debug line.
-fn report(codec: &str, result: Result<Delivery, ClusterError>) {
+fn report(result: Result<Delivery, ClusterError>) {
     match result {
-        Ok(delivery) => tracing::debug!(?delivery, codec, "broadcast"),
+        Ok(delivery) => tracing::debug!(?delivery, "broadcast"),
         Err(ClusterError::Unavailable { local, source }) => {
-            tracing::debug!(codec, reached_locally = local.delivered, error = %source, "broadcast reached this node only");
+            tracing::debug!(reached_locally = local.delivered, error = %source, "broadcast reached this node only");
         }
-        Err(err) => tracing::error!(codec, error = %err, "broadcast failed"),
+        Err(err) => tracing::error!(error = %err, "broadcast failed"),
     }
 }
 
-async fn chat_json(
-    State(chat): State<Chat>,
-    mut session: CrimsonSession<ChatMessage, ChatResponse>,
-) {
+async fn member(State(chat): State<Chat>, mut session: CrimsonSession<ChatMessage, ChatResponse>) {
     let from = session.id().to_string();
     while let Some(message) = session.recv().await {
         chat.say(from.clone(), message.text).await;
     }
 }
 
-async fn chat_proto(
-    State(chat): State<Chat>,
-    mut session: CrimsonSession<proto::ChatMessage, proto::ChatResponse>,
-) {
-    let from = session.id().to_string();
-    while let Some(message) = session.recv().await {
-        chat.say(from.clone(), message.text).await;
-    }
-}
-
-/// A cluster of its own for each route; on Redis, one prefix per codec, and what other
-/// nodes relay must decode as the route's message type.
+/// The room's cluster: in memory, or on Redis, where what other nodes relay must decode as
+/// the route's message type.
 async fn cluster<Down: CrimsonMessage>(
     redis: &str,
     prefix: &str,
@@ -167,37 +144,26 @@ async fn main() -> std::io::Result<()> {
         .parse()
         .map_err(|_| std::io::Error::other("--max-connections-per-ip: a number of connections"))?;
     let chat = Chat {
-        json: cluster(&redis, "crimson-chat").await?,
-        proto: cluster(&redis, "crimson-chat-proto").await?,
+        room: cluster(&redis, "crimson-chat").await?,
     };
     if !redis.is_empty() {
         tracing::info!(%redis, "sharing the chat through Redis");
     }
     // permessage-deflate for the clients that offer it (browsers, Python's websockets,
     // crimson-client): chat JSON compresses several times over.
-    let json = CrimsonConfig::new()
+    let config = CrimsonConfig::new()
         .compression(Deflate::new())
         .max_unfinished_bytes(unfinished)
-        .cluster(chat.json.clone())
-        .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined (JSON)"))
+        .cluster(chat.room.clone())
+        .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined"))
         .on_close(|s, record| tracing::info!(id = %s.id, %record, "left"));
-    let protobuf = CrimsonConfig::new()
-        .compression(Deflate::new())
-        .max_unfinished_bytes(unfinished)
-        .cluster(chat.proto.clone())
-        .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined (Protobuf)"))
-        .on_close(|s, record| tracing::info!(id = %s.id, %record, "left"));
-    let crimson = CrimsonLayer::new()
-        .config(CHAT, json)
-        .config(CHAT_PROTO, protobuf);
     let app = Router::new()
         .route(
             "/",
             get(|| async { Html(include_str!("../../static/chat.html")) }),
         )
-        .crimson("/chat", CHAT, chat_json)
-        .crimson("/chat.proto", CHAT_PROTO, chat_proto)
-        .layer(crimson)
+        .crimson("/chat", CHAT, member)
+        .layer(CrimsonLayer::new().config(CHAT, config))
         .with_state(chat);
     #[cfg(feature = "metrics")]
     let app = app.route(
@@ -208,7 +174,7 @@ async fn main() -> std::io::Result<()> {
     let listener = crimson_examples::bind(&addr).await?;
     let local = listener.local_addr()?;
     println!("chat server on ws://{local}/chat");
-    tracing::info!("serving ws://{local}/chat (JSON), ws://{local}/chat.proto (Protobuf), http://{local}/ (browser page); Ctrl-C stops");
+    tracing::info!("serving ws://{local}/chat (JSON; CBOR, MessagePack, Protobuf by Sec-WebSocket-Protocol), http://{local}/ (browser page); Ctrl-C stops");
     let server = crimson_axum::serve(listener, app)
         .handshake_timeout(handshake_timeout)
         .max_connections_per_ip((per_ip > 0).then_some(per_ip))
