@@ -55,10 +55,67 @@ async fn room(mut session: CrimsonSession<Post, Posted>) {
 }
 
 async fn server() -> crimson_axum::testing::TestServer {
+    server_on(crimson_axum::cluster::Cluster::local()).await
+}
+
+async fn server_on(
+    cluster: crimson_axum::cluster::Cluster<Posted>,
+) -> crimson_axum::testing::TestServer {
     let app = Router::new()
         .crimson("/room", ROOM, room)
-        .layer(CrimsonLayer::new().config(ROOM, CrimsonConfig::new()));
+        .layer(CrimsonLayer::new().config(ROOM, CrimsonConfig::new().cluster(cluster)));
     crimson_axum::testing::TestServer::new(app).await
+}
+
+/// Across Redis a broadcast travels once, in the default codec (JSON), and each node
+/// re-encodes it for its sessions of other codecs.
+#[tokio::test]
+async fn across_redis_each_node_speaks_its_clients_codecs() {
+    use crimson_axum::cluster::redis::RedisCluster;
+    use crimson_axum::cluster::Cluster;
+
+    let redis = crimson_axum::testing::RedisServer::start();
+    let node = async || {
+        let backend = RedisCluster::builder(redis.url())
+            .prefix("codecs")
+            .check_payloads::<Posted>()
+            .build()
+            .await
+            .unwrap();
+        server_on(Cluster::new(backend)).await
+    };
+    let (a, b) = (node().await, node().await);
+    let on_a = client(&a.url("/room"), None);
+    let on_b = client(&b.url("/room"), Some("protobuf"));
+    let also_b = client(&b.url("/room"), Some("msgpack"));
+    for client in [&on_a, &on_b, &also_b] {
+        within("connect", client.connect()).await.unwrap();
+    }
+    // Node B's sessions are subscribed once B is; a few tries until the first crosses.
+    let mut crossed = false;
+    for attempt in 0..50 {
+        on_a.send(Post {
+            text: format!("try {attempt}"),
+        })
+        .unwrap();
+        let _ = on_a.receive(Duration::from_secs(5)).await.unwrap();
+        if let Ok(posted) = on_b.receive(Duration::from_millis(100)).await {
+            assert_eq!(posted.text, format!("try {attempt}"));
+            crossed = true;
+            break;
+        }
+    }
+    assert!(crossed, "a broadcast from node A reached node B");
+    on_a.send(Post {
+        text: "over Redis".into(),
+    })
+    .unwrap();
+    for client in [&on_b, &also_b] {
+        let mut got = client.receive(Duration::from_secs(5)).await.unwrap();
+        while got.text != "over Redis" {
+            got = client.receive(Duration::from_secs(5)).await.unwrap();
+        }
+    }
 }
 
 fn client(url: &str, codec: Option<&str>) -> CrimsonClient<Post, Posted> {

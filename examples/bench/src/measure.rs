@@ -27,6 +27,19 @@ pub async fn connect(
     source: IpAddr,
     read_buffer: usize,
 ) -> io::Result<Ws> {
+    connect_asking(server, path, source, read_buffer, None).await
+}
+
+/// [`connect`], asking for subprotocol `protocol` (`Sec-WebSocket-Protocol`) when given.
+pub async fn connect_asking(
+    server: SocketAddr,
+    path: &str,
+    source: IpAddr,
+    read_buffer: usize,
+    protocol: Option<&str>,
+) -> io::Result<Ws> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
     assert!(server.ip().is_loopback(), "load goes to loopback only");
     let attempt = async {
         let socket = TcpSocket::new_v4()?;
@@ -39,13 +52,18 @@ pub async fn connect(
         let config = WebSocketConfig::default()
             .read_buffer_size(read_buffer)
             .write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(
-            format!("ws://{server}{path}"),
-            stream,
-            Some(config),
-        )
-        .await
-        .map_err(io::Error::other)?;
+        let mut request = format!("ws://{server}{path}")
+            .into_client_request()
+            .map_err(io::Error::other)?;
+        if let Some(protocol) = protocol {
+            request.headers_mut().insert(
+                "sec-websocket-protocol",
+                protocol.parse().map_err(io::Error::other)?,
+            );
+        }
+        let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+            .await
+            .map_err(io::Error::other)?;
         Ok(ws)
     };
     tokio::time::timeout(CONNECT_TIMEOUT, attempt)

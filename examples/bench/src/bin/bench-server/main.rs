@@ -76,9 +76,10 @@ struct Echo {
     pad: String,
 }
 
-/// What the publisher sends and every subscriber gets.
+/// What the publisher sends and every subscriber gets: JSON, or CBOR for a subscriber that
+/// asks (`bench --only mixed`).
 #[derive(Serialize, Deserialize, CrimsonMessage)]
-#[crimson(codec = "json")]
+#[crimson(codecs("json", "cbor"))]
 struct Tick {
     seq: u64,
     sent: u64,

@@ -45,6 +45,18 @@ pub(crate) struct Broadcast {
     /// publisher's message `{"text": ...}` carrying the sequence number and send time, and
     /// the publisher reading its own copies.
     pub(crate) chat: bool,
+    /// A room of two codecs: every second subscriber asks for CBOR
+    /// (`Sec-WebSocket-Protocol: crimson.cbor`), the others get the default, JSON.
+    pub(crate) mixed: bool,
+}
+
+/// The publisher's message as a CBOR subscriber decodes it: `bench-server`'s `Tick`.
+#[derive(serde::Serialize, serde::Deserialize, crimson_axum::CrimsonMessage)]
+#[crimson(codecs("json", "cbor"))]
+struct Tick {
+    seq: u64,
+    sent: u64,
+    pad: String,
 }
 
 impl Broadcast {
@@ -101,8 +113,20 @@ async fn subscriber(
             () = &mut stop => break,
             next = ws.next() => next,
         };
-        let text = match next {
-            Some(Ok(Message::Text(text))) => text,
+        // Only the publisher's messages count (a chat server may say other things too).
+        let numbers = match next {
+            Some(Ok(Message::Text(text))) => (
+                client::json_u64(&text, client::SEQ),
+                client::json_u64(&text, client::SENT),
+            ),
+            // A CBOR subscriber of a room of two codecs.
+            Some(Ok(Message::Binary(bytes))) => {
+                use crimson_axum::CrimsonMessage as _;
+                match Tick::decode_in(crimson_axum::PayloadRef::Binary(&bytes), 1) {
+                    Ok(tick) => (Some(tick.seq), Some(tick.sent)),
+                    Err(_) => (None, None),
+                }
+            }
             Some(Ok(Message::Close(frame))) => {
                 return Err(io::Error::other(format!("subscriber closed: {frame:?}")))
             }
@@ -112,11 +136,7 @@ async fn subscriber(
         };
         let now = Instant::now();
         let received = now_ns();
-        // Only the publisher's messages count (a chat server may say other things too).
-        let (Some(seq), Some(sent)) = (
-            client::json_u64(&text, client::SEQ),
-            client::json_u64(&text, client::SENT),
-        ) else {
+        let (Some(seq), Some(sent)) = numbers else {
             continue;
         };
         let seq = seq.wrapping_sub(1_000_000_000);
@@ -224,9 +244,59 @@ async fn publisher(
 /// One run: delivered messages/s, p50/p99 publish→deliver latency (µs), server CPU µs per
 /// delivered message.
 pub(crate) async fn run(server: Server, shape: Broadcast) -> io::Result<Values> {
+    let values = measure(&server, shape).await;
+    server.stop();
+    values
+}
+
+/// A room of one codec against a room of two, on one server, in the order `round` says
+/// (alternating, so neither always runs on a warmer server): the CPU per delivery of each
+/// and their ratio.
+pub(crate) async fn run_mixed(
+    server: Server,
+    shape: Broadcast,
+    round: usize,
+) -> io::Result<Values> {
+    let single = Broadcast {
+        mixed: false,
+        ..shape
+    };
+    let mixed = Broadcast {
+        mixed: true,
+        ..shape
+    };
+    let (single, mixed) = if round % 2 == 0 {
+        let single = measure(&server, single).await?;
+        (single, measure(&server, mixed).await?)
+    } else {
+        let mixed = measure(&server, mixed).await?;
+        (measure(&server, single).await?, mixed)
+    };
+    server.stop();
+    let cpu = |values: &Values| values["cpu_us_per_delivery"];
+    let delivered = |values: &Values| values["delivered_per_s"];
+    Ok(Values::from([
+        ("single_cpu_us_per_delivery", cpu(&single)),
+        ("mixed_cpu_us_per_delivery", cpu(&mixed)),
+        ("mixed_over_single", cpu(&mixed) / cpu(&single)),
+        ("single_delivered_per_s", delivered(&single)),
+        ("mixed_delivered_per_s", delivered(&mixed)),
+    ]))
+}
+
+/// One broadcast run against `server`, which keeps running.
+async fn measure(server: &Server, shape: Broadcast) -> io::Result<Values> {
     let (sub_path, pub_path) = shape.paths();
-    let (subs, _) =
-        client::connect_many(server.addr, sub_path, shape.subscribers, 64, 0, None).await?;
+    let (subs, _) = client::connect_many_asking(
+        server.addr,
+        sub_path,
+        shape.subscribers,
+        64,
+        0,
+        None,
+        shape.mixed.then_some("crimson.cbor"),
+    )
+    .await?;
     let publisher_ws = client::connect(server.addr, pub_path, client::source(0)).await?;
     let shared = Arc::new(Shared {
         subscribers: shape.subscribers as u32,
@@ -265,7 +335,6 @@ pub(crate) async fn run(server: Server, shape: Broadcast) -> io::Result<Values> 
         }
     }
     let published = publishing.await.map_err(io::Error::other).and_then(|r| r);
-    server.stop();
     drop(keep);
     if let Some(err) = failure {
         return Err(err);

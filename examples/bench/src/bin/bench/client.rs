@@ -27,6 +27,16 @@ pub(crate) async fn connect(server: SocketAddr, path: &str, source: IpAddr) -> i
     measure::connect(server, path, source, 8 << 10).await
 }
 
+/// [`connect`], asking for subprotocol `protocol` when given.
+pub(crate) async fn connect_asking(
+    server: SocketAddr,
+    path: &str,
+    source: IpAddr,
+    protocol: Option<&str>,
+) -> io::Result<Ws> {
+    measure::connect_asking(server, path, source, 8 << 10, protocol).await
+}
+
 /// Sends `message` (flushing it), giving up at `deadline`: a server that stops reading cannot
 /// hold a run.
 pub(crate) async fn send_by(
@@ -77,6 +87,20 @@ pub(crate) async fn connect_many(
     first_source: usize,
     hello: Option<Utf8Bytes>,
 ) -> io::Result<(Vec<Ws>, Vec<Duration>)> {
+    connect_many_asking(server, path, count, concurrency, first_source, hello, None).await
+}
+
+/// [`connect_many`], every second connection (the odd-numbered ones) asking for subprotocol
+/// `every_other` when given: a room of two codecs.
+pub(crate) async fn connect_many_asking(
+    server: SocketAddr,
+    path: &'static str,
+    count: usize,
+    concurrency: usize,
+    first_source: usize,
+    hello: Option<Utf8Bytes>,
+    every_other: Option<&'static str>,
+) -> io::Result<(Vec<Ws>, Vec<Duration>)> {
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(Mutex::new((
         Vec::with_capacity(count),
@@ -94,7 +118,9 @@ pub(crate) async fn connect_many(
                     return Ok::<_, io::Error>(());
                 }
                 let start = Instant::now();
-                let mut ws = connect(server, path, source(first_source + i)).await?;
+                let protocol = every_other.filter(|_| i % 2 == 1);
+                let mut ws =
+                    connect_asking(server, path, source(first_source + i), protocol).await?;
                 let took = start.elapsed();
                 if let Some(hello) = &hello {
                     round_trip(&mut ws, hello.clone()).await?;

@@ -79,7 +79,15 @@ struct Options {
     chat_pace: Duration,
 }
 
-const SCENARIOS: [&str; 6] = ["echo", "pipelined", "broadcast", "idle", "setup", "chat"];
+const SCENARIOS: [&str; 7] = [
+    "echo",
+    "pipelined",
+    "broadcast",
+    "mixed",
+    "idle",
+    "setup",
+    "chat",
+];
 
 fn number<T: std::str::FromStr>(name: &str, default: T) -> io::Result<T> {
     let text = arg(name, "", "");
@@ -328,6 +336,7 @@ async fn run_broadcast(options: &Options, results: &mut Vec<ScenarioResult>) {
             measure: options.measure,
             pace: None,
             chat: false,
+            mixed: false,
         };
         let detail = format!("{subscribers} subscribers, {}", size_name(size));
         // Crimson's stretch goal (permessage-deflate issue): cheaper per delivery than a
@@ -367,6 +376,79 @@ async fn run_broadcast(options: &Options, results: &mut Vec<ScenarioResult>) {
             runs,
         });
     }
+}
+
+/// A broadcast room of two codecs (half JSON, half CBOR) against a room of one (JSON), on one
+/// Crimson server per round: a broadcast is encoded once per codec in use, so the CPU per
+/// delivery should stay within 1.1× (issue 20's target).
+async fn run_mixed(options: &Options, results: &mut Vec<ScenarioResult>) {
+    let subscribers = options.subscribers.first().copied().unwrap_or(1000);
+    let shape = broadcast::Broadcast {
+        subscribers,
+        size: 256,
+        window: broadcast::WINDOW,
+        warmup: options.warmup,
+        measure: options.measure,
+        pace: None,
+        chat: false,
+        mixed: true,
+    };
+    let detail = format!("{subscribers} subscribers, 256 B, half JSON and half CBOR");
+    let rounds = std::sync::atomic::AtomicUsize::new(0);
+    let runs = alternate(
+        &[Impl::Crimson],
+        &format!("broadcast mixed {detail}"),
+        "broadcast",
+        &[],
+        options.rounds,
+        |server| {
+            let round = rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            broadcast::run_mixed(server, shape, round)
+        },
+    )
+    .await;
+    results.push(ScenarioResult {
+        name: "broadcast, two codecs".to_owned(),
+        detail,
+        metrics: vec![
+            metric(
+                "mixed_over_single",
+                "CPU per delivery, two codecs / one",
+                "×",
+                false,
+                Some(Target::AtMost(1.1)),
+            ),
+            metric(
+                "single_cpu_us_per_delivery",
+                "server CPU per delivery, one codec",
+                "µs",
+                false,
+                None,
+            ),
+            metric(
+                "mixed_cpu_us_per_delivery",
+                "server CPU per delivery, two codecs",
+                "µs",
+                false,
+                None,
+            ),
+            metric(
+                "single_delivered_per_s",
+                "delivered, one codec",
+                "msg/s",
+                true,
+                None,
+            ),
+            metric(
+                "mixed_delivered_per_s",
+                "delivered, two codecs",
+                "msg/s",
+                true,
+                None,
+            ),
+        ],
+        runs,
+    });
 }
 
 async fn run_chat(options: &Options, results: &mut Vec<ScenarioResult>) {
@@ -413,6 +495,7 @@ async fn run_chat(options: &Options, results: &mut Vec<ScenarioResult>) {
                 measure: options.measure,
                 pace: Some(options.chat_pace),
                 chat: true,
+                mixed: false,
             };
             broadcast::run(server, shape)
         },
@@ -550,6 +633,9 @@ async fn main() -> io::Result<()> {
     }
     if options.runs("broadcast") {
         run_broadcast(&options, &mut results).await;
+    }
+    if options.runs("mixed") {
+        run_mixed(&options, &mut results).await;
     }
     if options.runs("idle") {
         run_idle(&options, &mut results).await;
