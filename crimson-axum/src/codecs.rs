@@ -18,6 +18,8 @@ pub(crate) const PREFIX: &str = "crimson.";
 pub(crate) struct Spoken {
     /// The codecs both `Up` and `Down` list, in `Down`'s order.
     choices: Vec<Choice>,
+    /// Whether `crimson.v1.<codec>` may be asked for too.
+    protocol: bool,
 }
 
 /// A codec both types of a route speak, and where each lists it.
@@ -38,13 +40,27 @@ pub(crate) struct Chosen {
     /// 0 for each type's default (nothing asked), `1 + i` for the route's `i`th choice: where
     /// the session's traffic is counted.
     pub(crate) index: usize,
-    /// The token answered in `Sec-WebSocket-Protocol`, when one was chosen.
+    /// The codec's token, when one was chosen.
     pub(crate) token: Option<&'static str>,
+    /// The connection speaks the Crimson protocol, `crimson.v1.<token>`.
+    pub(crate) framed: bool,
+}
+
+impl Chosen {
+    /// What the server answers in `Sec-WebSocket-Protocol`.
+    pub(crate) fn answer(&self) -> Option<String> {
+        let token = self.token?;
+        Some(if self.framed {
+            format!("{}{token}", crimson_core::protocol::V1)
+        } else {
+            format!("{PREFIX}{token}")
+        })
+    }
 }
 
 impl Spoken {
     /// The codecs a route of `Up` and `Down` lets its clients choose among.
-    pub(crate) fn of<Up: CrimsonMessage, Down: CrimsonMessage>() -> Self {
+    pub(crate) fn of<Up: CrimsonMessage, Down: CrimsonMessage>(protocol: bool) -> Self {
         let choices = Down::CODECS
             .iter()
             .enumerate()
@@ -56,13 +72,14 @@ impl Spoken {
                     down,
                 })
             })
-            .collect();
-        Self { choices }
+            .collect::<Vec<_>>();
+        let protocol = protocol && !choices.is_empty();
+        Self { choices, protocol }
     }
 
-    /// Whether clients choose at all: two codecs or more.
+    /// Whether clients choose at all: two codecs or more, or the Crimson protocol.
     pub(crate) fn negotiates(&self) -> bool {
-        self.choices.len() >= 2
+        self.choices.len() >= 2 || self.protocol
     }
 
     /// The codecs to choose among.
@@ -73,7 +90,8 @@ impl Spoken {
     /// The codec of a connection that sent `headers`; an error when it asked only for
     /// subprotocols the route does not speak.
     pub(crate) fn choose(&self, headers: &HeaderMap) -> Result<Chosen, UpgradeRejection> {
-        if !self.negotiates() {
+        if self.choices.is_empty() {
+            // Types without codec tokens (hand-written): nothing to choose, as ever.
             return Ok(Chosen::default());
         }
         let asked: Vec<&str> = headers
@@ -88,8 +106,13 @@ impl Spoken {
             return Ok(Chosen::default());
         }
         for token in &asked {
-            let Some(codec) = token.strip_prefix(PREFIX) else {
-                continue;
+            let (codec, framed) = match token.strip_prefix(crimson_core::protocol::V1) {
+                Some(codec) if self.protocol => (codec, true),
+                Some(_) => continue,
+                None => match token.strip_prefix(PREFIX) {
+                    Some(codec) => (codec, false),
+                    None => continue,
+                },
             };
             if let Some(index) = self.choices.iter().position(|c| c.token == codec) {
                 let choice = self.choices[index];
@@ -98,8 +121,14 @@ impl Spoken {
                     down: choice.down,
                     index: index + 1,
                     token: Some(choice.token),
+                    framed,
                 });
             }
+        }
+        // A route of one codec, no protocol, asked only for others' subprotocols: it ignores
+        // them, as it always did. Asked for a Crimson one it does not speak, it says so.
+        if !self.negotiates() && !asked.iter().any(|token| token.starts_with(PREFIX)) {
+            return Ok(Chosen::default());
         }
         // Bounded: a header of thousands of tokens is not echoed back whole.
         let mut shown: String = asked.join(", ").chars().take(200).collect();
@@ -111,7 +140,13 @@ impl Spoken {
             spoken: self
                 .choices
                 .iter()
-                .map(|choice| format!("{PREFIX}{}", choice.token))
+                .flat_map(|choice| {
+                    let v1 = self
+                        .protocol
+                        .then(|| format!("{}{}", crimson_core::protocol::V1, choice.token));
+                    v1.into_iter()
+                        .chain(std::iter::once(format!("{PREFIX}{}", choice.token)))
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
         })
@@ -157,7 +192,7 @@ mod tests {
 
     #[test]
     fn the_first_token_asked_that_both_types_speak_wins() {
-        let spoken = Spoken::of::<Up3, Down3>();
+        let spoken = Spoken::of::<Up3, Down3>(false);
         let tokens: Vec<_> = spoken.choices().iter().map(|c| c.token).collect();
         assert_eq!(tokens, ["json", "cbor", "msgpack"], "protobuf: Down only");
         assert_eq!(spoken.choose(&HeaderMap::new()).unwrap(), Chosen::default());
@@ -172,14 +207,15 @@ mod tests {
                 up: 2,
                 down: 3,
                 index: 3,
-                token: Some("msgpack")
+                token: Some("msgpack"),
+                framed: false,
             }
         );
     }
 
     #[test]
     fn only_unspoken_tokens_are_refused_with_both_lists() {
-        let spoken = Spoken::of::<Up3, Down3>();
+        let spoken = Spoken::of::<Up3, Down3>(false);
         let err = spoken
             .choose(&asking("crimson.protobuf, crimson.v1.json"))
             .unwrap_err();
@@ -194,12 +230,44 @@ mod tests {
     }
 
     #[test]
-    fn a_route_of_one_codec_does_not_negotiate() {
-        let spoken = Spoken::of::<One, Down3>();
+    fn the_crimson_protocol_is_chosen_only_where_it_is_on() {
+        let on = Spoken::of::<One, Down3>(true);
+        assert!(on.negotiates(), "one codec, but the protocol to choose");
+        let chosen = on
+            .choose(&asking("crimson.v1.cbor, crimson.v1.json"))
+            .unwrap();
+        assert_eq!((chosen.token, chosen.framed), (Some("json"), true));
+        assert_eq!(chosen.answer().as_deref(), Some("crimson.v1.json"));
+        let plain = on.choose(&asking("crimson.json")).unwrap();
+        assert_eq!(plain.answer().as_deref(), Some("crimson.json"));
+        assert_eq!(on.choose(&HeaderMap::new()).unwrap().answer(), None);
+        let err = on.choose(&asking("crimson.v2.json")).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("this route speaks: crimson.v1.json, crimson.json"),
+            "{err}"
+        );
+        // Off: `crimson.v1.*` is not spoken.
+        let off = Spoken::of::<Up3, Down3>(false);
+        assert!(off.choose(&asking("crimson.v1.json")).is_err());
+    }
+
+    #[test]
+    fn a_route_of_one_codec_takes_its_own_and_ignores_others_subprotocols() {
+        let spoken = Spoken::of::<One, Down3>(false);
         assert!(!spoken.negotiates());
         assert_eq!(
-            spoken.choose(&asking("crimson.cbor")).unwrap(),
-            Chosen::default()
+            spoken.choose(&asking("graphql-ws")).unwrap(),
+            Chosen::default(),
+            "not a Crimson subprotocol: ignored, as before"
+        );
+        let own = spoken.choose(&asking("crimson.json")).unwrap();
+        assert_eq!(own.answer().as_deref(), Some("crimson.json"));
+        let err = spoken.choose(&asking("crimson.cbor, x")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "none of the subprotocols asked for (crimson.cbor, x) is spoken here; this route \
+             speaks: crimson.json"
         );
     }
 }

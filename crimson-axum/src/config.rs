@@ -81,6 +81,10 @@ pub(crate) struct Settings {
     pub(crate) max_connections_per_address: Option<usize>,
     pub(crate) max_unfinished_bytes: usize,
     pub(crate) compression: Deflate,
+    /// Whether clients may ask for the Crimson protocol (`crimson.v1.*`).
+    pub(crate) protocol: bool,
+    /// Requests a session may have sent and not had answered, at once.
+    pub(crate) max_open_requests: usize,
     pub(crate) on_connect: Option<ConnectHook>,
     pub(crate) on_close: Option<CloseHook>,
     pub(crate) on_error: Option<ErrorHook>,
@@ -224,6 +228,8 @@ impl<Up, Down> CrimsonConfig<Up, Down> {
                 max_connections_per_address: None,
                 max_unfinished_bytes: 64 << 20,
                 compression: Deflate::disabled(),
+                protocol: false,
+                max_open_requests: 256,
                 on_connect: None,
                 on_close: None,
                 on_error: None,
@@ -341,6 +347,28 @@ impl<Up, Down> CrimsonConfig<Up, Down> {
     #[must_use]
     pub fn compression(mut self, deflate: Deflate) -> Self {
         self.settings.compression = deflate;
+        self
+    }
+
+    /// Lets clients ask for the Crimson protocol, `crimson.v1` (`docs/protocol.md`): typed
+    /// requests and their answers both ways ([`CrimsonSession::recv_incoming`],
+    /// [`CrimsonSession::request`]). Off by default: clients get plain frames whatever they
+    /// ask for, and asking only for `crimson.v1.*` is refused with 400.
+    ///
+    /// [`CrimsonSession::recv_incoming`]: crate::CrimsonSession::recv_incoming
+    /// [`CrimsonSession::request`]: crate::CrimsonSession::request
+    #[must_use]
+    pub fn protocol(mut self, on: bool) -> Self {
+        self.settings.protocol = on;
+        self
+    }
+
+    /// How many requests a session may have sent to its client and not had answered, at once
+    /// (default 256); past it [`request`](crate::CrimsonSession::request) fails at once with
+    /// [`RequestError::TooManyOpen`](crate::RequestError::TooManyOpen).
+    #[must_use]
+    pub fn max_open_requests(mut self, requests: usize) -> Self {
+        self.settings.max_open_requests = requests;
         self
     }
 
@@ -467,6 +495,7 @@ impl<Up, Down> CrimsonConfig<Up, Down> {
                 s.max_write_buffer,
                 "the write buffer must hold at least 1 byte",
             ),
+            (s.max_open_requests, "max_open_requests must be at least 1"),
         ] {
             if count == 0 {
                 return fail(what.to_owned());

@@ -344,6 +344,7 @@ impl CrimsonLayer {
         }
         let registry = Arc::get_mut(&mut self.registry)
             .expect("register every Crimson config before the layer is cloned or applied");
+        let spoken = crate::codecs::Spoken::of::<Up, Down>(config.settings.protocol);
         let route = Route::<Up, Down> {
             budget: Budget::new(config.settings.max_unfinished_bytes),
             settings: Arc::new(config.settings),
@@ -351,7 +352,7 @@ impl CrimsonLayer {
             live: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
             metrics: OnceLock::new(),
-            spoken: crate::codecs::Spoken::of::<Up, Down>(),
+            spoken,
             _up: PhantomData,
         };
         let entry = Entry {

@@ -92,6 +92,7 @@ mod layer;
 mod listener;
 mod live;
 mod metrics;
+mod request;
 mod router;
 mod serve;
 mod session;
@@ -105,6 +106,7 @@ pub use error::{ConfigError, SessionError, SessionSendError};
 pub use handler::CrimsonHandler;
 pub use layer::{ConfigName, CrimsonLayer, CrimsonService, IntoConfigName, ShutdownHandle};
 pub use listener::{bind, CrimsonListener, BACKLOG};
+pub use request::{Incoming, Request, RequestError, NOT_ANSWERED};
 pub use router::RouterExt;
 pub use serve::{serve, Serve};
 pub use session::{CrimsonSession, RecvTimeout, SessionReceiver, SessionSender};
@@ -113,7 +115,8 @@ pub use upgrade::UpgradeRejection;
 #[doc(inline)]
 pub use crimson_core::{
     close, cluster, codec, session as sessions, transport, Bytes, CloseCode, CloseRecord, ClosedBy,
-    Codec, CrimsonMessage, DecodeError, EncodeError, FrameKind, Payload, PayloadRef, Text,
+    Codec, CrimsonMessage, CrimsonRequest, DecodeError, EncodeError, FrameKind, Payload,
+    PayloadRef, Text,
 };
 
 #[doc(hidden)]

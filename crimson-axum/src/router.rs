@@ -196,9 +196,7 @@ where
         &settings.compression,
         upgrade::extension_offers(&parts.headers),
     );
-    let protocol = codec
-        .token
-        .map(|token| format!("{}{token}", crate::codecs::PREFIX));
+    let protocol = codec.answer();
     let (response, on_upgrade) = handshake.accept(
         compression.as_ref().map(|(_, v)| v.as_str()),
         protocol.as_deref(),
@@ -236,6 +234,12 @@ where
         record: OnceLock::new(),
         skipped: AtomicU64::new(0),
         codec,
+        frame: if codec.token.is_some() {
+            Down::CODECS[codec.down].frame
+        } else {
+            Down::FRAME
+        },
+        pending: crate::request::Pending::new(settings.max_open_requests),
     });
     let (input_tx, input_rx) = incoming::channel(settings.incoming_queue);
 
@@ -245,7 +249,8 @@ where
     let backend = cluster.backend().clone();
     let member = if refused.is_none() {
         let handle = SessionHandle::new(shared.info.clone(), shared.outbox.deliverer())
-            .speaking::<Down>(codec.down);
+            .speaking::<Down>(codec.down)
+            .framing(codec.framed);
         match backend.add(handle) {
             Ok(()) => Some(InCluster {
                 cluster: backend,

@@ -10,13 +10,14 @@ use std::time::{Duration, SystemTime};
 
 use crimson_core::cluster::Cluster;
 use crimson_core::session::{Outgoing, Queued, SessionId, SessionInfo};
-use crimson_core::{close, CloseCode, CloseRecord, CrimsonMessage};
+use crimson_core::{close, protocol, CloseCode, CloseRecord, CrimsonMessage, CrimsonRequest};
 use futures_util::Stream;
 use http::HeaderMap;
 
 use crate::engine::incoming;
 use crate::engine::outbox::{EndRequest, OutboxSender};
 use crate::error::SessionSendError;
+use crate::request::{self, Incoming, RequestError};
 
 /// State shared by a session's handler, its sender clones and its task.
 pub(crate) struct SessionState {
@@ -28,6 +29,10 @@ pub(crate) struct SessionState {
     pub(crate) skipped: AtomicU64,
     /// The codec the connection chose.
     pub(crate) codec: crate::codecs::Chosen,
+    /// The frame kind of that codec (of `Down`'s).
+    pub(crate) frame: crimson_core::FrameKind,
+    /// Requests to the client that wait for answers.
+    pub(crate) pending: request::Pending,
 }
 
 /// The upgrade request's headers, kept as one compact copy and made a [`HeaderMap`] the first
@@ -137,7 +142,7 @@ impl<Up, Down> fmt::Debug for CrimsonSession<Up, Down> {
 impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonSession<Up, Down> {
     pub(crate) fn new(
         shared: Arc<SessionState>,
-        incoming: incoming::Receiver<Up>,
+        incoming: incoming::Receiver<crate::request::Incoming<Up>>,
         cluster: Cluster<Down>,
     ) -> Self {
         Self {
@@ -196,6 +201,26 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonSession<Up, Down> {
         self.receiver.recv().await
     }
 
+    /// Asks the client `message` and waits at most `timeout` for its answer: see
+    /// [`SessionSender::request`].
+    pub async fn request(
+        &self,
+        message: Down,
+        timeout: Duration,
+    ) -> Result<Down::Response, RequestError>
+    where
+        Down: CrimsonRequest,
+    {
+        self.sender.request(message, timeout).await
+    }
+
+    /// The next message or request from the client (requests need the Crimson protocol:
+    /// [`CrimsonConfig::protocol`](crate::CrimsonConfig::protocol)); `None` once the session
+    /// is closing or closed. Answer a request with [`Request::respond`](crate::Request::respond).
+    pub async fn recv_incoming(&mut self) -> Option<Incoming<Up>> {
+        self.receiver.recv_incoming().await
+    }
+
     /// The next message, waiting at most `timeout`: `Err` when the time ran out.
     pub async fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Up>, RecvTimeout> {
         self.receiver.recv_timeout(timeout).await
@@ -240,7 +265,7 @@ impl<Up, Down> Stream for CrimsonSession<Up, Down> {
     type Item = Up;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Up>> {
-        self.receiver.incoming.poll_recv(cx)
+        std::pin::Pin::new(&mut self.receiver).poll_next(cx)
     }
 }
 
@@ -288,15 +313,26 @@ impl<Down: CrimsonMessage> SessionSender<Down> {
 
     /// Queues a message, waiting while the outgoing queue is full.
     pub async fn send(&self, message: Down) -> Result<(), SessionSendError> {
-        let payload = message.encode_in(self.shared.codec.down)?;
+        let payload = self.encode(&message)?;
         self.shared.outbox.push(Outgoing::Single(payload)).await?;
         Ok(())
     }
 
     /// Queues a message now, applying the overflow policy if the queue is full.
     pub fn try_send(&self, message: Down) -> Result<Queued, SessionSendError> {
-        let payload = message.encode_in(self.shared.codec.down)?;
+        let payload = self.encode(&message)?;
         Ok(self.shared.outbox.try_push(Outgoing::Single(payload))?)
+    }
+
+    /// `message` as this connection takes it: in its codec, behind the protocol's empty
+    /// header line if it speaks the protocol.
+    fn encode(&self, message: &Down) -> Result<crimson_core::Payload, SessionSendError> {
+        let payload = message.encode_in(self.shared.codec.down)?;
+        Ok(if self.shared.codec.framed {
+            protocol::write(protocol::Kind::Message, &payload)
+        } else {
+            payload
+        })
     }
 
     /// Waits until every message queued so far is written to the socket.
@@ -329,10 +365,61 @@ impl<Down: CrimsonMessage> SessionSender<Down> {
     }
 }
 
+impl<Down: CrimsonRequest> SessionSender<Down> {
+    /// Asks the client `message` and waits at most `timeout` for its answer, of the request
+    /// type's `Response` type. Needs the Crimson protocol (the client asked for
+    /// `crimson.v1.*` and [`CrimsonConfig::protocol`](crate::CrimsonConfig::protocol) is on);
+    /// at most [`max_open_requests`](crate::CrimsonConfig::max_open_requests) wait at once.
+    pub async fn request(
+        &self,
+        message: Down,
+        timeout: Duration,
+    ) -> Result<Down::Response, RequestError> {
+        let shared = &self.shared;
+        if !shared.codec.framed {
+            return Err(RequestError::NoProtocol);
+        }
+        let (id, answer) = shared.pending.open().map_err(RequestError::TooManyOpen)?;
+        // Forgets the request however this ends early (an error, a timeout, a dropped future).
+        let forget = Forget(&shared.pending, id);
+        let body = message
+            .encode_in(shared.codec.down)
+            .map_err(SessionSendError::from)?;
+        let frame = protocol::write(protocol::Kind::Request { id }, &body);
+        shared
+            .outbox
+            .push(Outgoing::Single(frame))
+            .await
+            .map_err(SessionSendError::from)?;
+        let answer = match tokio::time::timeout(timeout, answer).await {
+            Err(_) => return Err(RequestError::Timeout(timeout)),
+            Ok(Err(_)) => return Err(RequestError::Disconnected),
+            Ok(Ok(answer)) => answer,
+        };
+        std::mem::forget(forget);
+        match answer {
+            Ok(body) => {
+                let codec = request::codec_index::<Down::Response>(shared.codec.token);
+                Down::Response::decode_in(body.as_ref(), codec).map_err(RequestError::Decode)
+            }
+            Err((code, message)) => Err(RequestError::Rejected { code, message }),
+        }
+    }
+}
+
+/// Forgets a pending request when dropped.
+struct Forget<'a>(&'a request::Pending, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
+    }
+}
+
 /// The receiving half of a session.
 pub struct SessionReceiver<Up> {
     shared: Arc<SessionState>,
-    incoming: incoming::Receiver<Up>,
+    incoming: incoming::Receiver<crate::request::Incoming<Up>>,
 }
 
 impl<Up> fmt::Debug for SessionReceiver<Up> {
@@ -350,14 +437,21 @@ impl<Up> fmt::Debug for SessionReceiver<Up> {
 pub struct RecvTimeout;
 
 impl<Up> SessionReceiver<Up> {
-    /// The next message; `None` once the session is closing or closed.
+    /// The next message; `None` once the session is closing or closed. A request (Crimson
+    /// protocol) comes as its value, answered for you with an error (`500`, "not answered"):
+    /// read with [`recv_incoming`](Self::recv_incoming) to answer requests.
     pub async fn recv(&mut self) -> Option<Up> {
+        self.incoming.recv().await.map(Incoming::into_value)
+    }
+
+    /// The next message or request; `None` once the session is closing or closed.
+    pub async fn recv_incoming(&mut self) -> Option<Incoming<Up>> {
         self.incoming.recv().await
     }
 
     /// The next message, waiting at most `timeout`.
     pub async fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Up>, RecvTimeout> {
-        tokio::time::timeout(timeout, self.incoming.recv())
+        tokio::time::timeout(timeout, self.recv())
             .await
             .map_err(|_| RecvTimeout)
     }
@@ -367,7 +461,9 @@ impl<Up> Stream for SessionReceiver<Up> {
     type Item = Up;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Up>> {
-        self.incoming.poll_recv(cx)
+        self.incoming
+            .poll_recv(cx)
+            .map(|next| next.map(Incoming::into_value))
     }
 }
 

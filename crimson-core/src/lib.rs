@@ -61,6 +61,7 @@ pub mod cluster;
 pub mod codec;
 mod error;
 mod message;
+pub mod protocol;
 #[cfg(feature = "server")]
 pub mod session;
 #[cfg(feature = "transport")]
@@ -70,7 +71,9 @@ pub use bytes::Bytes;
 pub use close::{CloseCode, CloseRecord, ClosedBy};
 pub use codec::Codec;
 pub use error::{DecodeError, EncodeError};
-pub use message::{transcode, CodecInfo, CrimsonMessage, FrameKind, Payload, PayloadRef, Text};
+pub use message::{
+    transcode, CodecInfo, CrimsonMessage, CrimsonRequest, FrameKind, Payload, PayloadRef, Text,
+};
 
 /// Derives [`CrimsonMessage`] for a type, binding it to a codec.
 ///

@@ -187,6 +187,14 @@ pub enum PayloadRef<'a> {
 }
 
 impl<'a> PayloadRef<'a> {
+    /// An owned copy of the payload.
+    pub fn to_payload(&self) -> Payload {
+        match *self {
+            Self::Text(text) => Payload::Text(text.into()),
+            Self::Binary(bytes) => Payload::Binary(Bytes::copy_from_slice(bytes)),
+        }
+    }
+
     /// The payload's bytes, whatever the frame kind.
     pub fn as_bytes(&self) -> &'a [u8] {
         match *self {
@@ -311,6 +319,34 @@ pub trait CrimsonMessage: Sized + Send + 'static {
         let _ = codec;
         Self::decode(payload)
     }
+}
+
+/// A message that asks for an answer: sent as a request (`client.request(..)` or
+/// `session.request(..)`), it is answered with one `Response`, or an error. The two types are
+/// tied here, so both ends agree at compile time on what answers what.
+///
+/// ```
+/// use crimson_core::{CrimsonMessage, CrimsonRequest};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, CrimsonMessage)]
+/// struct WhoIsHere;
+///
+/// #[derive(Serialize, Deserialize, CrimsonMessage)]
+/// struct Here {
+///     names: Vec<String>,
+/// }
+///
+/// impl CrimsonRequest for WhoIsHere {
+///     type Response = Here;
+/// }
+/// ```
+///
+/// Requests travel in the Crimson protocol, `crimson.v1` (`docs/protocol.md`), which a
+/// client asks for and a config turns on.
+pub trait CrimsonRequest: CrimsonMessage {
+    /// What answers this request.
+    type Response: CrimsonMessage;
 }
 
 /// One codec a [`CrimsonMessage`] type speaks, as a client chooses it.

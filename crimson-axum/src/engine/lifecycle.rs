@@ -89,6 +89,9 @@ where
                         .record_dropped(std::mem::take(&mut self.in_flight));
                     // Out of the cluster now: nothing more is queued for a dead session.
                     self.guards = None;
+                    // No answer can come: requests to the client fail now, not at their
+                    // timeouts.
+                    self.shared.pending.clear();
                     self.deadline = None;
                     self.stall_since = None;
                     self.next_ping = None;

@@ -66,7 +66,7 @@ pub(crate) struct Task<T, Up> {
     /// The config's metrics, added to once per batch.
     metrics: Arc<RouteMetrics>,
     outbox: OutboxReceiver,
-    input: Option<incoming::Sender<Up>>,
+    input: Option<incoming::Sender<crate::request::Incoming<Up>>>,
     handler: Option<HandlerFuture>,
     ending: Ending,
     events: Vec<Event>,
@@ -124,7 +124,7 @@ where
         shared: Arc<SessionState>,
         settings: Arc<Settings>,
         mut outbox: OutboxReceiver,
-        input: incoming::Sender<Up>,
+        input: incoming::Sender<crate::request::Incoming<Up>>,
         handler: Option<HandlerFuture>,
         guards: Guards,
         metrics: Arc<RouteMetrics>,

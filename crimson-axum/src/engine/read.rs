@@ -8,6 +8,8 @@
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
+use crimson_core::protocol::{self, Kind};
+use crimson_core::session::Outgoing;
 use crimson_core::transport::{Incoming, ReadError, Transport};
 use crimson_core::{CloseCode, CrimsonMessage};
 use tokio::time::Instant;
@@ -17,6 +19,7 @@ use super::incoming::TrySendError;
 use super::Task;
 use crate::config::DecodeErrorPolicy;
 use crate::error::SessionError;
+use crate::request::{Incoming as In, Reply, Request};
 
 impl<T, Up> Task<T, Up>
 where
@@ -88,6 +91,7 @@ where
         // Counted here, added to the config's metrics once per read.
         let (mut messages, mut bytes, mut failed) = (0u64, 0u64, 0u64);
         let codec = self.shared.codec.up;
+        let framed = self.shared.codec.framed;
         let mut on = |incoming: Incoming<'_>| {
             seen = true;
             match incoming {
@@ -102,11 +106,70 @@ where
                         *unread += 1;
                         return;
                     };
-                    match Up::decode_in(payload, codec) {
-                        Ok(up) => match tx.try_send(up, handler) {
-                            Ok(()) => delivered = true,
-                            Err(TrySendError::Closed(_) | TrySendError::Full(_)) => *unread += 1,
-                        },
+                    // The Crimson protocol: a header line before each message.
+                    let (kind, body) = if framed {
+                        match protocol::read(payload) {
+                            Ok(split) => split,
+                            Err(err) => {
+                                refused = true;
+                                tracing::warn!(error = %err, "broke the Crimson protocol");
+                                settings
+                                    .report(&shared.info, &SessionError::Protocol(err.to_string()));
+                                events.push(Event::BadInput(
+                                    CloseCode::PROTOCOL_ERROR,
+                                    crimson_core::close::truncate_reason(&err.to_string())
+                                        .into_owned(),
+                                ));
+                                return;
+                            }
+                        }
+                    } else {
+                        (Kind::Message, payload)
+                    };
+                    let request = match kind {
+                        Kind::Message => None,
+                        Kind::Request { id } => Some(id),
+                        Kind::Response { id } => {
+                            shared.pending.answer(id, Ok(body.to_payload()));
+                            return;
+                        }
+                        Kind::Error { id, code } => {
+                            let text = String::from_utf8_lossy(body.as_bytes()).into_owned();
+                            shared.pending.answer(id, Err((code, text)));
+                            return;
+                        }
+                        // `Kind` may grow; what this version does not know is refused.
+                        #[allow(unreachable_patterns)]
+                        _ => {
+                            refused = true;
+                            events.push(Event::BadInput(
+                                CloseCode::PROTOCOL_ERROR,
+                                "crimson.v1: a frame kind a client may not send".into(),
+                            ));
+                            return;
+                        }
+                    };
+                    match Up::decode_in(body, codec) {
+                        Ok(up) => {
+                            let item = match request {
+                                None => In::Message(up),
+                                Some(id) => In::Request(Request::new(
+                                    up,
+                                    id,
+                                    Reply {
+                                        outbox: shared.outbox.clone(),
+                                        token: shared.codec.token,
+                                        frame: shared.frame,
+                                    },
+                                )),
+                            };
+                            match tx.try_send(item, handler) {
+                                Ok(()) => delivered = true,
+                                Err(TrySendError::Closed(_) | TrySendError::Full(_)) => {
+                                    *unread += 1;
+                                }
+                            }
+                        }
                         Err(err) => {
                             failed += 1;
                             let error = SessionError::Decode(err);
@@ -131,6 +194,17 @@ where
                                 }
                                 DecodeErrorPolicy::Skip => {
                                     shared.skipped.fetch_add(1, Ordering::Relaxed);
+                                    if let Some(id) = request {
+                                        // Skipped, but answered: the client does not wait.
+                                        let text = format!("the request did not decode: {err}");
+                                        let answer = protocol::error(
+                                            id,
+                                            400,
+                                            crimson_core::close::truncate_reason(&text).as_ref(),
+                                            shared.frame,
+                                        );
+                                        let _ = shared.outbox.try_push(Outgoing::Single(answer));
+                                    }
                                 }
                             }
                         }

@@ -29,7 +29,7 @@ pub(crate) struct Pending<Up> {
     pub(crate) shared: Arc<SessionState>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) outbox: OutboxReceiver,
-    pub(crate) input: incoming::Sender<Up>,
+    pub(crate) input: incoming::Sender<crate::request::Incoming<Up>>,
     /// `None` when the session is refused (a connection limit): it is closed at once.
     pub(crate) handler: Option<HandlerFuture>,
     pub(crate) guards: Guards,

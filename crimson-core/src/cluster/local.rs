@@ -35,8 +35,8 @@ struct State {
 /// recipient that speaks it, and shared by all of them (with its compressed frame).
 struct Variants {
     default: Outgoing,
-    /// Codec index, and the payload in it (`None`: it did not encode).
-    others: Vec<(usize, Option<Outgoing>)>,
+    /// Codec index and framing, and the payload so (`None`: it did not encode).
+    others: Vec<((usize, bool), Option<Outgoing>)>,
 }
 
 impl Variants {
@@ -49,21 +49,21 @@ impl Variants {
 
     /// Queues the broadcast for `handle` in its codec, and counts how that went.
     fn offer(&mut self, handle: &SessionHandle, delivery: &mut Delivery) {
-        let codec = handle.codec();
-        let message = if codec == 0 {
+        let wire = (handle.codec(), handle.is_framed());
+        let message = if wire == (0, false) {
             self.default.clone()
         } else {
-            let made = match self.others.iter().find(|(made, _)| *made == codec) {
+            let made = match self.others.iter().find(|(made, _)| *made == wire) {
                 Some((_, made)) => made.clone(),
                 None => {
                     let made = match handle.transcode(self.default.payload()) {
                         Ok(payload) => Some(Outgoing::Shared(SharedPayload::new(payload))),
                         Err(err) => {
-                            tracing::warn!(codec, %err, "a broadcast did not re-encode for its recipients of another codec");
+                            tracing::warn!(codec = wire.0, %err, "a broadcast did not re-encode for its recipients of another codec");
                             None
                         }
                     };
-                    self.others.push((codec, made.clone()));
+                    self.others.push((wire, made.clone()));
                     made
                 }
             };

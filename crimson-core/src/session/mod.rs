@@ -130,17 +130,21 @@ pub struct SessionHandle {
     speaks: Option<Speaks>,
 }
 
-/// A codec a session chose other than its message type's default, and how a payload of the
-/// default codec is re-encoded in it.
+/// How a session's messages differ from its message type's default: another codec, and/or
+/// the Crimson protocol's header line before each one.
 #[derive(Clone, Copy)]
 struct Speaks {
     codec: usize,
+    framed: bool,
     transcode: fn(&Payload, usize) -> Result<Payload, EncodeError>,
 }
 
 impl fmt::Debug for Speaks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Speaks").field(&self.codec).finish()
+        f.debug_struct("Speaks")
+            .field("codec", &self.codec)
+            .field("framed", &self.framed)
+            .finish()
     }
 }
 
@@ -160,10 +164,29 @@ impl SessionHandle {
     /// default codec re-encoded in that one, once per codec per broadcast. Index 0 is the
     /// default: nothing changes.
     pub fn speaking<M: CrimsonMessage>(mut self, codec: usize) -> Self {
-        self.speaks = (codec != 0).then_some(Speaks {
+        let framed = self.is_framed();
+        self.speaks = (codec != 0 || framed).then_some(Speaks {
             codec,
+            framed,
             transcode: crate::message::transcode::<M>,
         });
+        self
+    }
+
+    /// The session speaks the Crimson protocol, `crimson.v1` (`docs/protocol.md`): clusters
+    /// hand it each message behind the protocol's empty header line, made once per broadcast.
+    pub fn framing(mut self, framed: bool) -> Self {
+        match &mut self.speaks {
+            Some(speaks) => speaks.framed = framed,
+            None if framed => {
+                self.speaks = Some(Speaks {
+                    codec: 0,
+                    framed,
+                    transcode: |payload, _| Ok(payload.clone()),
+                });
+            }
+            None => {}
+        }
         self
     }
 
@@ -173,11 +196,24 @@ impl SessionHandle {
         self.speaks.map_or(0, |speaks| speaks.codec)
     }
 
-    /// `payload`, made in the message type's default codec, as this session speaks it.
+    /// Whether the session speaks the Crimson protocol (see [`framing`](Self::framing)).
+    pub fn is_framed(&self) -> bool {
+        self.speaks.is_some_and(|speaks| speaks.framed)
+    }
+
+    /// `payload`, made in the message type's default codec, as this session takes it: in its
+    /// codec, behind the protocol's header line if it speaks the protocol.
     pub fn transcode(&self, payload: &Payload) -> Result<Payload, EncodeError> {
         match self.speaks {
             None => Ok(payload.clone()),
-            Some(speaks) => (speaks.transcode)(payload, speaks.codec),
+            Some(speaks) => {
+                let payload = (speaks.transcode)(payload, speaks.codec)?;
+                Ok(if speaks.framed {
+                    crate::protocol::write(crate::protocol::Kind::Message, &payload)
+                } else {
+                    payload
+                })
+            }
         }
     }
 

@@ -1,0 +1,265 @@
+//! Requests and their answers, both ways, over the Crimson protocol (`crimson.v1`,
+//! `docs/protocol.md`): what a handler receives ([`Incoming`], [`Request`]) and what a session
+//! asks its client ([`CrimsonSession::request`](crate::CrimsonSession::request)).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+
+use crimson_core::protocol::{self, Kind};
+use crimson_core::session::Outgoing;
+use crimson_core::{CrimsonMessage, CrimsonRequest, DecodeError, FrameKind, Payload};
+use tokio::sync::oneshot;
+
+use crate::engine::outbox::OutboxSender;
+use crate::error::SessionSendError;
+
+/// What a handler receives from its client: a message, or a request to answer.
+#[derive(Debug)]
+pub enum Incoming<Up> {
+    /// A message.
+    Message(Up),
+    /// A request: answer it with [`Request::respond`] (or [`Request::reject`]).
+    Request(Request<Up>),
+}
+
+impl<Up> Incoming<Up> {
+    /// The message or the request's value. A request taken this way is answered for the
+    /// handler, with an error (`500`, "not answered").
+    pub fn into_value(self) -> Up {
+        match self {
+            Self::Message(up) => up,
+            Self::Request(request) => request.into_value(),
+        }
+    }
+}
+
+/// A request from the client. Answer it once with [`respond`](Self::respond) or
+/// [`reject`](Self::reject); dropped unanswered, it is answered for you with an error (code
+/// `500`, "not answered"), so a client never waits for an answer that will not come.
+pub struct Request<Up> {
+    value: Option<Up>,
+    id: u64,
+    reply: Option<Reply>,
+}
+
+/// Where and how a request's answer goes.
+pub(crate) struct Reply {
+    pub(crate) outbox: OutboxSender,
+    /// The codec's token the connection chose (`None`: each type's default).
+    pub(crate) token: Option<&'static str>,
+    /// The frame kind of the connection's codec (an error's text travels in it).
+    pub(crate) frame: FrameKind,
+}
+
+impl<Up: fmt::Debug> fmt::Debug for Request<Up> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.id)
+            .field("value", &self.value)
+            .field("answered", &self.reply.is_none())
+            .finish()
+    }
+}
+
+/// The code an unanswered request is answered with.
+pub const NOT_ANSWERED: u16 = 500;
+
+impl<Up> Request<Up> {
+    pub(crate) fn new(value: Up, id: u64, reply: Reply) -> Self {
+        Self {
+            value: Some(value),
+            id,
+            reply: Some(reply),
+        }
+    }
+
+    /// What the client asked.
+    pub fn value(&self) -> &Up {
+        self.value
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("taken only by into_value, which consumes"))
+    }
+
+    /// The request's id, as the client chose it.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The value, giving up on answering: the client gets an error (`500`, "not answered").
+    pub fn into_value(mut self) -> Up {
+        self.value
+            .take()
+            .unwrap_or_else(|| unreachable!("taken only here, which consumes"))
+    }
+
+    /// Answers with an error: `code` (`4000`–`4999` are the application's; `docs/protocol.md`
+    /// lists the others) and a message for the client. The message is cut to 1 KiB.
+    pub fn reject(mut self, code: u16, message: &str) -> Result<(), SessionSendError> {
+        let reply = self.take_reply();
+        let payload = protocol::error(self.id, code, cut(message), reply.frame);
+        Ok(reply.outbox.try_push(Outgoing::Single(payload)).map(drop)?)
+    }
+
+    fn take_reply(&mut self) -> Reply {
+        self.reply
+            .take()
+            .unwrap_or_else(|| unreachable!("answered only by methods that consume"))
+    }
+}
+
+impl<Up: CrimsonRequest> Request<Up> {
+    /// Answers with `response`, in the codec the connection chose.
+    pub fn respond(mut self, response: Up::Response) -> Result<(), SessionSendError> {
+        let reply = self.take_reply();
+        let codec = codec_index::<Up::Response>(reply.token);
+        let body = match response.encode_in(codec) {
+            Ok(body) => body,
+            Err(err) => {
+                // The client still gets an answer.
+                let text = format!("the response did not encode: {err}");
+                let payload = protocol::error(self.id, 500, cut(&text), reply.frame);
+                let _ = reply.outbox.try_push(Outgoing::Single(payload));
+                return Err(err.into());
+            }
+        };
+        let payload = protocol::write(Kind::Response { id: self.id }, &body);
+        Ok(reply.outbox.try_push(Outgoing::Single(payload)).map(drop)?)
+    }
+}
+
+impl<Up> Drop for Request<Up> {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let payload = protocol::error(self.id, NOT_ANSWERED, "not answered", reply.frame);
+            let _ = reply.outbox.try_push(Outgoing::Single(payload));
+        }
+    }
+}
+
+/// At most 1 KiB of `text`, cut at a character boundary.
+fn cut(text: &str) -> &str {
+    let mut end = text.len().min(1024);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The index in `M::CODECS` of the codec `token` names (0, the default, when none does).
+pub(crate) fn codec_index<M: CrimsonMessage>(token: Option<&str>) -> usize {
+    token
+        .and_then(|token| M::CODECS.iter().position(|codec| codec.token == token))
+        .unwrap_or(0)
+}
+
+/// Why a request to the client got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The client did not ask for the Crimson protocol (`crimson.v1`), or the config does not
+    /// speak it ([`CrimsonConfig::protocol`](crate::CrimsonConfig::protocol)): requests cannot
+    /// travel.
+    #[error("the client does not speak the Crimson protocol (crimson.v1): requests cannot be sent to it")]
+    NoProtocol,
+    /// No answer within the timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The session ended before the answer came.
+    #[error("the session ended before the client answered")]
+    Disconnected,
+    /// The client answered with an error.
+    #[error("the client refused the request ({code}): {message}")]
+    Rejected {
+        /// Its code.
+        code: u16,
+        /// Its message.
+        message: String,
+    },
+    /// The answer did not decode as the request's response type.
+    #[error("the answer did not decode: {0}")]
+    Decode(#[source] DecodeError),
+    /// As many requests as the config allows wait for answers
+    /// ([`CrimsonConfig::max_open_requests`](crate::CrimsonConfig::max_open_requests)).
+    #[error("{0} requests already wait for the client's answers")]
+    TooManyOpen(usize),
+    /// The request could not be queued.
+    #[error(transparent)]
+    Send(#[from] SessionSendError),
+}
+
+/// What the client answered: the response's body, or an error's code and text.
+pub(crate) type Answer = Result<Payload, (u16, String)>;
+
+/// A session's requests to its client that wait for answers, at most `max` at once.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    max: usize,
+    state: Mutex<PendingState>,
+}
+
+#[derive(Debug, Default)]
+struct PendingState {
+    next: u64,
+    waiting: HashMap<u64, oneshot::Sender<Answer>>,
+}
+
+impl Pending {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            max,
+            state: Mutex::default(),
+        }
+    }
+
+    /// A new request id and where its answer will come, unless `max` wait already.
+    pub(crate) fn open(&self) -> Result<(u64, oneshot::Receiver<Answer>), usize> {
+        let max = self.max;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Waiters whose caller gave up (timed out, dropped) free their place.
+        if state.waiting.len() >= max {
+            state.waiting.retain(|_, waiter| !waiter.is_closed());
+        }
+        if state.waiting.len() >= max {
+            return Err(state.waiting.len());
+        }
+        state.next += 1;
+        let id = state.next;
+        let (tx, rx) = oneshot::channel();
+        state.waiting.insert(id, tx);
+        Ok((id, rx))
+    }
+
+    /// Forgets request `id` (its caller gave up).
+    pub(crate) fn forget(&self, id: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.waiting.remove(&id);
+    }
+
+    /// Hands the answer to request `id` to its caller; false when no request `id` waits (it
+    /// timed out, or the client made the id up).
+    pub(crate) fn answer(&self, id: u64, answer: Answer) -> bool {
+        let waiter = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.waiting.remove(&id)
+        };
+        waiter.is_some_and(|waiter| waiter.send(answer).is_ok())
+    }
+
+    /// How many requests wait for answers.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting
+            .len()
+    }
+
+    /// Ends every wait (the session ended): each caller gets `Disconnected`.
+    pub(crate) fn clear(&self) {
+        let waiting =
+            std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).waiting);
+        drop(waiting);
+    }
+}

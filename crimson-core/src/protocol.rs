@@ -1,0 +1,233 @@
+//! The Crimson protocol `crimson.v1` (`docs/protocol.md`, section 3): a connection that asks
+//! for it with `Sec-WebSocket-Protocol: crimson.v1.<codec>` puts one header line before every
+//! message, both ways, so that requests and their answers can travel beside plain messages.
+//!
+//! ```text
+//! HEADER \n BODY          HEADER: a kind, then ` key=value` fields
+//! \n{"text":"hi"}         a plain message (empty header)
+//! req id=7\n{"q":1}       a request; answered by `res id=7\n…` or `err id=7 code=…\n<text>`
+//! ```
+//!
+//! The frame kind stays the codec's (JSON in Text frames, the header being ASCII). This module
+//! reads and writes the header; the server and the client decide what each kind means.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::message::{Payload, PayloadRef, Text};
+
+/// The subprotocol tokens' prefix: `crimson.v1.json`, `crimson.v1.cbor`, ...
+pub const V1: &str = "crimson.v1.";
+
+/// The longest header line read, in bytes: past it, a frame is a protocol error.
+pub const MAX_HEADER: usize = 256;
+
+/// What a frame of the protocol carries, by its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A plain message (an empty header).
+    Message,
+    /// A request: answer it with [`Kind::Response`] or [`Kind::Error`] of the same id.
+    Request {
+        /// Chosen by the sender, unique among its open requests.
+        id: u64,
+    },
+    /// The answer to request `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+    },
+    /// Request `id` failed; the body is a UTF-8 message saying why.
+    Error {
+        /// The request's id.
+        id: u64,
+        /// Why, as a number (`docs/protocol.md`: 400, 500, 503, or the application's
+        /// 4000–4999).
+        code: u16,
+    },
+}
+
+/// A frame that does not follow the protocol: the connection closes with 1002 and this as
+/// its reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProtocolError(String);
+
+impl ProtocolError {
+    fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
+/// Splits a frame into its kind and its body.
+pub fn read(frame: PayloadRef<'_>) -> Result<(Kind, PayloadRef<'_>), ProtocolError> {
+    let bytes = frame.as_bytes();
+    let Some(end) = bytes.iter().take(MAX_HEADER + 1).position(|&b| b == b'\n') else {
+        return Err(ProtocolError::new(if bytes.len() > MAX_HEADER {
+            format!("crimson.v1: no end of header line within {MAX_HEADER} bytes")
+        } else {
+            "crimson.v1: a frame needs a header line ending in \\n (empty for a message)".to_owned()
+        }));
+    };
+    let header = std::str::from_utf8(&bytes[..end])
+        .map_err(|_| ProtocolError::new("crimson.v1: the header line is not ASCII"))?;
+    let body = match frame {
+        // Split at an ASCII byte: both sides stay UTF-8.
+        PayloadRef::Text(text) => PayloadRef::Text(&text[end + 1..]),
+        PayloadRef::Binary(bytes) => PayloadRef::Binary(&bytes[end + 1..]),
+    };
+    Ok((parse(header)?, body))
+}
+
+fn parse(header: &str) -> Result<Kind, ProtocolError> {
+    if header.is_empty() {
+        return Ok(Kind::Message);
+    }
+    let mut words = header.split(' ');
+    let kind = words.next().unwrap_or_default();
+    let (mut id, mut code) = (None, None);
+    for field in words {
+        let Some((key, value)) = field.split_once('=') else {
+            return Err(ProtocolError::new(format!(
+                "crimson.v1: `{}` is not a key=value field",
+                shown(field)
+            )));
+        };
+        match key {
+            "id" => id = Some(number::<u64>(key, value)?),
+            "code" => code = Some(number::<u16>(key, value)?),
+            // Unknown keys are ignored: later versions may add some.
+            _ => {}
+        }
+    }
+    let id = |what: &str| {
+        id.ok_or_else(|| ProtocolError::new(format!("crimson.v1: a `{what}` needs an id")))
+    };
+    Ok(match kind {
+        "req" => Kind::Request { id: id("req")? },
+        "res" => Kind::Response { id: id("res")? },
+        "err" => Kind::Error {
+            id: id("err")?,
+            code: code.ok_or_else(|| ProtocolError::new("crimson.v1: an `err` needs a code"))?,
+        },
+        other => {
+            return Err(ProtocolError::new(format!(
+                "crimson.v1: unknown frame kind `{}`",
+                shown(other)
+            )))
+        }
+    })
+}
+
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ProtocolError> {
+    value.parse().map_err(|_| {
+        ProtocolError::new(format!(
+            "crimson.v1: `{key}={}` is not a number in range",
+            shown(value)
+        ))
+    })
+}
+
+/// At most 32 characters of what a peer sent, for an error message.
+fn shown(text: &str) -> String {
+    text.chars().take(32).collect()
+}
+
+/// `body` behind the header of `kind`, in a frame of the body's kind.
+pub fn write(kind: Kind, body: &Payload) -> Payload {
+    let mut header = String::new();
+    match kind {
+        Kind::Message => {}
+        Kind::Request { id } => header = format!("req id={id}"),
+        Kind::Response { id } => header = format!("res id={id}"),
+        Kind::Error { id, code } => header = format!("err id={id} code={code}"),
+    }
+    let mut out = BytesMut::with_capacity(header.len() + 1 + body.len());
+    out.put_slice(header.as_bytes());
+    out.put_u8(b'\n');
+    out.put_slice(body.as_bytes());
+    let bytes: Bytes = out.freeze();
+    match body {
+        // ASCII, a line feed, then UTF-8: still UTF-8.
+        Payload::Text(_) => Payload::Text(
+            Text::try_from(bytes)
+                .unwrap_or_else(|_| unreachable!("ASCII header and a UTF-8 body are UTF-8")),
+        ),
+        Payload::Binary(_) => Payload::Binary(bytes),
+    }
+}
+
+/// An `err` frame for request `id`: `code` and `message`, in a frame of `kind`.
+pub fn error(id: u64, code: u16, message: &str, kind: crate::FrameKind) -> Payload {
+    let body = match kind {
+        crate::FrameKind::Text => Payload::Text(message.into()),
+        crate::FrameKind::Binary => Payload::Binary(Bytes::copy_from_slice(message.as_bytes())),
+    };
+    write(Kind::Error { id, code }, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_and_keeps_the_frame_kind() {
+        let text = Payload::Text(r#"{"a":1}"#.into());
+        let binary = Payload::Binary(Bytes::from_static(&[0, 10, 255]));
+        for kind in [
+            Kind::Message,
+            Kind::Request { id: 7 },
+            Kind::Response { id: u64::MAX },
+            Kind::Error { id: 1, code: 4001 },
+        ] {
+            for body in [&text, &binary] {
+                let frame = write(kind, body);
+                assert_eq!(frame.kind(), body.kind());
+                let (read_kind, read_body) = read(frame.as_ref()).unwrap();
+                assert_eq!(read_kind, kind);
+                assert_eq!(read_body, body.as_ref());
+            }
+        }
+        assert_eq!(write(Kind::Message, &text).as_bytes(), b"\n{\"a\":1}");
+        assert_eq!(
+            write(Kind::Request { id: 3 }, &text).as_bytes(),
+            b"req id=3\n{\"a\":1}"
+        );
+        assert_eq!(
+            error(9, 500, "not answered", crate::FrameKind::Text).as_bytes(),
+            b"err id=9 code=500\nnot answered"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_and_bad_frames_say_why() {
+        let ok = |s: &'static str| read(PayloadRef::Text(s)).map(|(kind, _)| kind);
+        assert_eq!(ok("req id=4 x=y\nbody"), Ok(Kind::Request { id: 4 }));
+        let err = |s: &str| read(PayloadRef::Text(s)).unwrap_err().to_string();
+        assert_eq!(
+            err("{\"no\":\"header\"}"),
+            "crimson.v1: a frame needs a header line ending in \\n (empty for a message)"
+        );
+        assert_eq!(err("pub s=x\n"), "crimson.v1: unknown frame kind `pub`");
+        assert_eq!(err("req\n"), "crimson.v1: a `req` needs an id");
+        assert_eq!(err("err id=1\n"), "crimson.v1: an `err` needs a code");
+        assert_eq!(
+            err("res id=-1\n"),
+            "crimson.v1: `id=-1` is not a number in range"
+        );
+        assert_eq!(
+            err("err id=1 code=70000\n"),
+            "crimson.v1: `code=70000` is not a number in range"
+        );
+        assert_eq!(err("req id\n"), "crimson.v1: `id` is not a key=value field");
+        let long = "x".repeat(MAX_HEADER + 10);
+        assert_eq!(
+            err(&long),
+            format!("crimson.v1: no end of header line within {MAX_HEADER} bytes")
+        );
+        assert!(
+            read(PayloadRef::Binary(&[0xff, b'\n'])).is_err(),
+            "not ASCII"
+        );
+    }
+}
