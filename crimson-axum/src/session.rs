@@ -380,7 +380,7 @@ impl<Down: CrimsonRequest> SessionSender<Down> {
             return Err(RequestError::NoProtocol);
         }
         let (id, answer) = shared.pending.open().map_err(RequestError::TooManyOpen)?;
-        // Forgets the request however this ends early (an error, a timeout, a dropped future).
+        // Forgets the request however this ends (an error, a timeout, a dropped future).
         let forget = Forget(&shared.pending, id);
         let body = message
             .encode_in(shared.codec.down)
@@ -396,7 +396,8 @@ impl<Down: CrimsonRequest> SessionSender<Down> {
             Ok(Err(_)) => return Err(RequestError::Disconnected),
             Ok(Ok(answer)) => answer,
         };
-        std::mem::forget(forget);
+        // Answered: the table no longer holds it, forgetting is a no-op.
+        drop(forget);
         match answer {
             Ok(body) => {
                 let codec = request::codec_index::<Down::Response>(shared.codec.token);
