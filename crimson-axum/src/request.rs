@@ -263,3 +263,46 @@ impl Pending {
         drop(waiting);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_table_is_bounded_and_empties_whatever_happens_to_its_requests() {
+        let pending = Pending::new(4);
+        let mut waiting = Vec::new();
+        for _ in 0..4 {
+            waiting.push(pending.open().unwrap());
+        }
+        assert_eq!(pending.open().unwrap_err(), 4, "at most 4");
+        // A caller that gave up (its receiver dropped) frees its place.
+        let (gone, _) = waiting.pop().unwrap();
+        let (id, answer) = pending.open().unwrap();
+        assert_ne!(id, gone, "ids are not reused");
+        assert!(pending.answer(id, Ok(Payload::Text("a".into()))));
+        assert!(!pending.answer(id, Ok(Payload::Text("twice".into()))), "once");
+        drop(answer);
+        pending.forget(waiting[0].0);
+        assert!(!pending.answer(waiting[0].0, Err((500, "late".into()))));
+        assert_eq!(pending.len(), 2);
+        pending.clear();
+        assert_eq!(pending.len(), 0);
+        for (_, mut answer) in waiting.drain(1..) {
+            assert!(answer.try_recv().is_err(), "cleared: the caller sees the end");
+        }
+        // A million requests answered, forgotten or abandoned: none is left behind.
+        let pending = Pending::new(256);
+        for n in 0..1_000_000u64 {
+            let (id, answer) = pending.open().unwrap();
+            match n % 3 {
+                0 => assert!(pending.answer(id, Ok(Payload::Text("ok".into())))),
+                1 => pending.forget(id),
+                _ => drop(answer),
+            }
+        }
+        assert!(pending.len() <= 256, "abandoned ones are purged when the table fills");
+        pending.clear();
+        assert_eq!(pending.len(), 0);
+    }
+}
