@@ -2,8 +2,9 @@
 //!
 //! A route whose `Up` and `Down` types both list several codecs (`#[crimson(codecs(..))]`)
 //! lets each connection ask for one by its token, `crimson.json`, `crimson.cbor`, ...; the
-//! first the client lists that the route speaks wins. A client that asks for nothing gets each
-//! type's default. A route with one codec per type does not negotiate and ignores the header.
+//! first the client lists that the route speaks wins. A client that asks for nothing, or only
+//! for subprotocols that are not Crimson's, gets each type's default; one that asks only for
+//! Crimson subprotocols the route does not speak is refused with 400.
 
 use http::{header, HeaderMap};
 
@@ -125,14 +126,21 @@ impl Spoken {
                 });
             }
         }
-        // A route of one codec, no protocol, asked only for others' subprotocols: it ignores
-        // them, as it always did. Asked for a Crimson one it does not speak, it says so.
-        if !self.negotiates() && !asked.iter().any(|token| token.starts_with(PREFIX)) {
+        // Asked only for subprotocols that are not Crimson's (another protocol's, or an
+        // access token in a browser's subprotocol list): none of them is a codec. Each type's
+        // default, as if nothing was asked; never echoed back.
+        let crimson: Vec<&str> = asked
+            .iter()
+            .copied()
+            .filter(|token| token.starts_with(PREFIX))
+            .collect();
+        if crimson.is_empty() {
             return Ok(Chosen::default());
         }
         // Bounded: a header of thousands of tokens is not echoed back whole.
-        let mut shown: String = asked.join(", ").chars().take(200).collect();
-        if shown.len() < asked.iter().map(|t| t.len() + 2).sum::<usize>() - 2 {
+        let whole = crimson.join(", ");
+        let mut shown: String = whole.chars().take(200).collect();
+        if shown.len() < whole.len() {
             shown.push('…');
         }
         Err(UpgradeRejection::UnsupportedSubprotocol {
@@ -165,11 +173,8 @@ mod tests {
             impl CrimsonMessage for $name {
                 const FRAME: FrameKind = FrameKind::Text;
                 const CODEC: &'static str = "test";
-                const CODECS: &'static [CodecInfo] = &[$(CodecInfo {
-                    token: $token,
-                    name: $token,
-                    frame: FrameKind::Binary,
-                }),*];
+                const CODECS: &'static [CodecInfo] =
+                    &[$(CodecInfo::new($token, $token, FrameKind::Binary)),*];
                 fn encode(&self) -> Result<Payload, EncodeError> {
                     Ok(Payload::Text("".into()))
                 }
@@ -224,7 +229,7 @@ mod tests {
             "none of the subprotocols asked for (crimson.protobuf, crimson.v1.json) is spoken \
              here; this route speaks: crimson.json, crimson.cbor, crimson.msgpack"
         );
-        let long = vec!["x"; 1000].join(", ");
+        let long = vec!["crimson.x"; 1000].join(", ");
         let err = spoken.choose(&asking(&long)).unwrap_err().to_string();
         assert!(err.len() < 400 && err.contains('…'), "{err}");
     }
@@ -266,8 +271,16 @@ mod tests {
         let err = spoken.choose(&asking("crimson.cbor, x")).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "none of the subprotocols asked for (crimson.cbor, x) is spoken here; this route \
+            "none of the subprotocols asked for (crimson.cbor) is spoken here; this route \
              speaks: crimson.json"
+        );
+        // Not Crimson's (an access token, say): not a codec, not refused, not echoed.
+        let negotiating = Spoken::of::<Up3, Down3>(false);
+        assert_eq!(
+            negotiating
+                .choose(&asking("access_token, eyJhbGci"))
+                .unwrap(),
+            Chosen::default()
         );
     }
 }

@@ -281,7 +281,10 @@ mod tests {
         let (id, answer) = pending.open().unwrap();
         assert_ne!(id, gone, "ids are not reused");
         assert!(pending.answer(id, Ok(Payload::Text("a".into()))));
-        assert!(!pending.answer(id, Ok(Payload::Text("twice".into()))), "once");
+        assert!(
+            !pending.answer(id, Ok(Payload::Text("twice".into()))),
+            "once"
+        );
         drop(answer);
         pending.forget(waiting[0].0);
         assert!(!pending.answer(waiting[0].0, Err((500, "late".into()))));
@@ -289,7 +292,10 @@ mod tests {
         pending.clear();
         assert_eq!(pending.len(), 0);
         for (_, mut answer) in waiting.drain(1..) {
-            assert!(answer.try_recv().is_err(), "cleared: the caller sees the end");
+            assert!(
+                answer.try_recv().is_err(),
+                "cleared: the caller sees the end"
+            );
         }
         // A million requests answered, forgotten or abandoned: none is left behind.
         let pending = Pending::new(256);
@@ -301,7 +307,10 @@ mod tests {
                 _ => drop(answer),
             }
         }
-        assert!(pending.len() <= 256, "abandoned ones are purged when the table fills");
+        assert!(
+            pending.len() <= 256,
+            "abandoned ones are purged when the table fills"
+        );
         pending.clear();
         assert_eq!(pending.len(), 0);
     }

@@ -201,6 +201,17 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> CrimsonSession<Up, Down> {
         self.receiver.recv().await
     }
 
+    /// The codec the client chose with `Sec-WebSocket-Protocol` (`"cbor"`, ...), or `None`
+    /// when it chose none and gets each type's default (`docs/protocol.md`).
+    pub fn codec(&self) -> Option<&'static str> {
+        self.sender.shared.codec.token
+    }
+
+    /// Whether the client speaks the Crimson protocol, `crimson.v1` (requests both ways).
+    pub fn speaks_protocol(&self) -> bool {
+        self.sender.shared.codec.framed
+    }
+
     /// Asks the client `message` and waits at most `timeout` for its answer: see
     /// [`SessionSender::request`].
     pub async fn request(

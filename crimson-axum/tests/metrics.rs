@@ -367,3 +367,69 @@ async fn a_broadcast_through_redis_records_its_publish_and_relay_lag() {
         "a lag on loopback is between 0 and 5 s: {lags:?}"
     );
 }
+
+/// A message of two codecs (JSON, the default, and CBOR).
+#[derive(serde::Serialize, serde::Deserialize, crimson_axum::CrimsonMessage)]
+#[crimson(codecs("json", "cbor"))]
+struct Note {
+    text: String,
+}
+
+async fn notes(mut session: CrimsonSession<Note, Note>) {
+    while let Some(note) = session.recv().await {
+        if session.send(note).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Traffic is counted under the codec each session speaks, and asking only for codecs the
+/// route does not speak is counted as a `subprotocol` refusal.
+#[tokio::test]
+async fn traffic_is_counted_by_the_codec_each_session_chose() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    snapshotter();
+    const CONFIG: ConfigName<Note, Note> = ConfigName::new("metrics-codecs");
+    let app = Router::new()
+        .crimson("/notes", CONFIG, notes)
+        .layer(CrimsonLayer::new().config(CONFIG, CrimsonConfig::new()));
+    let server = TestServer::new(app).await;
+    let mut json = server.connect::<Note, Note>("/notes").await.unwrap();
+    let mut cbor = server
+        .connect_speaking::<Note, Note>("/notes", "cbor")
+        .await
+        .unwrap();
+    for conn in [&mut json, &mut cbor] {
+        conn.send(&Note { text: "hi".into() }).await.unwrap();
+        assert_eq!(conn.recv().await.unwrap().text, "hi");
+    }
+    let refused = server
+        .connect_speaking::<Note, Note>("/notes", "msgpack")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, crimson_axum::testing::TestError::Http { status: 400, body } if body.contains("crimson.msgpack")),
+        "{refused}"
+    );
+    let config = ("config", "metrics-codecs");
+    for (codec, frame) in [("JSON", "text"), ("CBOR", "binary")] {
+        let labels = [config, ("codec", codec), ("frame", frame)];
+        assert_eq!(
+            counter("crimson_messages_received_total", &labels),
+            1,
+            "{codec}"
+        );
+        assert_eq!(
+            counter("crimson_messages_sent_total", &labels),
+            1,
+            "{codec}"
+        );
+    }
+    assert_eq!(
+        counter(
+            "crimson_handshakes_rejected_total",
+            &[config, ("reason", "subprotocol")]
+        ),
+        1
+    );
+}

@@ -143,9 +143,23 @@ async fn read_response(
     }
     let status = response.code.unwrap_or(0);
     if status != 101 {
+        let length = response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| {
+                std::str::from_utf8(h.value)
+                    .ok()?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        let body = refusal_body(stream, buf.split_off(head_len), length).await;
         let error = ClientError::Rejected {
             url: url.to_owned(),
             status,
+            body,
         };
         return Err(if is_permanent_rejection(status) {
             AttemptError::Fatal(error)
@@ -185,14 +199,35 @@ async fn read_response(
     Ok((negotiated, buf[head_len..].to_vec()))
 }
 
+/// The start of a refusal's body as text: what of `length` bytes arrives within a second, at
+/// most 512 (`read` holds what came with the head).
+async fn refusal_body(stream: &mut Stream, mut read: Vec<u8>, length: usize) -> String {
+    const MAX: usize = 512;
+    let want = length.min(MAX);
+    let more = async {
+        while read.len() < want {
+            let mut chunk = [0u8; MAX];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), more).await;
+    read.truncate(want);
+    String::from_utf8_lossy(&read).trim().to_owned()
+}
+
 /// Whether the server agreed to the codec asked for (`docs/protocol.md`, section 2).
 fn check_codec(config: &Config, url: &str, answered: Option<&str>) -> Result<(), AttemptError> {
     let Some(token) = config.codec.token else {
         return match answered {
             // Asked for nothing: a server that names a subprotocol breaks the handshake.
-            Some(answered) => Err(AttemptError::Retry(ClientError::Connection(format!(
-                "the server chose subprotocol `{answered}`, which was not asked for"
-            )))),
+            Some(answered) => Err(AttemptError::Fatal(ClientError::Codec {
+                url: url.to_owned(),
+                asked: "no subprotocol".to_owned(),
+                reason: format!("it chose `{answered}`, which was not asked for"),
+            })),
             None => Ok(()),
         };
     };
@@ -210,8 +245,8 @@ fn check_codec(config: &Config, url: &str, answered: Option<&str>) -> Result<(),
         // A route that does not negotiate speaks each type's default.
         None if config.codec.up == 0 && config.codec.down == 0 => Ok(()),
         None => Err(refused(
-            "the route does not negotiate codecs (its types list one codec each); it speaks \
-             its default"
+            "the server chose no subprotocol: the route does not negotiate codecs, and speaks \
+             its types' defaults"
                 .to_owned(),
         )),
     }

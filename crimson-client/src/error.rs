@@ -49,12 +49,18 @@ pub enum ClientError {
     /// 403 again with a fresh endpoint a few times). Any other status (408 Request Timeout,
     /// 429 Too Many Requests, a 5xx, or a 3xx, which is not followed) counts as a failed
     /// attempt: the retry policy decides what comes next, asking the provider again first.
-    #[error("{url} refused the WebSocket upgrade with HTTP {status}")]
+    #[error(
+        "{url} refused the WebSocket upgrade with HTTP {status}{}",
+        if body.is_empty() { String::new() } else { format!(": {body}") }
+    )]
     Rejected {
         /// The URL, without its query.
         url: String,
         /// The HTTP status code.
         status: u16,
+        /// The start of the answer's body as text (at most 512 bytes), which often says why:
+        /// a Crimson server names what was wrong. Empty when there was none.
+        body: String,
     },
     /// The server did not agree to the codec the client asks for
     /// ([`codec`](crate::CrimsonClientBuilder::codec)). Fatal: the client closes.
@@ -218,10 +224,20 @@ mod tests {
         assert_eq!(
             ClientError::Rejected {
                 url: "ws://h/chat".into(),
-                status: 401
+                status: 401,
+                body: String::new(),
             }
             .to_string(),
             "ws://h/chat refused the WebSocket upgrade with HTTP 401"
+        );
+        assert_eq!(
+            ClientError::Rejected {
+                url: "ws://h/chat".into(),
+                status: 400,
+                body: "no such codec".into(),
+            }
+            .to_string(),
+            "ws://h/chat refused the WebSocket upgrade with HTTP 400: no such codec"
         );
     }
 }

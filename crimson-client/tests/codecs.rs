@@ -205,13 +205,13 @@ async fn asking_only_for_unspoken_codecs_is_refused_with_both_lists() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(
         answer.ends_with(
-            "none of the subprotocols asked for (crimson.yaml, chat) is spoken here; this \
-             route speaks: crimson.json, crimson.cbor, crimson.msgpack, crimson.protobuf"
+            "none of the subprotocols asked for (crimson.yaml) is spoken here; this route \
+             speaks: crimson.json, crimson.cbor, crimson.msgpack, crimson.protobuf"
         ),
         "{answer}"
     );
 
-    // crimson-client reports the refusal and does not retry it.
+    // A codec both types speak: connected.
     let client = CrimsonClient::<Post, Posted>::builder()
         .url(server.url("/room"))
         .codec("cbor")
@@ -231,8 +231,9 @@ async fn asking_only_for_unspoken_codecs_is_refused_with_both_lists() {
     );
 }
 
-/// A route whose types speak one codec each does not negotiate: a client asking for another
-/// codec is told so, once, and gives up.
+/// A route of types without codec tokens (hand-written `String`) ignores
+/// `Sec-WebSocket-Protocol` and answers none: a client asking for a codec is told so, once,
+/// and gives up.
 #[tokio::test]
 async fn a_route_that_does_not_negotiate_fails_a_client_asking_for_another_codec() {
     const PLAIN: ConfigName<String, String> = ConfigName::new("plain");
@@ -255,9 +256,102 @@ async fn a_route_that_does_not_negotiate_fails_a_client_asking_for_another_codec
     assert!(matches!(**cause, ClientError::Codec { .. }), "{cause}");
     assert!(
         cause.to_string().ends_with(
-            "does not speak codec crimson.cbor: the route does not negotiate codecs (its types \
-             list one codec each); it speaks its default"
+            "does not speak codec crimson.cbor: the server chose no subprotocol: the route does \
+             not negotiate codecs, and speaks its types' defaults"
         ),
         "{cause}"
     );
+}
+
+/// What a narrower route speaks: JSON and CBOR only.
+#[derive(
+    Clone, PartialEq, Serialize, Deserialize, prost::Message, crimson_axum::CrimsonMessage,
+)]
+#[crimson(codecs("json", "cbor"))]
+struct Narrow {
+    #[prost(string, tag = "1")]
+    text: String,
+}
+
+const NARROW: ConfigName<Narrow, Narrow> = ConfigName::new("narrow");
+
+/// A client asking for a codec its types speak but the route does not: refused for good,
+/// and the error carries the server's reason.
+#[tokio::test]
+async fn a_codec_the_route_lacks_fails_the_client_with_the_servers_reason() {
+    let app = Router::new()
+        .crimson("/narrow", NARROW, |mut s: CrimsonSession<Narrow, Narrow>| async move {
+            while s.recv().await.is_some() {}
+        })
+        .layer(CrimsonLayer::new().config(NARROW, CrimsonConfig::new()));
+    let server = crimson_axum::testing::TestServer::new(app).await;
+    let client = CrimsonClient::<Post, Posted>::builder()
+        .url(server.url("/narrow"))
+        .codec("msgpack")
+        .retry(RetryPolicy::fixed(Duration::from_millis(50)).unwrap())
+        .build()
+        .unwrap();
+    let err = within("connect", client.connect()).await.unwrap_err();
+    let ConnectError::GaveUp(cause) = &err else {
+        panic!("{err}");
+    };
+    assert!(
+        matches!(**cause, ClientError::Rejected { status: 400, .. }),
+        "{cause}"
+    );
+    assert!(
+        cause.to_string().ends_with(
+            "refused the WebSocket upgrade with HTTP 400: none of the subprotocols asked for \
+             (crimson.msgpack) is spoken here; this route speaks: crimson.json, crimson.cbor"
+        ),
+        "{cause}"
+    );
+}
+
+const ECHO: ConfigName<Post, Posted> = ConfigName::new("echo");
+
+/// A session's own sends and a cluster's `send_to` reach a client in the codec it chose.
+#[tokio::test]
+async fn sends_and_send_to_speak_the_sessions_codec() {
+    let app = Router::new()
+        .crimson(
+            "/echo",
+            ECHO,
+            |mut s: CrimsonSession<Post, Posted>| async move {
+                while let Some(post) = s.recv().await {
+                    s.send(Posted {
+                        text: post.text.clone(),
+                        seq: 1,
+                    })
+                    .await
+                    .unwrap();
+                    s.try_send(Posted {
+                        text: post.text.clone(),
+                        seq: 2,
+                    })
+                    .unwrap();
+                    s.cluster()
+                        .send_to(
+                            s.id(),
+                            &Posted {
+                                text: post.text,
+                                seq: 3,
+                            },
+                        )
+                        .await
+                        .unwrap();
+                }
+            },
+        )
+        .layer(CrimsonLayer::new().config(ECHO, CrimsonConfig::new()));
+    let server = crimson_axum::testing::TestServer::new(app).await;
+    for codec in ["msgpack", "protobuf", "cbor"] {
+        let client = client(&server.url("/echo"), Some(codec));
+        within("connect", client.connect()).await.unwrap();
+        client.send(Post { text: codec.into() }).unwrap();
+        for seq in 1..=3 {
+            let posted = client.receive(Duration::from_secs(5)).await.unwrap();
+            assert_eq!((posted.text.as_str(), posted.seq), (codec, seq));
+        }
+    }
 }

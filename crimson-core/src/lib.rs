@@ -92,7 +92,7 @@ pub use message::{
 /// | attribute | meaning |
 /// |---|---|
 /// | `codec = "json"` | the codec; without it the type uses JSON |
-/// | `codecs("json", "cbor")` | several codecs, the default first: each connection of a route whose types both list several may choose one (`docs/protocol.md`) |
+/// | `codecs("json", "cbor")` | several codecs, the default first: each connection of a route chooses among the codecs its `Up` and `Down` both list (`docs/protocol.md`) |
 /// | `frame = "binary"` | send a text codec's payload in Binary frames (`"text"` is refused for binary codecs) |
 /// | `crate = "path"` | where the Crimson crate is, when it is re-exported under another name |
 ///

@@ -307,17 +307,30 @@ pub trait CrimsonMessage: Sized + Send + 'static {
     fn decode(payload: PayloadRef<'_>) -> Result<Self, DecodeError>;
 
     /// Encodes the value with codec `CODECS[codec]`. Index 0, and any index of a type that
-    /// lists no further codecs, is [`encode`](Self::encode).
+    /// lists no further codecs, is [`encode`](Self::encode). A hand-written impl that lists
+    /// several `CODECS` must implement this (and [`decode_in`](Self::decode_in)): by default
+    /// another index is an error, never the default codec under another codec's name.
     fn encode_in(&self, codec: usize) -> Result<Payload, EncodeError> {
-        let _ = codec;
-        self.encode()
+        if codec == 0 || Self::CODECS.len() < 2 {
+            return self.encode();
+        }
+        Err(EncodeError::new::<Self>(
+            Self::CODECS.get(codec).map_or("?", |c| c.name),
+            "CODECS lists this codec but encode_in does not implement it",
+        ))
     }
 
     /// Decodes a payload of codec `CODECS[codec]`. Index 0, and any index of a type that
-    /// lists no further codecs, is [`decode`](Self::decode).
+    /// lists no further codecs, is [`decode`](Self::decode); see
+    /// [`encode_in`](Self::encode_in).
     fn decode_in(payload: PayloadRef<'_>, codec: usize) -> Result<Self, DecodeError> {
-        let _ = codec;
-        Self::decode(payload)
+        if codec == 0 || Self::CODECS.len() < 2 {
+            return Self::decode(payload);
+        }
+        Err(DecodeError::new::<Self>(
+            Self::CODECS.get(codec).map_or("?", |c| c.name),
+            "CODECS lists this codec but decode_in does not implement it",
+        ))
     }
 }
 
@@ -349,8 +362,10 @@ pub trait CrimsonRequest: CrimsonMessage {
     type Response: CrimsonMessage;
 }
 
-/// One codec a [`CrimsonMessage`] type speaks, as a client chooses it.
+/// One codec a [`CrimsonMessage`] type speaks, as a client chooses it. Made by the derive,
+/// or with [`CodecInfo::new`] in a hand-written impl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct CodecInfo {
     /// What a client asks for it by: `"json"`, `"cbor"`, `"msgpack"`, `"protobuf"`; the
     /// subprotocol is this with `crimson.` before it (`crimson.cbor`).
@@ -361,9 +376,20 @@ pub struct CodecInfo {
     pub frame: FrameKind,
 }
 
+impl CodecInfo {
+    /// A codec asked for by `token`, named `name` in errors, whose payloads travel in `frame`
+    /// frames.
+    pub const fn new(token: &'static str, name: &'static str, frame: FrameKind) -> Self {
+        Self { token, name, frame }
+    }
+}
+
 /// Re-encodes a payload of `M`'s default codec in its codec `CODECS[codec]`: what a cluster
-/// does once per codec in use among a broadcast's recipients (a relayed broadcast arrives
-/// in the default codec only).
+/// does, once per codec in use among a broadcast's recipients, for a broadcast relayed from
+/// another node (which arrives in the default codec only). A type whose values do not
+/// survive a round trip through its default codec (a `NaN` in JSON, a field serde skips on
+/// the way in) is not relayed faithfully to sessions of its other codecs; broadcasts from
+/// the node itself are made from the value and are not affected.
 pub fn transcode<M: CrimsonMessage>(
     payload: &Payload,
     codec: usize,
@@ -371,7 +397,17 @@ pub fn transcode<M: CrimsonMessage>(
     if codec == 0 || M::CODECS.len() < 2 {
         return Ok(payload.clone());
     }
-    let value = M::decode(payload.as_ref()).map_err(|err| EncodeError::new::<M>(M::CODEC, err))?;
+    let target = M::CODECS.get(codec).map_or("?", |c| c.name);
+    let value = M::decode(payload.as_ref()).map_err(|err| {
+        EncodeError::new::<M>(
+            target,
+            format!(
+                "a message relayed in {} did not decode back to re-encode it: {}",
+                M::CODEC,
+                err.reason()
+            ),
+        )
+    })?;
     value.encode_in(codec)
 }
 

@@ -95,11 +95,11 @@ fn impl_message(input: &Input<'_>, krate: &Path) -> TokenStream {
                 quote!(<#ty as #krate::__private::Codec<Self>>::FRAME)
             };
             quote! {
-                #krate::__private::CodecInfo {
-                    token: #token,
-                    name: <#ty as #krate::__private::Codec<Self>>::NAME,
-                    frame: #frame,
-                }
+                #krate::__private::CodecInfo::new(
+                    #token,
+                    <#ty as #krate::__private::Codec<Self>>::NAME,
+                    #frame,
+                )
             }
         });
     // With several codecs, `encode_in` and `decode_in` pick one by index.

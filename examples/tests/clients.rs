@@ -24,7 +24,7 @@ fn clients_of_three_codecs_share_one_chat() {
     json.expect_line(": hello from json");
     let mut proto = client_with(&url, &["--codec", "protobuf", "--name", "proto"]);
     proto.expect_line(": hello from proto");
-    let cbor = client_with(&url, &["--codec", "cbor", "--name", "cbor"]);
+    let mut cbor = client_with(&url, &["--codec", "cbor", "--name", "cbor"]);
     cbor.expect_line(": hello from cbor");
     json.expect_line(": hello from cbor");
     proto.expect_line(": hello from cbor");
@@ -34,6 +34,9 @@ fn clients_of_three_codecs_share_one_chat() {
     proto.type_line("protobuf says hi");
     json.expect_line(": protobuf says hi");
     cbor.expect_line(": protobuf says hi");
+    cbor.type_line("cbor says hi");
+    json.expect_line(": cbor says hi");
+    proto.expect_line(": cbor says hi");
 }
 
 #[test]

@@ -123,14 +123,40 @@ impl TestServer {
                 .map_err(|err| TestError::Connect(err.to_string()))?;
             request.headers_mut().insert(name, value);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(request)
+        let (ws, response) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(TestError::from_ws)?;
+        // The codec the server chose, if it chose one (`docs/protocol.md`).
+        let token = response
+            .headers()
+            .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("crimson."));
+        let index = |codecs: &[crimson_core::CodecInfo]| {
+            token
+                .and_then(|token| codecs.iter().position(|codec| codec.token == token))
+                .unwrap_or(0)
+        };
+        let codecs = (index(Up::CODECS), index(Down::CODECS));
         Ok(TestConnection {
             ws,
             timeout: Duration::from_secs(5),
+            codecs,
             _types: PhantomData,
         })
+    }
+
+    /// Opens a typed connection to `path` that asks for codec `token` (`"cbor"`, ...) with
+    /// `Sec-WebSocket-Protocol: crimson.<token>` and speaks it, as a client of a route of
+    /// several codecs would (`docs/protocol.md`).
+    pub async fn connect_speaking<Up: CrimsonMessage, Down: CrimsonMessage>(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> Result<TestConnection<Up, Down>, TestError> {
+        let protocol = format!("crimson.{token}");
+        self.connect_with(path, &[("sec-websocket-protocol", &protocol)])
+            .await
     }
 }
 
@@ -138,6 +164,8 @@ impl TestServer {
 pub struct TestConnection<Up, Down> {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     timeout: Duration,
+    /// The codec the server chose: its index in `Up::CODECS` and `Down::CODECS`.
+    codecs: (usize, usize),
     _types: PhantomData<fn(Up) -> Down>,
 }
 
@@ -202,7 +230,9 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> TestConnection<Up, Down> {
 
     /// Sends a message.
     pub async fn send(&mut self, message: &Up) -> Result<(), TestError> {
-        let payload = message.encode().map_err(TestError::Encode)?;
+        let payload = message
+            .encode_in(self.codecs.0)
+            .map_err(TestError::Encode)?;
         self.send_raw(payload).await
     }
 
@@ -228,10 +258,12 @@ impl<Up: CrimsonMessage, Down: CrimsonMessage> TestConnection<Up, Down> {
                     return Err(TestError::Closed(code, reason));
                 }
                 Message::Text(text) => {
-                    return Down::decode(PayloadRef::Text(text.as_str())).map_err(TestError::Decode)
+                    return Down::decode_in(PayloadRef::Text(text.as_str()), self.codecs.1)
+                        .map_err(TestError::Decode)
                 }
                 Message::Binary(bytes) => {
-                    return Down::decode(PayloadRef::Binary(&bytes)).map_err(TestError::Decode)
+                    return Down::decode_in(PayloadRef::Binary(&bytes), self.codecs.1)
+                        .map_err(TestError::Decode)
                 }
                 _ => {}
             }

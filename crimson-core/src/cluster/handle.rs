@@ -11,7 +11,8 @@ use crate::session::{SessionId, SessionInfo};
 /// A session cluster whose sessions receive `Down`: broadcast to all, to a room, or send to
 /// one session by id, from a handler or from anywhere else (an HTTP route, a timer).
 ///
-/// Every message is encoded once; the same shared bytes are queued for each recipient.
+/// Every message is encoded once per codec its recipients speak (once, in a route of one
+/// codec); the same shared bytes are queued for each recipient of that codec.
 /// Cloning is cheap and shares the cluster.
 ///
 /// ```
@@ -158,7 +159,10 @@ impl<Down: CrimsonMessage> Cluster<Down> {
         target: Target,
     ) -> Result<Delivery, ClusterError> {
         let payload = message.encode().map_err(ClusterError::Encode)?;
-        self.backend.broadcast(payload, target).await
+        let future = self
+            .backend
+            .broadcast_in(payload, &|codec| message.encode_in(codec), target);
+        future.await
     }
 
     /// Sends `message` to the sessions of **this node** for which `filter` returns true. (A
@@ -169,13 +173,20 @@ impl<Down: CrimsonMessage> Cluster<Down> {
         filter: impl Fn(&SessionInfo) -> bool,
     ) -> Result<Delivery, ClusterError> {
         let payload = message.encode().map_err(ClusterError::Encode)?;
-        Ok(self.backend.local().broadcast_local(&payload, filter))
+        Ok(self.backend.local().broadcast_local_with(
+            &payload,
+            Some(&|codec| message.encode_in(codec)),
+            filter,
+        ))
     }
 
     /// Sends `message` to the session with this id, wherever it lives.
     pub async fn send_to(&self, id: SessionId, message: &Down) -> Result<(), SendToError> {
         let payload = message.encode().map_err(SendToError::Encode)?;
-        self.backend.send_to(id, payload).await
+        let future = self
+            .backend
+            .send_to_in(id, payload, &|codec| message.encode_in(codec));
+        future.await
     }
 }
 

@@ -10,7 +10,9 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use super::metrics::{self as broadcast_metrics, BroadcastMetrics};
-use super::{at_least, ClusterFull, Delivery, Membership, SendToError, SessionCluster, Target};
+use super::{
+    at_least, ClusterFull, Delivery, Encoder, Membership, SendToError, SessionCluster, Target,
+};
 use crate::close::CloseCode;
 use crate::message::Payload;
 use crate::session::{random_u64, Outgoing, SessionHandle, SessionId, SessionInfo, SharedPayload};
@@ -33,16 +35,20 @@ struct State {
 
 /// One broadcast's payload in each codec its recipients speak, each made once, on the first
 /// recipient that speaks it, and shared by all of them (with its compressed frame).
-struct Variants {
+struct Variants<'a> {
     default: Outgoing,
+    /// Makes the message in another codec from its value, when the value is at hand (a
+    /// broadcast from this node); otherwise the default payload is re-encoded (a relayed one).
+    encode: Option<Encoder<'a>>,
     /// Codec index and framing, and the payload so (`None`: it did not encode).
     others: Vec<((usize, bool), Option<Outgoing>)>,
 }
 
-impl Variants {
-    fn new(payload: &Payload) -> Self {
+impl<'a> Variants<'a> {
+    fn new(payload: &Payload, encode: Option<Encoder<'a>>) -> Self {
         Self {
             default: Outgoing::Shared(SharedPayload::new(payload.clone())),
+            encode,
             others: Vec::new(),
         }
     }
@@ -56,7 +62,7 @@ impl Variants {
             let made = match self.others.iter().find(|(made, _)| *made == wire) {
                 Some((_, made)) => made.clone(),
                 None => {
-                    let made = match handle.transcode(self.default.payload()) {
+                    let made = match encoded(handle, self.default.payload(), self.encode) {
                         Ok(payload) => Some(Outgoing::Shared(SharedPayload::new(payload))),
                         Err(err) => {
                             tracing::warn!(codec = wire.0, %err, "a broadcast did not re-encode for its recipients of another codec");
@@ -74,6 +80,20 @@ impl Variants {
             message
         };
         delivery.count(handle.deliver(message));
+    }
+}
+
+/// `payload` (of the default codec) as `handle` takes it: made by `encode` from the value
+/// when there is one, else re-encoded; behind the protocol's header line if the session
+/// speaks it.
+fn encoded(
+    handle: &SessionHandle,
+    payload: &Payload,
+    encode: Option<Encoder<'_>>,
+) -> Result<Payload, crate::EncodeError> {
+    match encode {
+        Some(encode) if handle.codec() != 0 => Ok(handle.frame(encode(handle.codec())?)),
+        _ => handle.transcode(payload),
     }
 }
 
@@ -236,11 +256,23 @@ impl LocalCluster {
         self.inner.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `payload` for this node's targeted sessions, encoded once and shared by all of
-    /// them. What every backend does locally.
+    /// Queues `payload` for this node's targeted sessions, made once per codec they speak
+    /// (re-encoded from `payload` for the others: see [`crate::transcode`]) and shared by all
+    /// of them. What every backend does locally.
     pub fn deliver(&self, payload: &Payload, target: &Target) -> Delivery {
+        self.deliver_with(payload, None, target)
+    }
+
+    /// [`deliver`](Self::deliver), with `encode` to make the message for recipients of other
+    /// codecs from its value (see [`SessionCluster::broadcast_in`]).
+    pub fn deliver_with(
+        &self,
+        payload: &Payload,
+        encode: Option<Encoder<'_>>,
+        target: &Target,
+    ) -> Delivery {
         let started = broadcast_metrics::start();
-        let mut variants = Variants::new(payload);
+        let mut variants = Variants::new(payload, encode);
         let mut delivery = Delivery::default();
         let state = self.read();
         let mut offer = |member: &Member| variants.offer(&member.handle, &mut delivery);
@@ -271,15 +303,26 @@ impl LocalCluster {
         self.inner.metrics.get_or_init(BroadcastMetrics::new)
     }
 
-    /// Queues `payload` for every session of this node for which `filter` returns true, encoded
-    /// once and shared.
+    /// Queues `payload` for every session of this node for which `filter` returns true, made
+    /// once per codec they speak and shared.
     pub fn broadcast_local(
         &self,
         payload: &Payload,
         filter: impl Fn(&SessionInfo) -> bool,
     ) -> Delivery {
+        self.broadcast_local_with(payload, None, filter)
+    }
+
+    /// [`broadcast_local`](Self::broadcast_local), with `encode` to make the message for
+    /// recipients of other codecs from its value.
+    pub fn broadcast_local_with(
+        &self,
+        payload: &Payload,
+        encode: Option<Encoder<'_>>,
+        filter: impl Fn(&SessionInfo) -> bool,
+    ) -> Delivery {
         let started = broadcast_metrics::start();
-        let mut variants = Variants::new(payload);
+        let mut variants = Variants::new(payload, encode);
         let mut delivery = Delivery::default();
         for member in self.read().sessions.values() {
             if filter(member.handle.info()) {
@@ -292,8 +335,19 @@ impl LocalCluster {
 
     /// Queues `payload` for a session of this node.
     pub fn deliver_to(&self, id: SessionId, payload: Payload) -> Result<(), SendToError> {
+        self.deliver_to_with(id, payload, None)
+    }
+
+    /// [`deliver_to`](Self::deliver_to), with `encode` to make the message from its value if
+    /// the session speaks another codec.
+    pub fn deliver_to_with(
+        &self,
+        id: SessionId,
+        payload: Payload,
+        encode: Option<Encoder<'_>>,
+    ) -> Result<(), SendToError> {
         let handle = self.get(id).ok_or(SendToError::NotFound(id))?;
-        let payload = handle.transcode(&payload).map_err(SendToError::Encode)?;
+        let payload = encoded(&handle, &payload, encode).map_err(SendToError::Encode)?;
         handle
             .deliver(Outgoing::Single(payload))
             .map(|_| ())
@@ -494,6 +548,26 @@ impl SessionCluster for LocalCluster {
     fn local(&self) -> &LocalCluster {
         self
     }
+
+    fn broadcast_in(
+        &self,
+        payload: Payload,
+        encode: Encoder<'_>,
+        target: Target,
+    ) -> super::BoxFuture<'_, Result<Delivery, super::ClusterError>> {
+        let delivery = self.deliver_with(&payload, Some(encode), &target);
+        Box::pin(async move { Ok(delivery) })
+    }
+
+    fn send_to_in(
+        &self,
+        id: SessionId,
+        payload: Payload,
+        encode: Encoder<'_>,
+    ) -> super::BoxFuture<'_, Result<(), SendToError>> {
+        let result = self.deliver_to_with(id, payload, Some(encode));
+        Box::pin(async move { result })
+    }
 }
 
 /// Changes in a node's membership, from [`LocalCluster::membership`]: a [`Stream`] of
@@ -652,6 +726,27 @@ mod tests {
                 }
             }
         }
+        // From the value: a broadcast of this node makes other codecs with the encoder it is
+        // given, not by re-encoding the default payload (which a lossy codec could spoil).
+        let made = std::cell::Cell::new(0);
+        let encode = |codec: usize| {
+            made.set(made.get() + 1);
+            Ok(text(&format!("value in {codec}")))
+        };
+        let delivery = cluster.deliver_with(&text("hi"), Some(&encode), &Target::All);
+        assert_eq!((delivery.delivered, delivery.failed), (6, 0));
+        assert_eq!(made.get(), 2, "once per codec other than the default");
+        let upper: Vec<_> = boxes
+            .iter()
+            .filter(|(codec, _)| *codec == 1)
+            .map(|(_, outbox)| outbox.take()[0].payload().clone())
+            .collect();
+        assert_eq!(upper, vec![text("value in 1"); 3]);
+        assert_eq!(
+            ENCODED.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the default payload was not re-encoded"
+        );
         // One shared payload per codec (its compressed frame is made once, too).
         for (codec, payload) in &shared {
             for (other, same) in &shared {

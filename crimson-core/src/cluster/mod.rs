@@ -28,6 +28,10 @@ pub use local::{LocalCluster, LocalClusterBuilder, MembershipStream, LIFETIME_OV
 use crate::message::Payload;
 use crate::session::{Queued, SendError, SessionHandle, SessionId, SessionInfo};
 
+/// Makes the message being sent in its type's codec `index` (`CrimsonMessage::CODECS`; 0 is
+/// the default), from the value itself: what a backend uses for its sessions of other codecs.
+pub type Encoder<'a> = &'a dyn Fn(usize) -> Result<Payload, crate::EncodeError>;
+
 /// A boxed future, as [`SessionCluster`]'s methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -263,6 +267,33 @@ pub trait SessionCluster: Send + Sync + fmt::Debug + 'static {
     fn send_to(&self, id: SessionId, payload: Payload) -> BoxFuture<'_, Result<(), SendToError>> {
         let result = self.local().deliver_to(id, payload);
         Box::pin(async move { result })
+    }
+
+    /// [`broadcast`](Self::broadcast) of a message whose value is at hand: `encode` makes it
+    /// for this node's recipients of other codecs, before this returns (the future does not
+    /// hold it). By default `encode` is not used and those recipients get `payload`
+    /// re-encoded ([`crate::transcode`]), as a broadcast relayed from another node is.
+    fn broadcast_in(
+        &self,
+        payload: Payload,
+        encode: Encoder<'_>,
+        target: Target,
+    ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
+        let _ = encode;
+        self.broadcast(payload, target)
+    }
+
+    /// [`send_to`](Self::send_to) of a message whose value is at hand: `encode` makes it for
+    /// a session of this node that speaks another codec, before this returns. By default
+    /// `encode` is not used (see [`broadcast_in`](Self::broadcast_in)).
+    fn send_to_in(
+        &self,
+        id: SessionId,
+        payload: Payload,
+        encode: Encoder<'_>,
+    ) -> BoxFuture<'_, Result<(), SendToError>> {
+        let _ = encode;
+        self.send_to(id, payload)
     }
 }
 

@@ -201,6 +201,16 @@ impl SessionHandle {
         self.speaks.is_some_and(|speaks| speaks.framed)
     }
 
+    /// `payload`, already in this session's codec, behind the protocol's header line if the
+    /// session speaks it.
+    pub fn frame(&self, payload: Payload) -> Payload {
+        if self.is_framed() {
+            crate::protocol::write(crate::protocol::Kind::Message, &payload)
+        } else {
+            payload
+        }
+    }
+
     /// `payload`, made in the message type's default codec, as this session takes it: in its
     /// codec, behind the protocol's header line if it speaks the protocol.
     pub fn transcode(&self, payload: &Payload) -> Result<Payload, EncodeError> {
@@ -232,7 +242,10 @@ impl SessionHandle {
         &self.info
     }
 
-    /// Queues a message for the session now (see [`Deliver::deliver`]).
+    /// Queues a message for the session now, as it is (see [`Deliver::deliver`]): a backend
+    /// that sends a payload of the message type's default codec passes it through
+    /// [`transcode`](Self::transcode) first, for a session that speaks another codec or the
+    /// Crimson protocol.
     pub fn deliver(&self, message: Outgoing) -> Result<Queued, SendError> {
         self.sink.deliver(message)
     }

@@ -125,6 +125,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::cluster::Encoder;
+
 use self::batch::Batch;
 pub use self::builder::{RedisClusterBuilder, RedisClusterError, DEFAULT_MAX_PAYLOAD};
 use self::names::{broadcast_channel_of, node_field, Names};
@@ -477,7 +479,52 @@ impl SessionCluster for RedisCluster {
         payload: Payload,
         target: Target,
     ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
-        let mut local = self.shared.local.deliver(&payload, &target);
+        let local = self.shared.local.deliver(&payload, &target);
+        self.publish_broadcast(local, payload, target)
+    }
+
+    fn broadcast_in(
+        &self,
+        payload: Payload,
+        encode: Encoder<'_>,
+        target: Target,
+    ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
+        let local = self
+            .shared
+            .local
+            .deliver_with(&payload, Some(encode), &target);
+        self.publish_broadcast(local, payload, target)
+    }
+
+    fn send_to(&self, id: SessionId, payload: Payload) -> BoxFuture<'_, Result<(), SendToError>> {
+        let here = (id.node() == self.node_id())
+            .then(|| self.shared.local.deliver_to(id, payload.clone()));
+        self.send_remote(here, id, payload)
+    }
+
+    fn send_to_in(
+        &self,
+        id: SessionId,
+        payload: Payload,
+        encode: Encoder<'_>,
+    ) -> BoxFuture<'_, Result<(), SendToError>> {
+        let here = (id.node() == self.node_id()).then(|| {
+            self.shared
+                .local
+                .deliver_to_with(id, payload.clone(), Some(encode))
+        });
+        self.send_remote(here, id, payload)
+    }
+}
+
+impl RedisCluster {
+    /// Publishes a broadcast already delivered on this node (`local`) to the other nodes.
+    fn publish_broadcast(
+        &self,
+        mut local: Delivery,
+        payload: Payload,
+        target: Target,
+    ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
         let too_large = self.check_size(&payload);
         let (channel, listening) = self.channel_of(&target);
         Box::pin(async move {
@@ -500,10 +547,17 @@ impl SessionCluster for RedisCluster {
         })
     }
 
-    fn send_to(&self, id: SessionId, payload: Payload) -> BoxFuture<'_, Result<(), SendToError>> {
+    /// Sends to a session of another node through Redis; `here`: the outcome of a session of
+    /// this node, already delivered.
+    fn send_remote(
+        &self,
+        here: Option<Result<(), SendToError>>,
+        id: SessionId,
+        payload: Payload,
+    ) -> BoxFuture<'_, Result<(), SendToError>> {
         Box::pin(async move {
-            if id.node() == self.node_id() {
-                return self.shared.local.deliver_to(id, payload);
+            if let Some(here) = here {
+                return here;
             }
             let none = Delivery::default();
             if let Err(err) = self.check_size(&payload) {
