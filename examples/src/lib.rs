@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// What a chat client sends: `{"text": "..."}` in JSON, the default; CBOR, MessagePack or
 /// Protocol Buffers (`proto/chat.proto`) for a client that asks (`docs/protocol.md`).
 #[derive(Clone, PartialEq, Serialize, Deserialize, prost::Message, CrimsonMessage)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[crimson(codecs("json", "cbor", "msgpack", "protobuf"))]
 pub struct ChatMessage {
     /// The message text.
@@ -16,6 +17,7 @@ pub struct ChatMessage {
 /// What the chat server broadcasts: `{"text": "...", "from": "<session id>", "at": <unix ms>}`
 /// in JSON, or the same in the codec the client asked for.
 #[derive(Clone, PartialEq, Serialize, Deserialize, prost::Message, CrimsonMessage)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[crimson(codecs("json", "cbor", "msgpack", "protobuf"))]
 pub struct ChatResponse {
     /// The message text.
@@ -26,8 +28,14 @@ pub struct ChatResponse {
     pub from: String,
     /// When the server received it, in milliseconds since the Unix epoch.
     #[prost(uint64, tag = "3")]
+    // ts-rs writes `bigint` for a u64, but JSON.parse makes every number a `number`; a time
+    // in milliseconds stays exact in one (below 2^53) for the next 285,000 years.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: u64,
 }
+
+#[cfg(feature = "ts")]
+pub mod typescript;
 
 /// The chat's messages as `protoc` compiles `proto/chat.proto` (prost-build, in `build.rs`):
 /// the schema a client in another language uses. The tests check that [`ChatMessage`] and
