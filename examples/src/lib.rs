@@ -44,6 +44,31 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/crimson.chat.rs"));
 }
 
+/// One compiled file of the client library, served under `/js/crimson-socket/` (where the
+/// page's import map puts the name `crimson-socket`).
+macro_rules! script {
+    ($file:literal) => {
+        (
+            concat!("/js/crimson-socket/", $file),
+            include_str!(concat!("../../clients/ts/dist/", $file)),
+        )
+    };
+}
+
+/// The chat page's scripts, by the URL path chat-server serves each at: the page's own
+/// (`browser/ts/chat.ts`) and the client library's (`clients/ts/src/`), as `tsc` compiled them
+/// (`npm run build` in `examples/browser`). The compiled files are committed, so a fresh clone
+/// serves a working page without npm; the tests check that they are what `tsc` makes today.
+pub const PAGE_SCRIPTS: &[(&str, &str)] = &[
+    ("/js/chat.js", include_str!("../static/js/chat.js")),
+    script!("index.js"),
+    script!("socket.js"),
+    script!("codec.js"),
+    script!("check.js"),
+    script!("retry.js"),
+    script!("errors.js"),
+];
+
 /// The address the chat programs use unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:54321";
 
