@@ -14,12 +14,10 @@ export declare class QueueFullError extends Error {
 }
 /** A frame from the server did not decode into a `Down` (it is not delivered to message handlers). */
 export declare class DecodeError extends Error {
+    readonly name = "DecodeError";
     /** The frame as received. */
     readonly frame: string | ArrayBuffer;
-    readonly name = "DecodeError";
-    constructor(message: string, 
-    /** The frame as received. */
-    frame: string | ArrayBuffer, options?: {
+    constructor(message: string, frame: string | ArrayBuffer, options?: {
         cause?: unknown;
     });
 }

@@ -21,11 +21,10 @@ export class QueueFullError extends Error {
 }
 /** A frame from the server did not decode into a `Down` (it is not delivered to message handlers). */
 export class DecodeError extends Error {
-    frame;
     name = "DecodeError";
-    constructor(message, 
     /** The frame as received. */
-    frame, options) {
+    frame;
+    constructor(message, frame, options) {
         super(message, options);
         this.frame = frame;
     }

@@ -23,13 +23,11 @@ export class QueueFullError extends Error {
 /** A frame from the server did not decode into a `Down` (it is not delivered to message handlers). */
 export class DecodeError extends Error {
   override readonly name = "DecodeError";
-  constructor(
-    message: string,
-    /** The frame as received. */
-    readonly frame: string | ArrayBuffer,
-    options?: { cause?: unknown },
-  ) {
+  /** The frame as received. */
+  readonly frame: string | ArrayBuffer;
+  constructor(message: string, frame: string | ArrayBuffer, options?: { cause?: unknown }) {
     super(message, options);
+    this.frame = frame;
   }
 }
 
