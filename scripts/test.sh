@@ -25,10 +25,19 @@ if ((${#need_apt[@]})); then
   fi
 fi
 
-# The browser test's one npm package, at the version package-lock.json pins.
-if [ ! -d examples/browser/node_modules/playwright-core ]; then
-  echo "test.sh: installing playwright-core (npm ci in examples/browser)"
-  (cd examples/browser && npm ci --no-audit --no-fund --loglevel=error)
+# The browser's npm packages, at the versions package-lock.json pins: playwright-core for the
+# Chromium test, typescript (tsc) for the chat page and the TypeScript client.
+npm_current() {
+  (cd examples/browser && node -e '
+    const lock = require("./package-lock.json").packages;
+    for (const name of ["playwright-core", "typescript"]) {
+      const installed = require(`./node_modules/${name}/package.json`).version;
+      if (installed !== lock[`node_modules/${name}`].version) process.exit(1);
+    }' 2>/dev/null)
+}
+if ! npm_current; then
+  echo "test.sh: installing playwright-core and typescript (npm ci in examples/browser)"
+  (cd examples/browser && npm ci --include=dev --no-audit --no-fund --loglevel=error)
 fi
 # The Python clients' one package, in a virtual environment of our own: a system Python
 # (Debian, Ubuntu) refuses `pip install` outside one (PEP 668).
@@ -50,6 +59,13 @@ fi
 export CRIMSON_PYTHON=$PWD/$venv/bin/python
 
 # --- tests ------------------------------------------------------------------------------
+# The TypeScript client's unit tests (node's test runner, on its committed build in
+# clients/ts/dist; tests/typescript.rs checks that build is current). The TypeScript
+# type-checks, the generated definitions and the Chromium test run under `cargo test`
+# (examples/tests/typescript.rs, examples/tests/browser.rs).
+if [ $# -eq 0 ]; then
+  node --test clients/ts/test/
+fi
 cargo test --workspace --all-features "$@"
 
 # --- docs: every public item documented, no broken links --------------------------------

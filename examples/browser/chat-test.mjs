@@ -1,5 +1,7 @@
 // Two browser pages on the chat server's page: a message typed in one appears in the other,
-// and both reconnect when the server comes back.
+// and both reconnect when the server comes back. Every frame alice's page sends and receives
+// is held to the TypeScript definitions ts-rs generated from the Rust messages
+// (ts/generated/): the same field names, each of the JavaScript type the definition says.
 //
 //   node chat-test.mjs http://127.0.0.1:PORT/
 //
@@ -7,6 +9,7 @@
 // "READY-FOR-RESTART" and waits for a line "RESTARTED" on stdin (the caller restarts the
 // server on the same port meanwhile); it prints "OK" and exits 0 when everything held.
 import { chromium } from "playwright-core";
+import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 
 const url = process.argv[2];
@@ -14,6 +17,52 @@ if (!url) {
   console.error("usage: node chat-test.mjs http://127.0.0.1:PORT/");
   process.exit(2);
 }
+
+// The fields of a generated definition (`export type T = { a: string, b: number, };`, as
+// ts-rs writes a struct of plain fields), as { name: JavaScript typeof }.
+function generatedFields(type) {
+  const source = readFileSync(new URL(`./ts/generated/${type}.ts`, import.meta.url), "utf8")
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    .replace(/\/\/.*$/gm, "");
+  const body = source.match(new RegExp(`export type ${type} = \\{([^{}]*)\\};`));
+  if (!body) throw new Error(`ts/generated/${type}.ts: no flat \`export type ${type} = { … }\``);
+  const fields = {};
+  for (const field of body[1].split(",").map((f) => f.trim()).filter(Boolean)) {
+    const [, name, tsType] = field.match(/^"?(\w+)"?\s*:\s*(.+)$/) ?? [];
+    if (!["string", "number", "boolean"].includes(tsType)) {
+      throw new Error(`ts/generated/${type}.ts: this test knows string, number and boolean fields, not ${JSON.stringify(field)}`);
+    }
+    fields[name] = tsType;
+  }
+  if (Object.keys(fields).length === 0) throw new Error(`ts/generated/${type}.ts: no fields`);
+  return fields;
+}
+
+// What is wrong with `json` as a `type` (an empty list when nothing is).
+function shapeProblems(type, fields, json) {
+  let value;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return [`not JSON: ${json}`];
+  }
+  const problems = [];
+  for (const [name, jsType] of Object.entries(fields)) {
+    if (!(name in value)) problems.push(`${type}: missing "${name}"`);
+    else if (typeof value[name] !== jsType) problems.push(`${type}.${name}: ${typeof value[name]}, not ${jsType}`);
+  }
+  for (const name of Object.keys(value)) {
+    if (!(name in fields)) problems.push(`${type}: "${name}" is not in the generated type`);
+  }
+  return problems.map((p) => `${p} in ${json}`);
+}
+
+const down = generatedFields("ChatResponse");
+const up = generatedFields("ChatMessage");
+const frames = { sent: 0, received: 0, problems: [] };
+// Console errors the page's own checks print ("crimson: DecodeError: …"), and scripts that
+// failed to load or run: any of them fails the test.
+const pageProblems = [];
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -23,8 +72,12 @@ const browser = await chromium.launch({
   ],
 });
 
+// Lines from the caller, kept until asked for (one may come before the test waits for it).
 const lines = createInterface({ input: process.stdin });
-const nextLine = () => new Promise((resolve) => lines.once("line", resolve));
+const pending = [];
+const waiting = [];
+lines.on("line", (line) => (waiting.length ? waiting.shift()(line) : pending.push(line)));
+const nextLine = () => (pending.length ? Promise.resolve(pending.shift()) : new Promise((resolve) => waiting.push(resolve)));
 
 // A page is surely in the chat once the server has broadcast its own message back to it.
 async function join(page, nick, words) {
@@ -47,8 +100,28 @@ try {
     const key = Object.keys(headers).find((k) => k.toLowerCase() === "sec-websocket-extensions");
     extensions.push(key ? headers[key] : "none");
   });
+  cdp.on("Network.webSocketFrameReceived", ({ response }) => {
+    if (response.opcode !== 1) return; // Text frames only: this route speaks JSON
+    frames.received += 1;
+    frames.problems.push(...shapeProblems("ChatResponse", down, response.payloadData));
+  });
+  cdp.on("Network.webSocketFrameSent", ({ response }) => {
+    if (response.opcode !== 1) return;
+    frames.sent += 1;
+    frames.problems.push(...shapeProblems("ChatMessage", up, response.payloadData));
+  });
   for (const page of [alice, bob]) {
-    page.on("console", (msg) => console.error(`[page] ${msg.text()}`));
+    page.on("console", (msg) => {
+      console.error(`[page] ${msg.text()}`);
+      if (msg.type() === "error" && msg.text().startsWith("crimson:")) pageProblems.push(msg.text());
+    });
+    page.on("pageerror", (err) => pageProblems.push(`page error: ${err.message}`));
+    page.on("requestfailed", (req) => pageProblems.push(`request failed: ${req.url()}`));
+    page.on("response", (res) => {
+      if (res.status() >= 400 && new URL(res.url()).pathname.startsWith("/js/")) {
+        pageProblems.push(`${res.status()} for ${res.url()}`);
+      }
+    });
     await page.goto(url);
     await page.locator("#state", { hasText: /^connected$/ }).waitFor({ timeout: 10000 });
   }
@@ -69,18 +142,42 @@ try {
   await bob.click("#send");
   await alice.locator("#messages li", { hasText: long.trim() }).waitFor({ timeout: 10000 });
 
+  // The page's run-time check is the generated type's: it refuses a message whose field was
+  // renamed, as a server out of step with the page would send it.
+  const refused = await alice.evaluate(() => window.crimsonChat.problems({ text: "hi", sender: "s", at: 1 }));
+  if (JSON.stringify(refused) !== JSON.stringify(['missing field "from"', 'unexpected field "sender"'])) {
+    throw new Error(`the page's check of ChatResponse said ${JSON.stringify(refused)}`);
+  }
+
   console.log("READY-FOR-RESTART");
   await bob.locator("#state", { hasText: /retrying/ }).waitFor({ timeout: 10000 });
+  await alice.locator("#state", { hasText: /retrying/ }).waitFor({ timeout: 10000 });
+  // Sent while the server is away: queued, and sent once the page is back.
+  await alice.fill("#input", "sent while away");
+  await alice.click("#send");
   if ((await nextLine()) !== "RESTARTED") throw new Error("expected RESTARTED");
 
   for (const page of [alice, bob]) {
     await page.locator("#state", { hasText: /^connected$/ }).waitFor({ timeout: 20000 });
   }
+  await alice.locator("#messages li", { hasText: "alice: sent while away" }).waitFor({ timeout: 10000 });
   await join(alice, "alice", "alice is back");
   await join(bob, "bob", "bob is back");
   await bob.fill("#input", "back again");
   await bob.click("#send");
   await alice.locator("#messages li", { hasText: "bob: back again" }).waitFor({ timeout: 10000 });
+
+  if (pageProblems.length) throw new Error(`the page reported problems:\n${pageProblems.join("\n")}`);
+  if (frames.problems.length) {
+    throw new Error(`frames that do not match the generated types:\n${frames.problems.join("\n")}`);
+  }
+  // alice sent 4 messages and saw at least 8 (her own and bob's) across both servers.
+  if (frames.sent < 4 || frames.received < 8) {
+    throw new Error(`too few frames checked: ${frames.sent} sent, ${frames.received} received`);
+  }
+  console.error(
+    `[test] ${frames.sent} frames sent and ${frames.received} received match ChatMessage ${JSON.stringify(up)} and ChatResponse ${JSON.stringify(down)}`,
+  );
   console.log("OK");
 } catch (err) {
   console.error(`browser test failed: ${err.stack ?? err}`);

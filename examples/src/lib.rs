@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// What a chat client sends: `{"text": "..."}` in JSON, the default; CBOR, MessagePack or
 /// Protocol Buffers (`proto/chat.proto`) for a client that asks (`docs/protocol.md`).
 #[derive(Clone, PartialEq, Serialize, Deserialize, prost::Message, CrimsonMessage)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[crimson(codecs("json", "cbor", "msgpack", "protobuf"))]
 pub struct ChatMessage {
     /// The message text.
@@ -16,6 +17,7 @@ pub struct ChatMessage {
 /// What the chat server broadcasts: `{"text": "...", "from": "<session id>", "at": <unix ms>}`
 /// in JSON, or the same in the codec the client asked for.
 #[derive(Clone, PartialEq, Serialize, Deserialize, prost::Message, CrimsonMessage)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[crimson(codecs("json", "cbor", "msgpack", "protobuf"))]
 pub struct ChatResponse {
     /// The message text.
@@ -26,8 +28,14 @@ pub struct ChatResponse {
     pub from: String,
     /// When the server received it, in milliseconds since the Unix epoch.
     #[prost(uint64, tag = "3")]
+    // ts-rs writes `bigint` for a u64, but JSON.parse makes every number a `number`; a time
+    // in milliseconds stays exact in one (below 2^53) for the next 285,000 years.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: u64,
 }
+
+#[cfg(feature = "ts")]
+pub mod typescript;
 
 /// The chat's messages as `protoc` compiles `proto/chat.proto` (prost-build, in `build.rs`):
 /// the schema a client in another language uses. The tests check that [`ChatMessage`] and
@@ -35,6 +43,31 @@ pub struct ChatResponse {
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/crimson.chat.rs"));
 }
+
+/// One compiled file of the client library, served under `/js/crimson-socket/` (where the
+/// page's import map puts the name `crimson-socket`).
+macro_rules! script {
+    ($file:literal) => {
+        (
+            concat!("/js/crimson-socket/", $file),
+            include_str!(concat!("../../clients/ts/dist/", $file)),
+        )
+    };
+}
+
+/// The chat page's scripts, by the URL path chat-server serves each at: the page's own
+/// (`browser/ts/chat.ts`) and the client library's (`clients/ts/src/`), as `tsc` compiled them
+/// (`npm run build` in `examples/browser`). The compiled files are committed, so a fresh clone
+/// serves a working page without npm; the tests check that they are what `tsc` makes today.
+pub const PAGE_SCRIPTS: &[(&str, &str)] = &[
+    ("/js/chat.js", include_str!("../static/js/chat.js")),
+    script!("index.js"),
+    script!("socket.js"),
+    script!("codec.js"),
+    script!("check.js"),
+    script!("retry.js"),
+    script!("errors.js"),
+];
 
 /// The address the chat programs use unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:54321";

@@ -3,7 +3,8 @@
 //! CBOR, MessagePack or Protocol Buffers (Binary frames, schema in `proto/chat.proto`) for one
 //! that asks with `Sec-WebSocket-Protocol: crimson.cbor` (`docs/protocol.md`); one set of
 //! types, one cluster, each broadcast encoded once per codec in use. A browser chat page at
-//! `/`, and its metrics at `/metrics` (Prometheus text format).
+//! `/` (its scripts, compiled from TypeScript, at `/js/`), and its metrics at `/metrics`
+//! (Prometheus text format).
 //!
 //! `cargo run -p crimson-examples --bin chat-server [-- --addr HOST:PORT] [--redis URL]`
 //! (or `CRIMSON_ADDR=HOST:PORT`, `CRIMSON_REDIS=URL`); it serves `http://127.0.0.1:54321/`
@@ -15,14 +16,15 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
-use axum::response::Html;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 use crimson_axum::cluster::redis::RedisCluster;
 use crimson_axum::cluster::{Cluster, ClusterError, Delivery};
 use crimson_axum::CrimsonMessage;
 use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, Deflate, RouterExt};
-use crimson_examples::{arg, ChatMessage, ChatResponse, DEFAULT_ADDR};
+use crimson_examples::{arg, ChatMessage, ChatResponse, DEFAULT_ADDR, PAGE_SCRIPTS};
 #[cfg(feature = "metrics")]
 use metrics_exporter_prometheus::PrometheusBuilder;
 
@@ -157,11 +159,14 @@ async fn main() -> std::io::Result<()> {
         .cluster(chat.room.clone())
         .on_connect(|s| tracing::info!(id = %s.id, addr = ?s.remote_addr, "joined"))
         .on_close(|s, record| tracing::info!(id = %s.id, %record, "left"));
-    let app = Router::new()
-        .route(
-            "/",
-            get(|| async { Html(include_str!("../../static/chat.html")) }),
-        )
+    let mut app = Router::new().route(
+        "/",
+        get(|| async { Html(include_str!("../../static/chat.html")) }),
+    );
+    for &(path, script) in PAGE_SCRIPTS {
+        app = app.route(path, get(move || std::future::ready(javascript(script))));
+    }
+    let app = app
         .crimson("/chat", CHAT, member)
         .layer(CrimsonLayer::new().config(CHAT, config))
         .with_state(chat);
@@ -180,6 +185,18 @@ async fn main() -> std::io::Result<()> {
         .max_connections_per_ip((per_ip > 0).then_some(per_ip))
         .grace(grace);
     crimson_examples::serve_until_ctrl_c(server).await
+}
+
+/// A compiled script of the page, as an ES module must be served: with a JavaScript type.
+/// `no-cache`, so that a page reloaded after `npm run build` and a restart gets the new one.
+fn javascript(script: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        script,
+    )
 }
 
 /// `--name SECS` as a duration.

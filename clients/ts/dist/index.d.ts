@@ -1,0 +1,9 @@
+export { CrimsonSocket } from "./socket.js";
+export type { ConnectionState, CrimsonSocketOptions, Endpoint, StateChange, WebSocketLike } from "./socket.js";
+export { jsonCodec } from "./codec.js";
+export type { Codec, Frame, JsonCodecOptions, OutFrame } from "./codec.js";
+export { arrayOf, isBoolean, isNumber, isString, nullable, object, oneOf, optional } from "./check.js";
+export type { Check, Fields, ObjectCheck, ObjectOptions } from "./check.js";
+export { DEFAULT_RETRY, resolveRetry, retryDelay } from "./retry.js";
+export type { ResolvedRetryPolicy, RetryPolicy } from "./retry.js";
+export { DecodeError, DiscardedError, QueueFullError, RetriesExhaustedError, SocketClosedError } from "./errors.js";

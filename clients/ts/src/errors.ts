@@ -1,0 +1,52 @@
+// Every way a CrimsonSocket refuses a message or loses one is an error value: nothing is
+// dropped in silence.
+
+/** `send` was called while the socket is closed (before `connect`, after `close`, or after it gave up). */
+export class SocketClosedError extends Error {
+  override readonly name = "SocketClosedError";
+  constructor() {
+    super("the socket is closed: call connect() first (nothing was queued)");
+  }
+}
+
+/**
+ * `send` was called while disconnected and `maxQueued` messages already wait: the message was
+ * not queued. Wait for the `connected` state, or show the user that it was not sent.
+ */
+export class QueueFullError extends Error {
+  override readonly name = "QueueFullError";
+  constructor(readonly limit: number) {
+    super(`${limit} messages already wait for a connection: this one was not queued`);
+  }
+}
+
+/** A frame from the server did not decode into a `Down` (it is not delivered to message handlers). */
+export class DecodeError extends Error {
+  override readonly name = "DecodeError";
+  /** The frame as received. */
+  readonly frame: string | ArrayBuffer;
+  constructor(message: string, frame: string | ArrayBuffer, options?: { cause?: unknown }) {
+    super(message, options);
+    this.frame = frame;
+  }
+}
+
+/**
+ * Messages that waited for a connection were never sent, because the socket closed first
+ * (`close()`, a close that does not reconnect, or the retry policy giving up). Reported once
+ * per close, with how many.
+ */
+export class DiscardedError extends Error {
+  override readonly name = "DiscardedError";
+  constructor(readonly count: number, why: string) {
+    super(`${count} queued message${count === 1 ? " was" : "s were"} never sent: ${why}`);
+  }
+}
+
+/** The retry policy gave up: `attempts` reconnect attempts in a row failed. */
+export class RetriesExhaustedError extends Error {
+  override readonly name = "RetriesExhaustedError";
+  constructor(readonly attempts: number, readonly code: number, readonly reason: string) {
+    super(`gave up after ${attempts} failed reconnect attempt${attempts === 1 ? "" : "s"} (last close ${code}${reason ? ` ${reason}` : ""})`);
+  }
+}

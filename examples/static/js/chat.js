@@ -1,0 +1,86 @@
+// The chat page: a CrimsonSocket to /chat whose messages are the Rust server's own types,
+// as ts-rs wrote them (./generated/, regenerated with
+// `cargo run -p crimson-examples --features ts --bin export-ts`). A field renamed or retyped
+// on the server is a compile error here, not a blank line at run time.
+import { CrimsonSocket, isNumber, isString, jsonCodec, object, QueueFullError, } from "crimson-socket";
+// One check per field of ChatResponse: the compiler holds this list to the generated type
+// (a field missing, extra or of another type does not compile), and every message from the
+// server is checked against it before the page sees it.
+const chatResponseFields = { text: isString, from: isString, at: isNumber };
+const isChatResponse = object(chatResponseFields);
+const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/chat`;
+const socket = new CrimsonSocket({
+    url,
+    codec: jsonCodec({ validate: isChatResponse }),
+    // A page wants to stay in the chat: reconnect after any close, even a normal one, and
+    // come back quickly (250 ms, doubling up to 10 s).
+    abnormalClose: () => true,
+    retry: { initialDelayMs: 250, maxDelayMs: 10000 },
+    maxQueued: 50,
+});
+function element(id, type) {
+    const found = document.getElementById(id);
+    if (!(found instanceof type))
+        throw new Error(`the page has no <${type.name}> #${id}`);
+    return found;
+}
+const state = element("state", HTMLElement);
+const messages = element("messages", HTMLUListElement);
+const form = element("form", HTMLFormElement);
+const nick = element("nick", HTMLInputElement);
+const input = element("input", HTMLInputElement);
+function stateText(change) {
+    switch (change.state) {
+        case "connected":
+            return "connected";
+        case "connecting":
+            return change.attempt ? `reconnecting (attempt ${change.attempt})` : "connecting";
+        case "retrying":
+            return `closed (${change.code ?? "?"}); retrying in ${((change.delayMs ?? 0) / 1000).toFixed(1)} s`;
+        case "closed":
+            return `closed (${change.code ?? "?"})`;
+    }
+}
+function line(className, label, text) {
+    const li = document.createElement("li");
+    li.className = className;
+    const span = document.createElement("span");
+    span.className = "from";
+    span.textContent = label;
+    li.append(span, document.createTextNode(text));
+    messages.append(li);
+    li.scrollIntoView();
+}
+function show(message) {
+    line("message", new Date(message.at).toLocaleTimeString(), message.text);
+}
+socket.onState((change) => {
+    state.textContent = stateText(change);
+    state.className = change.state;
+});
+socket.onMessage(show);
+socket.onError((error) => {
+    // A message that does not match the generated types, or messages never sent: say so on
+    // the page and in the console, never in silence.
+    console.error(`crimson: ${error.name}: ${error.message}`);
+    line("error", error.name, error.message);
+});
+form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text)
+        return;
+    const message = { text: `${nick.value.trim() || "anonymous"}: ${text}` };
+    try {
+        // Sent now if connected, else queued for the next connection.
+        socket.send(message);
+        input.value = "";
+    }
+    catch (error) {
+        if (!(error instanceof QueueFullError))
+            throw error;
+        line("error", "not sent", error.message);
+    }
+});
+socket.connect();
+window.crimsonChat = { isChatResponse, problems: (value) => isChatResponse.problems(value) };
