@@ -79,6 +79,7 @@ impl Spoken {
     }
 
     /// Whether clients choose at all: two codecs or more, or the Crimson protocol.
+    #[cfg(test)]
     pub(crate) fn negotiates(&self) -> bool {
         self.choices.len() >= 2 || self.protocol
     }

@@ -73,15 +73,15 @@ impl RouteMetrics {
             (Up::CODEC, Up::FRAME),
             (Down::CODEC, Down::FRAME),
         )];
-        if spoken.negotiates() {
-            for choice in spoken.choices() {
-                let (up, down) = (&Up::CODECS[choice.up], &Down::CODECS[choice.down]);
-                traffic.push(Traffic::new(
-                    config,
-                    (up.name, up.frame),
-                    (down.name, down.frame),
-                ));
-            }
+        // One per codec a client may name, even on a route of one: `crimson.json` asked of a
+        // JSON-only route is chosen by name too.
+        for choice in spoken.choices() {
+            let (up, down) = (&Up::CODECS[choice.up], &Down::CODECS[choice.down]);
+            traffic.push(Traffic::new(
+                config,
+                (up.name, up.frame),
+                (down.name, down.frame),
+            ));
         }
         Self {
             config: config.to_owned(),

@@ -66,6 +66,7 @@ pub struct CrimsonClientBuilder<Up, Down> {
     max_message_size: usize,
     compression: Deflate,
     codec: Option<String>,
+    protocol: bool,
     retry_unauthorized: u32,
     hooks: Hooks,
     root_certificates: Vec<Vec<u8>>,
@@ -123,6 +124,7 @@ where
             max_message_size: 16 << 20,
             compression: Deflate::new(),
             codec: None,
+            protocol: true,
             retry_unauthorized: 0,
             hooks: Hooks::default(),
             root_certificates: Vec::new(),
@@ -314,6 +316,33 @@ where
         self
     }
 
+    /// Answers the server's requests (`session.request(..)` on a server whose config turns the
+    /// Crimson protocol on): `answer` gets the request and returns its response, of the
+    /// request type's `Response` type, or a [`Refusal`](crate::Refusal). It runs on the
+    /// client's connection task: keep it quick. Without it, a request from the server is
+    /// answered with an error (`500`, "not answered").
+    pub fn on_request(
+        mut self,
+        answer: impl Fn(Down) -> Result<Down::Response, crate::Refusal> + Send + Sync + 'static,
+    ) -> Self
+    where
+        Down: crimson_core::CrimsonRequest,
+    {
+        use crate::request::codec_index;
+        self.hooks.on_request = Some(Arc::new(move |body, token| {
+            let request = Down::decode_in(body, codec_index::<Down>(token)).map_err(|err| {
+                crate::Refusal::new(400, format!("the request did not decode: {err}"))
+            })?;
+            let response = answer(request)?;
+            response
+                .encode_in(codec_index::<Down::Response>(token))
+                .map_err(|err| {
+                    crate::Refusal::new(500, format!("the response did not encode: {err}"))
+                })
+        }));
+        self
+    }
+
     /// Asks the server for codec `token` (`"json"`, `"cbor"`, `"msgpack"`, `"protobuf"`) with
     /// `Sec-WebSocket-Protocol: crimson.<token>`, and speaks it both ways. Both `Up` and `Down`
     /// must list it (`#[crimson(codecs(..))]`); the server must agree, or the connection fails
@@ -321,6 +350,17 @@ where
     /// asks for nothing and speaks each type's default codec (`docs/protocol.md`).
     pub fn codec(mut self, token: impl Into<String>) -> Self {
         self.codec = Some(token.into());
+        self
+    }
+
+    /// Whether to ask for the Crimson protocol, `crimson.v1` (`docs/protocol.md`): on by
+    /// default, for message types that name their codec (the derive does). The client asks
+    /// for `crimson.v1.<codec>` first and the plain codec after it, so a server that does not
+    /// speak the protocol gives plain frames, as before. Requests
+    /// ([`request`](crate::CrimsonClient::request),
+    /// [`on_request`](Self::on_request)) need it.
+    pub fn protocol(mut self, ask: bool) -> Self {
+        self.protocol = ask;
         self
     }
 
@@ -353,8 +393,16 @@ where
                 return Err(BuildError::ZeroCapacity(name));
             }
         }
-        let codec = match self.codec {
-            None => Codec::default(),
+        let mut codec = match self.codec {
+            // Each type's default, named when both name it the same (asking for it is then
+            // possible, and the protocol too).
+            None => match (Up::CODECS.first(), Down::CODECS.first()) {
+                (Some(up), Some(down)) if up.token == down.token => Codec {
+                    token: Some(down.token),
+                    ..Codec::default()
+                },
+                _ => Codec::default(),
+            },
             Some(token) => {
                 let up = Up::CODECS.iter().position(|codec| codec.token == token);
                 let down = Down::CODECS.iter().position(|codec| codec.token == token);
@@ -363,6 +411,8 @@ where
                         token: Some(Down::CODECS[down].token),
                         up,
                         down,
+                        protocol: false,
+                        chosen: true,
                     },
                     _ => {
                         let spoken = Down::CODECS
@@ -383,6 +433,7 @@ where
                 }
             }
         };
+        codec.protocol = self.protocol && codec.token.is_some();
         #[cfg(feature = "rustls")]
         let tls = crate::tls::client_config(&self.root_certificates)?;
         #[cfg(not(feature = "rustls"))]

@@ -10,13 +10,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crimson_core::close::truncate_reason;
-use crimson_core::{CloseCode, CrimsonMessage};
+use crimson_core::{CloseCode, CrimsonMessage, CrimsonRequest};
 use futures_util::future::BoxFuture;
 use tokio::sync::{broadcast, watch};
 
 use crate::config::Config;
 use crate::error::{ConnectError, DisconnectError, ReceiveError, SendError};
 use crate::event::{ClientEvent, Subscription};
+use crate::outbox::{Item, ItemKind};
+use crate::request::{RequestError, Requests};
 use crate::shared::{ClientState, Run, RunEnd};
 use crate::state::ConnectionState;
 use crate::supervisor;
@@ -166,6 +168,85 @@ where
     pub fn send(&self, message: Up) -> Result<(), SendError> {
         let payload = message.encode_in(self.shared().config.codec.up)?;
         self.shared().outbox.push(payload)
+    }
+
+    /// Asks the server `request` and waits at most `timeout` for its answer, of the request
+    /// type's `Response` type (`docs/protocol.md`, Crimson protocol). The server's handler
+    /// answers it (`recv_incoming` and `Request::respond` on a server whose config turns the
+    /// protocol on).
+    ///
+    /// A request is never sent twice behind your back: it fails with
+    /// [`RequestError::Disconnected`] when the client is not connected, and when the
+    /// connection ends before the answer (the server may or may not have had it). Use
+    /// [`request_idempotent`](Self::request_idempotent) for one that may be sent again.
+    pub async fn request(
+        &self,
+        request: Up,
+        timeout: Duration,
+    ) -> Result<Up::Response, RequestError>
+    where
+        Up: CrimsonRequest,
+    {
+        self.ask(request, timeout, false).await
+    }
+
+    /// [`request`](Self::request) for a request that may safely reach the server more than
+    /// once: asked while disconnected, it waits in the outbox for the next connection; cut
+    /// off by a lost connection, it is sent again on the next one. Within `timeout` in all.
+    pub async fn request_idempotent(
+        &self,
+        request: Up,
+        timeout: Duration,
+    ) -> Result<Up::Response, RequestError>
+    where
+        Up: CrimsonRequest,
+    {
+        self.ask(request, timeout, true).await
+    }
+
+    async fn ask(
+        &self,
+        request: Up,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> Result<Up::Response, RequestError>
+    where
+        Up: CrimsonRequest,
+    {
+        let shared = self.shared();
+        let codec = &shared.config.codec;
+        let connected = *shared.state.borrow() == ConnectionState::Connected;
+        if !idempotent {
+            if !connected {
+                return Err(RequestError::Disconnected);
+            }
+            if !shared.framed.load(Ordering::Acquire) {
+                return Err(RequestError::NoProtocol);
+            }
+        }
+        let body = request.encode_in(codec.up)?;
+        let (id, answer) = shared.requests.open(idempotent.then(|| body.clone()))?;
+        // Forgets the request however this ends early (an error, a timeout, a dropped future).
+        let _forget = Forget(&shared.requests, id);
+        shared.outbox.push_item(
+            Item {
+                payload: body,
+                kind: ItemKind::Request(id),
+            },
+            false,
+        )?;
+        let body = match tokio::time::timeout(timeout, answer).await {
+            Err(_) => return Err(RequestError::Timeout(timeout)),
+            Ok(Err(_)) => return Err(RequestError::Disconnected),
+            Ok(Ok(answer)) => answer?,
+        };
+        let index = crate::request::codec_index::<Up::Response>(codec.token);
+        Up::Response::decode_in(body.as_ref(), index).map_err(RequestError::Decode)
+    }
+
+    /// How many of this client's requests wait for answers.
+    pub fn open_requests(&self) -> usize {
+        self.shared().requests.len()
     }
 
     /// The next incoming message, waiting at most `timeout`.
@@ -324,5 +405,14 @@ mod tests {
             "connect() needs a Tokio runtime: call it from inside one"
         );
         assert!(client.state().borrow().is_closed());
+    }
+}
+
+/// Forgets a pending request when dropped (a no-op once it was answered).
+struct Forget<'a>(&'a Requests, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
     }
 }

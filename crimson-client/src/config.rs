@@ -16,6 +16,13 @@ pub(crate) type AbnormalClose = Arc<dyn Fn(CloseCode, &str) -> bool + Send + Syn
 pub(crate) type ConnectHook =
     Arc<dyn Fn(&str, usize, &mut Vec<Payload>) -> Result<(), EncodeError> + Send + Sync>;
 pub(crate) type CloseHook = Arc<dyn Fn(&CloseEvent) + Send + Sync>;
+/// Answers a request from the server: its body and the codec's token in, the response's body
+/// or a refusal out.
+pub(crate) type RequestHook = Arc<
+    dyn Fn(crimson_core::PayloadRef<'_>, Option<&str>) -> Result<Payload, crate::Refusal>
+        + Send
+        + Sync,
+>;
 pub(crate) type ErrorHook = Arc<dyn Fn(&ClientError) + Send + Sync>;
 
 /// Ping the server every `interval`; no answer within `timeout` means the connection is dead.
@@ -31,6 +38,7 @@ pub(crate) struct Hooks {
     pub(crate) on_connect: Option<ConnectHook>,
     pub(crate) on_close: Option<CloseHook>,
     pub(crate) on_error: Option<ErrorHook>,
+    pub(crate) on_request: Option<RequestHook>,
 }
 
 /// A built client's settings.
@@ -61,6 +69,10 @@ pub(crate) struct Codec {
     pub(crate) token: Option<&'static str>,
     pub(crate) up: usize,
     pub(crate) down: usize,
+    /// Ask for the Crimson protocol, `crimson.v1.<token>`, before the plain token.
+    pub(crate) protocol: bool,
+    /// The token was asked for by the application (`codec(..)`), not taken by default.
+    pub(crate) chosen: bool,
 }
 
 impl fmt::Debug for Config {

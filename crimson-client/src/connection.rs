@@ -13,8 +13,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crimson_core::protocol::{self, Kind};
 use crimson_core::transport::{Incoming, ReadError, Transport};
-use crimson_core::{CloseCode, CrimsonMessage, Payload, PayloadRef};
+use crimson_core::{CloseCode, CrimsonMessage, PayloadRef};
+
+use crate::outbox::{Item, ItemKind};
+use crate::request::{Refusal, RequestError};
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -52,6 +56,7 @@ impl Ended {
 /// Runs an open connection until it ends.
 pub(crate) async fn run<Down: CrimsonMessage + Clone, T: Transport>(
     conn: T,
+    framed: bool,
     shared: &Arc<ClientState<Down>>,
     stop: watch::Receiver<Option<Stop>>,
 ) -> Ended {
@@ -59,6 +64,7 @@ pub(crate) async fn run<Down: CrimsonMessage + Clone, T: Transport>(
     let heartbeat = shared.config.heartbeat;
     let mut driver = Driver {
         conn: Some(conn),
+        framed,
         shared,
         stop: Some(Box::pin(stop_requested(stop))),
         stopping: None,
@@ -76,8 +82,19 @@ pub(crate) async fn run<Down: CrimsonMessage + Clone, T: Transport>(
         failing: None,
     };
     let ended = poll_fn(|cx| driver.poll(cx)).await;
-    // Messages this connection took but never began to write go out on the next one.
+    shared
+        .framed
+        .store(false, std::sync::atomic::Ordering::Release);
+    // Messages this connection took but never began to write go out on the next one; so do
+    // requests, which are then known not to have left.
+    for item in &driver.handed {
+        if let ItemKind::Request(id) = item.kind {
+            shared.requests.mark_sent(id, false);
+        }
+    }
     let requeued = shared.outbox.requeue(driver.handed.drain(..));
+    // Requests that may have reached the server: sent again if idempotent, failed if not.
+    shared.requests.connection_lost(&shared.outbox);
     if requeued > 0 {
         tracing::debug!(
             requeued,
@@ -103,6 +120,8 @@ async fn stop_requested(mut stop: watch::Receiver<Option<Stop>>) -> Stop {
 
 struct Driver<'a, Down, T> {
     conn: Option<T>,
+    /// The connection speaks the Crimson protocol (`crimson.v1`).
+    framed: bool,
     shared: &'a Arc<ClientState<Down>>,
     stop: Option<BoxFuture<'static, Stop>>,
     /// `disconnect()` (or the last handle dropped): write the outbox, then close.
@@ -121,7 +140,7 @@ struct Driver<'a, Down, T> {
     next_ping: Option<Instant>,
     ping_sent: Option<Instant>,
     /// Messages handed to the connection whose first byte is not written yet, oldest first.
-    handed: VecDeque<Payload>,
+    handed: VecDeque<Item>,
     /// The server broke the protocol: this close goes out at that time.
     failing: Option<(Stop, Instant)>,
 }
@@ -179,11 +198,13 @@ impl<Down: CrimsonMessage + Clone, T: Transport> Driver<'_, Down, T> {
             return false;
         };
         let shared = self.shared;
+        let framed = self.framed;
         let mut seen = false;
         let mut closed: Option<Option<(CloseCode, String)>> = None;
         let polled = conn.poll_read(cx, usize::MAX, &mut |incoming| {
             seen = true;
             match incoming {
+                Incoming::Message(payload) if framed => receive(shared, payload),
                 Incoming::Message(payload) => deliver(shared, payload),
                 Incoming::Ping(_) | Incoming::Pong(_) => {
                     tracing::trace!("control frame in");
@@ -282,11 +303,28 @@ impl<Down: CrimsonMessage + Clone, T: Transport> Driver<'_, Down, T> {
             let outbox = &self.shared.outbox;
             let handed_over = &mut self.handed;
             while conn.queued() < MAX_WRITE_BUFFER {
-                let handed = outbox.hand_over(cx, 64, |payload| {
-                    tracing::trace!(kind = %payload.kind(), len = payload.len(), "frame out");
+                let framed = self.framed;
+                let requests = &self.shared.requests;
+                let handed = outbox.hand_over(cx, 64, |item| {
+                    let frame = match (item.kind, framed) {
+                        (ItemKind::Message, false) => item.payload.clone(),
+                        (ItemKind::Message, true) => protocol::write(Kind::Message, &item.payload),
+                        (ItemKind::Request(id), true) => {
+                            requests.mark_sent(id, true);
+                            protocol::write(Kind::Request { id }, &item.payload)
+                        }
+                        (ItemKind::Request(id), false) => {
+                            requests.answer(id, Err(RequestError::NoProtocol));
+                            return;
+                        }
+                        (ItemKind::Frame, true) => item.payload.clone(),
+                        // An answer for a connection that is gone: its request went with it.
+                        (ItemKind::Frame, false) => return,
+                    };
+                    tracing::trace!(kind = %frame.kind(), len = frame.len(), "frame out");
                     // Nothing is sent after our close, which is queued only below.
-                    if conn.send(&payload, None).is_ok() {
-                        handed_over.push_back(payload);
+                    if conn.send(&frame, None).is_ok() {
+                        handed_over.push_back(item);
                     }
                 });
                 if handed == 0 {
@@ -411,6 +449,60 @@ impl<Down: CrimsonMessage + Clone, T: Transport> Driver<'_, Down, T> {
             progress = true;
         }
         progress
+    }
+}
+
+/// A frame of the Crimson protocol: a message is delivered, an answer ends its request, a
+/// request from the server is answered (by the `on_request` hook, or for it). A frame that
+/// breaks the protocol is skipped and reported.
+fn receive<Down: CrimsonMessage + Clone>(shared: &ClientState<Down>, frame: PayloadRef<'_>) {
+    let (kind, body) = match protocol::read(frame) {
+        Ok(split) => split,
+        Err(err) => {
+            shared.report(ClientError::Connection(format!(
+                "skipped a frame that breaks the Crimson protocol: {err}"
+            )));
+            return;
+        }
+    };
+    match kind {
+        Kind::Message => deliver(shared, body),
+        Kind::Response { id } => {
+            shared.requests.answer(id, Ok(body.to_payload()));
+        }
+        Kind::Error { id, code } => {
+            let message = String::from_utf8_lossy(body.as_bytes()).into_owned();
+            shared
+                .requests
+                .answer(id, Err(RequestError::Rejected { code, message }));
+        }
+        Kind::Request { id } => {
+            let answer = match &shared.config.hooks.on_request {
+                Some(hook) => hook(body, shared.config.codec.token),
+                None => Err(Refusal::new(500, "not answered")),
+            };
+            let frame = match answer {
+                Ok(response) => protocol::write(Kind::Response { id }, &response),
+                Err(refusal) => {
+                    let mut end = refusal.message.len().min(1024);
+                    while !refusal.message.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    protocol::error(id, refusal.code, &refusal.message[..end], body.kind())
+                }
+            };
+            let item = Item {
+                payload: frame,
+                kind: ItemKind::Frame,
+            };
+            // The server bounds its open requests: an answer never waits for room.
+            let _ = shared.outbox.push_item(item, true);
+        }
+        _ => {
+            shared.report(ClientError::Connection(
+                "skipped a Crimson protocol frame of a kind this client does not know".into(),
+            ));
+        }
     }
 }
 
@@ -596,7 +688,7 @@ mod tests {
         let (_stop, stop) = watch::channel(None);
         let ended = tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            super::run(transport, &shared, stop),
+            super::run(transport, false, &shared, stop),
         )
         .await
         .expect("the loop ends when the server closes");

@@ -39,13 +39,24 @@ pub(crate) struct Request {
 }
 
 /// Asks the provider for the endpoint and connects to it (TCP_NODELAY on, TLS for `wss`).
-/// Returns the connection and its URL without the query.
-pub(crate) async fn dial(config: &Config) -> Result<(Conn, String), AttemptError> {
+/// Returns the connection, its URL without the query, and whether it speaks the Crimson
+/// protocol.
+pub(crate) async fn dial(config: &Config) -> Result<(Conn, String, bool), AttemptError> {
     let endpoint = (config.endpoint)()
         .await
         .map_err(|err| AttemptError::Retry(ClientError::Endpoint(err)))?;
     let url = endpoint.redacted_url().to_owned();
-    let protocol = config.codec.token.map(|token| format!("crimson.{token}"));
+    let codec = &config.codec;
+    let protocol = codec.token.and_then(|token| {
+        if codec.protocol {
+            Some(format!(
+                "{}{token}, crimson.{token}",
+                crimson_core::protocol::V1
+            ))
+        } else {
+            codec.chosen.then(|| format!("crimson.{token}"))
+        }
+    });
     let request = request(
         &endpoint,
         &url,
@@ -83,7 +94,7 @@ pub(crate) async fn dial(config: &Config) -> Result<(Conn, String), AttemptError
         .write_all(request.head.as_bytes())
         .await
         .map_err(|err| failed(err.to_string()))?;
-    let (negotiated, leftover) = read_response(&mut stream, &request, config, &url).await?;
+    let (negotiated, leftover, framed) = read_response(&mut stream, &request, config, &url).await?;
     let conn = Connection::new(
         stream,
         Role::Client,
@@ -92,7 +103,7 @@ pub(crate) async fn dial(config: &Config) -> Result<(Conn, String), AttemptError
         None,
         &leftover,
     );
-    Ok((conn, url))
+    Ok((conn, url, framed))
 }
 
 /// Reads the server's answer to the upgrade request: the agreed compression and the bytes
@@ -102,7 +113,7 @@ async fn read_response(
     request: &Request,
     config: &Config,
     url: &str,
-) -> Result<(Option<deflate::Negotiated>, Vec<u8>), AttemptError> {
+) -> Result<(Option<deflate::Negotiated>, Vec<u8>, bool), AttemptError> {
     let retry = |reason: String| {
         AttemptError::Retry(ClientError::Connect {
             url: url.to_owned(),
@@ -193,10 +204,10 @@ async fn read_response(
             "the server's Sec-WebSocket-Accept does not match the key sent".into(),
         ));
     }
-    check_codec(config, url, header("sec-websocket-protocol").next())?;
+    let framed = check_codec(config, url, header("sec-websocket-protocol").next())?;
     let negotiated = deflate::accept(&config.compression, header("sec-websocket-extensions"))
         .map_err(|reason| retry(format!("the server's extensions cannot be used: {reason}")))?;
-    Ok((negotiated, buf[head_len..].to_vec()))
+    Ok((negotiated, buf[head_len..].to_vec(), framed))
 }
 
 /// The start of a refusal's body as text: what of `length` bytes arrives within a second, at
@@ -219,8 +230,10 @@ async fn refusal_body(stream: &mut Stream, mut read: Vec<u8>, length: usize) -> 
 }
 
 /// Whether the server agreed to the codec asked for (`docs/protocol.md`, section 2).
-fn check_codec(config: &Config, url: &str, answered: Option<&str>) -> Result<(), AttemptError> {
-    let Some(token) = config.codec.token else {
+fn check_codec(config: &Config, url: &str, answered: Option<&str>) -> Result<bool, AttemptError> {
+    let codec = &config.codec;
+    let token = codec.token.filter(|_| codec.protocol || codec.chosen);
+    let Some(token) = token else {
         return match answered {
             // Asked for nothing: a server that names a subprotocol breaks the handshake.
             Some(answered) => Err(AttemptError::Fatal(ClientError::Codec {
@@ -228,22 +241,28 @@ fn check_codec(config: &Config, url: &str, answered: Option<&str>) -> Result<(),
                 asked: "no subprotocol".to_owned(),
                 reason: format!("it chose `{answered}`, which was not asked for"),
             })),
-            None => Ok(()),
+            None => Ok(false),
         };
     };
-    let asked = format!("crimson.{token}");
+    let plain = format!("crimson.{token}");
+    let framed = format!("{}{token}", crimson_core::protocol::V1);
     let refused = |reason: String| {
         AttemptError::Fatal(ClientError::Codec {
             url: url.to_owned(),
-            asked: asked.clone(),
+            asked: if codec.protocol {
+                format!("{framed} or {plain}")
+            } else {
+                plain.clone()
+            },
             reason,
         })
     };
     match answered {
-        Some(answered) if answered == asked => Ok(()),
+        Some(answered) if codec.protocol && answered == framed => Ok(true),
+        Some(answered) if answered == plain => Ok(false),
         Some(answered) => Err(refused(format!("it chose `{answered}` instead"))),
         // A route that does not negotiate speaks each type's default.
-        None if config.codec.up == 0 && config.codec.down == 0 => Ok(()),
+        None if codec.up == 0 && codec.down == 0 => Ok(false),
         None => Err(refused(
             "the server chose no subprotocol: the route does not negotiate codecs, and speaks \
              its types' defaults"

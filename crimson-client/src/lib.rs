@@ -194,6 +194,7 @@ mod endpoint;
 mod error;
 mod event;
 mod outbox;
+mod request;
 mod retry;
 mod shared;
 mod state;
@@ -208,6 +209,7 @@ pub use crimson_core::transport::Deflate;
 pub use endpoint::{BoxError, Endpoint, EndpointProvider};
 pub use error::{BuildError, ClientError, ConnectError, DisconnectError, ReceiveError, SendError};
 pub use event::{ClientEvent, CloseEvent, Lagged, Subscription};
+pub use request::{Refusal, RequestError};
 pub use retry::{RetryPolicy, RetryPolicyError};
 pub use state::ConnectionState;
 

@@ -26,8 +26,37 @@ pub(crate) struct Outbox {
     depth: Gauge,
 }
 
+/// What waits in the outbox: a message, a request, or an answer to the server's request.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Item {
+    /// The message's (or request's) encoded body, without the protocol's header line; for an
+    /// answer, the whole frame.
+    pub(crate) payload: Payload,
+    pub(crate) kind: ItemKind,
+}
+
+/// How an [`Item`] goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ItemKind {
+    /// A message: behind an empty header line when the connection speaks the protocol.
+    Message,
+    /// A request with this id: only on a connection that speaks the protocol.
+    Request(u64),
+    /// A whole protocol frame (an answer to the server), sent as it is.
+    Frame,
+}
+
+impl Item {
+    pub(crate) fn message(payload: Payload) -> Self {
+        Self {
+            payload,
+            kind: ItemKind::Message,
+        }
+    }
+}
+
 struct Queue {
-    items: VecDeque<Payload>,
+    items: VecDeque<Item>,
     open: bool,
     /// The current connection, woken by a push.
     writer: Option<Waker>,
@@ -55,14 +84,20 @@ impl Outbox {
 
     /// Queues a message, or says why not.
     pub(crate) fn push(&self, payload: Payload) -> Result<(), SendError> {
+        self.push_item(Item::message(payload), false)
+    }
+
+    /// Queues `item`; `always`: even past the capacity (an answer the server waits for; the
+    /// server bounds how many requests it has open).
+    pub(crate) fn push_item(&self, item: Item, always: bool) -> Result<(), SendError> {
         let mut queue = self.lock();
         if !queue.open {
             return Err(SendError::Closed);
         }
-        if queue.items.len() >= self.capacity {
+        if queue.items.len() >= self.capacity && !always {
             return Err(SendError::Full(self.capacity));
         }
-        queue.items.push_back(payload);
+        queue.items.push_back(item);
         let writer = queue.writer.take();
         drop(queue);
         self.depth.add(1.0);
@@ -72,22 +107,22 @@ impl Outbox {
         Ok(())
     }
 
-    /// Hands up to `max` messages, oldest first, to `send`, which takes each into a
+    /// Hands up to `max` items, oldest first, to `send`, which takes each into a
     /// connection's write queue; registers `cx` to be woken by the next push when there is
     /// none. Returns how many were handed over.
     pub(crate) fn hand_over(
         &self,
         cx: &mut Context<'_>,
         max: usize,
-        mut send: impl FnMut(Payload),
+        mut send: impl FnMut(Item),
     ) -> usize {
         let mut queue = self.lock();
         let mut handed = 0;
         while handed < max {
-            let Some(payload) = queue.items.pop_front() else {
+            let Some(item) = queue.items.pop_front() else {
                 break;
             };
-            send(payload);
+            send(item);
             handed += 1;
         }
         if queue.items.is_empty() {
@@ -105,11 +140,11 @@ impl Outbox {
 
     /// Puts messages a connection took but never began to write back at the front, ahead of
     /// anything queued since, in order; returns how many. They may briefly exceed the capacity.
-    pub(crate) fn requeue(&self, untouched: impl DoubleEndedIterator<Item = Payload>) -> usize {
+    pub(crate) fn requeue(&self, untouched: impl DoubleEndedIterator<Item = Item>) -> usize {
         let mut queue = self.lock();
         let mut count = 0;
-        for payload in untouched.rev() {
-            queue.items.push_front(payload);
+        for item in untouched.rev() {
+            queue.items.push_front(item);
             count += 1;
         }
         drop(queue);
@@ -161,14 +196,14 @@ mod tests {
         assert!(matches!(outbox.push(text("c")), Err(SendError::Full(2))));
         let mut cx = Context::from_waker(Waker::noop());
         let mut sent = Vec::new();
-        assert_eq!(outbox.hand_over(&mut cx, 1, |p| sent.push(p)), 1);
+        assert_eq!(outbox.hand_over(&mut cx, 1, |i| sent.push(i.payload)), 1);
         outbox.push(text("c")).unwrap();
-        assert_eq!(outbox.hand_over(&mut cx, 8, |p| sent.push(p)), 2);
+        assert_eq!(outbox.hand_over(&mut cx, 8, |i| sent.push(i.payload)), 2);
         assert_eq!(sent, [text("a"), text("b"), text("c")]);
         // "c" never left: it goes back ahead of "d".
         outbox.push(text("d")).unwrap();
-        assert_eq!(outbox.requeue([text("c")].into_iter()), 1);
-        assert_eq!(outbox.hand_over(&mut cx, 8, |p| sent.push(p)), 2);
+        assert_eq!(outbox.requeue([Item::message(text("c"))].into_iter()), 1);
+        assert_eq!(outbox.hand_over(&mut cx, 8, |i| sent.push(i.payload)), 2);
         assert_eq!(&sent[3..], [text("c"), text("d")]);
         outbox.push(text("d")).unwrap();
         assert_eq!(outbox.close(), 1);

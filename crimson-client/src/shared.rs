@@ -1,7 +1,7 @@
 //! [`ClientState`]: what the client's handles and its connection task share, and how a run of
 //! the task is asked to stop and reports its end.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crimson_core::metrics;
@@ -12,10 +12,13 @@ use crate::config::Config;
 use crate::error::ClientError;
 use crate::event::ClientEvent;
 use crate::outbox::Outbox;
+use crate::request::Requests;
 use crate::state::ConnectionState;
 
 /// How many events a subscriber may fall behind.
 const EVENT_CAPACITY: usize = 256;
+/// Requests a client may have waiting for answers at once.
+pub(crate) const MAX_OPEN_REQUESTS: usize = 1024;
 
 /// A request to stop: close with this code and reason.
 #[derive(Debug, Clone)]
@@ -51,6 +54,10 @@ pub(crate) struct ClientState<Down> {
     run: Mutex<Option<Run>>,
     pub(crate) skipped: AtomicU64,
     pub(crate) discarded: AtomicU64,
+    /// The client's requests that wait for answers.
+    pub(crate) requests: Requests,
+    /// The current connection speaks the Crimson protocol (`crimson.v1`).
+    pub(crate) framed: AtomicBool,
 }
 
 impl<Down> ClientState<Down> {
@@ -133,6 +140,9 @@ impl<Down> ClientState<Down> {
         let discarded = {
             let mut slot = self.run_slot();
             let discarded = self.outbox.close();
+            self.framed.store(false, Ordering::Release);
+            // Closed for good: no request will be answered.
+            self.requests.close();
             self.set_state(ConnectionState::Closed);
             done.send_replace(Some(end));
             *slot = None;
@@ -166,6 +176,8 @@ impl<Down: Clone> ClientState<Down> {
             run: Mutex::new(None),
             skipped: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
+            requests: Requests::new(MAX_OPEN_REQUESTS),
+            framed: AtomicBool::new(false),
         }
     }
 }

@@ -68,8 +68,11 @@ async fn cycle<Down: CrimsonMessage + Clone>(
         // The retry policy's delay before the next attempt; `None` when it makes no more.
         let next_delay = |attempt: u32| config.retry.delay(attempt.saturating_add(1));
         let delay = match dialed {
-            Ok(Ok((mut conn, url))) => {
+            Ok(Ok((mut conn, url, framed))) => {
                 connected = true;
+                shared
+                    .framed
+                    .store(framed, std::sync::atomic::Ordering::Release);
                 refused = 0;
                 tracing::debug!(%url, "connected");
                 shared.set_state(ConnectionState::Connected);
@@ -80,7 +83,15 @@ async fn cycle<Down: CrimsonMessage + Clone>(
                     }
                     // Ahead of the outbox: nothing else has been queued on it yet.
                     for payload in &first {
-                        let _ = conn.send(payload, None);
+                        let _ = if framed {
+                            let frame = crimson_core::protocol::write(
+                                crimson_core::protocol::Kind::Message,
+                                payload,
+                            );
+                            conn.send(&frame, None)
+                        } else {
+                            conn.send(payload, None)
+                        };
                     }
                 }
                 let _ = shared
@@ -88,7 +99,7 @@ async fn cycle<Down: CrimsonMessage + Clone>(
                     .send(ClientEvent::Connected { url: url.clone() });
 
                 let opened = Instant::now();
-                let ended = connection::run(conn, shared, stop.clone())
+                let ended = connection::run(conn, framed, shared, stop.clone())
                     .instrument(tracing::debug_span!("connection", %url))
                     .await;
                 // Only a connection that stayed up starts the backoff over: a server that

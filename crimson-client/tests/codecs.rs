@@ -256,8 +256,8 @@ async fn a_route_that_does_not_negotiate_fails_a_client_asking_for_another_codec
     assert!(matches!(**cause, ClientError::Codec { .. }), "{cause}");
     assert!(
         cause.to_string().ends_with(
-            "does not speak codec crimson.cbor: the server chose no subprotocol: the route does \
-             not negotiate codecs, and speaks its types' defaults"
+            "does not speak codec crimson.v1.cbor or crimson.cbor: the server chose no \
+             subprotocol: the route does not negotiate codecs, and speaks its types' defaults"
         ),
         "{cause}"
     );
@@ -302,7 +302,8 @@ async fn a_codec_the_route_lacks_fails_the_client_with_the_servers_reason() {
     assert!(
         cause.to_string().ends_with(
             "refused the WebSocket upgrade with HTTP 400: none of the subprotocols asked for \
-             (crimson.msgpack) is spoken here; this route speaks: crimson.json, crimson.cbor"
+             (crimson.v1.msgpack, crimson.msgpack) is spoken here; this route speaks: \
+             crimson.json, crimson.cbor"
         ),
         "{cause}"
     );

@@ -215,6 +215,12 @@ async fn the_protocol_is_refused_where_the_config_does_not_turn_it_on() {
         .crimson("/plain", PLAIN, answering)
         .layer(CrimsonLayer::new().config(PLAIN, CrimsonConfig::new()));
     let server = TestServer::new(app).await;
+    // Its one codec asked for by name: chosen, named, and spoken (a session once panicked
+    // counting this one's traffic).
+    let (mut ws, chosen) = connect(&server.url("/plain"), Some("crimson.json")).await;
+    assert_eq!(chosen.as_deref(), Some("crimson.json"));
+    ws.send(Message::text("{\"q\":\"named\"}")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "{\"a\":\"msg named\"}");
     // Asked for the protocol where it is off: refused before the upgrade, saying what is
     // spoken.
     let mut request = server.url("/plain").into_client_request().unwrap();
