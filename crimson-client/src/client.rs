@@ -363,6 +363,15 @@ impl<Down: CrimsonMessage + Clone> ClientState<Down> {
     }
 }
 
+/// Forgets a pending request when dropped (a no-op once it was answered).
+struct Forget<'a>(&'a Requests, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,14 +414,5 @@ mod tests {
             "connect() needs a Tokio runtime: call it from inside one"
         );
         assert!(client.state().borrow().is_closed());
-    }
-}
-
-/// Forgets a pending request when dropped (a no-op once it was answered).
-struct Forget<'a>(&'a Requests, u64);
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        self.0.forget(self.1);
     }
 }
