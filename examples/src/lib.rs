@@ -37,6 +37,12 @@ pub struct ChatResponse {
 #[cfg(feature = "ts")]
 pub mod typescript;
 
+/// A chat message sent as a request (Crimson protocol) is answered with a [`ChatResponse`]:
+/// the server's copy of what was said, or, for `/who`, who is in the room.
+impl crimson_axum::CrimsonRequest for ChatMessage {
+    type Response = ChatResponse;
+}
+
 /// The chat's messages as `protoc` compiles `proto/chat.proto` (prost-build, in `build.rs`):
 /// the schema a client in another language uses. The tests check that [`ChatMessage`] and
 /// [`ChatResponse`] encode to the same bytes.

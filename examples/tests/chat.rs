@@ -110,7 +110,8 @@ fn the_chat_server_serves_its_metrics() {
     let json_in = r#"config="chat",codec="JSON",frame="text""#;
     let sent_bytes: usize = ["hello from alice", "hello from bob", "hi bob"]
         .iter()
-        .map(|text| format!(r#"{{"text":"{text}"}}"#).len())
+        // chat-client speaks the Crimson protocol: one header byte (`\n`) before each.
+        .map(|text| format!(r#"{{"text":"{text}"}}"#).len() + 1)
         .sum();
     let expect = [
         (

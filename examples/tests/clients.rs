@@ -37,6 +37,9 @@ fn clients_of_three_codecs_share_one_chat() {
     cbor.type_line("cbor says hi");
     json.expect_line(": cbor says hi");
     proto.expect_line(": cbor says hi");
+    // A request (the Crimson protocol, which chat-client asks for): the answer is typed too.
+    proto.type_line("/who");
+    proto.expect_line("server: 3 here");
 }
 
 #[test]

@@ -28,7 +28,8 @@ const USAGE: &str = "\
 usage: chat-client [--url URL] [--name NAME] [--codec CODEC]
 
 Sends a greeting and every line typed on stdin to a chat-server, and prints every state change
-and every message it broadcasts. Reconnects when the server goes away.
+and every message it broadcasts. Reconnects when the server goes away. The line /who asks the
+server who is here (a request; the answer prints as `server: N here`).
 
   --url URL     where the server is (default ws://127.0.0.1:54321/chat; env CRIMSON_URL)
   --name NAME   who says hello (default chat-client; env CRIMSON_NAME)
@@ -103,6 +104,21 @@ fn send(
         Ok(()) => pending.push_back(text),
         Err(err) => eprintln!("not sent: {err}"),
     }
+}
+
+/// Asks the server who is here (a request: the Crimson protocol) and prints the answer as
+/// `server: N here`, when it comes.
+fn who(client: &CrimsonClient<ChatMessage, ChatResponse>) {
+    let client = client.clone();
+    tokio::spawn(async move {
+        let asked = ChatMessage {
+            text: "/who".into(),
+        };
+        match client.request(asked, Duration::from_secs(5)).await {
+            Ok(answer) => println!("{}: {}", answer.from, answer.text),
+            Err(err) => eprintln!("/who: {err}"),
+        }
+    });
 }
 
 /// Prints whatever is already waiting on both streams.
@@ -185,6 +201,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err(lagged) => missed.add(lagged.0),
             },
             line = lines.next_line(), if deadline.is_none() => match line {
+                Ok(Some(line)) if line.trim() == "/who" => who(&client),
                 Ok(Some(line)) if !line.trim().is_empty() => send(&client, &mut pending, line),
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {

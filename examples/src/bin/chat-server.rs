@@ -23,7 +23,9 @@ use axum::Router;
 use crimson_axum::cluster::redis::RedisCluster;
 use crimson_axum::cluster::{Cluster, ClusterError, Delivery};
 use crimson_axum::CrimsonMessage;
-use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, Deflate, RouterExt};
+use crimson_axum::{
+    ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, Deflate, Incoming, RouterExt,
+};
 use crimson_examples::{arg, ChatMessage, ChatResponse, DEFAULT_ADDR, PAGE_SCRIPTS};
 #[cfg(feature = "metrics")]
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -62,11 +64,11 @@ struct Chat {
 }
 
 impl Chat {
-    async fn say(&self, from: String, text: String) {
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+    /// Says `text` to everyone; returns when the server took it.
+    async fn say(&self, from: String, text: String) -> u64 {
+        let at = now_ms();
         report(self.room.broadcast(&ChatResponse { text, from, at }).await);
+        at
     }
 }
 
@@ -82,11 +84,45 @@ fn report(result: Result<Delivery, ClusterError>) {
     }
 }
 
+/// A member of the room. A message is said to everyone. Sent as a request (clients that
+/// speak the Crimson protocol), `/who` is answered with who is in the room, anything else is
+/// said to everyone and answered with the server's copy: the sender knows it was taken.
 async fn member(State(chat): State<Chat>, mut session: CrimsonSession<ChatMessage, ChatResponse>) {
     let from = session.id().to_string();
-    while let Some(message) = session.recv().await {
-        chat.say(from.clone(), message.text).await;
+    while let Some(incoming) = session.recv_incoming().await {
+        match incoming {
+            Incoming::Message(message) => {
+                chat.say(from.clone(), message.text).await;
+            }
+            Incoming::Request(request) if request.value().text == "/who" => {
+                let here = match chat.room.count().await {
+                    Ok(count) => format!("{count} here"),
+                    Err(err) => format!("unknown: {err}"),
+                };
+                let _ = request.respond(ChatResponse {
+                    text: here,
+                    from: "server".into(),
+                    at: now_ms(),
+                });
+            }
+            Incoming::Request(request) => {
+                let text = request.value().text.clone();
+                let taken = chat.say(from.clone(), text.clone()).await;
+                let _ = request.respond(ChatResponse {
+                    text,
+                    from: from.clone(),
+                    at: taken,
+                });
+            }
+        }
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The room's cluster: in memory, or on Redis, where what other nodes relay must decode as
@@ -154,6 +190,8 @@ async fn main() -> std::io::Result<()> {
     // permessage-deflate for the clients that offer it (browsers, Python's websockets,
     // crimson-client): chat JSON compresses several times over.
     let config = CrimsonConfig::new()
+        // The Crimson protocol for the clients that ask (crimson-client, the page): requests.
+        .protocol(true)
         .compression(Deflate::new())
         .max_unfinished_bytes(unfinished)
         .cluster(chat.room.clone())
