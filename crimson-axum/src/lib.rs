@@ -106,7 +106,7 @@ pub use error::{ConfigError, SessionError, SessionSendError};
 pub use handler::CrimsonHandler;
 pub use layer::{ConfigName, CrimsonLayer, CrimsonService, IntoConfigName, ShutdownHandle};
 pub use listener::{bind, CrimsonListener, BACKLOG};
-pub use request::{Incoming, Request, RequestError, NOT_ANSWERED};
+pub use request::{Incoming, Request, RequestError, Responder, NOT_ANSWERED};
 pub use router::RouterExt;
 pub use serve::{serve, Serve};
 pub use session::{CrimsonSession, RecvTimeout, SessionReceiver, SessionSender};

@@ -35,12 +35,21 @@ impl<Up> Incoming<Up> {
 }
 
 /// A request from the client. Answer it once with [`respond`](Self::respond) or
-/// [`reject`](Self::reject); dropped unanswered, it is answered for you with an error (code
-/// `500`, "not answered"), so a client never waits for an answer that will not come.
+/// [`reject`](Self::reject), or take it apart with [`into_parts`](Self::into_parts) to keep
+/// the value and answer later through its [`Responder`]. Left unanswered, it is answered for
+/// you with an error (code `500`, "not answered"), so a client never waits for an answer that
+/// will not come.
 pub struct Request<Up> {
-    value: Option<Up>,
+    value: Up,
+    responder: Responder<Up>,
+}
+
+/// Answers one request, once. Dropped unanswered, it answers with an error (code `500`,
+/// "not answered").
+pub struct Responder<Up> {
     id: u64,
     reply: Option<Reply>,
+    _up: std::marker::PhantomData<fn() -> Up>,
 }
 
 /// Where and how a request's answer goes.
@@ -55,8 +64,16 @@ pub(crate) struct Reply {
 impl<Up: fmt::Debug> fmt::Debug for Request<Up> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Request")
-            .field("id", &self.id)
+            .field("id", &self.responder.id)
             .field("value", &self.value)
+            .finish()
+    }
+}
+
+impl<Up> fmt::Debug for Responder<Up> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("id", &self.id)
             .field("answered", &self.reply.is_none())
             .finish()
     }
@@ -68,33 +85,56 @@ pub const NOT_ANSWERED: u16 = 500;
 impl<Up> Request<Up> {
     pub(crate) fn new(value: Up, id: u64, reply: Reply) -> Self {
         Self {
-            value: Some(value),
-            id,
-            reply: Some(reply),
+            value,
+            responder: Responder {
+                id,
+                reply: Some(reply),
+                _up: std::marker::PhantomData,
+            },
         }
     }
 
     /// What the client asked.
     pub fn value(&self) -> &Up {
-        self.value
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("taken only by into_value, which consumes"))
+        &self.value
     }
 
+    /// The request's id, as the client chose it.
+    pub fn id(&self) -> u64 {
+        self.responder.id
+    }
+
+    /// The value and what answers it.
+    pub fn into_parts(self) -> (Up, Responder<Up>) {
+        (self.value, self.responder)
+    }
+
+    /// The value, giving up on answering: the client gets an error (`500`, "not answered").
+    pub fn into_value(self) -> Up {
+        self.value
+    }
+
+    /// Answers with an error: see [`Responder::reject`].
+    pub fn reject(self, code: u16, message: &str) -> Result<(), SessionSendError> {
+        self.responder.reject(code, message)
+    }
+}
+
+impl<Up: CrimsonRequest> Request<Up> {
+    /// Answers with `response`, in the codec the connection chose.
+    pub fn respond(self, response: Up::Response) -> Result<(), SessionSendError> {
+        self.responder.respond(response)
+    }
+}
+
+impl<Up> Responder<Up> {
     /// The request's id, as the client chose it.
     pub fn id(&self) -> u64 {
         self.id
     }
 
-    /// The value, giving up on answering: the client gets an error (`500`, "not answered").
-    pub fn into_value(mut self) -> Up {
-        self.value
-            .take()
-            .unwrap_or_else(|| unreachable!("taken only here, which consumes"))
-    }
-
     /// Answers with an error: `code` (`4000`–`4999` are the application's; `docs/protocol.md`
-    /// lists the others) and a message for the client. The message is cut to 1 KiB.
+    /// lists the others) and a message for the client, cut to 1 KiB.
     pub fn reject(mut self, code: u16, message: &str) -> Result<(), SessionSendError> {
         let reply = self.take_reply();
         let payload = protocol::error(self.id, code, cut(message), reply.frame);
@@ -108,7 +148,7 @@ impl<Up> Request<Up> {
     }
 }
 
-impl<Up: CrimsonRequest> Request<Up> {
+impl<Up: CrimsonRequest> Responder<Up> {
     /// Answers with `response`, in the codec the connection chose.
     pub fn respond(mut self, response: Up::Response) -> Result<(), SessionSendError> {
         let reply = self.take_reply();
@@ -128,7 +168,7 @@ impl<Up: CrimsonRequest> Request<Up> {
     }
 }
 
-impl<Up> Drop for Request<Up> {
+impl<Up> Drop for Responder<Up> {
     fn drop(&mut self) {
         if let Some(reply) = self.reply.take() {
             let payload = protocol::error(self.id, NOT_ANSWERED, "not answered", reply.frame);

@@ -215,8 +215,8 @@ pub use state::ConnectionState;
 
 #[doc(inline)]
 pub use crimson_core::{
-    close, codec, Bytes, CloseCode, ClosedBy, Codec, CrimsonMessage, DecodeError, EncodeError,
-    FrameKind, Payload, PayloadRef, Text,
+    close, codec, Bytes, CloseCode, ClosedBy, Codec, CrimsonMessage, CrimsonRequest, DecodeError,
+    EncodeError, FrameKind, Payload, PayloadRef, Text,
 };
 
 #[doc(hidden)]

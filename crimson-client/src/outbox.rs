@@ -170,6 +170,17 @@ impl Outbox {
         discarded
     }
 
+    /// Empties the queue; how many it held.
+    #[cfg(test)]
+    pub(crate) fn hand_over_all(&self) -> usize {
+        let mut queue = self.lock();
+        let count = queue.items.len();
+        queue.items.clear();
+        drop(queue);
+        self.depth.add(-(count as f64));
+        count
+    }
+
     /// How many messages wait for a connection.
     pub(crate) fn len(&self) -> usize {
         self.lock().items.len()

@@ -170,6 +170,10 @@ impl Requests {
         let mut again = Vec::new();
         {
             let mut state = self.state();
+            // Callers that gave up: nothing to send again, nobody to tell.
+            state
+                .waiting
+                .retain(|_, waiting| !waiting.answer.is_closed());
             let ids: Vec<u64> = state
                 .waiting
                 .iter()
@@ -218,5 +222,77 @@ impl Requests {
     /// How many requests wait for answers.
     pub(crate) fn len(&self) -> usize {
         self.state().waiting.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &'static str) -> Payload {
+        Payload::Text(crimson_core::Text::from_static(s))
+    }
+
+    #[test]
+    fn a_lost_connection_fails_what_it_carried_and_queues_again_what_is_idempotent() {
+        let outbox = Outbox::new(8);
+        outbox.open();
+        let requests = Requests::new(4);
+        let (plain, mut plain_answer) = requests.open(None).unwrap();
+        let (again, mut again_answer) = requests.open(Some(text("again"))).unwrap();
+        let (unsent, mut unsent_answer) = requests.open(None).unwrap();
+        requests.mark_sent(plain, true);
+        requests.mark_sent(again, true);
+        requests.connection_lost(&outbox);
+        assert!(matches!(
+            plain_answer.try_recv(),
+            Ok(Err(RequestError::Disconnected))
+        ));
+        assert!(again_answer.try_recv().is_err(), "still waiting");
+        assert!(
+            unsent_answer.try_recv().is_err(),
+            "never left: still waiting"
+        );
+        assert_eq!(outbox.len(), 1, "the idempotent one is queued again");
+        assert_eq!(requests.len(), 2);
+        assert!(requests.answer(again, Ok(text("done"))));
+        requests.close();
+        assert!(matches!(
+            unsent_answer.try_recv(),
+            Ok(Err(RequestError::Disconnected))
+        ));
+        assert_eq!(requests.len(), 0);
+        let _ = unsent;
+    }
+
+    #[test]
+    fn a_million_requests_leave_nothing_behind_and_the_table_is_bounded() {
+        let outbox = Outbox::new(8);
+        outbox.open();
+        let requests = Requests::new(256);
+        for n in 0..1_000_000u64 {
+            let again = (n % 5 == 0).then(|| text("x"));
+            let (id, answer) = requests.open(again).unwrap();
+            requests.mark_sent(id, true);
+            match n % 4 {
+                0 => assert!(requests.answer(id, Ok(text("ok")))),
+                1 => requests.forget(id),
+                2 => drop(answer),
+                _ => {
+                    // A lost connection: failed, or queued again and answered on the next.
+                    requests.connection_lost(&outbox);
+                    if requests.answer(id, Ok(text("late"))) {
+                        assert_eq!(outbox.hand_over_all(), 1);
+                    }
+                }
+            }
+            assert_eq!(outbox.len(), 0);
+        }
+        assert!(
+            requests.len() <= 256,
+            "abandoned ones are purged when it fills"
+        );
+        requests.close();
+        assert_eq!(requests.len(), 0);
     }
 }

@@ -133,17 +133,19 @@ fn shown(text: &str) -> String {
     text.chars().take(32).collect()
 }
 
-/// `body` behind the header of `kind`, in a frame of the body's kind.
+/// `body` behind the header of `kind`, in a frame of the body's kind: one allocation.
 pub fn write(kind: Kind, body: &Payload) -> Payload {
-    let mut header = String::new();
-    match kind {
-        Kind::Message => {}
-        Kind::Request { id } => header = format!("req id={id}"),
-        Kind::Response { id } => header = format!("res id={id}"),
-        Kind::Error { id, code } => header = format!("err id={id} code={code}"),
-    }
-    let mut out = BytesMut::with_capacity(header.len() + 1 + body.len());
-    out.put_slice(header.as_bytes());
+    use std::fmt::Write as _;
+
+    // "err id=18446744073709551615 code=65535" is the longest header: 39 bytes.
+    let mut out = BytesMut::with_capacity(40 + body.len());
+    // Writing to a BytesMut cannot fail.
+    let _ = match kind {
+        Kind::Message => Ok(()),
+        Kind::Request { id } => write!(out, "req id={id}"),
+        Kind::Response { id } => write!(out, "res id={id}"),
+        Kind::Error { id, code } => write!(out, "err id={id} code={code}"),
+    };
     out.put_u8(b'\n');
     out.put_slice(body.as_bytes());
     let bytes: Bytes = out.freeze();

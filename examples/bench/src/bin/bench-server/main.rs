@@ -105,6 +105,36 @@ async fn crimson_echo(mut session: CrimsonSession<Echo, Echo>) {
     }
 }
 
+/// Echo as requests (`bench --only requests`): every request is answered with itself.
+impl crimson_axum::CrimsonRequest for Echo {
+    type Response = Echo;
+}
+
+async fn crimson_answer(mut session: CrimsonSession<Echo, Echo>) {
+    while let Some(incoming) = session.recv_incoming().await {
+        let answered = match incoming {
+            // `seq` u64::MAX: never answered in time (the bench measures how late a client's
+            // timeout fires under load); answered a second later.
+            crimson_axum::Incoming::Request(request) if request.value().seq == u64::MAX => {
+                let (echo, responder) = request.into_parts();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    let _ = responder.respond(echo);
+                });
+                true
+            }
+            crimson_axum::Incoming::Request(request) => {
+                let (echo, responder) = request.into_parts();
+                responder.respond(echo).is_ok()
+            }
+            crimson_axum::Incoming::Message(echo) => session.send(echo).await.is_ok(),
+        };
+        if !answered {
+            break;
+        }
+    }
+}
+
 async fn crimson_subscriber(mut session: CrimsonSession<Tick, Tick>) {
     while session.recv().await.is_some() {}
 }
@@ -123,6 +153,7 @@ async fn crimson_publisher(
 const SUB: ConfigName<Tick, Tick> = ConfigName::new("sub");
 const PUB: ConfigName<Tick, Tick> = ConfigName::new("pub");
 const ECHO: ConfigName<Echo, Echo> = ConfigName::new("echo");
+const REQUEST: ConfigName<Echo, Echo> = ConfigName::new("request");
 const DOC: ConfigName<Doc, Doc> = ConfigName::new("doc");
 
 /// A document of a few KiB, as dashboards send: `{"seq":N,"items":[{...}, ...]}`.
@@ -208,10 +239,12 @@ fn crimson_app(scenario: &str) -> Router {
         }
         _ => Router::new()
             .crimson("/echo", ECHO, crimson_echo)
+            .crimson("/request", REQUEST, crimson_answer)
             .crimson("/doc", DOC, crimson_doc_echo)
             .layer(
                 CrimsonLayer::new()
                     .config(ECHO, crimson_config())
+                    .config(REQUEST, crimson_config().protocol(true))
                     .config(DOC, crimson_config()),
             ),
     }

@@ -295,6 +295,7 @@ async fn measure(server: &Server, shape: Broadcast) -> io::Result<Values> {
         0,
         None,
         shape.mixed.then_some("crimson.cbor"),
+        false,
     )
     .await?;
     let publisher_ws = client::connect(server.addr, pub_path, client::source(0)).await?;

@@ -87,11 +87,22 @@ pub(crate) async fn connect_many(
     first_source: usize,
     hello: Option<Utf8Bytes>,
 ) -> io::Result<(Vec<Ws>, Vec<Duration>)> {
-    connect_many_asking(server, path, count, concurrency, first_source, hello, None).await
+    connect_many_asking(
+        server,
+        path,
+        count,
+        concurrency,
+        first_source,
+        hello,
+        None,
+        false,
+    )
+    .await
 }
 
-/// [`connect_many`], every second connection (the odd-numbered ones) asking for subprotocol
-/// `every_other` when given: a room of two codecs.
+/// [`connect_many`], asking for subprotocol `protocol` when given: on every connection
+/// (`all`), or on every second one (the odd-numbered: a room of two codecs).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn connect_many_asking(
     server: SocketAddr,
     path: &'static str,
@@ -99,7 +110,8 @@ pub(crate) async fn connect_many_asking(
     concurrency: usize,
     first_source: usize,
     hello: Option<Utf8Bytes>,
-    every_other: Option<&'static str>,
+    protocol: Option<&'static str>,
+    all: bool,
 ) -> io::Result<(Vec<Ws>, Vec<Duration>)> {
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(Mutex::new((
@@ -118,7 +130,7 @@ pub(crate) async fn connect_many_asking(
                     return Ok::<_, io::Error>(());
                 }
                 let start = Instant::now();
-                let protocol = every_other.filter(|_| i % 2 == 1);
+                let protocol = protocol.filter(|_| all || i % 2 == 1);
                 let mut ws =
                     connect_asking(server, path, source(first_source + i), protocol).await?;
                 let took = start.elapsed();

@@ -79,8 +79,9 @@ struct Options {
     chat_pace: Duration,
 }
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "echo",
+    "requests",
     "pipelined",
     "broadcast",
     "mixed",
@@ -299,6 +300,7 @@ async fn run_echo(
             size,
             warmup: options.warmup,
             measure: options.measure,
+            requests: false,
         };
         let detail = format!("{conns} conns × {in_flight} in flight, {}", size_name(size));
         let label = format!("{name} {detail}");
@@ -376,6 +378,86 @@ async fn run_broadcast(options: &Options, results: &mut Vec<ScenarioResult>) {
             runs,
         });
     }
+}
+
+/// Requests over the Crimson protocol (`req id=N` answered by `res id=N`) against plain
+/// echoes, on one Crimson server per round: 100 connections, one at a time each, 32 B.
+/// Target (issue 16): at least 0.9 of echo's throughput; the request p99 is reported.
+async fn run_requests(options: &Options, results: &mut Vec<ScenarioResult>) {
+    let shape = echo::Echo {
+        conns: 100,
+        in_flight: 1,
+        size: 32,
+        warmup: options.warmup,
+        measure: options.measure,
+        requests: true,
+    };
+    let detail = "100 conns × 1 in flight, 32 B".to_owned();
+    let rounds = std::sync::atomic::AtomicUsize::new(0);
+    let runs = alternate(
+        &[Impl::Crimson],
+        &format!("requests {detail}"),
+        "echo",
+        &[],
+        options.rounds,
+        |server| {
+            let round = rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            echo::run_requests(server, shape, round)
+        },
+    )
+    .await;
+    results.push(ScenarioResult {
+        name: "requests".to_owned(),
+        detail,
+        metrics: vec![
+            metric(
+                "requests_over_echo",
+                "throughput, requests / echo",
+                "×",
+                true,
+                Some(Target::AtLeast(0.9)),
+            ),
+            metric("requests_per_s", "requests answered", "req/s", true, None),
+            metric("echo_msgs_per_s", "echoes", "msg/s", true, None),
+            metric(
+                "request_p50_us",
+                "p50 request round trip",
+                "µs",
+                false,
+                None,
+            ),
+            metric(
+                "request_p99_us",
+                "p99 request round trip",
+                "µs",
+                false,
+                None,
+            ),
+            metric("echo_p99_us", "p99 echo round trip", "µs", false, None),
+            metric(
+                "timeout_late_max_ms",
+                "a request timeout's lateness, at most",
+                "ms",
+                false,
+                Some(Target::AtMost(20.0)),
+            ),
+            metric(
+                "request_cpu_us_per_msg",
+                "server CPU per request",
+                "µs",
+                false,
+                None,
+            ),
+            metric(
+                "echo_cpu_us_per_msg",
+                "server CPU per echo",
+                "µs",
+                false,
+                None,
+            ),
+        ],
+        runs,
+    });
 }
 
 /// A broadcast room of two codecs (half JSON, half CBOR) against a room of one (JSON), on one
@@ -627,6 +709,9 @@ async fn main() -> io::Result<()> {
     let mut results = Vec::new();
     if options.runs("echo") {
         run_echo(&options, "echo", 100, 1, &mut results).await;
+    }
+    if options.runs("requests") {
+        run_requests(&options, &mut results).await;
     }
     if options.runs("pipelined") {
         run_echo(&options, "pipelined", 16, 16, &mut results).await;

@@ -22,6 +22,8 @@ pub(crate) enum Target {
     RatioAtMost(f64),
     /// Crimson's own value at most this (in the metric's unit).
     AtMost(f64),
+    /// Crimson's own value at least this (in the metric's unit).
+    AtLeast(f64),
 }
 
 impl Target {
@@ -30,6 +32,7 @@ impl Target {
             Self::RatioAtLeast(r) => format!("ratio ≥ {r:.2}"),
             Self::RatioAtMost(r) => format!("ratio ≤ {r:.2}"),
             Self::AtMost(v) => format!("≤ {v} {unit}"),
+            Self::AtLeast(v) => format!("≥ {v} {unit}"),
         }
     }
 
@@ -38,6 +41,7 @@ impl Target {
             Self::RatioAtLeast(r) => ratio >= r,
             Self::RatioAtMost(r) => ratio <= r,
             Self::AtMost(v) => crimson <= v,
+            Self::AtLeast(v) => crimson >= v,
         }
     }
 }
