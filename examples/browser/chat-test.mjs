@@ -1,6 +1,10 @@
 // Two browser pages on the chat server's page: a message typed in one appears in the other,
-// and both reconnect when the server comes back. Every frame alice's page sends and receives
-// is held to the TypeScript definitions ts-rs generated from the Rust messages
+// and both reconnect when the server comes back. The pages speak the Crimson protocol
+// (crimson.v1.json): "Who is here?" is a request whose answer must count the pages connected
+// (a third one joins for a while), and a message sent while connected is a request answered
+// once the server took it ("delivered"). Every frame alice's page sends and receives is held
+// to the protocol's framing (a header line: empty for a message, `req id=N` up, `res id=N`
+// down) and its body to the TypeScript definitions ts-rs generated from the Rust messages
 // (ts/generated/): the same field names, each of the JavaScript type the definition says.
 //
 //   node chat-test.mjs http://127.0.0.1:PORT/
@@ -57,9 +61,18 @@ function shapeProblems(type, fields, json) {
   return problems.map((p) => `${p} in ${json}`);
 }
 
+// What is wrong with a crimson.v1 frame: its header must be one of `headers`, its body a `type`.
+function frameProblems(type, fields, frame, headers) {
+  const end = frame.indexOf("\n");
+  if (end < 0) return [`a frame without a crimson.v1 header line: ${frame}`];
+  const header = frame.slice(0, end);
+  if (!headers.test(header)) return [`an unexpected crimson.v1 header ${JSON.stringify(header)} in ${frame}`];
+  return shapeProblems(type, fields, frame.slice(end + 1));
+}
+
 const down = generatedFields("ChatResponse");
 const up = generatedFields("ChatMessage");
-const frames = { sent: 0, received: 0, problems: [] };
+const frames = { sent: 0, received: 0, requests: 0, answers: 0, problems: [] };
 // Console errors the page's own checks print ("crimson: DecodeError: …"), and scripts that
 // failed to load or run: any of them fails the test.
 const pageProblems = [];
@@ -79,6 +92,32 @@ const waiting = [];
 lines.on("line", (line) => (waiting.length ? waiting.shift()(line) : pending.push(line)));
 const nextLine = () => (pending.length ? Promise.resolve(pending.shift()) : new Promise((resolve) => waiting.push(resolve)));
 
+// Clicks "Who is here?" on `page` and waits for the answer it shows; it must say `count`.
+async function askWho(page, count) {
+  const answer = await whoAnswer(page);
+  if (answer !== `${count} here`) throw new Error(`"Who is here?" was answered ${JSON.stringify(answer)}, not "${count} here"`);
+}
+
+// The same, asking again (for up to 10 s) until the answer is `count`: a page that just left
+// is counted until the server has seen its close.
+async function askWhoUntil(page, count) {
+  const deadline = Date.now() + 10000;
+  let answer;
+  while ((answer = await whoAnswer(page)) !== `${count} here`) {
+    if (Date.now() > deadline) throw new Error(`"Who is here?" still says ${JSON.stringify(answer)}, not "${count} here"`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function whoAnswer(page) {
+  const lines = page.locator("#messages li.who");
+  const before = await lines.count();
+  await page.click("#who");
+  const line = lines.nth(before);
+  await line.waitFor({ timeout: 10000 });
+  return (await line.textContent()).replace(/^who is here/, "");
+}
+
 // A page is surely in the chat once the server has broadcast its own message back to it.
 async function join(page, nick, words) {
   await page.fill("#nick", nick);
@@ -93,24 +132,29 @@ try {
   // What the server answered to the page's WebSocket handshake (Chromium offers
   // permessage-deflate on every connection).
   const extensions = [];
+  const subprotocols = [];
   const cdp = await alice.context().newCDPSession(alice);
   await cdp.send("Network.enable");
   cdp.on("Network.webSocketHandshakeResponseReceived", (event) => {
     const headers = event.response.headers;
     const key = Object.keys(headers).find((k) => k.toLowerCase() === "sec-websocket-extensions");
     extensions.push(key ? headers[key] : "none");
+    const protocol = Object.keys(headers).find((k) => k.toLowerCase() === "sec-websocket-protocol");
+    subprotocols.push(protocol ? headers[protocol] : "none");
   });
   cdp.on("Network.webSocketFrameReceived", ({ response }) => {
     if (response.opcode !== 1) return; // Text frames only: this route speaks JSON
     frames.received += 1;
-    frames.problems.push(...shapeProblems("ChatResponse", down, response.payloadData));
+    if (/^res id=\d+\n/.test(response.payloadData)) frames.answers += 1;
+    frames.problems.push(...frameProblems("ChatResponse", down, response.payloadData, /^(|res id=\d+)$/));
   });
   cdp.on("Network.webSocketFrameSent", ({ response }) => {
     if (response.opcode !== 1) return;
     frames.sent += 1;
-    frames.problems.push(...shapeProblems("ChatMessage", up, response.payloadData));
+    if (/^req id=\d+\n/.test(response.payloadData)) frames.requests += 1;
+    frames.problems.push(...frameProblems("ChatMessage", up, response.payloadData, /^(|req id=\d+)$/));
   });
-  for (const page of [alice, bob]) {
+  const watch = (page) => {
     page.on("console", (msg) => {
       console.error(`[page] ${msg.text()}`);
       if (msg.type() === "error" && msg.text().startsWith("crimson:")) pageProblems.push(msg.text());
@@ -122,9 +166,16 @@ try {
         pageProblems.push(`${res.status()} for ${res.url()}`);
       }
     });
+  };
+  for (const page of [alice, bob]) {
+    watch(page);
     await page.goto(url);
     await page.locator("#state", { hasText: /^connected$/ }).waitFor({ timeout: 10000 });
   }
+  if (subprotocols.length === 0 || !subprotocols.every((p) => p === "crimson.v1.json")) {
+    throw new Error(`the page did not get the Crimson protocol: Sec-WebSocket-Protocol ${JSON.stringify(subprotocols)}`);
+  }
+  console.error(`[test] Sec-WebSocket-Protocol: ${subprotocols[0]}`);
   if (!extensions.some((e) => e.includes("permessage-deflate"))) {
     throw new Error(`the page did not negotiate permessage-deflate: ${JSON.stringify(extensions)}`);
   }
@@ -136,6 +187,19 @@ try {
   await alice.click("#send");
   await bob.locator("#messages li", { hasText: "alice: hello from the browser" }).waitFor({ timeout: 10000 });
   await alice.locator("#messages li", { hasText: "alice: hello from the browser" }).waitFor({ timeout: 10000 });
+  // Sent while connected, the message was a request: the server's answer says it took it.
+  await alice.locator("#delivery", { hasText: /^delivered / }).waitFor({ timeout: 10000 });
+
+  // "Who is here?": two pages, then three while carol is in, then two again.
+  await askWho(alice, 2);
+  const carol = await (await browser.newContext()).newPage();
+  watch(carol);
+  await carol.goto(url);
+  await carol.locator("#state", { hasText: /^connected$/ }).waitFor({ timeout: 10000 });
+  await askWho(carol, 3);
+  await askWho(bob, 3);
+  await carol.context().close();
+  await askWhoUntil(alice, 2);
   // A message long enough to be compressed both ways.
   const long = "a long message that permessage-deflate squeezes: " + "la ".repeat(200);
   await bob.fill("#input", long);
@@ -166,6 +230,9 @@ try {
   await bob.fill("#input", "back again");
   await bob.click("#send");
   await alice.locator("#messages li", { hasText: "bob: back again" }).waitFor({ timeout: 10000 });
+  // After the restart, the requests work on the new connections: both pages are counted.
+  await askWho(bob, 2);
+  await askWho(alice, 2);
 
   if (pageProblems.length) throw new Error(`the page reported problems:\n${pageProblems.join("\n")}`);
   if (frames.problems.length) {
@@ -175,8 +242,12 @@ try {
   if (frames.sent < 4 || frames.received < 8) {
     throw new Error(`too few frames checked: ${frames.sent} sent, ${frames.received} received`);
   }
+  // alice asked "Who is here?" three times and sent messages as requests: each one answered.
+  if (frames.requests < 5 || frames.answers !== frames.requests) {
+    throw new Error(`alice sent ${frames.requests} requests and got ${frames.answers} answers`);
+  }
   console.error(
-    `[test] ${frames.sent} frames sent and ${frames.received} received match ChatMessage ${JSON.stringify(up)} and ChatResponse ${JSON.stringify(down)}`,
+    `[test] ${frames.sent} frames sent (${frames.requests} requests) and ${frames.received} received (${frames.answers} answers) are crimson.v1 frames of ChatMessage ${JSON.stringify(up)} and ChatResponse ${JSON.stringify(down)}`,
   );
   console.log("OK");
 } catch (err) {

@@ -1,6 +1,7 @@
 //! A real browser speaks to a Crimson route: two headless Chromium pages (playwright-core)
-//! on the chat page, a message typed in one appears in the other, and both reconnect when
-//! the server restarts on the same port. In a test binary of its own, so that no other test
+//! on the chat page, over the Crimson protocol (`crimson.v1.json`): a message typed in one
+//! appears in the other, "Who is here?" (a request) is answered with the number of pages
+//! connected, and both reconnect when the server restarts on the same port. In a test binary of its own, so that no other test
 //! can take the port while the server is down.
 //!
 //! Needs `node` with `examples/browser/node_modules` and Debian's `chromium`;

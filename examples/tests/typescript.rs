@@ -146,6 +146,86 @@ fn the_committed_javascript_is_what_tsc_makes_of_the_typescript() {
     }
 }
 
+/// What `request` resolves with is the response type of the request asked, at compile time:
+/// each `@ts-expect-error` below must be an error, and every other line must compile.
+#[test]
+fn a_requests_answer_is_typed_by_the_request_type() {
+    let dir = scratch("request-types");
+    copy_sources(&dir);
+    let (ok, output) = tsc(&dir.join("clients/ts"), &[]);
+    assert!(ok, "the client library does not compile:\n{output}");
+    let check = dir.join("request-types");
+    std::fs::create_dir_all(&check).unwrap();
+    std::fs::write(
+        check.join("requests.ts"),
+        r#"import { CrimsonSocket, jsonCodec, type RequestType } from "crimson-socket";
+
+type ChatMessage = { text: string };
+type ChatResponse = { text: string; from: string; at: number };
+const url = "ws://127.0.0.1:1/chat";
+
+// One request type, answered with the Down type (as the chat's): the codec decodes answers.
+const chat = new CrimsonSocket<ChatMessage, ChatResponse, RequestType<ChatMessage, ChatResponse>>({
+  url,
+  codec: jsonCodec(),
+  protocol: true,
+});
+export const answer: Promise<ChatResponse> = chat.request({ text: "/who" }, { timeoutMs: 1000 });
+// @ts-expect-error: the answer is a ChatResponse, not a string
+export const wrong: Promise<string> = chat.request({ text: "/who" });
+// @ts-expect-error: not a ChatMessage
+void chat.request({ body: "/who" });
+
+// An Up union whose members are answered with different types.
+type Who = { type: "who" };
+type Say = { type: "say"; text: string };
+type Members = { members: string[] };
+type Said = { at: number };
+type Event = { type: "event" };
+const rooms = new CrimsonSocket<Who | Say, Event, RequestType<Who, Members> | RequestType<Say, Said>>({
+  url,
+  codec: jsonCodec(),
+  // Answers are not Down messages: a codec for them is required.
+  responses: jsonCodec<never, Members | Said>(),
+  protocol: true,
+});
+export const members: Promise<Members> = rooms.request({ type: "who" });
+export const said: Promise<Said> = rooms.request({ type: "say", text: "hi" });
+// @ts-expect-error: a Who is answered with Members, not Said
+export const notSaid: Promise<Said> = rooms.request({ type: "who" });
+
+// @ts-expect-error: answers that are not Down messages need a `responses` codec
+new CrimsonSocket<Who | Say, Event, RequestType<Who, Members>>({ url, codec: jsonCodec() });
+
+// A socket without request types has no request to make.
+const plain = new CrimsonSocket<ChatMessage, ChatResponse>({ url, codec: jsonCodec() });
+// @ts-expect-error: no RequestType given
+void plain.request({ text: "/who" });
+
+// The server's requests: Down messages, answered with their response type.
+const answering = new CrimsonSocket<ChatMessage, ChatResponse, never, RequestType<ChatResponse, ChatMessage>>({
+  url,
+  codec: jsonCodec(),
+  protocol: true,
+});
+answering.onRequest((request) => ({ text: `seen ${request.from}` }));
+// @ts-expect-error: the answer must be a ChatMessage
+answering.onRequest(() => ({ body: "no" }));
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        check.join("tsconfig.json"),
+        r#"{ "compilerOptions": { "strict": true, "noEmit": true, "target": "es2022",
+             "module": "es2022", "moduleResolution": "bundler", "lib": ["es2022", "dom"],
+             "types": [], "paths": { "crimson-socket": ["../clients/ts/dist/index.d.ts"] } },
+             "files": ["requests.ts"] }"#,
+    )
+    .unwrap();
+    let (ok, output) = tsc(&check, &[]);
+    assert!(ok, "the request types do not hold:\n{output}");
+}
+
 #[test]
 fn chat_server_serves_every_script_the_page_loads() {
     // Every compiled module but the type-only ones (`import type` is erased, so the page never

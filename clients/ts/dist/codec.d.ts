@@ -6,6 +6,11 @@ export type OutFrame = string | ArrayBuffer | ArrayBufferView<ArrayBuffer>;
 /** Encodes `Up` messages into frames and decodes frames into `Down` messages. */
 export interface Codec<Up, Down> {
     /**
+     * The codec's name in subprotocol tokens (`"json"` for `crimson.json` and
+     * `crimson.v1.json`). Needed to ask for the Crimson protocol (`protocol: true`).
+     */
+    readonly token?: string;
+    /**
      * The kind of frame this codec writes and reads: `"text"` for text encodings (JSON),
      * `"binary"` for the others. A frame of the other kind fails to decode.
      */
@@ -26,3 +31,43 @@ export interface JsonCodecOptions<Down> {
 }
 /** JSON in Text frames: Crimson's `json` codec. */
 export declare function jsonCodec<Up, Down>(options?: JsonCodecOptions<Down>): Codec<Up, Down>;
+/** The longest header line read, as crimson-core reads it: past it, a frame is a protocol error. */
+export declare const MAX_HEADER = 256;
+/** A crimson.v1 frame, split: what its header says, and its body (of the frame's kind). */
+export type ProtocolFrame = {
+    readonly kind: "message";
+    readonly body: Frame;
+}
+/** A request; `id` is kept as sent (decimal digits), to be echoed exactly in the answer. */
+ | {
+    readonly kind: "req";
+    readonly id: string;
+    readonly body: Frame;
+} | {
+    readonly kind: "res";
+    readonly id: number;
+    readonly body: Frame;
+} | {
+    readonly kind: "err";
+    readonly id: number;
+    readonly code: number;
+    readonly retry?: string;
+    readonly body: Frame;
+};
+/**
+ * `body` behind `header` (`""` for a plain message, `req id=3`, …), in a frame of the body's
+ * kind: a string for a Text frame, bytes for a Binary one.
+ */
+export declare function writeFrame(header: string, body: OutFrame): OutFrame;
+/**
+ * Splits a crimson.v1 frame into what its header says and its body. Throws a
+ * {@link ProtocolError} for a frame that breaks the protocol: no header line within
+ * {@link MAX_HEADER} bytes, a header that is not ASCII, a field that is not `key=value`, a
+ * kind this client does not know, a `req`, `res` or `err` without a decimal `id`, an `err`
+ * without a numeric `code`. Unknown keys are ignored; values are percent-decoded.
+ */
+export declare function readFrame(frame: Frame): ProtocolFrame;
+/** The text of an `err` frame's body (UTF-8 in either frame kind). */
+export declare function frameText(body: Frame): string;
+/** `text` as the body of a frame of `kind` (an `err`'s message travels in the codec's frame kind). */
+export declare function textBody(text: string, kind: "text" | "binary"): OutFrame;

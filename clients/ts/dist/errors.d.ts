@@ -39,3 +39,62 @@ export declare class RetriesExhaustedError extends Error {
     readonly name = "RetriesExhaustedError";
     constructor(attempts: number, code: number, reason: string);
 }
+/**
+ * A frame from the server that breaks the Crimson protocol (`crimson.v1`): no header line, a
+ * header that does not parse, a kind this client does not know, an answer without its `id`.
+ * It is skipped (nothing is delivered) and reported; the socket stays open.
+ */
+export declare class ProtocolError extends Error {
+    readonly name = "ProtocolError";
+    /** The frame as received. */
+    readonly frame: string | ArrayBuffer;
+    constructor(message: string, frame: string | ArrayBuffer);
+}
+/**
+ * A request was answered with an error (`err id=… code=…`): `code` says why (`400` the
+ * request did not decode, `500` not answered or the handler failed, `503` the server is
+ * shutting down, `4000`–`4999` the application's own) and `reason` is the peer's text.
+ *
+ * An `onRequest` handler throws one to refuse the server's request with that code and text.
+ */
+export declare class RequestRejectedError extends Error {
+    readonly code: number;
+    readonly reason: string;
+    /** The `retry` field of the `err` frame, as sent (percent-decoded), if any. */
+    readonly retry?: string | undefined;
+    readonly name = "RequestRejectedError";
+    constructor(code: number, reason: string, 
+    /** The `retry` field of the `err` frame, as sent (percent-decoded), if any. */
+    retry?: string | undefined);
+}
+/** No answer came within the request's `timeoutMs`. Code `408`: a timeout is local, never sent. */
+export declare class RequestTimeoutError extends Error {
+    readonly timeoutMs: number;
+    readonly name = "RequestTimeoutError";
+    readonly code = 408;
+    constructor(timeoutMs: number);
+}
+/**
+ * A request failed because there was no connection for it: asked while not connected, cut off
+ * by a lost connection before its answer (the server may or may not have had it), or still
+ * open when the socket closed. It was not sent again: only a request marked `idempotent` is.
+ */
+export declare class DisconnectedError extends Error {
+    readonly name = "DisconnectedError";
+    constructor(why: string);
+}
+/** `maxOpenRequests` requests already wait for answers: this one was not sent. */
+export declare class TooManyRequestsError extends Error {
+    readonly limit: number;
+    readonly name = "TooManyRequestsError";
+    constructor(limit: number);
+}
+/**
+ * The server did not answer with the Crimson protocol (`crimson.v1.*`: the socket did not ask
+ * for it with `protocol: true`, or the route does not speak it), so requests cannot travel.
+ */
+export declare class NoProtocolError extends Error {
+    readonly subprotocol: string;
+    readonly name = "NoProtocolError";
+    constructor(subprotocol: string);
+}

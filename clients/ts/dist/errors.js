@@ -55,3 +55,80 @@ export class RetriesExhaustedError extends Error {
         this.reason = reason;
     }
 }
+/**
+ * A frame from the server that breaks the Crimson protocol (`crimson.v1`): no header line, a
+ * header that does not parse, a kind this client does not know, an answer without its `id`.
+ * It is skipped (nothing is delivered) and reported; the socket stays open.
+ */
+export class ProtocolError extends Error {
+    name = "ProtocolError";
+    /** The frame as received. */
+    frame;
+    constructor(message, frame) {
+        super(message);
+        this.frame = frame;
+    }
+}
+/**
+ * A request was answered with an error (`err id=… code=…`): `code` says why (`400` the
+ * request did not decode, `500` not answered or the handler failed, `503` the server is
+ * shutting down, `4000`–`4999` the application's own) and `reason` is the peer's text.
+ *
+ * An `onRequest` handler throws one to refuse the server's request with that code and text.
+ */
+export class RequestRejectedError extends Error {
+    code;
+    reason;
+    retry;
+    name = "RequestRejectedError";
+    constructor(code, reason, 
+    /** The `retry` field of the `err` frame, as sent (percent-decoded), if any. */
+    retry) {
+        super(`the request was refused (${code})${reason ? `: ${reason}` : ""}`);
+        this.code = code;
+        this.reason = reason;
+        this.retry = retry;
+    }
+}
+/** No answer came within the request's `timeoutMs`. Code `408`: a timeout is local, never sent. */
+export class RequestTimeoutError extends Error {
+    timeoutMs;
+    name = "RequestTimeoutError";
+    code = 408;
+    constructor(timeoutMs) {
+        super(`no answer within ${timeoutMs} ms`);
+        this.timeoutMs = timeoutMs;
+    }
+}
+/**
+ * A request failed because there was no connection for it: asked while not connected, cut off
+ * by a lost connection before its answer (the server may or may not have had it), or still
+ * open when the socket closed. It was not sent again: only a request marked `idempotent` is.
+ */
+export class DisconnectedError extends Error {
+    name = "DisconnectedError";
+    constructor(why) {
+        super(`disconnected: ${why}`);
+    }
+}
+/** `maxOpenRequests` requests already wait for answers: this one was not sent. */
+export class TooManyRequestsError extends Error {
+    limit;
+    name = "TooManyRequestsError";
+    constructor(limit) {
+        super(`${limit} requests already wait for answers: this one was not sent`);
+        this.limit = limit;
+    }
+}
+/**
+ * The server did not answer with the Crimson protocol (`crimson.v1.*`: the socket did not ask
+ * for it with `protocol: true`, or the route does not speak it), so requests cannot travel.
+ */
+export class NoProtocolError extends Error {
+    subprotocol;
+    name = "NoProtocolError";
+    constructor(subprotocol) {
+        super(`the connection does not speak the Crimson protocol (the server answered ${subprotocol ? `"${subprotocol}"` : "no subprotocol"}): requests cannot be sent`);
+        this.subprotocol = subprotocol;
+    }
+}

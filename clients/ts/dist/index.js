@@ -1,7 +1,7 @@
 // crimson-socket: a small typed WebSocket client for Crimson routes, for browsers. No
 // framework, no bundler: ES modules, loaded by an import map or imported by path.
 export { CrimsonSocket } from "./socket.js";
-export { jsonCodec } from "./codec.js";
+export { jsonCodec, MAX_HEADER, readFrame, writeFrame } from "./codec.js";
 export { arrayOf, isBoolean, isNumber, isString, nullable, object, oneOf, optional } from "./check.js";
 export { DEFAULT_RETRY, resolveRetry, retryDelay } from "./retry.js";
-export { DecodeError, DiscardedError, QueueFullError, RetriesExhaustedError, SocketClosedError } from "./errors.js";
+export { DecodeError, DisconnectedError, DiscardedError, NoProtocolError, ProtocolError, QueueFullError, RequestRejectedError, RequestTimeoutError, RetriesExhaustedError, SocketClosedError, TooManyRequestsError, } from "./errors.js";

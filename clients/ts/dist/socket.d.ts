@@ -1,4 +1,4 @@
-import type { Codec, OutFrame } from "./codec.js";
+import { type Codec, type OutFrame } from "./codec.js";
 import { type RetryPolicy } from "./retry.js";
 /**
  * Where a socket stands: `closed` (before `connect`, after `close`, after a close that does
@@ -32,14 +32,84 @@ export interface WebSocketLike {
 }
 /** Where to connect: a URL, or a function asked again before every attempt (a fresh token, say). */
 export type Endpoint = string | URL | (() => string | URL | Promise<string | URL>);
+/**
+ * A request type and the type of its answer: Rust's
+ * `impl CrimsonRequest for Req { type Response = Res; }`, written with the types ts-rs
+ * generated: `RequestType<ChatMessage, ChatResponse>`. A socket whose `Up` is a union whose
+ * members are answered with different types takes a union of them:
+ * `RequestType<Who, Members> | RequestType<Say, Said>`.
+ */
+export interface RequestType<Req, Res> {
+    /** Never set: only its type matters. */
+    readonly request: Req;
+    /** Never set: only its type matters. */
+    readonly response: Res;
+}
+/** Every request type of `R` (a union of {@link RequestType}s). */
+export type RequestOf<R> = R extends RequestType<infer Req, unknown> ? Req : never;
+/** Every response type of `R` (a union of {@link RequestType}s). */
+export type ResponseOf<R> = R extends RequestType<unknown, infer Res> ? Res : never;
+/** The answer to a request `Q`: the response of each request type of `R` that `Q` is one of. */
+export type ResponseTo<R, Q> = R extends RequestType<infer Req, infer Res> ? ([Q] extends [Req] ? Res : never) : never;
+/** How one request is made. */
+export interface RequestOptions {
+    /**
+     * How long to wait for the answer, in milliseconds, from the call (default 10000). Past it
+     * the request fails with a {@link RequestTimeoutError}; an answer that comes later is
+     * dropped.
+     */
+    readonly timeoutMs?: number;
+    /**
+     * Whether the request may reach the server more than once (default `false`). A request that
+     * is not idempotent is never sent twice: asked while not connected, or cut off by a lost
+     * connection before its answer, it fails with a {@link DisconnectedError}. An idempotent one
+     * waits for the next connection instead, and is sent again on it if the connection it went
+     * out on was lost before the answer; within its `timeoutMs` in all.
+     */
+    readonly idempotent?: boolean;
+}
+/** What an `onRequest` handler returns: the response, now or later. */
+export type Answer<T> = T | PromiseLike<T>;
 /** Everything a {@link CrimsonSocket} can be told. Only `url` and `codec` are required. */
-export interface CrimsonSocketOptions<Up, Down> {
+export type CrimsonSocketOptions<Up, Down, R = never, S = never> = BaseOptions<Up, Down> & ([ResponseOf<R>] extends [Down] ? {
+    /**
+     * Decodes the answers to this socket's requests. Optional when they are `Down`
+     * messages (the socket's codec decodes them then); required otherwise.
+     */
+    readonly responses?: Codec<never, ResponseOf<R>>;
+} : {
+    readonly responses: Codec<never, ResponseOf<R>>;
+}) & ([ResponseOf<S>] extends [Up] ? {
+    /**
+     * Encodes the answers to the server's requests. Optional when they are `Up` messages
+     * (the socket's codec encodes them then); required otherwise.
+     */
+    readonly answers?: Codec<ResponseOf<S>, unknown>;
+} : {
+    readonly answers: Codec<ResponseOf<S>, unknown>;
+});
+/** The options of every {@link CrimsonSocket}, whatever its requests. */
+export interface BaseOptions<Up, Down> {
     /** The route, e.g. `ws://127.0.0.1:54321/chat`. */
     readonly url: Endpoint;
     /** How messages are encoded: `jsonCodec()` for a JSON route. */
     readonly codec: Codec<Up, Down>;
     /** Subprotocols to offer (`Sec-WebSocket-Protocol`); none by default, for the plain convention. */
     readonly protocols?: string | readonly string[];
+    /**
+     * Ask for the Crimson protocol (`crimson.v1`, docs/protocol.md section 3), which requests
+     * need: the socket offers `crimson.v1.<codec>` then `crimson.<codec>` (`crimson.v1.json,
+     * crimson.json` for `jsonCodec()`), before any `protocols`. When the server answers
+     * `crimson.v1.*`, every frame both ways carries a header line; when it answers the plain
+     * token (a route without the protocol), messages flow as before and requests fail with a
+     * {@link NoProtocolError}. Default `false`.
+     */
+    readonly protocol?: boolean;
+    /**
+     * How many requests may wait for answers at once (default 1024, as crimson-client). Past
+     * it, `request` fails with a {@link TooManyRequestsError}.
+     */
+    readonly maxOpenRequests?: number;
     /** How to back off between reconnects (see {@link RetryPolicy}), or `false` never to reconnect. */
     readonly retry?: RetryPolicy | false;
     /** A connection up this long (ms) starts the backoff over (default 5000). */
@@ -81,9 +151,9 @@ type Handler<T> = (value: T) => void;
  * A message handed to the WebSocket is sent at most once: if the connection drops before the
  * browser has written it, it is lost (the plain convention has no acks).
  */
-export declare class CrimsonSocket<Up, Down> {
+export declare class CrimsonSocket<Up, Down, R extends RequestType<Up, unknown> = never, S extends RequestType<Down, unknown> = never> {
     #private;
-    constructor(options: CrimsonSocketOptions<Up, Down>);
+    constructor(options: CrimsonSocketOptions<Up, Down, R, S>);
     /** The current state. */
     get state(): ConnectionState;
     /** Messages waiting for a connection. */
@@ -92,6 +162,8 @@ export declare class CrimsonSocket<Up, Down> {
     get discarded(): number;
     /** The subprotocol the server chose ("" for none, or while not connected). */
     get protocol(): string;
+    /** This socket's requests that wait for answers (sent, or waiting for a connection). */
+    get openRequests(): number;
     /** Calls `handler` with every message; returns a function that stops it. */
     onMessage(handler: Handler<Down>): () => void;
     /** Calls `handler` on every change of state; returns a function that stops it. */
@@ -103,6 +175,34 @@ export declare class CrimsonSocket<Up, Down> {
      * handler, they go to `console.error`. Returns a function that stops it.
      */
     onError(handler: Handler<Error>): () => void;
+    /**
+     * Answers the server's requests (`session.request(..)` on the server; crimson.v1 only):
+     * `handler` gets the request, a `Down` message, and returns its response (or a promise of
+     * it), sent back as `res`. To refuse, throw a {@link RequestRejectedError} with a code
+     * (`4000`–`4999` are the application's) and a reason; anything else thrown is answered with
+     * `500` and its message. Without a handler, every request from the server is answered with
+     * `err code=500` "not answered". One handler at a time: this replaces the previous one.
+     * Returns a function that removes it.
+     */
+    onRequest(handler: (request: Down) => Answer<ResponseOf<S>>): () => void;
+    /**
+     * Asks the server `request` and resolves with its answer, of the type that `R` (the
+     * socket's {@link RequestType}s) gives that request. Needs the Crimson protocol
+     * (`protocol: true`, and a server that speaks it).
+     *
+     * It rejects, and the request is forgotten, with:
+     * - {@link RequestRejectedError}: the server answered `err` (its `code` and `reason`);
+     * - {@link RequestTimeoutError}: no answer within `timeoutMs` (default 10 s);
+     * - {@link DisconnectedError}: not connected when asked, or the connection was lost before
+     *   the answer (the server may or may not have had it), or the socket closed. It is not
+     *   sent again behind your back; pass `idempotent: true` for one that may be (it then waits
+     *   for the next connection, and is sent again on it if cut off);
+     * - {@link NoProtocolError}: the server did not answer with crimson.v1;
+     * - {@link TooManyRequestsError}: `maxOpenRequests` already wait;
+     * - {@link SocketClosedError}: the socket is closed (before `connect`, after `close`);
+     * - a {@link DecodeError}: the answer did not decode; or what the codec threw encoding it.
+     */
+    request<Q extends RequestOf<R>>(request: Q, options?: RequestOptions): Promise<ResponseTo<R, Q>>;
     /** Starts connecting (from `closed`; otherwise it does nothing). */
     connect(): void;
     /**

@@ -1,10 +1,12 @@
 // CrimsonSocket<Up, Down>: a typed WebSocket to a Crimson route that stays connected.
 //
 // One message is one WebSocket message, as Crimson's plain convention says; frames pass
-// through the codec and nothing else. The seam for the opt-in `crimson.v1` protocol (resume,
-// requests) is `protocols` and the two places marked "frames in" and "frames out" below: a
-// protocol layer will sit there, between the WebSocket and the codec.
-import { DecodeError, DiscardedError, QueueFullError, RetriesExhaustedError, SocketClosedError } from "./errors.js";
+// through the codec and nothing else. With `protocol: true` the socket asks for the Crimson
+// protocol (`crimson.v1`, docs/protocol.md section 3) and, when the server answers it, puts
+// a header line before every frame ("frames out") and reads one from every frame ("frames
+// in"): plain messages, and requests both ways (`req`, `res`, `err`).
+import { frameText, readFrame, textBody, writeFrame } from "./codec.js";
+import { DecodeError, DisconnectedError, DiscardedError, NoProtocolError, ProtocolError, QueueFullError, RequestRejectedError, RequestTimeoutError, RetriesExhaustedError, SocketClosedError, TooManyRequestsError, } from "./errors.js";
 import { resolveRetry, retryDelay } from "./retry.js";
 const OPEN = 1;
 /** What a failed or dropped connection reports, as browsers do. */
@@ -30,6 +32,15 @@ const ABNORMAL = 1006;
 export class CrimsonSocket {
     #url;
     #codec;
+    #responses;
+    #answers;
+    #maxOpenRequests;
+    /** This socket's requests that wait for answers, by id. */
+    #pending = new Map();
+    #nextId = 1;
+    /** Whether the current connection speaks crimson.v1 (a header line on every frame). */
+    #framed = false;
+    #requestHandler = null;
     #protocols;
     #retry;
     #stableAfterMs;
@@ -54,7 +65,21 @@ export class CrimsonSocket {
     constructor(options) {
         this.#url = options.url;
         this.#codec = options.codec;
+        // Without a codec of their own, answers are Down messages and responses Up ones: the
+        // option types require one otherwise.
+        this.#responses = options.responses ?? options.codec;
+        this.#answers = options.answers ?? options.codec;
         this.#protocols = options.protocols === undefined ? [] : [options.protocols].flat();
+        if (options.protocol) {
+            const token = options.codec.token;
+            if (!token)
+                throw new RangeError("protocol: true needs a codec with a token (jsonCodec() is \"json\")");
+            this.#protocols.unshift(`crimson.v1.${token}`, `crimson.${token}`);
+        }
+        this.#maxOpenRequests = options.maxOpenRequests ?? 1024;
+        if (!Number.isInteger(this.#maxOpenRequests) || this.#maxOpenRequests < 1) {
+            throw new RangeError(`maxOpenRequests must be a whole number above 0, not ${options.maxOpenRequests}`);
+        }
         this.#retry = options.retry === false ? null : resolveRetry(options.retry);
         this.#stableAfterMs = positive("stableAfterMs", options.stableAfterMs ?? 5000);
         this.#connectTimeoutMs = positive("connectTimeoutMs", options.connectTimeoutMs ?? 10000);
@@ -82,6 +107,10 @@ export class CrimsonSocket {
     get protocol() {
         return this.#state.state === "connected" ? (this.#ws?.protocol ?? "") : "";
     }
+    /** This socket's requests that wait for answers (sent, or waiting for a connection). */
+    get openRequests() {
+        return this.#pending.size;
+    }
     /** Calls `handler` with every message; returns a function that stops it. */
     onMessage(handler) {
         return subscribe(this.#messageHandlers, handler);
@@ -98,6 +127,75 @@ export class CrimsonSocket {
      */
     onError(handler) {
         return subscribe(this.#errorHandlers, handler);
+    }
+    /**
+     * Answers the server's requests (`session.request(..)` on the server; crimson.v1 only):
+     * `handler` gets the request, a `Down` message, and returns its response (or a promise of
+     * it), sent back as `res`. To refuse, throw a {@link RequestRejectedError} with a code
+     * (`4000`–`4999` are the application's) and a reason; anything else thrown is answered with
+     * `500` and its message. Without a handler, every request from the server is answered with
+     * `err code=500` "not answered". One handler at a time: this replaces the previous one.
+     * Returns a function that removes it.
+     */
+    onRequest(handler) {
+        this.#requestHandler = handler;
+        return () => {
+            if (this.#requestHandler === handler)
+                this.#requestHandler = null;
+        };
+    }
+    /**
+     * Asks the server `request` and resolves with its answer, of the type that `R` (the
+     * socket's {@link RequestType}s) gives that request. Needs the Crimson protocol
+     * (`protocol: true`, and a server that speaks it).
+     *
+     * It rejects, and the request is forgotten, with:
+     * - {@link RequestRejectedError}: the server answered `err` (its `code` and `reason`);
+     * - {@link RequestTimeoutError}: no answer within `timeoutMs` (default 10 s);
+     * - {@link DisconnectedError}: not connected when asked, or the connection was lost before
+     *   the answer (the server may or may not have had it), or the socket closed. It is not
+     *   sent again behind your back; pass `idempotent: true` for one that may be (it then waits
+     *   for the next connection, and is sent again on it if cut off);
+     * - {@link NoProtocolError}: the server did not answer with crimson.v1;
+     * - {@link TooManyRequestsError}: `maxOpenRequests` already wait;
+     * - {@link SocketClosedError}: the socket is closed (before `connect`, after `close`);
+     * - a {@link DecodeError}: the answer did not decode; or what the codec threw encoding it.
+     */
+    request(request, options = {}) {
+        return new Promise((resolve, reject) => {
+            const timeoutMs = options.timeoutMs ?? 10000;
+            const idempotent = options.idempotent ?? false;
+            if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+                throw new RangeError(`timeoutMs must be a finite number above 0, not ${timeoutMs}`);
+            }
+            if (this.#state.state === "closed")
+                throw new SocketClosedError();
+            const ws = this.#ws;
+            const connected = this.#state.state === "connected" && ws !== null && ws.readyState === OPEN;
+            if (connected && !this.#framed)
+                throw new NoProtocolError(ws.protocol);
+            if (!connected && !idempotent) {
+                throw new DisconnectedError(`not connected (${this.#state.state}); only an idempotent request waits for a connection`);
+            }
+            if (this.#pending.size >= this.#maxOpenRequests)
+                throw new TooManyRequestsError(this.#maxOpenRequests);
+            const body = this.#codec.encode(request);
+            const id = this.#nextId++;
+            const entry = {
+                body,
+                idempotent,
+                sent: false,
+                resolve: (answer) => resolve(this.#responses.decode(answer)),
+                reject,
+                timer: setTimeout(() => {
+                    if (this.#pending.delete(id))
+                        reject(new RequestTimeoutError(timeoutMs));
+                }, timeoutMs),
+            };
+            this.#pending.set(id, entry);
+            if (connected)
+                this.#sendRequest(ws, id, entry);
+        });
     }
     /** Starts connecting (from `closed`; otherwise it does nothing). */
     connect() {
@@ -118,7 +216,7 @@ export class CrimsonSocket {
         const frame = this.#codec.encode(message);
         const ws = this.#ws;
         if (this.#state.state === "connected" && ws && ws.readyState === OPEN) {
-            ws.send(frame); // frames out
+            ws.send(this.#frame("", frame)); // frames out
             return;
         }
         if (this.#queue.length >= this.#maxQueued)
@@ -174,11 +272,25 @@ export class CrimsonSocket {
                 return;
             clearTimeout(this.#timer);
             this.#openedAt = Date.now();
+            this.#framed = ws.protocol.startsWith("crimson.v1.");
             this.#setState({ state: "connected", attempt: this.#attempt });
+            if (generation !== this.#generation)
+                return; // closed by an onState handler
             const queued = this.#queue;
             this.#queue = [];
             for (const frame of queued)
-                ws.send(frame); // frames out
+                ws.send(this.#frame("", frame)); // frames out
+            // Then the idempotent requests that waited for a connection, in the order asked.
+            for (const [id, entry] of this.#pending) {
+                if (entry.sent)
+                    continue;
+                if (this.#framed) {
+                    this.#sendRequest(ws, id, entry);
+                }
+                else {
+                    this.#settle(id, entry)?.reject(new NoProtocolError(ws.protocol));
+                }
+            }
         };
         ws.onmessage = (event) => {
             if (generation !== this.#generation)
@@ -189,12 +301,118 @@ export class CrimsonSocket {
             if (generation !== this.#generation)
                 return;
             this.#detach();
+            this.#connectionLost(event.code);
             this.#closed(event.code, event.reason, this.#openedAt > 0);
         };
         // Every error is followed by a close event, which is where it is handled.
         ws.onerror = null;
     }
+    /** `body` behind `header` on a crimson.v1 connection; as it is on a plain one. */
+    #frame(header, body) {
+        return this.#framed ? writeFrame(header, body) : body;
+    }
+    #sendRequest(ws, id, entry) {
+        ws.send(writeFrame(`req id=${id}`, entry.body)); // frames out
+        entry.sent = true;
+    }
+    /** Forgets request `id` and stops its timer; returns it, or `undefined` if it was not open. */
+    #settle(id, entry = this.#pending.get(id)) {
+        if (!entry || !this.#pending.delete(id))
+            return undefined;
+        clearTimeout(entry.timer);
+        return entry;
+    }
+    /**
+     * The connection ended: requests sent on it fail, unless idempotent (those wait to be sent
+     * again on the next connection). Never sent twice behind the caller's back.
+     */
+    #connectionLost(code) {
+        for (const [id, entry] of this.#pending) {
+            if (!entry.sent)
+                continue;
+            if (entry.idempotent) {
+                entry.sent = false;
+            }
+            else {
+                this.#settle(id, entry)?.reject(new DisconnectedError(`the connection was lost (${code}) before the answer; the server may or may not have had the request`));
+            }
+        }
+    }
     #receive(frame) {
+        if (!this.#framed) {
+            this.#deliver(frame);
+            return;
+        }
+        let split;
+        try {
+            split = readFrame(frame);
+        }
+        catch (cause) {
+            this.#report(cause instanceof Error ? cause : new ProtocolError(String(cause), frame));
+            return;
+        }
+        switch (split.kind) {
+            case "message":
+                this.#deliver(split.body);
+                return;
+            case "res": {
+                // An answer to a request no longer open (it timed out) is dropped.
+                const entry = this.#settle(split.id);
+                if (!entry)
+                    return;
+                try {
+                    entry.resolve(split.body);
+                }
+                catch (cause) {
+                    entry.reject(cause instanceof DecodeError ? cause : new DecodeError(String(cause), split.body, { cause }));
+                }
+                return;
+            }
+            case "err":
+                this.#settle(split.id)?.reject(new RequestRejectedError(split.code, frameText(split.body), split.retry));
+                return;
+            case "req":
+                void this.#answer(split.id, split.body);
+                return;
+        }
+    }
+    /** Answers the server's request `id` (kept as the server wrote it) on this connection. */
+    async #answer(id, body) {
+        const ws = this.#ws;
+        const generation = this.#generation;
+        let frame;
+        try {
+            let request;
+            try {
+                request = this.#codec.decode(body);
+            }
+            catch (cause) {
+                throw new RequestRejectedError(400, `the request did not decode: ${cause?.message ?? cause}`);
+            }
+            const handler = this.#requestHandler;
+            if (!handler)
+                throw new RequestRejectedError(500, "not answered");
+            const response = await handler(request);
+            let encoded;
+            try {
+                encoded = this.#answers.encode(response);
+            }
+            catch (cause) {
+                throw new RequestRejectedError(500, `the response did not encode: ${cause?.message ?? cause}`);
+            }
+            frame = writeFrame(`res id=${id}`, encoded);
+        }
+        catch (error) {
+            const rejected = error instanceof RequestRejectedError;
+            const code = rejected && Number.isInteger(error.code) && error.code >= 0 && error.code <= 65535 ? error.code : 500;
+            const reason = rejected ? error.reason : String(error?.message ?? error);
+            frame = writeFrame(`err id=${id} code=${code}`, textBody(cut(reason), this.#codec.frames));
+        }
+        // The request belongs to the connection it came on: gone with it, it needs no answer.
+        if (ws && generation === this.#generation && ws.readyState === OPEN)
+            ws.send(frame); // frames out
+    }
+    #deliver(frame) {
         let message;
         try {
             message = this.#codec.decode(frame);
@@ -232,6 +450,7 @@ export class CrimsonSocket {
     /** Unhooks the current WebSocket (if any) so that nothing it does reaches this socket again. */
     #detach() {
         this.#generation += 1;
+        this.#framed = false;
         clearTimeout(this.#timer);
         const ws = this.#ws;
         this.#ws = null;
@@ -242,6 +461,10 @@ export class CrimsonSocket {
     /** Closed for good: discards (and reports) the queue. Returns how many were discarded. */
     #finish(code, reason, why) {
         this.#detach();
+        // Requests too: none outlives the socket (nor its timer).
+        for (const [id, entry] of this.#pending) {
+            this.#settle(id, entry)?.reject(new DisconnectedError(why));
+        }
         const count = this.#queue.length;
         this.#queue = [];
         if (this.#state.state !== "closed")
@@ -263,6 +486,13 @@ export class CrimsonSocket {
         }
         emit(this.#errorHandlers, error);
     }
+}
+/** At most 1 KiB of `text` (as UTF-8), as crimson-axum cuts an error's message. */
+function cut(text) {
+    const bytes = new TextEncoder().encode(text);
+    if (bytes.length <= 1024)
+        return text;
+    return new TextDecoder().decode(bytes.subarray(0, 1024)).replace(/\uFFFD$/, "");
 }
 function subscribe(handlers, handler) {
     // A wrapper, so that the same function subscribed twice is called twice and stopped once.

@@ -50,3 +50,79 @@ export class RetriesExhaustedError extends Error {
     super(`gave up after ${attempts} failed reconnect attempt${attempts === 1 ? "" : "s"} (last close ${code}${reason ? ` ${reason}` : ""})`);
   }
 }
+
+/**
+ * A frame from the server that breaks the Crimson protocol (`crimson.v1`): no header line, a
+ * header that does not parse, a kind this client does not know, an answer without its `id`.
+ * It is skipped (nothing is delivered) and reported; the socket stays open.
+ */
+export class ProtocolError extends Error {
+  override readonly name = "ProtocolError";
+  /** The frame as received. */
+  readonly frame: string | ArrayBuffer;
+  constructor(message: string, frame: string | ArrayBuffer) {
+    super(message);
+    this.frame = frame;
+  }
+}
+
+/**
+ * A request was answered with an error (`err id=… code=…`): `code` says why (`400` the
+ * request did not decode, `500` not answered or the handler failed, `503` the server is
+ * shutting down, `4000`–`4999` the application's own) and `reason` is the peer's text.
+ *
+ * An `onRequest` handler throws one to refuse the server's request with that code and text.
+ */
+export class RequestRejectedError extends Error {
+  override readonly name = "RequestRejectedError";
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    /** The `retry` field of the `err` frame, as sent (percent-decoded), if any. */
+    readonly retry?: string,
+  ) {
+    super(`the request was refused (${code})${reason ? `: ${reason}` : ""}`);
+  }
+}
+
+/** No answer came within the request's `timeoutMs`. Code `408`: a timeout is local, never sent. */
+export class RequestTimeoutError extends Error {
+  override readonly name = "RequestTimeoutError";
+  readonly code = 408;
+  constructor(readonly timeoutMs: number) {
+    super(`no answer within ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * A request failed because there was no connection for it: asked while not connected, cut off
+ * by a lost connection before its answer (the server may or may not have had it), or still
+ * open when the socket closed. It was not sent again: only a request marked `idempotent` is.
+ */
+export class DisconnectedError extends Error {
+  override readonly name = "DisconnectedError";
+  constructor(why: string) {
+    super(`disconnected: ${why}`);
+  }
+}
+
+/** `maxOpenRequests` requests already wait for answers: this one was not sent. */
+export class TooManyRequestsError extends Error {
+  override readonly name = "TooManyRequestsError";
+  constructor(readonly limit: number) {
+    super(`${limit} requests already wait for answers: this one was not sent`);
+  }
+}
+
+/**
+ * The server did not answer with the Crimson protocol (`crimson.v1.*`: the socket did not ask
+ * for it with `protocol: true`, or the route does not speak it), so requests cannot travel.
+ */
+export class NoProtocolError extends Error {
+  override readonly name = "NoProtocolError";
+  constructor(readonly subprotocol: string) {
+    super(
+      `the connection does not speak the Crimson protocol (the server answered ${subprotocol ? `"${subprotocol}"` : "no subprotocol"}): requests cannot be sent`,
+    );
+  }
+}

@@ -1,12 +1,25 @@
 // CrimsonSocket<Up, Down>: a typed WebSocket to a Crimson route that stays connected.
 //
 // One message is one WebSocket message, as Crimson's plain convention says; frames pass
-// through the codec and nothing else. The seam for the opt-in `crimson.v1` protocol (resume,
-// requests) is `protocols` and the two places marked "frames in" and "frames out" below: a
-// protocol layer will sit there, between the WebSocket and the codec.
+// through the codec and nothing else. With `protocol: true` the socket asks for the Crimson
+// protocol (`crimson.v1`, docs/protocol.md section 3) and, when the server answers it, puts
+// a header line before every frame ("frames out") and reads one from every frame ("frames
+// in"): plain messages, and requests both ways (`req`, `res`, `err`).
 
-import type { Codec, Frame, OutFrame } from "./codec.js";
-import { DecodeError, DiscardedError, QueueFullError, RetriesExhaustedError, SocketClosedError } from "./errors.js";
+import { type Codec, type Frame, type OutFrame, frameText, readFrame, textBody, writeFrame } from "./codec.js";
+import {
+  DecodeError,
+  DisconnectedError,
+  DiscardedError,
+  NoProtocolError,
+  ProtocolError,
+  QueueFullError,
+  RequestRejectedError,
+  RequestTimeoutError,
+  RetriesExhaustedError,
+  SocketClosedError,
+  TooManyRequestsError,
+} from "./errors.js";
 import { type ResolvedRetryPolicy, type RetryPolicy, resolveRetry, retryDelay } from "./retry.js";
 
 /**
@@ -45,14 +58,91 @@ export interface WebSocketLike {
 /** Where to connect: a URL, or a function asked again before every attempt (a fresh token, say). */
 export type Endpoint = string | URL | (() => string | URL | Promise<string | URL>);
 
+/**
+ * A request type and the type of its answer: Rust's
+ * `impl CrimsonRequest for Req { type Response = Res; }`, written with the types ts-rs
+ * generated: `RequestType<ChatMessage, ChatResponse>`. A socket whose `Up` is a union whose
+ * members are answered with different types takes a union of them:
+ * `RequestType<Who, Members> | RequestType<Say, Said>`.
+ */
+export interface RequestType<Req, Res> {
+  /** Never set: only its type matters. */
+  readonly request: Req;
+  /** Never set: only its type matters. */
+  readonly response: Res;
+}
+
+/** Every request type of `R` (a union of {@link RequestType}s). */
+export type RequestOf<R> = R extends RequestType<infer Req, unknown> ? Req : never;
+/** Every response type of `R` (a union of {@link RequestType}s). */
+export type ResponseOf<R> = R extends RequestType<unknown, infer Res> ? Res : never;
+/** The answer to a request `Q`: the response of each request type of `R` that `Q` is one of. */
+export type ResponseTo<R, Q> = R extends RequestType<infer Req, infer Res> ? ([Q] extends [Req] ? Res : never) : never;
+
+/** How one request is made. */
+export interface RequestOptions {
+  /**
+   * How long to wait for the answer, in milliseconds, from the call (default 10000). Past it
+   * the request fails with a {@link RequestTimeoutError}; an answer that comes later is
+   * dropped.
+   */
+  readonly timeoutMs?: number;
+  /**
+   * Whether the request may reach the server more than once (default `false`). A request that
+   * is not idempotent is never sent twice: asked while not connected, or cut off by a lost
+   * connection before its answer, it fails with a {@link DisconnectedError}. An idempotent one
+   * waits for the next connection instead, and is sent again on it if the connection it went
+   * out on was lost before the answer; within its `timeoutMs` in all.
+   */
+  readonly idempotent?: boolean;
+}
+
+/** What an `onRequest` handler returns: the response, now or later. */
+export type Answer<T> = T | PromiseLike<T>;
+
 /** Everything a {@link CrimsonSocket} can be told. Only `url` and `codec` are required. */
-export interface CrimsonSocketOptions<Up, Down> {
+export type CrimsonSocketOptions<Up, Down, R = never, S = never> = BaseOptions<Up, Down> &
+  ([ResponseOf<R>] extends [Down]
+    ? {
+        /**
+         * Decodes the answers to this socket's requests. Optional when they are `Down`
+         * messages (the socket's codec decodes them then); required otherwise.
+         */
+        readonly responses?: Codec<never, ResponseOf<R>>;
+      }
+    : { readonly responses: Codec<never, ResponseOf<R>> }) &
+  ([ResponseOf<S>] extends [Up]
+    ? {
+        /**
+         * Encodes the answers to the server's requests. Optional when they are `Up` messages
+         * (the socket's codec encodes them then); required otherwise.
+         */
+        readonly answers?: Codec<ResponseOf<S>, unknown>;
+      }
+    : { readonly answers: Codec<ResponseOf<S>, unknown> });
+
+/** The options of every {@link CrimsonSocket}, whatever its requests. */
+export interface BaseOptions<Up, Down> {
   /** The route, e.g. `ws://127.0.0.1:54321/chat`. */
   readonly url: Endpoint;
   /** How messages are encoded: `jsonCodec()` for a JSON route. */
   readonly codec: Codec<Up, Down>;
   /** Subprotocols to offer (`Sec-WebSocket-Protocol`); none by default, for the plain convention. */
   readonly protocols?: string | readonly string[];
+  /**
+   * Ask for the Crimson protocol (`crimson.v1`, docs/protocol.md section 3), which requests
+   * need: the socket offers `crimson.v1.<codec>` then `crimson.<codec>` (`crimson.v1.json,
+   * crimson.json` for `jsonCodec()`), before any `protocols`. When the server answers
+   * `crimson.v1.*`, every frame both ways carries a header line; when it answers the plain
+   * token (a route without the protocol), messages flow as before and requests fail with a
+   * {@link NoProtocolError}. Default `false`.
+   */
+  readonly protocol?: boolean;
+  /**
+   * How many requests may wait for answers at once (default 1024, as crimson-client). Past
+   * it, `request` fails with a {@link TooManyRequestsError}.
+   */
+  readonly maxOpenRequests?: number;
   /** How to back off between reconnects (see {@link RetryPolicy}), or `false` never to reconnect. */
   readonly retry?: RetryPolicy | false;
   /** A connection up this long (ms) starts the backoff over (default 5000). */
@@ -100,9 +190,23 @@ const ABNORMAL = 1006;
  * A message handed to the WebSocket is sent at most once: if the connection drops before the
  * browser has written it, it is lost (the plain convention has no acks).
  */
-export class CrimsonSocket<Up, Down> {
+export class CrimsonSocket<
+  Up,
+  Down,
+  R extends RequestType<Up, unknown> = never,
+  S extends RequestType<Down, unknown> = never,
+> {
   readonly #url: Endpoint;
   readonly #codec: Codec<Up, Down>;
+  readonly #responses: Codec<never, ResponseOf<R>>;
+  readonly #answers: Codec<ResponseOf<S>, unknown>;
+  readonly #maxOpenRequests: number;
+  /** This socket's requests that wait for answers, by id. */
+  readonly #pending = new Map<number, PendingRequest>();
+  #nextId = 1;
+  /** Whether the current connection speaks crimson.v1 (a header line on every frame). */
+  #framed = false;
+  #requestHandler: ((request: Down) => Answer<ResponseOf<S>>) | null = null;
   readonly #protocols: string[];
   readonly #retry: ResolvedRetryPolicy | null;
   readonly #stableAfterMs: number;
@@ -127,10 +231,23 @@ export class CrimsonSocket<Up, Down> {
   /** Bumped on every connect and close, so that a stale callback knows it is stale. */
   #generation = 0;
 
-  constructor(options: CrimsonSocketOptions<Up, Down>) {
+  constructor(options: CrimsonSocketOptions<Up, Down, R, S>) {
     this.#url = options.url;
     this.#codec = options.codec;
+    // Without a codec of their own, answers are Down messages and responses Up ones: the
+    // option types require one otherwise.
+    this.#responses = options.responses ?? (options.codec as unknown as Codec<never, ResponseOf<R>>);
+    this.#answers = options.answers ?? (options.codec as unknown as Codec<ResponseOf<S>, unknown>);
     this.#protocols = options.protocols === undefined ? [] : [options.protocols].flat();
+    if (options.protocol) {
+      const token = options.codec.token;
+      if (!token) throw new RangeError("protocol: true needs a codec with a token (jsonCodec() is \"json\")");
+      this.#protocols.unshift(`crimson.v1.${token}`, `crimson.${token}`);
+    }
+    this.#maxOpenRequests = options.maxOpenRequests ?? 1024;
+    if (!Number.isInteger(this.#maxOpenRequests) || this.#maxOpenRequests < 1) {
+      throw new RangeError(`maxOpenRequests must be a whole number above 0, not ${options.maxOpenRequests}`);
+    }
     this.#retry = options.retry === false ? null : resolveRetry(options.retry);
     this.#stableAfterMs = positive("stableAfterMs", options.stableAfterMs ?? 5000);
     this.#connectTimeoutMs = positive("connectTimeoutMs", options.connectTimeoutMs ?? 10000);
@@ -163,6 +280,11 @@ export class CrimsonSocket<Up, Down> {
     return this.#state.state === "connected" ? (this.#ws?.protocol ?? "") : "";
   }
 
+  /** This socket's requests that wait for answers (sent, or waiting for a connection). */
+  get openRequests(): number {
+    return this.#pending.size;
+  }
+
   /** Calls `handler` with every message; returns a function that stops it. */
   onMessage(handler: Handler<Down>): () => void {
     return subscribe(this.#messageHandlers, handler);
@@ -183,6 +305,71 @@ export class CrimsonSocket<Up, Down> {
     return subscribe(this.#errorHandlers, handler);
   }
 
+  /**
+   * Answers the server's requests (`session.request(..)` on the server; crimson.v1 only):
+   * `handler` gets the request, a `Down` message, and returns its response (or a promise of
+   * it), sent back as `res`. To refuse, throw a {@link RequestRejectedError} with a code
+   * (`4000`–`4999` are the application's) and a reason; anything else thrown is answered with
+   * `500` and its message. Without a handler, every request from the server is answered with
+   * `err code=500` "not answered". One handler at a time: this replaces the previous one.
+   * Returns a function that removes it.
+   */
+  onRequest(handler: (request: Down) => Answer<ResponseOf<S>>): () => void {
+    this.#requestHandler = handler;
+    return () => {
+      if (this.#requestHandler === handler) this.#requestHandler = null;
+    };
+  }
+
+  /**
+   * Asks the server `request` and resolves with its answer, of the type that `R` (the
+   * socket's {@link RequestType}s) gives that request. Needs the Crimson protocol
+   * (`protocol: true`, and a server that speaks it).
+   *
+   * It rejects, and the request is forgotten, with:
+   * - {@link RequestRejectedError}: the server answered `err` (its `code` and `reason`);
+   * - {@link RequestTimeoutError}: no answer within `timeoutMs` (default 10 s);
+   * - {@link DisconnectedError}: not connected when asked, or the connection was lost before
+   *   the answer (the server may or may not have had it), or the socket closed. It is not
+   *   sent again behind your back; pass `idempotent: true` for one that may be (it then waits
+   *   for the next connection, and is sent again on it if cut off);
+   * - {@link NoProtocolError}: the server did not answer with crimson.v1;
+   * - {@link TooManyRequestsError}: `maxOpenRequests` already wait;
+   * - {@link SocketClosedError}: the socket is closed (before `connect`, after `close`);
+   * - a {@link DecodeError}: the answer did not decode; or what the codec threw encoding it.
+   */
+  request<Q extends RequestOf<R>>(request: Q, options: RequestOptions = {}): Promise<ResponseTo<R, Q>> {
+    return new Promise<ResponseTo<R, Q>>((resolve, reject) => {
+      const timeoutMs = options.timeoutMs ?? 10000;
+      const idempotent = options.idempotent ?? false;
+      if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+        throw new RangeError(`timeoutMs must be a finite number above 0, not ${timeoutMs}`);
+      }
+      if (this.#state.state === "closed") throw new SocketClosedError();
+      const ws = this.#ws;
+      const connected = this.#state.state === "connected" && ws !== null && ws.readyState === OPEN;
+      if (connected && !this.#framed) throw new NoProtocolError(ws.protocol);
+      if (!connected && !idempotent) {
+        throw new DisconnectedError(`not connected (${this.#state.state}); only an idempotent request waits for a connection`);
+      }
+      if (this.#pending.size >= this.#maxOpenRequests) throw new TooManyRequestsError(this.#maxOpenRequests);
+      const body = this.#codec.encode(request as unknown as Up);
+      const id = this.#nextId++;
+      const entry: PendingRequest = {
+        body,
+        idempotent,
+        sent: false,
+        resolve: (answer) => resolve(this.#responses.decode(answer) as ResponseTo<R, Q>),
+        reject,
+        timer: setTimeout(() => {
+          if (this.#pending.delete(id)) reject(new RequestTimeoutError(timeoutMs));
+        }, timeoutMs),
+      };
+      this.#pending.set(id, entry);
+      if (connected) this.#sendRequest(ws, id, entry);
+    });
+  }
+
   /** Starts connecting (from `closed`; otherwise it does nothing). */
   connect(): void {
     if (this.#state.state !== "closed") return;
@@ -201,7 +388,7 @@ export class CrimsonSocket<Up, Down> {
     const frame = this.#codec.encode(message);
     const ws = this.#ws;
     if (this.#state.state === "connected" && ws && ws.readyState === OPEN) {
-      ws.send(frame); // frames out
+      ws.send(this.#frame("", frame)); // frames out
       return;
     }
     if (this.#queue.length >= this.#maxQueued) throw new QueueFullError(this.#maxQueued);
@@ -251,10 +438,21 @@ export class CrimsonSocket<Up, Down> {
       if (generation !== this.#generation) return;
       clearTimeout(this.#timer);
       this.#openedAt = Date.now();
+      this.#framed = ws.protocol.startsWith("crimson.v1.");
       this.#setState({ state: "connected", attempt: this.#attempt });
+      if (generation !== this.#generation) return; // closed by an onState handler
       const queued = this.#queue;
       this.#queue = [];
-      for (const frame of queued) ws.send(frame); // frames out
+      for (const frame of queued) ws.send(this.#frame("", frame)); // frames out
+      // Then the idempotent requests that waited for a connection, in the order asked.
+      for (const [id, entry] of this.#pending) {
+        if (entry.sent) continue;
+        if (this.#framed) {
+          this.#sendRequest(ws, id, entry);
+        } else {
+          this.#settle(id, entry)?.reject(new NoProtocolError(ws.protocol));
+        }
+      }
     };
     ws.onmessage = (event) => {
       if (generation !== this.#generation) return;
@@ -263,13 +461,116 @@ export class CrimsonSocket<Up, Down> {
     ws.onclose = (event) => {
       if (generation !== this.#generation) return;
       this.#detach();
+      this.#connectionLost(event.code);
       this.#closed(event.code, event.reason, this.#openedAt > 0);
     };
     // Every error is followed by a close event, which is where it is handled.
     ws.onerror = null;
   }
 
+  /** `body` behind `header` on a crimson.v1 connection; as it is on a plain one. */
+  #frame(header: string, body: OutFrame): OutFrame {
+    return this.#framed ? writeFrame(header, body) : body;
+  }
+
+  #sendRequest(ws: WebSocketLike, id: number, entry: PendingRequest): void {
+    ws.send(writeFrame(`req id=${id}`, entry.body)); // frames out
+    entry.sent = true;
+  }
+
+  /** Forgets request `id` and stops its timer; returns it, or `undefined` if it was not open. */
+  #settle(id: number, entry: PendingRequest | undefined = this.#pending.get(id)): PendingRequest | undefined {
+    if (!entry || !this.#pending.delete(id)) return undefined;
+    clearTimeout(entry.timer);
+    return entry;
+  }
+
+  /**
+   * The connection ended: requests sent on it fail, unless idempotent (those wait to be sent
+   * again on the next connection). Never sent twice behind the caller's back.
+   */
+  #connectionLost(code: number): void {
+    for (const [id, entry] of this.#pending) {
+      if (!entry.sent) continue;
+      if (entry.idempotent) {
+        entry.sent = false;
+      } else {
+        this.#settle(id, entry)?.reject(
+          new DisconnectedError(`the connection was lost (${code}) before the answer; the server may or may not have had the request`),
+        );
+      }
+    }
+  }
+
   #receive(frame: Frame): void {
+    if (!this.#framed) {
+      this.#deliver(frame);
+      return;
+    }
+    let split;
+    try {
+      split = readFrame(frame);
+    } catch (cause) {
+      this.#report(cause instanceof Error ? cause : new ProtocolError(String(cause), frame));
+      return;
+    }
+    switch (split.kind) {
+      case "message":
+        this.#deliver(split.body);
+        return;
+      case "res": {
+        // An answer to a request no longer open (it timed out) is dropped.
+        const entry = this.#settle(split.id);
+        if (!entry) return;
+        try {
+          entry.resolve(split.body);
+        } catch (cause) {
+          entry.reject(cause instanceof DecodeError ? cause : new DecodeError(String(cause), split.body, { cause }));
+        }
+        return;
+      }
+      case "err":
+        this.#settle(split.id)?.reject(new RequestRejectedError(split.code, frameText(split.body), split.retry));
+        return;
+      case "req":
+        void this.#answer(split.id, split.body);
+        return;
+    }
+  }
+
+  /** Answers the server's request `id` (kept as the server wrote it) on this connection. */
+  async #answer(id: string, body: Frame): Promise<void> {
+    const ws = this.#ws;
+    const generation = this.#generation;
+    let frame: OutFrame;
+    try {
+      let request: Down;
+      try {
+        request = this.#codec.decode(body);
+      } catch (cause) {
+        throw new RequestRejectedError(400, `the request did not decode: ${(cause as Error)?.message ?? cause}`);
+      }
+      const handler = this.#requestHandler;
+      if (!handler) throw new RequestRejectedError(500, "not answered");
+      const response = await handler(request);
+      let encoded: OutFrame;
+      try {
+        encoded = this.#answers.encode(response);
+      } catch (cause) {
+        throw new RequestRejectedError(500, `the response did not encode: ${(cause as Error)?.message ?? cause}`);
+      }
+      frame = writeFrame(`res id=${id}`, encoded);
+    } catch (error) {
+      const rejected = error instanceof RequestRejectedError;
+      const code = rejected && Number.isInteger(error.code) && error.code >= 0 && error.code <= 65535 ? error.code : 500;
+      const reason = rejected ? error.reason : String((error as Error)?.message ?? error);
+      frame = writeFrame(`err id=${id} code=${code}`, textBody(cut(reason), this.#codec.frames));
+    }
+    // The request belongs to the connection it came on: gone with it, it needs no answer.
+    if (ws && generation === this.#generation && ws.readyState === OPEN) ws.send(frame); // frames out
+  }
+
+  #deliver(frame: Frame): void {
     let message: Down;
     try {
       message = this.#codec.decode(frame);
@@ -305,6 +606,7 @@ export class CrimsonSocket<Up, Down> {
   /** Unhooks the current WebSocket (if any) so that nothing it does reaches this socket again. */
   #detach(): WebSocketLike | null {
     this.#generation += 1;
+    this.#framed = false;
     clearTimeout(this.#timer);
     const ws = this.#ws;
     this.#ws = null;
@@ -315,6 +617,10 @@ export class CrimsonSocket<Up, Down> {
   /** Closed for good: discards (and reports) the queue. Returns how many were discarded. */
   #finish(code: number, reason: string, why: string): number {
     this.#detach();
+    // Requests too: none outlives the socket (nor its timer).
+    for (const [id, entry] of this.#pending) {
+      this.#settle(id, entry)?.reject(new DisconnectedError(why));
+    }
     const count = this.#queue.length;
     this.#queue = [];
     if (this.#state.state !== "closed") this.#setState({ state: "closed", attempt: this.#attempt, code, reason });
@@ -337,6 +643,26 @@ export class CrimsonSocket<Up, Down> {
     }
     emit(this.#errorHandlers, error);
   }
+}
+
+/** A request that waits for its answer. */
+interface PendingRequest {
+  /** The request, encoded (the header is put before it each time it is sent). */
+  readonly body: OutFrame;
+  readonly idempotent: boolean;
+  /** Whether it went out on the current connection. */
+  sent: boolean;
+  /** Decodes the answer's body and resolves; throws when it does not decode. */
+  readonly resolve: (body: Frame) => void;
+  readonly reject: (error: unknown) => void;
+  readonly timer: ReturnType<typeof setTimeout>;
+}
+
+/** At most 1 KiB of `text` (as UTF-8), as crimson-axum cuts an error's message. */
+function cut(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length <= 1024) return text;
+  return new TextDecoder().decode(bytes.subarray(0, 1024)).replace(/\uFFFD$/, "");
 }
 
 function subscribe<T>(handlers: Set<Handler<T>>, handler: Handler<T>): () => void {

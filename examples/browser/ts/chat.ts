@@ -2,6 +2,10 @@
 // as ts-rs wrote them (./generated/, regenerated with
 // `cargo run -p crimson-examples --features ts --bin export-ts`). A field renamed or retyped
 // on the server is a compile error here, not a blank line at run time.
+//
+// It speaks the Crimson protocol (crimson.v1): "Who is here?" is a request the server answers,
+// and a message sent while connected is a request too, answered with the server's copy once
+// the server has taken it ("delivered").
 
 import {
   type Check,
@@ -12,6 +16,7 @@ import {
   jsonCodec,
   object,
   QueueFullError,
+  type RequestType,
   type StateChange,
 } from "crimson-socket";
 import type { ChatMessage } from "./generated/ChatMessage.js";
@@ -25,9 +30,15 @@ const isChatResponse = object<ChatResponse>(chatResponseFields);
 
 const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/chat`;
 
-const socket = new CrimsonSocket<ChatMessage, ChatResponse>({
+// The server's `impl CrimsonRequest for ChatMessage { type Response = ChatResponse; }`: a
+// ChatMessage sent as a request is answered with a ChatResponse.
+type ChatRequests = RequestType<ChatMessage, ChatResponse>;
+
+const socket = new CrimsonSocket<ChatMessage, ChatResponse, ChatRequests>({
   url,
   codec: jsonCodec({ validate: isChatResponse }),
+  // Ask for crimson.v1.json (then crimson.json): requests need it.
+  protocol: true,
   // A page wants to stay in the chat: reconnect after any close, even a normal one, and
   // come back quickly (250 ms, doubling up to 10 s).
   abnormalClose: () => true,
@@ -46,6 +57,8 @@ const messages = element("messages", HTMLUListElement);
 const form = element("form", HTMLFormElement);
 const nick = element("nick", HTMLInputElement);
 const input = element("input", HTMLInputElement);
+const who = element("who", HTMLButtonElement);
+const delivery = element("delivery", HTMLElement);
 
 function stateText(change: StateChange): string {
   switch (change.state) {
@@ -87,19 +100,51 @@ socket.onError((error) => {
   line("error", error.name, error.message);
 });
 
+/** What a failed request says on the page: its error's name and message. */
+function failed(what: string, error: unknown): void {
+  const e = error instanceof Error ? error : new Error(String(error));
+  console.error(`crimson: ${what}: ${e.name}: ${e.message}`);
+  line("error", `${what}: ${e.name}`, e.message);
+}
+
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = input.value.trim();
   if (!text) return;
   const message: ChatMessage = { text: `${nick.value.trim() || "anonymous"}: ${text}` };
+  input.value = "";
+  if (socket.state === "connected" && socket.protocol.startsWith("crimson.v1.")) {
+    // Connected: a request, which the server answers once it has taken the message (everyone,
+    // this page too, gets it as a plain message). Not idempotent: cut off before the answer,
+    // it is not sent again, and the page says so.
+    delivery.textContent = "sending…";
+    socket.request(message, { timeoutMs: 5000 }).then(
+      (copy) => {
+        delivery.textContent = `delivered ${new Date(copy.at).toLocaleTimeString()}`;
+      },
+      (error: unknown) => {
+        delivery.textContent = "not delivered";
+        failed("not delivered", error);
+      },
+    );
+    return;
+  }
   try {
-    // Sent now if connected, else queued for the next connection.
+    // Not connected: queued for the next connection (a plain message, at most once).
     socket.send(message);
-    input.value = "";
+    delivery.textContent = "queued";
   } catch (error) {
     if (!(error instanceof QueueFullError)) throw error;
     line("error", "not sent", error.message);
   }
+});
+
+who.addEventListener("click", () => {
+  // A request the server answers with how many are in the room: { text: "2 here", … }.
+  socket.request({ text: "/who" }, { timeoutMs: 5000 }).then(
+    (answer) => line("who", "who is here", answer.text),
+    (error: unknown) => failed("who is here", error),
+  );
 });
 
 socket.connect();

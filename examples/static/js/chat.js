@@ -2,6 +2,10 @@
 // as ts-rs wrote them (./generated/, regenerated with
 // `cargo run -p crimson-examples --features ts --bin export-ts`). A field renamed or retyped
 // on the server is a compile error here, not a blank line at run time.
+//
+// It speaks the Crimson protocol (crimson.v1): "Who is here?" is a request the server answers,
+// and a message sent while connected is a request too, answered with the server's copy once
+// the server has taken it ("delivered").
 import { CrimsonSocket, isNumber, isString, jsonCodec, object, QueueFullError, } from "crimson-socket";
 // One check per field of ChatResponse: the compiler holds this list to the generated type
 // (a field missing, extra or of another type does not compile), and every message from the
@@ -12,6 +16,8 @@ const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}
 const socket = new CrimsonSocket({
     url,
     codec: jsonCodec({ validate: isChatResponse }),
+    // Ask for crimson.v1.json (then crimson.json): requests need it.
+    protocol: true,
     // A page wants to stay in the chat: reconnect after any close, even a normal one, and
     // come back quickly (250 ms, doubling up to 10 s).
     abnormalClose: () => true,
@@ -29,6 +35,8 @@ const messages = element("messages", HTMLUListElement);
 const form = element("form", HTMLFormElement);
 const nick = element("nick", HTMLInputElement);
 const input = element("input", HTMLInputElement);
+const who = element("who", HTMLButtonElement);
+const delivery = element("delivery", HTMLElement);
 function stateText(change) {
     switch (change.state) {
         case "connected":
@@ -65,22 +73,46 @@ socket.onError((error) => {
     console.error(`crimson: ${error.name}: ${error.message}`);
     line("error", error.name, error.message);
 });
+/** What a failed request says on the page: its error's name and message. */
+function failed(what, error) {
+    const e = error instanceof Error ? error : new Error(String(error));
+    console.error(`crimson: ${what}: ${e.name}: ${e.message}`);
+    line("error", `${what}: ${e.name}`, e.message);
+}
 form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value.trim();
     if (!text)
         return;
     const message = { text: `${nick.value.trim() || "anonymous"}: ${text}` };
+    input.value = "";
+    if (socket.state === "connected" && socket.protocol.startsWith("crimson.v1.")) {
+        // Connected: a request, which the server answers once it has taken the message (everyone,
+        // this page too, gets it as a plain message). Not idempotent: cut off before the answer,
+        // it is not sent again, and the page says so.
+        delivery.textContent = "sending…";
+        socket.request(message, { timeoutMs: 5000 }).then((copy) => {
+            delivery.textContent = `delivered ${new Date(copy.at).toLocaleTimeString()}`;
+        }, (error) => {
+            delivery.textContent = "not delivered";
+            failed("not delivered", error);
+        });
+        return;
+    }
     try {
-        // Sent now if connected, else queued for the next connection.
+        // Not connected: queued for the next connection (a plain message, at most once).
         socket.send(message);
-        input.value = "";
+        delivery.textContent = "queued";
     }
     catch (error) {
         if (!(error instanceof QueueFullError))
             throw error;
         line("error", "not sent", error.message);
     }
+});
+who.addEventListener("click", () => {
+    // A request the server answers with how many are in the room: { text: "2 here", … }.
+    socket.request({ text: "/who" }, { timeoutMs: 5000 }).then((answer) => line("who", "who is here", answer.text), (error) => failed("who is here", error));
 });
 socket.connect();
 window.crimsonChat = { isChatResponse, problems: (value) => isChatResponse.problems(value) };
