@@ -495,8 +495,13 @@ fn receive<Down: CrimsonMessage + Clone>(shared: &ClientState<Down>, frame: Payl
                 payload: frame,
                 kind: ItemKind::Frame,
             };
-            // The server bounds its open requests: an answer never waits for room.
-            let _ = shared.outbox.push_item(item, true);
+            // An answer may go past the outbox's capacity (to twice it): never dropped in
+            // silence, but a server that floods requests and reads nothing is told no more.
+            if let Err(err) = shared.outbox.push_item(item, true) {
+                shared.report(ClientError::Connection(format!(
+                    "could not answer the server's request {id}: {err}"
+                )));
+            }
         }
         _ => {
             shared.report(ClientError::Connection(

@@ -87,15 +87,21 @@ impl Outbox {
         self.push_item(Item::message(payload), false)
     }
 
-    /// Queues `item`; `always`: even past the capacity (an answer the server waits for; the
-    /// server bounds how many requests it has open).
-    pub(crate) fn push_item(&self, item: Item, always: bool) -> Result<(), SendError> {
+    /// Queues `item`; `answer`: an answer the server waits for, which may go past the
+    /// capacity, up to twice it (a server that floods requests and reads nothing cannot grow
+    /// the queue further).
+    pub(crate) fn push_item(&self, item: Item, answer: bool) -> Result<(), SendError> {
         let mut queue = self.lock();
         if !queue.open {
             return Err(SendError::Closed);
         }
-        if queue.items.len() >= self.capacity && !always {
-            return Err(SendError::Full(self.capacity));
+        let bound = if answer {
+            self.capacity * 2
+        } else {
+            self.capacity
+        };
+        if queue.items.len() >= bound {
+            return Err(SendError::Full(bound));
         }
         queue.items.push_back(item);
         let writer = queue.writer.take();

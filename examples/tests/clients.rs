@@ -1,6 +1,6 @@
 //! Any client speaks to a Crimson route: Rust clients in JSON, CBOR and Protobuf, and Python
 //! scripts in JSON and CBOR, share one chat room at one URL, each in the codec it asked for.
-//! (The browser test, JSON, is in `browser.rs`.)
+//! (The browser test, JSON through the TypeScript client, is in `browser.rs`.)
 //!
 //! These need `python3` with `websockets` and `cbor2`; `./scripts/test.sh` installs them.
 //! Missing, the test fails: never a skip.
@@ -40,6 +40,20 @@ fn clients_of_three_codecs_share_one_chat() {
     // A request (the Crimson protocol, which chat-client asks for): the answer is typed too.
     proto.type_line("/who");
     proto.expect_line("server: 3 here");
+    // A Python script speaking CBOR joins the same room: everyone hears it.
+    let output = Command::new(common::python())
+        .arg(examples_dir().join("python/chat_client.py"))
+        .args([&url, "python in cbor", "--codec", "cbor"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for client in [&json, &proto, &cbor] {
+        client.expect_line(": python in cbor");
+    }
 }
 
 #[test]
