@@ -229,7 +229,61 @@ pub enum RequestError {
 }
 
 /// What the client answered: the response's body, or an error's code and text.
-pub(crate) type Answer = Result<Payload, (u16, String)>;
+pub(crate) type Answer = crimson_core::session::Answer;
+
+/// A session as its cluster holds it: its outgoing queue, and its requests to its client (an
+/// acknowledged broadcast asks through it).
+pub(crate) struct SessionSink {
+    pub(crate) queue: std::sync::Arc<dyn crimson_core::session::Deliver>,
+    pub(crate) shared: std::sync::Arc<crate::session::SessionState>,
+}
+
+impl fmt::Debug for SessionSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionSink")
+            .field("id", &self.shared.info.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl crimson_core::session::Deliver for SessionSink {
+    fn deliver(
+        &self,
+        message: Outgoing,
+    ) -> Result<crimson_core::session::Queued, crimson_core::session::SendError> {
+        self.queue.deliver(message)
+    }
+
+    fn close(&self, code: crimson_core::CloseCode, reason: &str) {
+        self.queue.close(code, reason);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    fn stats(&self) -> crimson_core::session::QueueStats {
+        self.queue.stats()
+    }
+
+    fn ask(
+        &self,
+        body: Payload,
+    ) -> Result<oneshot::Receiver<Answer>, crimson_core::session::AskError> {
+        use crimson_core::session::AskError;
+        let shared = &self.shared;
+        if !shared.codec.framed {
+            return Err(AskError::NoProtocol);
+        }
+        let (id, answer) = shared.pending.open().map_err(AskError::TooManyOpen)?;
+        let frame = protocol::write(Kind::Request { id }, &body);
+        if let Err(err) = self.queue.deliver(Outgoing::Single(frame)) {
+            shared.pending.forget(id);
+            return Err(AskError::Send(err));
+        }
+        Ok(answer)
+    }
+}
 
 /// A session's requests to its client that wait for answers, at most `max` at once.
 #[derive(Debug)]

@@ -248,7 +248,11 @@ where
     let mut refused = refusal.map(|limit| format!("connection limit reached ({limit} sessions)"));
     let backend = cluster.backend().clone();
     let member = if refused.is_none() {
-        let handle = SessionHandle::new(shared.info.clone(), shared.outbox.deliverer())
+        let sink = crate::request::SessionSink {
+            queue: shared.outbox.deliverer(),
+            shared: shared.clone(),
+        };
+        let handle = SessionHandle::new(shared.info.clone(), Arc::new(sink))
             .speaking::<Down>(codec.down)
             .framing(codec.framed);
         match backend.add(handle) {

@@ -240,3 +240,88 @@ async fn the_protocol_is_refused_where_the_config_does_not_turn_it_on() {
         other => panic!("expected a 400, got {other:?}"),
     }
 }
+
+impl CrimsonRequest for Answer {
+    type Response = Ask;
+}
+
+const ACK: ConfigName<Ask, Answer> = ConfigName::new("ack");
+
+/// On `go`, asks every session of the node and says what came back, sorted.
+async fn acking(mut session: CrimsonSession<Ask, Answer>) {
+    while let Some(ask) = session.recv().await {
+        if ask.q != "go" {
+            continue;
+        }
+        let question = Answer { a: "ack?".into() };
+        let mut answers = session
+            .cluster()
+            .broadcast_with_ack(
+                &question,
+                crimson_axum::cluster::Target::All,
+                Duration::from_millis(300),
+            )
+            .unwrap();
+        assert_eq!(answers.asked(), 4);
+        let mut lines = Vec::new();
+        while let Some((_, result)) = answers.next().await {
+            lines.push(match result {
+                Ok(ask) => format!("ok {}", ask.q),
+                Err(err) => format!("err {err}"),
+            });
+        }
+        lines.sort();
+        session
+            .send(Answer {
+                a: lines.join("; "),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// A raw protocol client that answers the first request it gets with `answer(id)`, or not
+/// at all.
+fn answering_with(mut ws: Ws, answer: Option<fn(&str) -> String>) -> tokio::task::JoinHandle<Ws> {
+    tokio::spawn(async move {
+        let asked = next_text(&mut ws).await;
+        assert_eq!(asked.split_once('\n').unwrap().1, "{\"a\":\"ack?\"}");
+        let id = asked
+            .strip_prefix("req id=")
+            .and_then(|rest| rest.split_once('\n'))
+            .unwrap()
+            .0
+            .to_owned();
+        if let Some(answer) = answer {
+            ws.send(Message::text(answer(&id))).await.unwrap();
+        }
+        ws
+    })
+}
+
+/// An acknowledged broadcast reaches every session of the node and streams each one's
+/// answer, or why there is none.
+#[tokio::test]
+async fn a_broadcast_with_ack_streams_every_sessions_answer_or_why_not() {
+    let app = Router::new()
+        .crimson("/ack", ACK, acking)
+        .layer(CrimsonLayer::new().config(ACK, CrimsonConfig::new().protocol(true)));
+    let server = TestServer::new(app).await;
+    let url = server.url("/ack");
+    let (yes, _) = connect(&url, Some("crimson.v1.json")).await;
+    let (no, _) = connect(&url, Some("crimson.v1.json")).await;
+    let (silent, _) = connect(&url, Some("crimson.v1.json")).await;
+    let (mut plain, _) = connect(&url, None).await;
+    let yes = answering_with(yes, Some(|id| format!("res id={id}\n{{\"q\":\"one\"}}")));
+    let no = answering_with(no, Some(|id| format!("err id={id} code=4009\nno")));
+    let silent = answering_with(silent, None);
+    plain.send(Message::text("{\"q\":\"go\"}")).await.unwrap();
+    assert_eq!(
+        next_text(&mut plain).await,
+        "{\"a\":\"err no answer within 300ms; err the client refused (4009): no; err the \
+         session's client does not speak the Crimson protocol (crimson.v1); ok one\"}"
+    );
+    for task in [yes, no, silent] {
+        task.await.unwrap();
+    }
+}

@@ -4,8 +4,12 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::{ClusterError, Delivery, LocalCluster, SendToError, SessionCluster, Target};
-use crate::message::CrimsonMessage;
+use std::time::Duration;
+
+use super::{
+    AckError, AckStream, ClusterError, Delivery, LocalCluster, SendToError, SessionCluster, Target,
+};
+use crate::message::{CrimsonMessage, CrimsonRequest};
 use crate::session::{SessionId, SessionInfo};
 
 /// A session cluster whose sessions receive `Down`: broadcast to all, to a room, or send to
@@ -187,6 +191,65 @@ impl<Down: CrimsonMessage> Cluster<Down> {
             .backend
             .send_to_in(id, payload, &|codec| message.encode_in(codec));
         future.await
+    }
+}
+
+impl<Down: CrimsonRequest> Cluster<Down> {
+    /// Asks every session of **this node** that `target` names `message` (a request, over
+    /// the Crimson protocol) and streams their answers: `(session, Ok(response))`, or why a
+    /// session gave none (its client does not speak the protocol, refused, timed out, left).
+    /// Each session gets the message in its own codec, made once per codec. Sessions on other
+    /// nodes of a Redis cluster are not asked yet.
+    pub fn broadcast_with_ack(
+        &self,
+        message: &Down,
+        target: Target,
+        timeout: Duration,
+    ) -> Result<AckStream<Down::Response>, ClusterError>
+    where
+        Down::Response: Send,
+    {
+        let default = message.encode().map_err(ClusterError::Encode)?;
+        let mut made: Vec<(usize, crate::message::Payload)> = vec![(0, default)];
+        let mut stream = AckStream::new();
+        for handle in self.backend.local().handles(&target) {
+            let id = handle.id();
+            let codec = handle.codec();
+            let body = match made.iter().find(|(c, _)| *c == codec) {
+                Some((_, body)) => body.clone(),
+                None => match message.encode_in(codec) {
+                    Ok(body) => {
+                        made.push((codec, body.clone()));
+                        body
+                    }
+                    Err(err) => return Err(ClusterError::Encode(err)),
+                },
+            };
+            let token = Down::CODECS.get(codec).map(|c| c.token);
+            let response = token
+                .and_then(|token| {
+                    <Down::Response as CrimsonMessage>::CODECS
+                        .iter()
+                        .position(|c| c.token == token)
+                })
+                .unwrap_or(0);
+            match handle.ask(body) {
+                Err(err) => stream.push(Box::pin(async move { (id, Err(AckError::Ask(err))) })),
+                Ok(answer) => stream.push(Box::pin(async move {
+                    let result = match tokio::time::timeout(timeout, answer).await {
+                        Err(_) => Err(AckError::Timeout(timeout)),
+                        Ok(Err(_)) => Err(AckError::Disconnected),
+                        Ok(Ok(Err((code, message)))) => Err(AckError::Rejected { code, message }),
+                        Ok(Ok(Ok(body))) => {
+                            <Down::Response as CrimsonMessage>::decode_in(body.as_ref(), response)
+                                .map_err(AckError::Decode)
+                        }
+                    };
+                    (id, result)
+                })),
+            }
+        }
+        Ok(stream)
     }
 }
 

@@ -448,6 +448,27 @@ impl LocalCluster {
         let _ = self.inner.events.send(Membership::Left(id));
     }
 
+    /// The sessions of this node that `target` names, now.
+    pub fn handles(&self, target: &Target) -> Vec<SessionHandle> {
+        let state = self.read();
+        match target {
+            Target::All | Target::Except(_) => state
+                .sessions
+                .iter()
+                .filter(|(id, _)| target.matches(**id, |_| true))
+                .map(|(_, member)| member.handle.clone())
+                .collect(),
+            Target::Room(room) | Target::RoomExcept(room, _) => state
+                .rooms
+                .get(room)
+                .into_iter()
+                .flatten()
+                .filter(|id| target.matches(**id, |_| true))
+                .filter_map(|id| state.sessions.get(id).map(|m| m.handle.clone()))
+                .collect(),
+        }
+    }
+
     /// A session of this node.
     pub fn get(&self, id: SessionId) -> Option<SessionHandle> {
         self.read().sessions.get(&id).map(|m| m.handle.clone())

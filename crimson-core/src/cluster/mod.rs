@@ -11,6 +11,7 @@
 //! [`OverflowPolicy`](crate::session::OverflowPolicy) decide what a full queue does, and the
 //! returned [`Delivery`] counts what happened.
 
+mod ack;
 mod handle;
 mod local;
 mod metrics;
@@ -22,6 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub use ack::{AckError, AckStream};
 pub use handle::Cluster;
 pub use local::{LocalCluster, LocalClusterBuilder, MembershipStream, LIFETIME_OVER};
 

@@ -104,6 +104,34 @@ pub trait Deliver: Send + Sync + fmt::Debug + 'static {
     fn stats(&self) -> QueueStats {
         QueueStats::default()
     }
+
+    /// Sends a request (`body`, in the session's codec, without the protocol's header) to
+    /// the session's client and returns where its answer will come. By default a session
+    /// cannot be asked; a server's sessions can when their client speaks the Crimson
+    /// protocol.
+    fn ask(&self, body: Payload) -> Result<tokio::sync::oneshot::Receiver<Answer>, AskError> {
+        let _ = body;
+        Err(AskError::NoProtocol)
+    }
+}
+
+/// A client's answer to a request: the response's body (in the session's codec), or the
+/// error's code and message.
+pub type Answer = Result<Payload, (u16, String)>;
+
+/// Why a session could not be asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// Its client does not speak the Crimson protocol (`crimson.v1`).
+    #[error("the session's client does not speak the Crimson protocol (crimson.v1)")]
+    NoProtocol,
+    /// As many requests as its config allows already wait for its answers.
+    #[error("{0} requests already wait for the session's answers")]
+    TooManyOpen(usize),
+    /// The request could not be queued.
+    #[error(transparent)]
+    Send(#[from] SendError),
 }
 
 /// What a session's outgoing queue has done so far.
@@ -253,6 +281,12 @@ impl SessionHandle {
     /// Asks the session to close after what is queued.
     pub fn close(&self, code: CloseCode, reason: &str) {
         self.sink.close(code, reason);
+    }
+
+    /// Sends a request to the session's client (see [`Deliver::ask`]): `body` in the
+    /// session's codec, without the protocol's header.
+    pub fn ask(&self, body: Payload) -> Result<tokio::sync::oneshot::Receiver<Answer>, AskError> {
+        self.sink.ask(body)
     }
 
     /// Whether the session has stopped accepting messages.
