@@ -137,7 +137,7 @@ impl<Up> Responder<Up> {
     /// lists the others) and a message for the client, cut to 1 KiB.
     pub fn reject(mut self, code: u16, message: &str) -> Result<(), SessionSendError> {
         let reply = self.take_reply();
-        let payload = protocol::error(self.id, code, cut(message), reply.frame);
+        let payload = protocol::error(self.id, code, message, reply.frame);
         Ok(reply.outbox.try_push(Outgoing::Single(payload)).map(drop)?)
     }
 
@@ -152,13 +152,13 @@ impl<Up: CrimsonRequest> Responder<Up> {
     /// Answers with `response`, in the codec the connection chose.
     pub fn respond(mut self, response: Up::Response) -> Result<(), SessionSendError> {
         let reply = self.take_reply();
-        let codec = codec_index::<Up::Response>(reply.token);
+        let codec = crimson_core::codec_index::<Up::Response>(reply.token);
         let body = match response.encode_in(codec) {
             Ok(body) => body,
             Err(err) => {
                 // The client still gets an answer.
                 let text = format!("the response did not encode: {err}");
-                let payload = protocol::error(self.id, 500, cut(&text), reply.frame);
+                let payload = protocol::error(self.id, 500, &text, reply.frame);
                 let _ = reply.outbox.try_push(Outgoing::Single(payload));
                 return Err(err.into());
             }
@@ -175,22 +175,6 @@ impl<Up> Drop for Responder<Up> {
             let _ = reply.outbox.try_push(Outgoing::Single(payload));
         }
     }
-}
-
-/// At most 1 KiB of `text`, cut at a character boundary.
-fn cut(text: &str) -> &str {
-    let mut end = text.len().min(1024);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// The index in `M::CODECS` of the codec `token` names (0, the default, when none does).
-pub(crate) fn codec_index<M: CrimsonMessage>(token: Option<&str>) -> usize {
-    token
-        .and_then(|token| M::CODECS.iter().position(|codec| codec.token == token))
-        .unwrap_or(0)
 }
 
 /// Why a request to the client got no answer.

@@ -411,7 +411,7 @@ impl<Down: CrimsonRequest> SessionSender<Down> {
         drop(forget);
         match answer {
             Ok(body) => {
-                let codec = request::codec_index::<Down::Response>(shared.codec.token);
+                let codec = crimson_core::codec_index::<Down::Response>(shared.codec.token);
                 Down::Response::decode_in(body.as_ref(), codec).map_err(RequestError::Decode)
             }
             Err((code, message)) => Err(RequestError::Rejected { code, message }),

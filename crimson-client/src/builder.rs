@@ -328,7 +328,7 @@ where
     where
         Down: crimson_core::CrimsonRequest,
     {
-        use crate::request::codec_index;
+        use crimson_core::codec_index;
         self.hooks.on_request = Some(Arc::new(move |body, token| {
             let request = Down::decode_in(body, codec_index::<Down>(token)).map_err(|err| {
                 crate::Refusal::new(400, format!("the request did not decode: {err}"))

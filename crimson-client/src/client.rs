@@ -240,7 +240,7 @@ where
             Ok(Err(_)) => return Err(RequestError::Disconnected),
             Ok(Ok(answer)) => answer?,
         };
-        let index = crate::request::codec_index::<Up::Response>(codec.token);
+        let index = crimson_core::codec_index::<Up::Response>(codec.token);
         Up::Response::decode_in(body.as_ref(), index).map_err(RequestError::Decode)
     }
 

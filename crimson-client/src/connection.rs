@@ -483,13 +483,7 @@ fn receive<Down: CrimsonMessage + Clone>(shared: &ClientState<Down>, frame: Payl
             };
             let frame = match answer {
                 Ok(response) => protocol::write(Kind::Response { id }, &response),
-                Err(refusal) => {
-                    let mut end = refusal.message.len().min(1024);
-                    while !refusal.message.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    protocol::error(id, refusal.code, &refusal.message[..end], body.kind())
-                }
+                Err(refusal) => protocol::error(id, refusal.code, &refusal.message, body.kind()),
             };
             let item = Item {
                 payload: frame,

@@ -73,13 +73,6 @@ impl Refusal {
     }
 }
 
-/// The index in `M::CODECS` of the codec `token` names (0, the default, when none does).
-pub(crate) fn codec_index<M: crimson_core::CrimsonMessage>(token: Option<&str>) -> usize {
-    token
-        .and_then(|token| M::CODECS.iter().position(|codec| codec.token == token))
-        .unwrap_or(0)
-}
-
 /// What the server answered: the response's body, or an error's code and text.
 pub(crate) type Answer = Result<Payload, RequestError>;
 

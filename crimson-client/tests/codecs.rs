@@ -231,6 +231,20 @@ async fn asking_only_for_unspoken_codecs_is_refused_with_both_lists() {
     );
 }
 
+/// What a client asking for `codec` at `url` gave up with.
+async fn give_up(url: &str, codec: &str) -> std::sync::Arc<ClientError> {
+    let client = CrimsonClient::<Post, Posted>::builder()
+        .url(url)
+        .codec(codec)
+        .retry(RetryPolicy::fixed(Duration::from_millis(50)).unwrap())
+        .build()
+        .unwrap();
+    match within("connect", client.connect()).await.unwrap_err() {
+        ConnectError::GaveUp(cause) => cause,
+        err => panic!("{err}"),
+    }
+}
+
 /// A route of types without codec tokens (hand-written `String`) ignores
 /// `Sec-WebSocket-Protocol` and answers none: a client asking for a codec is told so, once,
 /// and gives up.
@@ -243,17 +257,8 @@ async fn a_route_that_does_not_negotiate_fails_a_client_asking_for_another_codec
         })
         .layer(CrimsonLayer::new().config(PLAIN, CrimsonConfig::new()));
     let server = crimson_axum::testing::TestServer::new(app).await;
-    let client = CrimsonClient::<Post, Posted>::builder()
-        .url(server.url("/plain"))
-        .codec("cbor")
-        .retry(RetryPolicy::fixed(Duration::from_millis(50)).unwrap())
-        .build()
-        .unwrap();
-    let err = within("connect", client.connect()).await.unwrap_err();
-    let ConnectError::GaveUp(cause) = &err else {
-        panic!("{err}");
-    };
-    assert!(matches!(**cause, ClientError::Codec { .. }), "{cause}");
+    let cause = give_up(&server.url("/plain"), "cbor").await;
+    assert!(matches!(*cause, ClientError::Codec { .. }), "{cause}");
     assert!(
         cause.to_string().ends_with(
             "does not speak codec crimson.v1.cbor or crimson.cbor: the server chose no \
@@ -285,18 +290,9 @@ async fn a_codec_the_route_lacks_fails_the_client_with_the_servers_reason() {
         })
         .layer(CrimsonLayer::new().config(NARROW, CrimsonConfig::new()));
     let server = crimson_axum::testing::TestServer::new(app).await;
-    let client = CrimsonClient::<Post, Posted>::builder()
-        .url(server.url("/narrow"))
-        .codec("msgpack")
-        .retry(RetryPolicy::fixed(Duration::from_millis(50)).unwrap())
-        .build()
-        .unwrap();
-    let err = within("connect", client.connect()).await.unwrap_err();
-    let ConnectError::GaveUp(cause) = &err else {
-        panic!("{err}");
-    };
+    let cause = give_up(&server.url("/narrow"), "msgpack").await;
     assert!(
-        matches!(**cause, ClientError::Rejected { status: 400, .. }),
+        matches!(*cause, ClientError::Rejected { status: 400, .. }),
         "{cause}"
     );
     assert!(

@@ -72,7 +72,8 @@ pub use close::{CloseCode, CloseRecord, ClosedBy};
 pub use codec::Codec;
 pub use error::{DecodeError, EncodeError};
 pub use message::{
-    transcode, CodecInfo, CrimsonMessage, CrimsonRequest, FrameKind, Payload, PayloadRef, Text,
+    codec_index, transcode, CodecInfo, CrimsonMessage, CrimsonRequest, FrameKind, Payload,
+    PayloadRef, Text,
 };
 
 /// Derives [`CrimsonMessage`] for a type, binding it to a codec.

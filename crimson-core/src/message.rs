@@ -384,6 +384,14 @@ impl CodecInfo {
     }
 }
 
+/// The index in `M::CODECS` of the codec `token` names (`"cbor"`, ...); 0, the default, when
+/// no token is given or `M` does not list it.
+pub fn codec_index<M: CrimsonMessage>(token: Option<&str>) -> usize {
+    token
+        .and_then(|token| M::CODECS.iter().position(|codec| codec.token == token))
+        .unwrap_or(0)
+}
+
 /// Re-encodes a payload of `M`'s default codec in its codec `CODECS[codec]`: what a cluster
 /// does, once per codec in use among a broadcast's recipients, for a broadcast relayed from
 /// another node (which arrives in the default codec only). A type whose values do not

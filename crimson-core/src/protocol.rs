@@ -159,8 +159,17 @@ pub fn write(kind: Kind, body: &Payload) -> Payload {
     }
 }
 
-/// An `err` frame for request `id`: `code` and `message`, in a frame of `kind`.
+/// The longest error message an `err` frame carries, in bytes.
+pub const MAX_ERROR_MESSAGE: usize = 1024;
+
+/// An `err` frame for request `id`: `code` and `message` (cut to [`MAX_ERROR_MESSAGE`] bytes,
+/// at a character boundary), in a frame of `kind`.
 pub fn error(id: u64, code: u16, message: &str, kind: crate::FrameKind) -> Payload {
+    let mut end = message.len().min(MAX_ERROR_MESSAGE);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = &message[..end];
     let body = match kind {
         crate::FrameKind::Text => Payload::Text(message.into()),
         crate::FrameKind::Binary => Payload::Binary(Bytes::copy_from_slice(message.as_bytes())),
@@ -199,6 +208,10 @@ mod tests {
             error(9, 500, "not answered", crate::FrameKind::Text).as_bytes(),
             b"err id=9 code=500\nnot answered"
         );
+        // Cut to 1 KiB, at a character boundary.
+        let long = "é".repeat(600);
+        let cut = error(1, 4000, &long, crate::FrameKind::Text);
+        assert_eq!(cut.len(), "err id=1 code=4000\n".len() + 1024);
     }
 
     #[test]

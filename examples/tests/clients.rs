@@ -16,6 +16,22 @@ fn examples_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Runs `python/chat_client.py URL ARGS...` to its end; what it printed.
+fn python_chat(url: &str, args: &[&str]) -> String {
+    let output = Command::new(common::python())
+        .arg(examples_dir().join("python/chat_client.py"))
+        .arg(url)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[test]
 fn clients_of_three_codecs_share_one_chat() {
     let (_server, url) = server(&[]);
@@ -41,16 +57,7 @@ fn clients_of_three_codecs_share_one_chat() {
     proto.type_line("/who");
     proto.expect_line("server: 3 here");
     // A Python script speaking CBOR joins the same room: everyone hears it.
-    let output = Command::new(common::python())
-        .arg(examples_dir().join("python/chat_client.py"))
-        .args([&url, "python in cbor", "--codec", "cbor"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "python client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    python_chat(&url, &["python in cbor", "--codec", "cbor"]);
     for client in [&json, &proto, &cbor] {
         client.expect_line(": python in cbor");
     }
@@ -72,22 +79,7 @@ fn a_python_websockets_client_chats() {
     let (_server, url) = server(&[]);
     let rust = client_with(&url, &["--name", "rust"]);
     rust.expect_line(": hello from rust");
-    let script = examples_dir().join("python/chat_client.py");
-    let run = |args: &[&str]| {
-        let output = Command::new(&python)
-            .arg(&script)
-            .arg(&url)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "python client failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
-    let stdout = run(&["hello from python"]);
+    let stdout = python_chat(&url, &["hello from python"]);
     assert!(
         stdout.contains("extensions: permessage-deflate"),
         "the Python client's messages should be compressed: {stdout}"
@@ -96,7 +88,7 @@ fn a_python_websockets_client_chats() {
     assert!(stdout.contains(": hello from python"));
     rust.expect_line(": hello from python");
     // The same script asking for CBOR: the same room, Binary frames of CBOR.
-    let stdout = run(&["hello in cbor", "--codec", "cbor"]);
+    let stdout = python_chat(&url, &["hello in cbor", "--codec", "cbor"]);
     assert!(stdout.contains("protocol: crimson.cbor"), "{stdout}");
     assert!(stdout.contains(": hello in cbor"), "{stdout}");
     rust.expect_line(": hello in cbor");

@@ -132,12 +132,10 @@ impl TestServer {
             .get(http::header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("crimson."));
-        let index = |codecs: &[crimson_core::CodecInfo]| {
-            token
-                .and_then(|token| codecs.iter().position(|codec| codec.token == token))
-                .unwrap_or(0)
-        };
-        let codecs = (index(Up::CODECS), index(Down::CODECS));
+        let codecs = (
+            crimson_core::codec_index::<Up>(token),
+            crimson_core::codec_index::<Down>(token),
+        );
         Ok(TestConnection {
             ws,
             timeout: Duration::from_secs(5),

@@ -226,13 +226,7 @@ impl<Down: CrimsonRequest> Cluster<Down> {
                 },
             };
             let token = Down::CODECS.get(codec).map(|c| c.token);
-            let response = token
-                .and_then(|token| {
-                    <Down::Response as CrimsonMessage>::CODECS
-                        .iter()
-                        .position(|c| c.token == token)
-                })
-                .unwrap_or(0);
+            let response = crate::message::codec_index::<Down::Response>(token);
             match handle.ask(body) {
                 Err(err) => stream.push(Box::pin(async move { (id, Err(AckError::Ask(err))) })),
                 Ok(answer) => stream.push(Box::pin(async move {
