@@ -83,6 +83,7 @@ pub(crate) struct Settings {
     pub(crate) compression: Deflate,
     /// Whether clients may ask for the Crimson protocol (`crimson.v1.*`).
     pub(crate) protocol: bool,
+    pub(crate) history: Option<crimson_core::cluster::History>,
     /// Requests a session may have sent and not had answered, at once.
     pub(crate) max_open_requests: usize,
     pub(crate) on_connect: Option<ConnectHook>,
@@ -229,6 +230,7 @@ impl<Up, Down> CrimsonConfig<Up, Down> {
                 max_unfinished_bytes: 64 << 20,
                 compression: Deflate::disabled(),
                 protocol: false,
+                history: None,
                 max_open_requests: 256,
                 on_connect: None,
                 on_close: None,
@@ -413,6 +415,32 @@ impl<Up, Down> CrimsonConfig<Up, Down> {
     #[must_use]
     pub fn cluster(mut self, cluster: Cluster<Down>) -> Self {
         self.cluster = cluster;
+        if let Some(history) = self.settings.history {
+            // A conflict is reported by `validate`.
+            let _ = self.cluster.node().set_history(history);
+        }
+        self
+    }
+
+    /// Keep the last `size` publications of each stream, none older than `ttl`, so that
+    /// clients of the Crimson protocol ([`protocol`](Self::protocol), which this needs) that
+    /// reconnect get what was broadcast meanwhile, exactly once and in order, or are told
+    /// plainly that they cannot (`docs/protocol.md`, "Streams and recovery"). Every broadcast
+    /// is a publication: to all in the stream `all`, to a room in `room:<name>`. Off by
+    /// default; it turns history on in this config's cluster (see
+    /// [`History`](crimson_core::cluster::History) for more settings, and
+    /// [`LocalClusterBuilder::history`](crimson_core::cluster::LocalClusterBuilder::history)).
+    #[must_use]
+    pub fn history(self, size: usize, ttl: Duration) -> Self {
+        self.with_history(crimson_core::cluster::History::new(size, ttl))
+    }
+
+    /// [`history`](Self::history) with every setting of [`History`](crimson_core::cluster::History).
+    #[must_use]
+    pub fn with_history(mut self, history: crimson_core::cluster::History) -> Self {
+        self.settings.history = Some(history);
+        // A conflict is reported by `validate`.
+        let _ = self.cluster.node().set_history(history);
         self
     }
 
@@ -528,6 +556,20 @@ impl<Up, Down> CrimsonConfig<Up, Down> {
         }
         if s.allowed_origins.as_ref().is_some_and(|o| o.is_empty()) {
             return fail("allowed_origins is empty: every browser would be refused".to_owned());
+        }
+        if let Some(history) = s.history {
+            if !s.protocol {
+                return fail(
+                    "history is on but the Crimson protocol is off: only its clients can resume; add .protocol(true)"
+                        .to_owned(),
+                );
+            }
+            let has = self.cluster.node().history();
+            if has != Some(history) {
+                return fail(format!(
+                    "the config asks for {history:?} but its cluster already keeps {has:?}: set history in one place"
+                ));
+            }
         }
         Ok(())
     }

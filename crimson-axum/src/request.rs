@@ -246,6 +246,10 @@ impl crimson_core::session::Deliver for SessionSink {
         self.queue.is_closed()
     }
 
+    fn deliver_all(&self, messages: Vec<Outgoing>) -> Result<(), crimson_core::session::SendError> {
+        self.queue.deliver_all(messages)
+    }
+
     fn stats(&self) -> crimson_core::session::QueueStats {
         self.queue.stats()
     }

@@ -257,7 +257,7 @@ where
             .framing(codec.framed);
         match backend.add(handle) {
             Ok(()) => Some(InCluster {
-                cluster: backend,
+                cluster: backend.clone(),
                 id: shared.info.id,
             }),
             Err(full) => {
@@ -306,6 +306,7 @@ where
         budget: route.budget.clone(),
         negotiated,
         metrics,
+        cluster: codec.framed.then_some(backend),
     };
     tokio::spawn(SessionTask::new(on_upgrade, pending).instrument(span));
     response

@@ -302,6 +302,15 @@ where
         self.shared().outbox.len()
     }
 
+    /// Where the client stands in each stream it has had publications of (Crimson
+    /// protocol only): after a reconnect it resumes from these by itself, so that the
+    /// application gets what it missed, or a [`ClientEvent::NotRecovered`].
+    ///
+    /// [`ClientEvent::NotRecovered`]: crate::ClientEvent::NotRecovered
+    pub fn positions(&self) -> Vec<crimson_core::protocol::Position> {
+        self.shared().recovery.positions()
+    }
+
     /// How many incoming messages were skipped because they did not decode.
     pub fn skipped(&self) -> u64 {
         self.shared().skipped.load(Ordering::Relaxed)

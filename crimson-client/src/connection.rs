@@ -18,6 +18,7 @@ use crimson_core::transport::{Incoming, ReadError, Transport};
 use crimson_core::{CloseCode, CrimsonMessage, PayloadRef};
 
 use crate::outbox::{Item, ItemKind};
+use crate::recovery::Out;
 use crate::request::{Refusal, RequestError};
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
@@ -93,6 +94,7 @@ pub(crate) async fn run<Down: CrimsonMessage + Clone, T: Transport>(
         }
     }
     let requeued = shared.outbox.requeue(driver.handed.drain(..));
+    shared.recovery.connection_lost();
     // Requests that may have reached the server: sent again if idempotent, failed if not.
     shared.requests.connection_lost(&shared.outbox);
     if requeued > 0 {
@@ -476,6 +478,18 @@ fn receive<Down: CrimsonMessage + Clone>(shared: &ClientState<Down>, frame: Payl
                 .requests
                 .answer(id, Err(RequestError::Rejected { code, message }));
         }
+        Kind::Publication(at) => {
+            let step = shared.recovery.publication(at, body);
+            apply(shared, step, body);
+        }
+        Kind::Recovered { position, count } => {
+            let step = shared.recovery.recovered(position, count);
+            apply(shared, step, body);
+        }
+        Kind::Lost { position, reason } => {
+            let step = shared.recovery.lost(position, reason);
+            apply(shared, step, body);
+        }
         Kind::Request { id } => {
             let answer = match &shared.config.hooks.on_request {
                 Some(hook) => hook(body, shared.config.codec.token),
@@ -502,6 +516,23 @@ fn receive<Down: CrimsonMessage + Clone>(shared: &ClientState<Down>, frame: Payl
                 "skipped a Crimson protocol frame of a kind this client does not know".into(),
             ));
         }
+    }
+}
+
+/// Delivers what a stream's frame gives the application, then tells how its recovery went.
+fn apply<Down: CrimsonMessage + Clone>(
+    shared: &ClientState<Down>,
+    step: crate::recovery::Step,
+    body: PayloadRef<'_>,
+) {
+    for out in step.deliver {
+        match out {
+            Out::This => deliver(shared, body),
+            Out::Held(held) => deliver(shared, held.as_ref()),
+        }
+    }
+    if let Some(outcome) = step.outcome {
+        shared.recovery_outcome(outcome);
     }
 }
 

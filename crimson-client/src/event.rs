@@ -30,6 +30,26 @@ pub enum ClientEvent {
     Closed(CloseEvent),
     /// Something went wrong; see [`ClientError`] for what each case means.
     Error(Arc<ClientError>),
+    /// After a reconnect, the `count` publications of `stream` missed while away were
+    /// delivered (on [`incoming`](crate::CrimsonClient::incoming), in order, before this
+    /// event), each once. `count` may be 0: nothing was missed.
+    Recovered {
+        /// `all`, or `room:<name>`.
+        stream: String,
+        /// How many were delivered.
+        count: u64,
+    },
+    /// After a reconnect, what `stream` published while the client was away cannot be
+    /// recovered: the application missed messages and is told so. `reason` is the server's
+    /// (`history_too_short`, `expired`, `epoch_changed`, `over_limit`, `unknown_position`) or
+    /// the client's own (the new connection does not speak the Crimson protocol). The stream
+    /// goes on from its latest publication.
+    NotRecovered {
+        /// `all`, or `room:<name>`.
+        stream: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// How a connection ended, for [`ClientEvent::Closed`] and the

@@ -194,6 +194,7 @@ mod endpoint;
 mod error;
 mod event;
 mod outbox;
+mod recovery;
 mod request;
 mod retry;
 mod shared;

@@ -58,6 +58,8 @@ pub(crate) struct ClientState<Down> {
     pub(crate) requests: Requests,
     /// The current connection speaks the Crimson protocol (`crimson.v1`).
     pub(crate) framed: AtomicBool,
+    /// Where the client stands in the streams it gets publications of.
+    pub(crate) recovery: crate::recovery::Recovery,
 }
 
 impl<Down> ClientState<Down> {
@@ -65,6 +67,22 @@ impl<Down> ClientState<Down> {
         self.run
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Announces how a stream's recovery went.
+    pub(crate) fn recovery_outcome(&self, outcome: crate::recovery::Outcome) {
+        use crate::recovery::Outcome;
+        let event = match outcome {
+            Outcome::Recovered { stream, count } => {
+                tracing::debug!(%stream, count, "recovered");
+                ClientEvent::Recovered { stream, count }
+            }
+            Outcome::NotRecovered { stream, reason } => {
+                tracing::info!(%stream, %reason, "missed publications could not be recovered");
+                ClientEvent::NotRecovered { stream, reason }
+            }
+        };
+        let _ = self.events.send(event);
     }
 
     /// Sets the state and announces it.
@@ -178,6 +196,7 @@ impl<Down: Clone> ClientState<Down> {
             discarded: AtomicU64::new(0),
             requests: Requests::new(MAX_OPEN_REQUESTS),
             framed: AtomicBool::new(false),
+            recovery: crate::recovery::Recovery::default(),
         }
     }
 }

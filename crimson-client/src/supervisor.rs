@@ -76,6 +76,21 @@ async fn cycle<Down: CrimsonMessage + Clone>(
                 refused = 0;
                 tracing::debug!(%url, "connected");
                 shared.set_state(ConnectionState::Connected);
+                // Before anything else: where the client stands in each stream it follows.
+                if framed {
+                    let frame = Down::CODECS
+                        .get(config.codec.down)
+                        .map_or(Down::FRAME, |codec| codec.frame);
+                    for resume in shared.recovery.resumes(frame) {
+                        let _ = conn.send(&resume, None);
+                    }
+                } else {
+                    for outcome in shared.recovery.unresumable(
+                        "the server did not agree to the Crimson protocol (crimson.v1)",
+                    ) {
+                        shared.recovery_outcome(outcome);
+                    }
+                }
                 if let Some(hook) = &config.hooks.on_connect {
                     let mut first = Vec::new();
                     if let Err(err) = hook(&url, config.codec.up, &mut first) {

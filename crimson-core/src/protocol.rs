@@ -22,7 +22,7 @@ pub const V1: &str = "crimson.v1.";
 pub const MAX_HEADER: usize = 256;
 
 /// What a frame of the protocol carries, by its header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Kind {
     /// A plain message (an empty header).
@@ -45,6 +45,75 @@ pub enum Kind {
         /// 4000–4999).
         code: u16,
     },
+    /// A message published in a stream (server to client): the body is the message.
+    Publication(Position),
+    /// The last position a client got in a stream, after a reconnect (client to server); the
+    /// body is empty.
+    Resume(Position),
+    /// The `count` publications a client missed in `position.stream` follow, in order, as
+    /// [`Kind::Publication`] frames; `position` is the last of them (or the client's own when
+    /// none was missed). The body is empty.
+    Recovered {
+        /// Where the stream stands once they are delivered.
+        position: Position,
+        /// How many publications follow.
+        count: u64,
+    },
+    /// What a client missed in `position.stream` cannot be recovered (`reason`); it goes on
+    /// from `position`, the stream's last publication. The body is empty.
+    Lost {
+        /// Where the stream stands now.
+        position: Position,
+        /// Why: one of [`LostReason`]'s words, or a later version's.
+        reason: String,
+    },
+}
+
+/// A position in a stream: its name, its epoch and a publication's offset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// `all`, or `room:<name>`.
+    pub stream: String,
+    /// Changes whenever the stream's history was lost: a short string.
+    pub epoch: String,
+    /// 1, 2, 3… within the epoch; 0 before the first publication.
+    pub offset: u64,
+}
+
+/// Why a client's missed publications cannot be recovered (the `reason` of a `lost` frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// The history keeps fewer publications than were missed.
+    HistoryTooShort,
+    /// Some missed publications are older than the history's time to live.
+    Expired,
+    /// The stream's history was lost (a node restarted, Redis lost its keys): a new epoch.
+    EpochChanged,
+    /// More were missed than a recovery may send at once.
+    OverLimit,
+    /// The stream has no history (history is off), or the position is not one the stream
+    /// has had.
+    Unknown,
+}
+
+impl LostReason {
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HistoryTooShort => "history_too_short",
+            Self::Expired => "expired",
+            Self::EpochChanged => "epoch_changed",
+            Self::OverLimit => "over_limit",
+            Self::Unknown => "unknown_position",
+        }
+    }
+}
+
+impl std::fmt::Display for LostReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A frame that does not follow the protocol: the connection closes with 1002 and this as
@@ -86,6 +155,7 @@ fn parse(header: &str) -> Result<Kind, ProtocolError> {
     let mut words = header.split(' ');
     let kind = words.next().unwrap_or_default();
     let (mut id, mut code) = (None, None);
+    let (mut stream, mut epoch, mut offset, mut count, mut reason) = (None, None, None, None, None);
     for field in words {
         let Some((key, value)) = field.split_once('=') else {
             return Err(ProtocolError::new(format!(
@@ -96,6 +166,11 @@ fn parse(header: &str) -> Result<Kind, ProtocolError> {
         match key {
             "id" => id = Some(number::<u64>(key, value)?),
             "code" => code = Some(number::<u16>(key, value)?),
+            "s" => stream = Some(decoded(key, value)?),
+            "e" => epoch = Some(decoded(key, value)?),
+            "o" => offset = Some(number::<u64>(key, value)?),
+            "n" => count = Some(number::<u64>(key, value)?),
+            "reason" => reason = Some(decoded(key, value)?),
             // Unknown keys are ignored: later versions may add some.
             _ => {}
         }
@@ -103,7 +178,28 @@ fn parse(header: &str) -> Result<Kind, ProtocolError> {
     let id = |what: &str| {
         id.ok_or_else(|| ProtocolError::new(format!("crimson.v1: a `{what}` needs an id")))
     };
+    let mut position = |what: &str| -> Result<Position, ProtocolError> {
+        let missing =
+            |key: &str| ProtocolError::new(format!("crimson.v1: a `{what}` needs `{key}`"));
+        Ok(Position {
+            stream: stream.take().ok_or_else(|| missing("s"))?,
+            epoch: epoch.take().ok_or_else(|| missing("e"))?,
+            offset: offset.ok_or_else(|| missing("o"))?,
+        })
+    };
     Ok(match kind {
+        "pub" => Kind::Publication(position("pub")?),
+        "resume" => Kind::Resume(position("resume")?),
+        "recovered" => Kind::Recovered {
+            position: position("recovered")?,
+            count: count
+                .ok_or_else(|| ProtocolError::new("crimson.v1: a `recovered` needs `n`"))?,
+        },
+        "lost" => Kind::Lost {
+            position: position("lost")?,
+            reason: reason
+                .ok_or_else(|| ProtocolError::new("crimson.v1: a `lost` needs a `reason`"))?,
+        },
         "req" => Kind::Request { id: id("req")? },
         "res" => Kind::Response { id: id("res")? },
         "err" => Kind::Error {
@@ -128,6 +224,91 @@ fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ProtocolErr
     })
 }
 
+/// A percent-encoded value (RFC 3986), decoded; it must be UTF-8.
+fn decoded(key: &str, value: &str) -> Result<String, ProtocolError> {
+    let bad = || {
+        ProtocolError::new(format!(
+            "crimson.v1: `{key}={}` is not percent-encoded UTF-8",
+            shown(value)
+        ))
+    };
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'%' => {
+                let hex = bytes.get(at + 1..at + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                at += 3;
+            }
+            byte => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+/// Writes `value` percent-encoded: every byte but `A–Z a–z 0–9 - . _ ~` as `%XX`.
+fn encode_value(out: &mut BytesMut, value: &str) {
+    for &byte in value.as_bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.put_u8(byte);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.put_slice(&[
+                b'%',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 15)],
+            ]);
+        }
+    }
+}
+
+fn write_position(out: &mut BytesMut, word: &str, position: &Position) {
+    use std::fmt::Write as _;
+    out.put_slice(word.as_bytes());
+    out.put_slice(b" s=");
+    encode_value(out, &position.stream);
+    out.put_slice(b" e=");
+    encode_value(out, &position.epoch);
+    // Writing to a BytesMut cannot fail.
+    let _ = write!(out, " o={}", position.offset);
+}
+
+fn put_header(out: &mut BytesMut, kind: &Kind) {
+    use std::fmt::Write as _;
+    // Writing to a BytesMut cannot fail.
+    let _ = match kind {
+        Kind::Message => Ok(()),
+        Kind::Request { id } => write!(out, "req id={id}"),
+        Kind::Response { id } => write!(out, "res id={id}"),
+        Kind::Error { id, code } => write!(out, "err id={id} code={code}"),
+        Kind::Publication(position) => {
+            write_position(out, "pub", position);
+            Ok(())
+        }
+        Kind::Resume(position) => {
+            write_position(out, "resume", position);
+            Ok(())
+        }
+        Kind::Recovered { position, count } => {
+            write_position(out, "recovered", position);
+            write!(out, " n={count}")
+        }
+        Kind::Lost { position, reason } => {
+            write_position(out, "lost", position);
+            out.put_slice(b" reason=");
+            encode_value(out, reason);
+            Ok(())
+        }
+    };
+    out.put_u8(b'\n');
+}
+
 /// At most 32 characters of what a peer sent, for an error message.
 fn shown(text: &str) -> String {
     text.chars().take(32).collect()
@@ -135,18 +316,10 @@ fn shown(text: &str) -> String {
 
 /// `body` behind the header of `kind`, in a frame of the body's kind: one allocation.
 pub fn write(kind: Kind, body: &Payload) -> Payload {
-    use std::fmt::Write as _;
-
-    // "err id=18446744073709551615 code=65535" is the longest header: 39 bytes.
+    // "err id=18446744073709551615 code=65535" is the longest header of a request's frames
+    // (39 bytes); a stream's frames are longer only by their names.
     let mut out = BytesMut::with_capacity(40 + body.len());
-    // Writing to a BytesMut cannot fail.
-    let _ = match kind {
-        Kind::Message => Ok(()),
-        Kind::Request { id } => write!(out, "req id={id}"),
-        Kind::Response { id } => write!(out, "res id={id}"),
-        Kind::Error { id, code } => write!(out, "err id={id} code={code}"),
-    };
-    out.put_u8(b'\n');
+    put_header(&mut out, &kind);
     out.put_slice(body.as_bytes());
     let bytes: Bytes = out.freeze();
     match body {
@@ -190,9 +363,19 @@ mod tests {
             Kind::Request { id: 7 },
             Kind::Response { id: u64::MAX },
             Kind::Error { id: 1, code: 4001 },
+            Kind::Publication(Position {
+                stream: "room:ünï %&=\n".into(),
+                epoch: "e".into(),
+                offset: u64::MAX,
+            }),
+            Kind::Resume(Position {
+                stream: "all".into(),
+                epoch: "a b".into(),
+                offset: 0,
+            }),
         ] {
             for body in [&text, &binary] {
-                let frame = write(kind, body);
+                let frame = write(kind.clone(), body);
                 assert_eq!(frame.kind(), body.kind());
                 let (read_kind, read_body) = read(frame.as_ref()).unwrap();
                 assert_eq!(read_kind, kind);
@@ -200,6 +383,38 @@ mod tests {
             }
         }
         assert_eq!(write(Kind::Message, &text).as_bytes(), b"\n{\"a\":1}");
+        let at = |stream: &str| Position {
+            stream: stream.into(),
+            epoch: "3f2a".into(),
+            offset: 17,
+        };
+        assert_eq!(
+            write(Kind::Publication(at("room:café lobby")), &text).as_bytes(),
+            "pub s=room%3Acaf%C3%A9%20lobby e=3f2a o=17\n{\"a\":1}".as_bytes()
+        );
+        let empty = Payload::Text("".into());
+        assert_eq!(
+            write(
+                Kind::Lost {
+                    position: at("all"),
+                    reason: LostReason::EpochChanged.to_string()
+                },
+                &empty
+            )
+            .as_bytes(),
+            b"lost s=all e=3f2a o=17 reason=epoch_changed\n"
+        );
+        assert_eq!(
+            write(
+                Kind::Recovered {
+                    position: at("all"),
+                    count: 3
+                },
+                &empty
+            )
+            .as_bytes(),
+            b"recovered s=all e=3f2a o=17 n=3\n"
+        );
         assert_eq!(
             write(Kind::Request { id: 3 }, &text).as_bytes(),
             b"req id=3\n{\"a\":1}"
@@ -223,7 +438,20 @@ mod tests {
             err("{\"no\":\"header\"}"),
             "crimson.v1: a frame needs a header line ending in \\n (empty for a message)"
         );
-        assert_eq!(err("pub s=x\n"), "crimson.v1: unknown frame kind `pub`");
+        assert_eq!(err("pub s=x\n"), "crimson.v1: a `pub` needs `e`");
+        assert_eq!(err("sub s=x\n"), "crimson.v1: unknown frame kind `sub`");
+        assert_eq!(
+            err("resume s=%zz e=1 o=1\n"),
+            "crimson.v1: `s=%zz` is not percent-encoded UTF-8"
+        );
+        assert_eq!(
+            err("lost s=all e=1 o=1\n"),
+            "crimson.v1: a `lost` needs a `reason`"
+        );
+        assert_eq!(
+            err("recovered s=all e=1 o=1\n"),
+            "crimson.v1: a `recovered` needs `n`"
+        );
         assert_eq!(err("req\n"), "crimson.v1: a `req` needs an id");
         assert_eq!(err("err id=1\n"), "crimson.v1: an `err` needs a code");
         assert_eq!(

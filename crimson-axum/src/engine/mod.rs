@@ -86,6 +86,10 @@ pub(crate) struct Task<T, Up> {
     limiter: Option<Limiter>,
     /// Messages that arrived after the handler's input ended.
     unread: u64,
+    /// The session's cluster, where a `resume` frame goes (a session of the protocol).
+    cluster: Option<Arc<dyn crimson_core::cluster::SessionCluster>>,
+    /// `resume` frames read so far.
+    resumes: u16,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
     /// The timer was polled since it was last set (so it will wake the task).
@@ -157,6 +161,8 @@ where
             accepted,
             limiter,
             unread: 0,
+            cluster: None,
+            resumes: 0,
             timer: Box::pin(tokio::time::sleep_until(now + timers::FAR)),
             armed: None,
             timer_polled: false,

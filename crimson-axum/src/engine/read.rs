@@ -21,6 +21,9 @@ use crate::config::DecodeErrorPolicy;
 use crate::error::SessionError;
 use crate::request::{Incoming as In, Reply, Request};
 
+/// The most `resume` frames one connection may send (one per stream it follows).
+const MAX_RESUMES: usize = 64;
+
 impl<T, Up> Task<T, Up>
 where
     T: Transport,
@@ -82,6 +85,8 @@ where
         let limiter = &mut self.limiter;
         let events = &mut self.events;
         let unread = &mut self.unread;
+        let cluster = &self.cluster;
+        let resumes = &mut self.resumes;
         let mut seen = false;
         let mut refused = false;
         // A message for the handler wakes nothing: the handler is marked due below, and is
@@ -136,6 +141,23 @@ where
                         Kind::Error { id, code } => {
                             let text = String::from_utf8_lossy(body.as_bytes()).into_owned();
                             shared.pending.answer(id, Err((code, text)));
+                            return;
+                        }
+                        Kind::Resume(from) => {
+                            *resumes += 1;
+                            if usize::from(*resumes) > MAX_RESUMES {
+                                refused = true;
+                                events.push(Event::BadInput(
+                                    CloseCode::POLICY,
+                                    format!(
+                                        "crimson.v1: more than {MAX_RESUMES} resume frames on one connection"
+                                    ),
+                                ));
+                                return;
+                            }
+                            if let Some(cluster) = cluster {
+                                cluster.resume(shared.info.id, from);
+                            }
                             return;
                         }
                         // `Kind` may grow; what this version does not know is refused.

@@ -38,6 +38,8 @@ pub(crate) struct Pending<Up> {
     pub(crate) budget: Budget,
     pub(crate) negotiated: Option<Negotiated>,
     pub(crate) metrics: Arc<RouteMetrics>,
+    /// The session's cluster, for the protocol's `resume` frames.
+    pub(crate) cluster: Option<Arc<dyn crimson_core::cluster::SessionCluster>>,
 }
 
 impl<Up: CrimsonMessage> Pending<Up> {
@@ -60,6 +62,7 @@ impl<Up: CrimsonMessage> Pending<Up> {
             self.guards,
             self.metrics,
         );
+        task.cluster = self.cluster;
         if let Some(reason) = self.refused {
             task.refuse(CloseCode::TRY_AGAIN_LATER, &reason);
         }

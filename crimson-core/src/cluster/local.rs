@@ -10,11 +10,13 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use super::metrics::{self as broadcast_metrics, BroadcastMetrics};
+use super::streams::{self, History, Streams};
 use super::{
     at_least, ClusterFull, Delivery, Encoder, Membership, SendToError, SessionCluster, Target,
 };
 use crate::close::CloseCode;
 use crate::message::Payload;
+use crate::protocol::{Kind, LostReason, Position};
 use crate::session::{random_u64, Outgoing, SessionHandle, SessionId, SessionInfo, SharedPayload};
 
 /// How many membership changes a slow subscriber may fall behind before it lags.
@@ -42,6 +44,9 @@ struct Variants<'a> {
     encode: Option<Encoder<'a>>,
     /// Codec index and framing, and the payload so (`None`: it did not encode).
     others: Vec<((usize, bool), Option<Outgoing>)>,
+    /// The header of the protocol's sessions: a publication's position in its stream, or a
+    /// plain message.
+    kind: Kind,
 }
 
 impl<'a> Variants<'a> {
@@ -50,6 +55,7 @@ impl<'a> Variants<'a> {
             default: Outgoing::Shared(SharedPayload::new(payload.clone())),
             encode,
             others: Vec::new(),
+            kind: Kind::Message,
         }
     }
 
@@ -62,7 +68,12 @@ impl<'a> Variants<'a> {
             let made = match self.others.iter().find(|(made, _)| *made == wire) {
                 Some((_, made)) => made.clone(),
                 None => {
-                    let made = match encoded(handle, self.default.payload(), self.encode) {
+                    let made = match encoded(
+                        handle,
+                        self.default.payload(),
+                        self.encode,
+                        &self.kind,
+                    ) {
                         Ok(payload) => Some(Outgoing::Shared(SharedPayload::new(payload))),
                         Err(err) => {
                             tracing::warn!(codec = wire.0, %err, "a broadcast did not re-encode for its recipients of another codec");
@@ -90,17 +101,34 @@ fn encoded(
     handle: &SessionHandle,
     payload: &Payload,
     encode: Option<Encoder<'_>>,
+    kind: &Kind,
 ) -> Result<Payload, crate::EncodeError> {
     match encode {
-        Some(encode) if handle.codec() != 0 => Ok(handle.frame(encode(handle.codec())?)),
-        _ => handle.transcode(payload),
+        Some(encode) if handle.codec() != 0 => Ok(handle.frame_as(kind, encode(handle.codec())?)),
+        _ => handle.transcode_as(kind, payload),
     }
+}
+
+/// A frame of `kind` with an empty body, as `handle`'s codec sends frames.
+fn empty_frame(handle: &SessionHandle, kind: Kind) -> Payload {
+    let body = match handle.frame_kind() {
+        crate::FrameKind::Text => Payload::Text("".into()),
+        crate::FrameKind::Binary => Payload::Binary(bytes::Bytes::new()),
+    };
+    crate::protocol::write(kind, &body)
 }
 
 struct Member {
     handle: SessionHandle,
     rooms: HashSet<String>,
+    /// Resumes of rooms' streams the session has not joined yet: answered when it joins.
+    /// Boxed: one word on every session, where an empty `Vec` would take three.
+    #[allow(clippy::box_collection)]
+    waiting: Option<Box<Vec<Position>>>,
 }
+
+/// The most resumes one session may have waiting for a join.
+const MAX_WAITING_RESUMES: usize = 64;
 
 struct Inner {
     node: u64,
@@ -112,6 +140,8 @@ struct Inner {
     events: broadcast::Sender<Membership>,
     /// Resolved on the first broadcast (after the application installed its recorder).
     metrics: std::sync::OnceLock<BroadcastMetrics>,
+    /// Streams and their history, once history is on.
+    streams: std::sync::OnceLock<Streams>,
 }
 
 /// The sessions of one process: rooms, a connection limit and a lifetime watchdog.
@@ -174,6 +204,7 @@ pub struct LocalClusterBuilder {
     max_connections: Option<usize>,
     max_lifetime: Option<Duration>,
     watchdog_interval: Duration,
+    history: Option<History>,
 }
 
 impl LocalClusterBuilder {
@@ -188,6 +219,13 @@ impl LocalClusterBuilder {
     /// re-authenticate). Checked every [`watchdog_interval`](Self::watchdog_interval).
     pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
         self.max_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Keep each stream's recent publications, so that clients of the Crimson protocol that
+    /// reconnect recover what they missed ([`History`]; off by default).
+    pub fn history(mut self, history: History) -> Self {
+        self.history = Some(history);
         self
     }
 
@@ -228,6 +266,10 @@ impl LocalClusterBuilder {
                 watchdog_started: std::sync::atomic::AtomicBool::new(false),
                 events: broadcast::channel(MEMBERSHIP_BOUND).0,
                 metrics: std::sync::OnceLock::new(),
+                streams: match self.history {
+                    Some(history) => std::sync::OnceLock::from(Streams::new(history)),
+                    None => std::sync::OnceLock::new(),
+                },
             }),
         }
     }
@@ -245,7 +287,24 @@ impl LocalCluster {
             max_connections: None,
             max_lifetime: None,
             watchdog_interval: Duration::from_secs(1),
+            history: None,
         }
+    }
+
+    /// Turns history on ([`LocalClusterBuilder::history`]) for a cluster already built; an
+    /// error if it is already on with other settings.
+    pub fn set_history(&self, history: History) -> Result<(), History> {
+        let streams = self.inner.streams.get_or_init(|| Streams::new(history));
+        if streams.history == history {
+            Ok(())
+        } else {
+            Err(streams.history)
+        }
+    }
+
+    /// The history settings, if history is on.
+    pub fn history(&self) -> Option<History> {
+        self.inner.streams.get().map(|streams| streams.history)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -274,6 +333,20 @@ impl LocalCluster {
         let started = broadcast_metrics::start();
         let mut variants = Variants::new(payload, encode);
         let mut delivery = Delivery::default();
+        // With history, a publication in its stream: its offset is taken, and it is queued
+        // for every recipient, under the stream's lock, so that every session gets the
+        // stream in offset order.
+        let stream = self.inner.streams.get().map(|streams| {
+            let name = streams::stream_of(target);
+            let stream = streams.get_or_make(&name);
+            (streams, name, stream)
+        });
+        let _publishing = stream.as_ref().map(|(streams, name, stream)| {
+            let mut stream = streams::lock(stream);
+            stream.publish(&streams.history, payload);
+            variants.kind = Kind::Publication(stream.position(name));
+            stream
+        });
         let state = self.read();
         let mut offer = |member: &Member| variants.offer(&member.handle, &mut delivery);
         match target {
@@ -347,7 +420,8 @@ impl LocalCluster {
         encode: Option<Encoder<'_>>,
     ) -> Result<(), SendToError> {
         let handle = self.get(id).ok_or(SendToError::NotFound(id))?;
-        let payload = encoded(&handle, &payload, encode).map_err(SendToError::Encode)?;
+        let payload =
+            encoded(&handle, &payload, encode, &Kind::Message).map_err(SendToError::Encode)?;
         handle
             .deliver(Outgoing::Single(payload))
             .map(|_| ())
@@ -422,6 +496,7 @@ impl LocalCluster {
                 Member {
                     handle: session,
                     rooms: HashSet::new(),
+                    waiting: None,
                 },
             );
             // No subscriber is not an error: nobody is listening.
@@ -501,6 +576,13 @@ impl LocalCluster {
             .sessions
             .get_mut(&id)
             .ok_or(SendToError::NotFound(id))?;
+        // A resume of this room's stream waited for the join: answered now. Publications
+        // made meanwhile are queued live as well as recovered; the client keeps each once.
+        let resume = member.waiting.as_mut().and_then(|waiting| {
+            let name = format!("room:{room}");
+            let at = waiting.iter().position(|from| from.stream == name)?;
+            Some(waiting.swap_remove(at))
+        });
         if member.rooms.insert(room.to_owned()) {
             state.rooms.entry(room.to_owned()).or_default().insert(id);
             let _ = self
@@ -508,7 +590,122 @@ impl LocalCluster {
                 .events
                 .send(Membership::JoinedRoom(id, room.to_owned()));
         }
+        drop(state);
+        if let Some(from) = resume {
+            self.resume(id, from);
+        }
         Ok(())
+    }
+
+    /// A client of session `id` that reconnected presents `from`, the last position it got
+    /// in a stream: the session is sent `recovered` and what was missed, in order, or `lost`
+    /// and why (`docs/protocol.md`, "Streams and recovery"). A room's stream is answered once
+    /// the session is in the room (at its join, if it has not joined yet). What the server
+    /// does with each `resume` frame; a session that is gone is skipped.
+    pub fn resume(&self, id: SessionId, from: Position) {
+        let Some(streams) = self.inner.streams.get() else {
+            self.answer_lost(id, from.stream, String::new(), 0, LostReason::Unknown);
+            return;
+        };
+        if let Some(room) = from.stream.strip_prefix("room:") {
+            let mut state = self.write();
+            let Some(member) = state.sessions.get_mut(&id) else {
+                return;
+            };
+            if !member.rooms.contains(room) {
+                let waiting = member.waiting.get_or_insert_with(Box::default);
+                waiting.retain(|other| other.stream != from.stream);
+                if waiting.len() < MAX_WAITING_RESUMES {
+                    waiting.push(from);
+                    return;
+                }
+                drop(state);
+                self.answer_lost(id, from.stream, String::new(), 0, LostReason::OverLimit);
+                return;
+            }
+        } else if from.stream != streams::ALL {
+            self.answer_lost(id, from.stream, String::new(), 0, LostReason::Unknown);
+            return;
+        }
+        let Some(stream) = streams.get(&from.stream) else {
+            // Nothing kept: the stream is new since the client's position (a restart, or
+            // forgotten), whatever that position was.
+            self.answer_lost(id, from.stream, String::new(), 0, LostReason::EpochChanged);
+            return;
+        };
+        let mut stream = streams::lock(&stream);
+        let Some(handle) = self.get(id) else { return };
+        let now = stream.position(&from.stream);
+        let frames = match stream.missed(&streams.history, &from) {
+            Ok(missed) => {
+                let mut frames = Vec::with_capacity(missed.len() + 1);
+                frames.push(Outgoing::Single(empty_frame(
+                    &handle,
+                    Kind::Recovered {
+                        position: now.clone(),
+                        count: missed.len() as u64,
+                    },
+                )));
+                for entry in missed {
+                    let kind = Kind::Publication(Position {
+                        offset: entry.offset,
+                        ..now.clone()
+                    });
+                    match handle.transcode_as(&kind, &entry.payload) {
+                        Ok(frame) => frames.push(Outgoing::Single(frame)),
+                        Err(err) => {
+                            tracing::warn!(%err, stream = %now.stream, "a kept publication did not re-encode for a recovery");
+                            frames.truncate(0);
+                            frames.push(Outgoing::Single(empty_frame(
+                                &handle,
+                                Kind::Lost {
+                                    position: now.clone(),
+                                    reason: LostReason::Unknown.to_string(),
+                                },
+                            )));
+                            break;
+                        }
+                    }
+                }
+                frames
+            }
+            Err(reason) => vec![Outgoing::Single(empty_frame(
+                &handle,
+                Kind::Lost {
+                    position: now,
+                    reason: reason.to_string(),
+                },
+            ))],
+        };
+        // Under the stream's lock: no publication of the stream gets between them.
+        if let Err(err) = handle.deliver_all(frames) {
+            tracing::debug!(%err, session_id = %id, "a recovery was not queued");
+        }
+    }
+
+    fn answer_lost(
+        &self,
+        id: SessionId,
+        stream: String,
+        epoch: String,
+        offset: u64,
+        reason: LostReason,
+    ) {
+        let Some(handle) = self.get(id) else { return };
+        let frame = empty_frame(
+            &handle,
+            Kind::Lost {
+                position: Position {
+                    stream,
+                    epoch,
+                    offset,
+                },
+                reason: reason.to_string(),
+            },
+        );
+        if let Err(err) = handle.deliver(Outgoing::Single(frame)) {
+            tracing::debug!(%err, session_id = %id, "a recovery's answer was not queued");
+        }
     }
 
     /// Takes a session out of a room.

@@ -17,6 +17,7 @@ mod local;
 mod metrics;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod streams;
 
 use std::fmt;
 use std::future::Future;
@@ -26,6 +27,7 @@ use std::time::Duration;
 pub use ack::{AckError, AckStream};
 pub use handle::Cluster;
 pub use local::{LocalCluster, LocalClusterBuilder, MembershipStream, LIFETIME_OVER};
+pub use streams::History;
 
 use crate::message::Payload;
 use crate::session::{Queued, SendError, SessionHandle, SessionId, SessionInfo};
@@ -283,6 +285,13 @@ pub trait SessionCluster: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
         let _ = encode;
         self.broadcast(payload, target)
+    }
+
+    /// A reconnected client of session `id` (of this node) presents `from`, its last
+    /// position in a stream: the session gets what it missed or is told why not
+    /// ([`LocalCluster::resume`]). What the server does with each `resume` frame.
+    fn resume(&self, id: SessionId, from: crate::protocol::Position) {
+        self.local().resume(id, from);
     }
 
     /// [`send_to`](Self::send_to) of a message whose value is at hand: `encode` makes it for

@@ -113,6 +113,17 @@ pub trait Deliver: Send + Sync + fmt::Debug + 'static {
         let _ = body;
         Err(AskError::NoProtocol)
     }
+
+    /// Queues `messages` together, in order, with nothing between them: a recovery (what a
+    /// client missed, after a reconnect). They may go past the queue's capacity, since their
+    /// number is bounded by the history's recovery limit. By default each is
+    /// [`deliver`](Self::deliver)ed in turn.
+    fn deliver_all(&self, messages: Vec<Outgoing>) -> Result<(), SendError> {
+        for message in messages {
+            self.deliver(message)?;
+        }
+        Ok(())
+    }
 }
 
 /// A client's answer to a request: the response's body (in the session's codec), or the
@@ -156,6 +167,8 @@ pub struct SessionHandle {
     started: std::time::Instant,
     /// The codec the session chose, when it is not its type's default.
     speaks: Option<Speaks>,
+    /// The frame kind of the session's codec.
+    frame: crate::FrameKind,
 }
 
 /// How a session's messages differ from its message type's default: another codec, and/or
@@ -184,6 +197,7 @@ impl SessionHandle {
             sink,
             started: std::time::Instant::now(),
             speaks: None,
+            frame: crate::FrameKind::Text,
         }
     }
 
@@ -193,6 +207,7 @@ impl SessionHandle {
     /// default: nothing changes.
     pub fn speaking<M: CrimsonMessage>(mut self, codec: usize) -> Self {
         let framed = self.is_framed();
+        self.frame = M::CODECS.get(codec).map_or(M::FRAME, |info| info.frame);
         self.speaks = (codec != 0 || framed).then_some(Speaks {
             codec,
             framed,
@@ -232,22 +247,43 @@ impl SessionHandle {
     /// `payload`, already in this session's codec, behind the protocol's header line if the
     /// session speaks it.
     pub fn frame(&self, payload: Payload) -> Payload {
+        self.frame_as(&crate::protocol::Kind::Message, payload)
+    }
+
+    /// `payload`, already in this session's codec, behind the header of `kind` if the session
+    /// speaks the protocol.
+    pub fn frame_as(&self, kind: &crate::protocol::Kind, payload: Payload) -> Payload {
         if self.is_framed() {
-            crate::protocol::write(crate::protocol::Kind::Message, &payload)
+            crate::protocol::write(kind.clone(), &payload)
         } else {
             payload
         }
     }
 
+    /// The frame kind of the session's codec (what a frame with an empty body is sent as).
+    pub fn frame_kind(&self) -> crate::FrameKind {
+        self.frame
+    }
+
     /// `payload`, made in the message type's default codec, as this session takes it: in its
     /// codec, behind the protocol's header line if it speaks the protocol.
     pub fn transcode(&self, payload: &Payload) -> Result<Payload, EncodeError> {
+        self.transcode_as(&crate::protocol::Kind::Message, payload)
+    }
+
+    /// [`transcode`](Self::transcode), behind the header of `kind` if the session speaks the
+    /// protocol (a stream's publication).
+    pub fn transcode_as(
+        &self,
+        kind: &crate::protocol::Kind,
+        payload: &Payload,
+    ) -> Result<Payload, EncodeError> {
         match self.speaks {
             None => Ok(payload.clone()),
             Some(speaks) => {
                 let payload = (speaks.transcode)(payload, speaks.codec)?;
                 Ok(if speaks.framed {
-                    crate::protocol::write(crate::protocol::Kind::Message, &payload)
+                    crate::protocol::write(kind.clone(), &payload)
                 } else {
                     payload
                 })
@@ -276,6 +312,11 @@ impl SessionHandle {
     /// Crimson protocol.
     pub fn deliver(&self, message: Outgoing) -> Result<Queued, SendError> {
         self.sink.deliver(message)
+    }
+
+    /// Queues `messages` together, in order (see [`Deliver::deliver_all`]).
+    pub fn deliver_all(&self, messages: Vec<Outgoing>) -> Result<(), SendError> {
+        self.sink.deliver_all(messages)
     }
 
     /// Asks the session to close after what is queued.

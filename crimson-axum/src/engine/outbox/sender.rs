@@ -235,6 +235,22 @@ impl Deliver for Inner {
         self.try_push(message)
     }
 
+    fn deliver_all(&self, messages: Vec<Outgoing>) -> Result<(), SendError> {
+        // A recovery: together, past the capacity if need be (its size is bounded by the
+        // history's recovery limit).
+        let mut state = self.state();
+        if state.closed || state.request.is_some() {
+            return Err(SendError::Closed);
+        }
+        state.pushed += messages.len() as u64;
+        state.queue.extend(messages);
+        self.report_depth(&mut state);
+        let writer = self.take_writer(&mut state);
+        drop(state);
+        wake(writer);
+        Ok(())
+    }
+
     fn close(&self, code: CloseCode, reason: &str) {
         self.request_end(EndRequest::Close(
             code,

@@ -1,0 +1,393 @@
+//! Where the client stands in each stream it gets publications of, and the recovery after a
+//! reconnect: one `resume` per stream before anything else, then what the server answers
+//! (`docs/protocol.md`, "Streams and recovery"). Each publication reaches the application
+//! once, in offset order; what cannot be recovered is an event, never a silent gap.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crimson_core::protocol::{self, Kind, Position};
+use crimson_core::{FrameKind, Payload, PayloadRef};
+
+/// The most streams a client follows (the server reads at most 64 `resume` frames).
+pub(crate) const MAX_STREAMS: usize = 64;
+/// The most live publications held for a stream while its recovery is under way.
+const MAX_HELD: usize = 10_000;
+
+/// What happened to a stream's recovery, for the client's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Recovered { stream: String, count: u64 },
+    NotRecovered { stream: String, reason: String },
+}
+
+/// What a frame of a stream gives the application: messages to deliver, in order, and
+/// perhaps the end of a recovery.
+#[derive(Debug, Default)]
+pub(crate) struct Step {
+    pub(crate) deliver: Vec<Out>,
+    pub(crate) outcome: Option<Outcome>,
+}
+
+/// A message to deliver: the frame's own body, or one held until now.
+#[derive(Debug)]
+pub(crate) enum Out {
+    This,
+    Held(Payload),
+}
+
+#[derive(Debug)]
+struct Held {
+    epoch: String,
+    offset: u64,
+    body: Payload,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Live,
+    /// A `resume` was sent; live publications are held until the answer.
+    Waiting {
+        held: Vec<Held>,
+    },
+    /// `left` of the `count` missed publications still to come.
+    Recovering {
+        left: u64,
+        count: u64,
+        held: Vec<Held>,
+    },
+}
+
+#[derive(Debug)]
+struct Follow {
+    epoch: String,
+    offset: u64,
+    phase: Phase,
+}
+
+/// The streams a client follows.
+#[derive(Debug, Default)]
+pub(crate) struct Recovery {
+    streams: Mutex<HashMap<String, Follow>>,
+}
+
+impl Recovery {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Follow>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the client stands in each stream it follows.
+    pub(crate) fn positions(&self) -> Vec<Position> {
+        let mut positions: Vec<Position> = self
+            .lock()
+            .iter()
+            .map(|(stream, follow)| Position {
+                stream: stream.clone(),
+                epoch: follow.epoch.clone(),
+                offset: follow.offset,
+            })
+            .collect();
+        positions.sort_by(|a, b| a.stream.cmp(&b.stream));
+        positions
+    }
+
+    /// A new connection of the protocol: a `resume` frame per stream followed, to send before
+    /// anything else; each stream waits for its answer.
+    pub(crate) fn resumes(&self, frame: FrameKind) -> Vec<Payload> {
+        let empty = match frame {
+            FrameKind::Text => Payload::Text("".into()),
+            FrameKind::Binary => Payload::Binary(Default::default()),
+        };
+        let mut streams = self.lock();
+        let mut frames = Vec::with_capacity(streams.len());
+        for (stream, follow) in streams.iter_mut() {
+            follow.phase = Phase::Waiting { held: Vec::new() };
+            frames.push(protocol::write(
+                Kind::Resume(Position {
+                    stream: stream.clone(),
+                    epoch: follow.epoch.clone(),
+                    offset: follow.offset,
+                }),
+                &empty,
+            ));
+        }
+        frames
+    }
+
+    /// A new connection without the protocol: nothing can be resumed. Every stream followed
+    /// is forgotten, each with its outcome.
+    pub(crate) fn unresumable(&self, reason: &str) -> Vec<Outcome> {
+        self.lock()
+            .drain()
+            .map(|(stream, _)| Outcome::NotRecovered {
+                stream,
+                reason: reason.to_owned(),
+            })
+            .collect()
+    }
+
+    /// The connection dropped: what was held goes (it is recovered again after the
+    /// reconnect, from the position of what was delivered).
+    pub(crate) fn connection_lost(&self) {
+        for follow in self.lock().values_mut() {
+            follow.phase = Phase::Live;
+        }
+    }
+
+    /// A `pub` frame.
+    pub(crate) fn publication(&self, at: Position, body: PayloadRef<'_>) -> Step {
+        let mut step = Step::default();
+        let mut streams = self.lock();
+        let full = streams.len() >= MAX_STREAMS;
+        let Some(follow) = streams.get_mut(&at.stream) else {
+            if !full {
+                streams.insert(
+                    at.stream,
+                    Follow {
+                        epoch: at.epoch,
+                        offset: at.offset,
+                        phase: Phase::Live,
+                    },
+                );
+            } else {
+                tracing::warn!(stream = %at.stream, "following {MAX_STREAMS} streams already: this one's publications are not recovered after a reconnect");
+            }
+            step.deliver.push(Out::This);
+            return step;
+        };
+        match &mut follow.phase {
+            Phase::Live => {
+                if at.epoch != follow.epoch {
+                    // A new stream under the old name (the server lost its history) while
+                    // connected: nothing was missed on this connection.
+                    follow.epoch = at.epoch;
+                    follow.offset = at.offset;
+                    step.deliver.push(Out::This);
+                } else if at.offset > follow.offset {
+                    follow.offset = at.offset;
+                    step.deliver.push(Out::This);
+                }
+                // Else a publication already delivered.
+            }
+            Phase::Waiting { held } => {
+                if held.len() < MAX_HELD {
+                    held.push(Held {
+                        epoch: at.epoch,
+                        offset: at.offset,
+                        body: body.to_payload(),
+                    });
+                } else {
+                    // The answer is not coming: what is held goes out, and the gap is said.
+                    let held = std::mem::take(held);
+                    step.outcome = Some(Outcome::NotRecovered {
+                        stream: at.stream.clone(),
+                        reason: "no answer to the resume".into(),
+                    });
+                    follow.phase = Phase::Live;
+                    flush(follow, held, &mut step);
+                    if at.epoch == follow.epoch && at.offset > follow.offset {
+                        follow.offset = at.offset;
+                        step.deliver.push(Out::This);
+                    }
+                }
+            }
+            Phase::Recovering { left, count, held } => {
+                // The missed publications come together, right after `recovered`.
+                if at.epoch == follow.epoch && at.offset > follow.offset {
+                    follow.offset = at.offset;
+                    step.deliver.push(Out::This);
+                }
+                *left -= 1;
+                if *left == 0 {
+                    let count = *count;
+                    let held = std::mem::take(held);
+                    follow.phase = Phase::Live;
+                    flush(follow, held, &mut step);
+                    step.outcome = Some(Outcome::Recovered {
+                        stream: at.stream,
+                        count,
+                    });
+                }
+            }
+        }
+        step
+    }
+
+    /// A `recovered` frame: `count` missed publications follow.
+    pub(crate) fn recovered(&self, at: Position, count: u64) -> Step {
+        let mut step = Step::default();
+        let mut streams = self.lock();
+        let Some(follow) = streams.get_mut(&at.stream) else {
+            return step;
+        };
+        let Phase::Waiting { held } = &mut follow.phase else {
+            return step;
+        };
+        let held = std::mem::take(held);
+        if count == 0 {
+            follow.phase = Phase::Live;
+            flush(follow, held, &mut step);
+            step.outcome = Some(Outcome::Recovered {
+                stream: at.stream,
+                count,
+            });
+        } else {
+            follow.phase = Phase::Recovering {
+                left: count,
+                count,
+                held,
+            };
+        }
+        step
+    }
+
+    /// A `lost` frame: the stream goes on from `at`; the gap is said.
+    pub(crate) fn lost(&self, at: Position, reason: String) -> Step {
+        let mut step = Step::default();
+        let mut streams = self.lock();
+        let Some(follow) = streams.get_mut(&at.stream) else {
+            return step;
+        };
+        let held = match &mut follow.phase {
+            Phase::Waiting { held } | Phase::Recovering { held, .. } => std::mem::take(held),
+            Phase::Live => Vec::new(),
+        };
+        follow.phase = Phase::Live;
+        follow.epoch = at.epoch;
+        // What was held arrived live: delivered, though older than the stream's position.
+        follow.offset = 0;
+        flush(follow, held, &mut step);
+        follow.offset = follow.offset.max(at.offset);
+        step.outcome = Some(Outcome::NotRecovered {
+            stream: at.stream,
+            reason,
+        });
+        step
+    }
+}
+
+/// Delivers what was held, in offset order, once each, past the stream's position.
+fn flush(follow: &mut Follow, mut held: Vec<Held>, step: &mut Step) {
+    held.sort_by_key(|h| h.offset);
+    for h in held {
+        if h.epoch != follow.epoch {
+            // Before the epoch the server named: the client can place it nowhere.
+            if follow.offset == 0 && follow.epoch.is_empty() {
+                follow.epoch = h.epoch;
+            } else {
+                continue;
+            }
+        }
+        if h.offset > follow.offset {
+            follow.offset = h.offset;
+            step.deliver.push(Out::Held(h.body));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(stream: &str, epoch: &str, offset: u64) -> Position {
+        Position {
+            stream: stream.into(),
+            epoch: epoch.into(),
+            offset,
+        }
+    }
+
+    thread_local! {
+        static BODIES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A body whose text is `n`, kept alive for the test.
+    fn body(n: u64) -> PayloadRef<'static> {
+        let text: &'static str = Box::leak(n.to_string().into_boxed_str());
+        BODIES.with(|b| b.borrow_mut().push(text.to_owned()));
+        PayloadRef::Text(text)
+    }
+
+    fn texts(step: &Step) -> Vec<String> {
+        let this = BODIES.with(|b| b.borrow().last().cloned().unwrap_or_default());
+        step.deliver
+            .iter()
+            .map(|out| match out {
+                Out::This => this.clone(),
+                Out::Held(p) => String::from_utf8_lossy(p.as_bytes()).into_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn live_publications_are_delivered_once_in_order() {
+        let r = Recovery::default();
+        assert_eq!(texts(&r.publication(at("all", "e", 1), body(1))), ["1"]);
+        assert_eq!(texts(&r.publication(at("all", "e", 2), body(2))), ["2"]);
+        assert!(texts(&r.publication(at("all", "e", 2), body(2))).is_empty());
+        assert_eq!(texts(&r.publication(at("all", "f", 1), body(9))), ["9"]);
+        assert_eq!(r.positions(), [at("all", "f", 1)]);
+    }
+
+    #[test]
+    fn a_recovery_merges_held_live_publications_without_duplicates() {
+        let r = Recovery::default();
+        r.publication(at("room:a", "e", 3), body(3));
+        let resumes = r.resumes(FrameKind::Text);
+        assert_eq!(resumes.len(), 1);
+        assert_eq!(resumes[0].as_bytes(), b"resume s=room%3Aa e=e o=3\n");
+        // Live ones arrive before the answer: held.
+        assert!(r
+            .publication(at("room:a", "e", 6), body(6))
+            .deliver
+            .is_empty());
+        assert!(r
+            .publication(at("room:a", "e", 5), body(5))
+            .deliver
+            .is_empty());
+        assert!(r.recovered(at("room:a", "e", 5), 2).deliver.is_empty());
+        assert_eq!(texts(&r.publication(at("room:a", "e", 4), body(4))), ["4"]);
+        let last = r.publication(at("room:a", "e", 5), body(5));
+        assert_eq!(
+            texts(&last),
+            ["5", "6"],
+            "the held 5 is a duplicate, 6 is new"
+        );
+        assert_eq!(
+            last.outcome,
+            Some(Outcome::Recovered {
+                stream: "room:a".into(),
+                count: 2
+            })
+        );
+        assert!(r
+            .publication(at("room:a", "e", 6), body(6))
+            .deliver
+            .is_empty());
+        assert_eq!(texts(&r.publication(at("room:a", "e", 7), body(7))), ["7"]);
+    }
+
+    #[test]
+    fn a_lost_stream_says_so_and_goes_on() {
+        let r = Recovery::default();
+        r.publication(at("all", "e", 3), body(3));
+        r.resumes(FrameKind::Text);
+        let step = r.lost(at("all", "", 0), "epoch_changed".into());
+        assert!(step.deliver.is_empty());
+        assert_eq!(
+            step.outcome,
+            Some(Outcome::NotRecovered {
+                stream: "all".into(),
+                reason: "epoch_changed".into()
+            })
+        );
+        assert_eq!(texts(&r.publication(at("all", "n", 1), body(1))), ["1"]);
+        r.resumes(FrameKind::Text);
+        r.publication(at("all", "n", 9), body(9));
+        let step = r.lost(at("all", "n", 9), "over_limit".into());
+        assert_eq!(texts(&step), ["9"], "what arrived live is still delivered");
+        assert_eq!(r.positions(), [at("all", "n", 9)]);
+        assert_eq!(r.unresumable("no protocol").len(), 1);
+        assert!(r.positions().is_empty());
+    }
+}

@@ -1,0 +1,390 @@
+//! Recovery after a reconnect (`docs/protocol.md`, "Streams and recovery"): the frames by
+//! hand, and crimson-client resuming by itself: every missed publication once and in order,
+//! or an explicit "not recovered".
+
+use std::time::Duration;
+
+use axum::Router;
+use crimson_axum::cluster::Cluster;
+use crimson_axum::testing::TestServer;
+use crimson_axum::{
+    ConfigName, CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt,
+};
+use crimson_client::{ClientEvent, CrimsonClient, RetryPolicy};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CrimsonMessage)]
+struct Note {
+    text: String,
+}
+
+fn note(text: &str) -> Note {
+    Note { text: text.into() }
+}
+
+const NOTES: ConfigName<Note, Note> = ConfigName::new("notes");
+
+/// Joins the room `lobby` when told `join` (at once when `join_at_once`); otherwise reads.
+async fn handler(mut session: CrimsonSession<Note, Note>, join_at_once: bool) {
+    if join_at_once {
+        session.cluster().join(session.id(), "lobby").unwrap();
+    }
+    while let Some(note) = session.recv().await {
+        if note.text == "join" {
+            session.cluster().join(session.id(), "lobby").unwrap();
+        }
+    }
+}
+
+async fn server(size: usize, join_at_once: bool) -> (TestServer, Cluster<Note>) {
+    let config = CrimsonConfig::new()
+        .protocol(true)
+        .history(size, Duration::from_secs(300));
+    let cluster = config.session_cluster().clone();
+    let app = Router::new()
+        .crimson("/notes", NOTES, move |session| {
+            handler(session, join_at_once)
+        })
+        .layer(CrimsonLayer::new().config(NOTES, config));
+    (TestServer::new(app).await, cluster)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(url: &str) -> Ws {
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "crimson.v1.json".parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+async fn next_text(ws: &mut Ws) -> String {
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
+        other => panic!("expected a Text frame, got {other:?}"),
+    }
+}
+
+/// The epoch in a frame's header (`e=…`).
+fn epoch(frame: &str) -> String {
+    let header = frame.split('\n').next().unwrap();
+    header
+        .split(' ')
+        .find_map(|field| field.strip_prefix("e="))
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits until the node has exactly `n` sessions.
+async fn sessions(cluster: &Cluster<Note>, n: usize) {
+    for _ in 0..500 {
+        if cluster.node().len() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the node has {} sessions, not {n}", cluster.node().len());
+}
+
+#[tokio::test]
+async fn the_frames_of_a_recovery_by_hand() {
+    let (server, cluster) = server(100, false).await;
+    let mut ws = connect(&server.url("/notes")).await;
+    sessions(&cluster, 1).await;
+    cluster.broadcast(&note("a")).await.unwrap();
+    cluster.broadcast(&note("b")).await.unwrap();
+    let first = next_text(&mut ws).await;
+    let e = epoch(&first);
+    assert_eq!(first, format!("pub s=all e={e} o=1\n{{\"text\":\"a\"}}"));
+    assert_eq!(
+        next_text(&mut ws).await,
+        format!("pub s=all e={e} o=2\n{{\"text\":\"b\"}}")
+    );
+    ws.close(None).await.unwrap();
+    drop(ws);
+    sessions(&cluster, 0).await;
+    // Published while nobody listens: kept.
+    cluster.broadcast(&note("c")).await.unwrap();
+    cluster.broadcast(&note("d")).await.unwrap();
+
+    let mut ws = connect(&server.url("/notes")).await;
+    ws.send(Message::text(format!("resume s=all e={e} o=2\n")))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        format!("recovered s=all e={e} o=4 n=2\n")
+    );
+    assert_eq!(
+        next_text(&mut ws).await,
+        format!("pub s=all e={e} o=3\n{{\"text\":\"c\"}}")
+    );
+    assert_eq!(
+        next_text(&mut ws).await,
+        format!("pub s=all e={e} o=4\n{{\"text\":\"d\"}}")
+    );
+    cluster.broadcast(&note("live")).await.unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        format!("pub s=all e={e} o=5\n{{\"text\":\"live\"}}")
+    );
+    // Another epoch, a position from the future, a stream that is not Crimson's.
+    ws.send(Message::text("resume s=all e=nope o=1\n"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        format!("lost s=all e={e} o=5 reason=epoch_changed\n")
+    );
+    ws.send(Message::text(format!("resume s=all e={e} o=9\n")))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        format!("lost s=all e={e} o=5 reason=unknown_position\n")
+    );
+    ws.send(Message::text("resume s=chat e=x o=1\n"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        "lost s=chat e= o=0 reason=unknown_position\n"
+    );
+
+    // A room's stream: the resume waits for the join.
+    ws.send(Message::text("\n{\"text\":\"join\"}"))
+        .await
+        .unwrap();
+    sessions(&cluster, 1).await;
+    for _ in 0..500 {
+        if cluster.node().room_members("lobby").len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster.broadcast_room("lobby", &note("r1")).await.unwrap();
+    let r1 = next_text(&mut ws).await;
+    let re = epoch(&r1);
+    assert_eq!(
+        r1,
+        format!("pub s=room%3Alobby e={re} o=1\n{{\"text\":\"r1\"}}")
+    );
+    ws.close(None).await.unwrap();
+    drop(ws);
+    sessions(&cluster, 0).await;
+    cluster.broadcast_room("lobby", &note("r2")).await.unwrap();
+
+    let mut ws = connect(&server.url("/notes")).await;
+    ws.send(Message::text(format!("resume s=room%3Alobby e={re} o=1\n")))
+        .await
+        .unwrap();
+    sessions(&cluster, 1).await;
+    // Not in the room yet: nothing comes; published meanwhile, still kept.
+    cluster.broadcast_room("lobby", &note("r3")).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), ws.next())
+            .await
+            .is_err(),
+        "nothing before the join"
+    );
+    ws.send(Message::text("\n{\"text\":\"join\"}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        format!("recovered s=room%3Alobby e={re} o=3 n=2\n")
+    );
+    assert!(next_text(&mut ws).await.ends_with("{\"text\":\"r2\"}"));
+    assert!(next_text(&mut ws).await.ends_with("{\"text\":\"r3\"}"));
+}
+
+#[tokio::test]
+async fn a_plain_client_gets_plain_frames_from_a_route_with_history() {
+    let (server, cluster) = server(100, true).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url("/notes"))
+        .await
+        .unwrap();
+    sessions(&cluster, 1).await;
+    cluster.broadcast(&note("plain")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "{\"text\":\"plain\"}");
+}
+
+#[tokio::test]
+async fn too_many_resumes_close_the_connection() {
+    let (server, _cluster) = server(100, false).await;
+    let mut ws = connect(&server.url("/notes")).await;
+    for n in 0..=64 {
+        ws.send(Message::text(format!("resume s=room%3A{n} e=x o=1\n")))
+            .await
+            .unwrap();
+    }
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                assert_eq!(u16::from(frame.code), 1008);
+                assert_eq!(
+                    frame.reason.as_str(),
+                    "crimson.v1: more than 64 resume frames on one connection"
+                );
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+}
+
+/// A crimson-client that reconnects 50 ms after a drop.
+fn client(url: String) -> CrimsonClient<Note, Note> {
+    CrimsonClient::builder()
+        .url(url)
+        .retry(RetryPolicy::fixed(Duration::from_millis(50)).unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn event(events: &mut crimson_client::Subscription<ClientEvent>) -> ClientEvent {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("events go on")
+            .unwrap();
+        match next {
+            ClientEvent::Recovered { .. } | ClientEvent::NotRecovered { .. } => return next,
+            _ => {}
+        }
+    }
+}
+
+/// Cuts the node's only session (as a restart of a proxy would), then waits until it is gone.
+async fn cut(cluster: &Cluster<Note>) {
+    let session = cluster.node().sessions().pop().expect("one session");
+    cluster
+        .node()
+        .get(session.id)
+        .unwrap()
+        .close(crimson_axum::CloseCode::RESTART, "cut");
+    for _ in 0..500 {
+        if cluster.node().get(session.id).is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the session did not end");
+}
+
+#[tokio::test]
+async fn crimson_client_recovers_what_it_missed_once_and_in_order() {
+    let (server, cluster) = server(100, true).await;
+    let client = client(server.url("/notes"));
+    let mut events = client.events();
+    let mut incoming = client.incoming();
+    client.connect().await.unwrap();
+    sessions(&cluster, 1).await;
+    for n in 1..=3 {
+        cluster
+            .broadcast_room("lobby", &note(&n.to_string()))
+            .await
+            .unwrap();
+    }
+    for _ in 0..5 {
+        cut(&cluster).await;
+        // While it is away; the next connection's resume may come before or after them.
+        for _ in 0..3 {
+            cluster.broadcast_room("lobby", &note("x")).await.unwrap();
+        }
+        match event(&mut events).await {
+            ClientEvent::Recovered { stream, count } => {
+                assert_eq!(stream, "room:lobby");
+                assert!(count <= 3, "{count}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    cluster
+        .broadcast_room("lobby", &note("last"))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.last().map(|n: &Note| n.text.as_str()) != Some("last") {
+        let next = tokio::time::timeout(Duration::from_secs(5), incoming.next())
+            .await
+            .expect("messages within 5 s")
+            .unwrap()
+            .unwrap();
+        got.push(next);
+    }
+    let texts: Vec<&str> = got.iter().map(|n| n.text.as_str()).collect();
+    let mut expected = vec!["1", "2", "3"];
+    expected.extend(std::iter::repeat_n("x", 15));
+    expected.push("last");
+    assert_eq!(texts, expected, "every publication once, in order");
+    let positions = client.positions();
+    assert_eq!(positions.len(), 1);
+    assert_eq!(positions[0].offset, 19);
+}
+
+#[tokio::test]
+async fn crimson_client_is_told_when_it_cannot_recover() {
+    let (server, cluster) = server(2, true).await;
+    let client = client(server.url("/notes"));
+    let mut events = client.events();
+    let mut incoming = client.incoming();
+    client.connect().await.unwrap();
+    sessions(&cluster, 1).await;
+    cluster
+        .broadcast_room("lobby", &note("seen"))
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), incoming.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.text, "seen");
+    // Three missed, two kept: too many.
+    let old = cluster.node().sessions().pop().unwrap().id;
+    cluster
+        .node()
+        .get(old)
+        .unwrap()
+        .close(crimson_axum::CloseCode::RESTART, "cut");
+    for _ in 0..500 {
+        if cluster.node().get(old).is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for n in 0..3 {
+        cluster
+            .broadcast_room("lobby", &note(&format!("gone {n}")))
+            .await
+            .unwrap();
+    }
+    match event(&mut events).await {
+        ClientEvent::NotRecovered { stream, reason } => {
+            assert_eq!(stream, "room:lobby");
+            assert_eq!(reason, "history_too_short");
+        }
+        other => panic!("{other:?}"),
+    }
+    cluster
+        .broadcast_room("lobby", &note("after"))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), incoming.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        next.text, "after",
+        "the stream goes on after the gap, which was said"
+    );
+}
