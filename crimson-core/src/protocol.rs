@@ -1,11 +1,14 @@
 //! The Crimson protocol `crimson.v1` (`docs/protocol.md`, section 3): a connection that asks
 //! for it with `Sec-WebSocket-Protocol: crimson.v1.<codec>` puts one header line before every
-//! message, both ways, so that requests and their answers can travel beside plain messages.
+//! message, both ways, so that requests and their answers, and streams' positions, can
+//! travel beside plain messages.
 //!
 //! ```text
 //! HEADER \n BODY          HEADER: a kind, then ` key=value` fields
 //! \n{"text":"hi"}         a plain message (empty header)
 //! req id=7\n{"q":1}       a request; answered by `res id=7\n…` or `err id=7 code=…\n<text>`
+//! pub s=all e=9c1f o=41\n{"text":"hi"}    a publication of a stream, at offset 41
+//! resume s=all e=9c1f o=41\n              after a reconnect: answered `recovered` or `lost`
 //! ```
 //!
 //! The frame kind stays the codec's (JSON in Text frames, the header being ASCII). This module
@@ -18,8 +21,9 @@ use crate::message::{Payload, PayloadRef, Text};
 /// The subprotocol tokens' prefix: `crimson.v1.json`, `crimson.v1.cbor`, ...
 pub const V1: &str = "crimson.v1.";
 
-/// The longest header line read, in bytes: past it, a frame is a protocol error.
-pub const MAX_HEADER: usize = 256;
+/// The longest header line read, in bytes: past it, a frame is a protocol error. A room's
+/// name (up to 1024 bytes) takes up to three times that percent-encoded.
+pub const MAX_HEADER: usize = 4096;
 
 /// What a frame of the protocol carries, by its header.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -113,6 +113,26 @@ pub fn arg(name: &str, env: &str, default: &str) -> String {
     std::env::var(env).unwrap_or_else(|_| default.to_owned())
 }
 
+/// Every value of `--NAME VALUE` (or `--NAME=VALUE`) on the command line, in order; else the
+/// environment variable `env` split at commas, else `default`.
+pub fn args(name: &str, env: &str, default: &str) -> Vec<String> {
+    let flag = format!("--{name}");
+    let mut values = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == flag {
+            values.extend(args.next());
+        } else if let Some(value) = arg.strip_prefix(&format!("{flag}=")) {
+            values.push(value.to_owned());
+        }
+    }
+    if values.is_empty() {
+        let from_env = std::env::var(env).unwrap_or_else(|_| default.to_owned());
+        values = from_env.split(',').map(str::to_owned).collect();
+    }
+    values
+}
+
 /// Logs with `tracing` to stderr: `RUST_LOG` if set, else `default` (an env-filter string).
 pub fn init_tracing(default: &str) {
     tracing_subscriber::fmt()

@@ -25,13 +25,17 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const USAGE: &str = "\
-usage: chat-client [--url URL] [--name NAME] [--codec CODEC]
+usage: chat-client [--url URL]... [--name NAME] [--codec CODEC]
 
 Sends a greeting and every line typed on stdin to a chat-server, and prints every state change
-and every message it broadcasts. Reconnects when the server goes away. The line /who asks the
-server who is here (a request; the answer prints as `server: N here`).
+and every message it broadcasts. Reconnects when the server goes away, and then gets what was
+said meanwhile: it prints `recovered N` (N messages it had missed, printed before) or
+`not recovered: REASON` (it missed messages that are gone) on a line of its own. The line
+/who asks the server who is here (a request; the answer prints as `server: N here`).
 
-  --url URL     where the server is (default ws://127.0.0.1:54321/chat; env CRIMSON_URL)
+  --url URL     where the server is (default ws://127.0.0.1:54321/chat; env CRIMSON_URL,
+                commas between URLs); give it more than once to try each in turn (another
+                node of the same chat, sharing a Redis)
   --name NAME   who says hello (default chat-client; env CRIMSON_NAME)
   --codec CODEC json (the default), cbor, msgpack or protobuf (proto/chat.proto): asked for
                 with Sec-WebSocket-Protocol (env CRIMSON_CODEC)
@@ -89,6 +93,8 @@ fn print_event(event: ClientEvent) {
             }
         ),
         ClientEvent::Error(error) => eprintln!("error: {error}"),
+        ClientEvent::Recovered { count, .. } => println!("recovered {count}"),
+        ClientEvent::NotRecovered { reason, .. } => println!("not recovered: {reason}"),
         other => eprintln!("{other:?}"),
     }
 }
@@ -152,10 +158,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     crimson_examples::init_tracing("error");
 
     let name = arg("name", "CRIMSON_NAME", "chat-client");
-    let url = arg("url", "CRIMSON_URL", &format!("ws://{DEFAULT_ADDR}/chat"));
+    let urls = crimson_examples::args("url", "CRIMSON_URL", &format!("ws://{DEFAULT_ADDR}/chat"));
     let codec = arg("codec", "CRIMSON_CODEC", "json");
+    // Each attempt takes the next URL: a node that is down is skipped for the next.
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let client = CrimsonClient::<ChatMessage, ChatResponse>::builder()
-        .url(url)
+        .endpoint(move || {
+            let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let url = urls[at % urls.len()].clone();
+            async move { Ok::<_, crimson_client::BoxError>(crimson_client::Endpoint::new(url)) }
+        })
         .codec(codec)
         .retry(RetryPolicy::exponential(
             Duration::from_millis(500),

@@ -190,8 +190,10 @@ async fn main() -> std::io::Result<()> {
     // permessage-deflate for the clients that offer it (browsers, Python's websockets,
     // crimson-client): chat JSON compresses several times over.
     let config = CrimsonConfig::new()
-        // The Crimson protocol for the clients that ask (crimson-client, the page): requests.
+        // The Crimson protocol for the clients that ask (crimson-client, the page): requests,
+        // and after a reconnect what was said meanwhile: the last 100 messages or 5 minutes.
         .protocol(true)
+        .history(100, std::time::Duration::from_secs(300))
         .compression(Deflate::new())
         .max_unfinished_bytes(unfinished)
         .cluster(chat.room.clone())
