@@ -93,3 +93,63 @@ fn a_python_websockets_client_chats() {
     assert!(stdout.contains(": hello in cbor"), "{stdout}");
     rust.expect_line(": hello in cbor");
 }
+
+/// Runs `python/recovering_client.py URL ARGS...` to its end; what it printed.
+fn python_recovering(url: &str, args: &[&str]) -> String {
+    let output = Command::new(common::python())
+        .arg(examples_dir().join("python/recovering_client.py"))
+        .arg(url)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_python_client_speaking_the_protocol_by_hand_recovers_what_it_missed() {
+    let (first, url) = server(&[]);
+    let said = python_recovering(&url, &["say", "python was here"]);
+    let position: Vec<&str> = said
+        .lines()
+        .find_map(|line| line.strip_prefix("position "))
+        .unwrap_or_else(|| panic!("no position in {said:?}"))
+        .split(' ')
+        .collect();
+    assert_eq!(position[0], "all", "{said}");
+    // Said while the Python client is away.
+    let rust = client_with(&url, &["--name", "rust"]);
+    rust.expect_line(": hello from rust");
+    python_recovering(&url, &["say", "meanwhile"]);
+    let resumed = python_recovering(&url, &["resume", position[0], position[1], position[2]]);
+    let lines: Vec<&str> = resumed.lines().collect();
+    assert_eq!(lines.len(), 3, "{resumed}");
+    assert!(lines[0].ends_with(": hello from rust"), "{resumed}");
+    assert!(lines[1].ends_with(": meanwhile"), "{resumed}");
+    assert_eq!(lines[2], "recovered 2");
+    // A server restarted (in memory): its history is gone, and the client is told.
+    drop(rust);
+    drop(first);
+    let (_second, url) = server(&[]);
+    let resumed = python_recovering(&url, &["resume", position[0], position[1], position[2]]);
+    assert_eq!(resumed.trim(), "not recovered: epoch_changed");
+}
+
+#[test]
+fn chat_client_fails_over_to_another_url_and_recovers() {
+    let (first, url) = server(&[]);
+    let (_second, other) = server(&[]);
+    let watcher = client_with(&url, &["--url", &other, "--name", "watcher"]);
+    watcher.expect_line(": hello from watcher");
+    // The first server goes: the watcher tries the next URL, a server of its own history (in
+    // memory, not shared), so it is told it did not recover, never silently.
+    drop(first);
+    watcher.expect_line("not recovered: epoch_changed");
+    let talker = client_with(&other, &["--name", "talker"]);
+    talker.expect_line(": hello from talker");
+    watcher.expect_line(": hello from talker");
+}
