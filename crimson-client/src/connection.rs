@@ -482,6 +482,7 @@ fn receive<Down: CrimsonMessage + Clone>(shared: &ClientState<Down>, frame: Payl
             let step = shared.recovery.publication(at, body);
             apply(shared, step, body);
         }
+        Kind::Subscribed(at) => shared.recovery.subscribed(at),
         Kind::Recovered { position, count } => {
             let step = shared.recovery.recovered(position, count);
             apply(shared, step, body);
@@ -525,6 +526,9 @@ fn apply<Down: CrimsonMessage + Clone>(
     step: crate::recovery::Step,
     body: PayloadRef<'_>,
 ) {
+    if let Some(gap) = step.gap {
+        shared.recovery_outcome(gap);
+    }
     for out in step.deliver {
         match out {
             Out::This => deliver(shared, body),

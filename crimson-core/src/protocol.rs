@@ -51,6 +51,10 @@ pub enum Kind {
     },
     /// A message published in a stream (server to client): the body is the message.
     Publication(Position),
+    /// The session follows a stream from `position` on (server to client: for `all` when
+    /// it connects, for a room when it joins), so that a client that gets nothing before a
+    /// reconnect still knows where to resume from. The body is empty.
+    Subscribed(Position),
     /// The last position a client got in a stream, after a reconnect (client to server); the
     /// body is empty.
     Resume(Position),
@@ -193,6 +197,7 @@ fn parse(header: &str) -> Result<Kind, ProtocolError> {
     };
     Ok(match kind {
         "pub" => Kind::Publication(position("pub")?),
+        "sub" => Kind::Subscribed(position("sub")?),
         "resume" => Kind::Resume(position("resume")?),
         "recovered" => Kind::Recovered {
             position: position("recovered")?,
@@ -295,6 +300,10 @@ fn put_header(out: &mut BytesMut, kind: &Kind) {
             write_position(out, "pub", position);
             Ok(())
         }
+        Kind::Subscribed(position) => {
+            write_position(out, "sub", position);
+            Ok(())
+        }
         Kind::Resume(position) => {
             write_position(out, "resume", position);
             Ok(())
@@ -376,6 +385,11 @@ mod tests {
                 stream: "all".into(),
                 epoch: "a b".into(),
                 offset: 0,
+            }),
+            Kind::Subscribed(Position {
+                stream: "room:x".into(),
+                epoch: "e".into(),
+                offset: 3,
             }),
         ] {
             for body in [&text, &binary] {

@@ -109,6 +109,14 @@ fn encoded(
     }
 }
 
+/// Tells a session where it follows a stream from.
+fn subscribed(handle: &SessionHandle, position: Position) {
+    let frame = empty_frame(handle, Kind::Subscribed(position));
+    if let Err(err) = handle.deliver(Outgoing::Single(frame)) {
+        tracing::debug!(%err, session_id = %handle.id(), "a stream's position was not queued");
+    }
+}
+
 /// A frame of `kind` with an empty body, as `handle`'s codec sends frames.
 fn empty_frame(handle: &SessionHandle, kind: Kind) -> Payload {
     let body = match handle.frame_kind() {
@@ -484,6 +492,16 @@ impl LocalCluster {
     /// Adds a session; refused past the connection limit.
     pub fn add(&self, session: SessionHandle) -> Result<(), ClusterFull> {
         {
+            // With history, a session of the protocol follows `all` from now on: told where
+            // that is under the stream's lock, so each publication is either before it or
+            // delivered to the session after it.
+            let stream = self
+                .inner
+                .streams
+                .get()
+                .filter(|_| session.is_framed())
+                .map(|streams| streams.get_or_make(streams::ALL));
+            let all = stream.as_deref().map(streams::lock);
             let mut state = self.write();
             if let Some(limit) = self.inner.max_connections {
                 if state.sessions.len() >= limit {
@@ -491,6 +509,7 @@ impl LocalCluster {
                 }
             }
             let info = session.info().clone();
+            let following = all.is_some().then(|| session.clone());
             state.sessions.insert(
                 session.id(),
                 Member {
@@ -501,6 +520,10 @@ impl LocalCluster {
             );
             // No subscriber is not an error: nobody is listening.
             let _ = self.inner.events.send(Membership::Joined(info));
+            drop(state);
+            if let (Some(all), Some(handle)) = (&all, &following) {
+                subscribed(handle, all.position(streams::ALL));
+            }
         }
         self.start_watchdog();
         Ok(())
@@ -571,6 +594,21 @@ impl LocalCluster {
     /// Puts a session in a room (created on first use; 1 to 1024 bytes of name).
     pub fn join(&self, id: SessionId, room: &str) -> Result<(), SendToError> {
         super::check_room(room)?;
+        // With history, a session of the protocol that joins follows the room's stream from
+        // now on (told where that is under the stream's lock), unless a resume of it waited
+        // for this join.
+        let follow = match self.inner.streams.get() {
+            Some(streams) => {
+                let handle = self.get(id).ok_or(SendToError::NotFound(id))?;
+                handle
+                    .is_framed()
+                    .then(|| (handle, streams.get_or_make(&format!("room:{room}"))))
+            }
+            None => None,
+        };
+        let mut following = follow
+            .as_ref()
+            .map(|(handle, stream)| (handle, streams::lock(stream)));
         let mut state = self.write();
         let member = state
             .sessions
@@ -592,7 +630,10 @@ impl LocalCluster {
         }
         drop(state);
         if let Some(from) = resume {
+            drop(following);
             self.resume(id, from);
+        } else if let Some((handle, stream)) = following.take() {
+            subscribed(handle, stream.position(&format!("room:{room}")));
         }
         Ok(())
     }
