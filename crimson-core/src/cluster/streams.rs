@@ -340,6 +340,16 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_publication_costs_64_bytes_besides_its_payload() {
+        // BENCHMARKS.md's memory per stream of history rests on this.
+        assert!(
+            std::mem::size_of::<Entry>() <= 64,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+    }
+
+    #[test]
     fn streams_are_bounded_and_forget_the_least_recently_used() {
         let streams = Streams::new(History::new(1, Duration::MAX).max_streams(2));
         let history = streams.history;

@@ -151,6 +151,11 @@ async fn crimson_publisher(
 }
 
 const SUB: ConfigName<Tick, Tick> = ConfigName::new("sub");
+const HSUB: ConfigName<Tick, Tick> = ConfigName::new("hsub");
+const HPUB: ConfigName<Tick, Tick> = ConfigName::new("hpub");
+/// Publications each stream keeps on `/hsub` (enough for `bench --only history`'s recovery of
+/// 1,000).
+const HISTORY: usize = 1000;
 const PUB: ConfigName<Tick, Tick> = ConfigName::new("pub");
 const ECHO: ConfigName<Echo, Echo> = ConfigName::new("echo");
 const REQUEST: ConfigName<Echo, Echo> = ConfigName::new("request");
@@ -228,12 +233,31 @@ fn crimson_app(scenario: &str) -> Router {
     match scenario {
         "broadcast" => {
             let subscribers = Cluster::<Tick>::local();
+            // The same fan-out with history (`bench --only history`): subscribers of the
+            // Crimson protocol on both, so that only the history differs.
+            let kept_cluster = Cluster::<Tick>::local();
             let layer = CrimsonLayer::new()
-                .config(SUB, crimson_config().cluster(subscribers.clone()))
-                .config(PUB, crimson_config());
+                .config(
+                    SUB,
+                    crimson_config().protocol(true).cluster(subscribers.clone()),
+                )
+                .config(PUB, crimson_config())
+                .config(
+                    HSUB,
+                    crimson_config()
+                        .protocol(true)
+                        .history(HISTORY, std::time::Duration::from_secs(300))
+                        .cluster(kept_cluster.clone()),
+                )
+                .config(HPUB, crimson_config());
+            let kept_cluster_for_pub = kept_cluster.clone();
             Router::new()
                 .crimson("/sub", SUB, crimson_subscriber)
                 .crimson("/pub", PUB, crimson_publisher)
+                .crimson("/hsub", HSUB, crimson_subscriber)
+                .crimson("/hpub", HPUB, move |session| {
+                    crimson_publisher(State(kept_cluster_for_pub.clone()), session)
+                })
                 .layer(layer)
                 .with_state(subscribers)
         }

@@ -48,6 +48,10 @@ pub(crate) struct Broadcast {
     /// A room of two codecs: every second subscriber asks for CBOR
     /// (`Sec-WebSocket-Protocol: crimson.cbor`), the others get the default, JSON.
     pub(crate) mixed: bool,
+    /// Subscribers of the Crimson protocol (`crimson.v1.json`): on `/hsub` (history on) when
+    /// `history`, else on `/sub`.
+    pub(crate) protocol: bool,
+    pub(crate) history: bool,
 }
 
 /// The publisher's message as a CBOR subscriber decodes it: `bench-server`'s `Tick`.
@@ -63,6 +67,8 @@ impl Broadcast {
     pub(crate) fn paths(&self) -> (&'static str, &'static str) {
         if self.chat {
             ("/chat", "/chat")
+        } else if self.history {
+            ("/hsub", "/hpub")
         } else {
             ("/sub", "/pub")
         }
@@ -284,6 +290,46 @@ pub(crate) async fn run_mixed(
     ]))
 }
 
+/// History off against on, on one server, in the order `round` says: subscribers of the
+/// Crimson protocol both times (`pub s= e= o=` headers with history, empty ones without).
+pub(crate) async fn run_history(
+    server: Server,
+    shape: Broadcast,
+    round: usize,
+) -> io::Result<Values> {
+    let off = Broadcast {
+        protocol: true,
+        history: false,
+        ..shape
+    };
+    let on = Broadcast {
+        protocol: true,
+        history: true,
+        ..shape
+    };
+    let (off, on) = if round % 2 == 0 {
+        let off = measure(&server, off).await?;
+        (off, measure(&server, on).await?)
+    } else {
+        let on = measure(&server, on).await?;
+        (measure(&server, off).await?, on)
+    };
+    let recovery = crate::history::recover(&server, 1000).await;
+    server.stop();
+    let mut values = recovery?;
+    let cpu = |values: &Values| values["cpu_us_per_delivery"];
+    let delivered = |values: &Values| values["delivered_per_s"];
+    values.extend([
+        ("on_over_off", delivered(&on) / delivered(&off)),
+        ("cpu_on_over_off", cpu(&on) / cpu(&off)),
+        ("off_delivered_per_s", delivered(&off)),
+        ("on_delivered_per_s", delivered(&on)),
+        ("off_cpu_us_per_delivery", cpu(&off)),
+        ("on_cpu_us_per_delivery", cpu(&on)),
+    ]);
+    Ok(values)
+}
+
 /// One broadcast run against `server`, which keeps running.
 async fn measure(server: &Server, shape: Broadcast) -> io::Result<Values> {
     let (sub_path, pub_path) = shape.paths();
@@ -294,7 +340,13 @@ async fn measure(server: &Server, shape: Broadcast) -> io::Result<Values> {
         64,
         0,
         None,
-        shape.mixed.then_some("crimson.cbor"),
+        if shape.mixed {
+            Some("crimson.cbor")
+        } else if shape.protocol {
+            Some("crimson.v1.json")
+        } else {
+            None
+        },
         false,
     )
     .await?;

@@ -47,6 +47,7 @@
 mod broadcast;
 mod client;
 mod echo;
+mod history;
 mod idle;
 mod report;
 mod server;
@@ -79,12 +80,13 @@ struct Options {
     chat_pace: Duration,
 }
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "echo",
     "requests",
     "pipelined",
     "broadcast",
     "mixed",
+    "history",
     "idle",
     "setup",
     "chat",
@@ -339,6 +341,8 @@ async fn run_broadcast(options: &Options, results: &mut Vec<ScenarioResult>) {
             pace: None,
             chat: false,
             mixed: false,
+            protocol: false,
+            history: false,
         };
         let detail = format!("{subscribers} subscribers, {}", size_name(size));
         // Crimson's stretch goal (permessage-deflate issue): cheaper per delivery than a
@@ -474,6 +478,8 @@ async fn run_mixed(options: &Options, results: &mut Vec<ScenarioResult>) {
         pace: None,
         chat: false,
         mixed: true,
+        protocol: false,
+        history: false,
     };
     let detail = format!("{subscribers} subscribers, 256 B, half JSON and half CBOR");
     let rounds = std::sync::atomic::AtomicUsize::new(0);
@@ -533,6 +539,82 @@ async fn run_mixed(options: &Options, results: &mut Vec<ScenarioResult>) {
     });
 }
 
+/// A broadcast with history on against off (issue 15), on one Crimson server per round,
+/// subscribers of the Crimson protocol both times; then the recovery of 1,000 missed messages
+/// of 256 B, timed from `resume` to the last.
+/// Targets: throughput with history at least 0.9 of without, a recovery under 50 ms.
+async fn run_history(options: &Options, results: &mut Vec<ScenarioResult>) {
+    let subscribers = options.subscribers.first().copied().unwrap_or(1000);
+    let shape = broadcast::Broadcast {
+        subscribers,
+        size: 256,
+        window: broadcast::WINDOW,
+        warmup: options.warmup,
+        measure: options.measure,
+        pace: None,
+        chat: false,
+        mixed: false,
+        protocol: true,
+        history: true,
+    };
+    let detail = format!("{subscribers} subscribers of crimson.v1, 256 B; recover 1,000");
+    let rounds = std::sync::atomic::AtomicUsize::new(0);
+    let runs = alternate(
+        &[Impl::Crimson],
+        &format!("broadcast history {detail}"),
+        "broadcast",
+        &[],
+        options.rounds,
+        |server| {
+            let round = rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            broadcast::run_history(server, shape, round)
+        },
+    )
+    .await;
+    results.push(ScenarioResult {
+        name: "broadcast, history in memory".to_owned(),
+        detail,
+        metrics: vec![
+            metric(
+                "on_over_off",
+                "throughput, history on / off",
+                "×",
+                true,
+                Some(Target::AtLeast(0.9)),
+            ),
+            metric(
+                "cpu_on_over_off",
+                "CPU per delivery, history on / off",
+                "×",
+                false,
+                None,
+            ),
+            metric(
+                "off_delivered_per_s",
+                "delivered, history off",
+                "msg/s",
+                true,
+                None,
+            ),
+            metric(
+                "on_delivered_per_s",
+                "delivered, history on",
+                "msg/s",
+                true,
+                None,
+            ),
+            metric(
+                "recover_ms",
+                "recovery of 1,000 missed, resume → last",
+                "ms",
+                false,
+                Some(Target::AtMost(50.0)),
+            ),
+        ],
+        runs,
+    });
+}
+
 async fn run_chat(options: &Options, results: &mut Vec<ScenarioResult>) {
     // Peers with a chat route of their own would be needed; the raw servers stand in.
     let unsupported = [(Impl::Ezsockets, "measured through the raw servers only")];
@@ -578,6 +660,8 @@ async fn run_chat(options: &Options, results: &mut Vec<ScenarioResult>) {
                 pace: Some(options.chat_pace),
                 chat: true,
                 mixed: false,
+                protocol: false,
+                history: false,
             };
             broadcast::run(server, shape)
         },
@@ -721,6 +805,9 @@ async fn main() -> io::Result<()> {
     }
     if options.runs("mixed") {
         run_mixed(&options, &mut results).await;
+    }
+    if options.runs("history") {
+        run_history(&options, &mut results).await;
     }
     if options.runs("idle") {
         run_idle(&options, &mut results).await;
