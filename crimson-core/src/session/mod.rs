@@ -242,16 +242,17 @@ impl SessionHandle {
     /// `payload`, made in the message type's default codec, as this session takes it: in its
     /// codec, behind the protocol's header line if it speaks the protocol.
     pub fn transcode(&self, payload: &Payload) -> Result<Payload, EncodeError> {
+        let body = self.transcode_body(payload)?;
+        Ok(self.frame(body))
+    }
+
+    /// `payload`, made in the message type's default codec, in this session's codec but
+    /// without the protocol's header line: the body of a request to [`ask`](Self::ask) it
+    /// (what a cluster does with a request relayed from another node).
+    pub fn transcode_body(&self, payload: &Payload) -> Result<Payload, EncodeError> {
         match self.speaks {
             None => Ok(payload.clone()),
-            Some(speaks) => {
-                let payload = (speaks.transcode)(payload, speaks.codec)?;
-                Ok(if speaks.framed {
-                    crate::protocol::write(crate::protocol::Kind::Message, &payload)
-                } else {
-                    payload
-                })
-            }
+            Some(speaks) => (speaks.transcode)(payload, speaks.codec),
         }
     }
 
