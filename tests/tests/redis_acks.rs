@@ -550,3 +550,100 @@ async fn across_a_redis_cluster_too() {
     a_task.abort();
     b_task.abort();
 }
+
+/// Adds `n` sessions that cannot be asked (in-memory sinks, no protocol) to `backend`.
+fn add_sinks(backend: &RedisCluster, n: usize) {
+    use crimson_axum::cluster::SessionCluster;
+    use crimson_axum::sessions::{MemorySink, SessionHandle, SessionInfo};
+    for k in 0..n {
+        let info = SessionInfo {
+            id: SessionId::on_node(backend.node_id()),
+            connected_at: std::time::SystemTime::now(),
+            remote_addr: None,
+            path: format!("/sink/{k}"),
+            config: "ack".into(),
+        };
+        backend
+            .add(SessionHandle::new(info, Arc::new(MemorySink::new(4))))
+            .unwrap();
+    }
+}
+
+/// A node lists at most `max_payload / 16` sessions for one ask (the rest are counted on
+/// both sides, not asked), and relays answers in messages of at most `max_payload`.
+#[tokio::test]
+async fn sessions_past_one_list_are_counted_not_asked() {
+    let redis = RedisServer::start();
+    let (_a, cluster_a, _backend_a) = node(&redis).await;
+    let backend_b = RedisCluster::builder(redis.url())
+        .prefix("acks")
+        .broadcast_channels(1)
+        .max_payload(200)
+        .build()
+        .await
+        .unwrap();
+    add_sinks(&backend_b, 15);
+    let question = Check { q: "there?".into() };
+    let answers = cluster_a
+        .broadcast_with_ack(&question, Target::All, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (seen, took, answers) = collect(answers).await;
+    // 200 / 16 = 12 listed (each answers that it cannot be asked), 3 not.
+    assert_eq!(seen.len(), 12);
+    assert!(
+        seen.values().all(|outcome| outcome == NO_PROTOCOL),
+        "{seen:?}"
+    );
+    assert_eq!((answers.asked(), answers.unasked()), (12, 3));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(backend_b.stats().acks_unserved, 3);
+}
+
+/// Past `MAX_SERVING` asks of other nodes at once, a node asks nobody and says so for each
+/// session.
+#[tokio::test]
+async fn a_busy_node_answers_for_each_session_that_it_did_not_ask() {
+    use crimson_axum::cluster::redis::MAX_SERVING;
+    let redis = RedisServer::start();
+    let (_a, cluster_a, _backend_a) = node(&redis).await;
+    let (b, _cluster_b, backend_b) = node(&redis).await;
+    let (asked, task) = serve(
+        connect(&b, Some("crimson.v1.json")).await,
+        Behaviour::Silent,
+    );
+    let question = Check { q: "there?".into() };
+    let mut waiting = Vec::new();
+    for _ in 0..MAX_SERVING {
+        let answers = cluster_a
+            .broadcast_with_ack(&question, Target::All, Duration::from_secs(10))
+            .await
+            .unwrap();
+        waiting.push(answers);
+    }
+    let start = Instant::now();
+    while asked.load(Ordering::SeqCst) < MAX_SERVING {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "node B serves 256 asks"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answers = cluster_a
+        .broadcast_with_ack(&question, Target::All, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let (seen, took, _) = collect(answers).await;
+    assert_eq!(
+        seen.values().collect::<Vec<_>>(),
+        [
+            "err the session's node: already serving 256 acknowledged broadcasts of other \
+             nodes, so it did not ask the session"
+        ]
+    );
+    assert!(took < Duration::from_secs(2), "at once: {took:?}");
+    assert_eq!(asked.load(Ordering::SeqCst), MAX_SERVING);
+    assert_eq!(backend_b.stats().acks_unserved, 1);
+    drop(waiting);
+    task.abort();
+}
