@@ -73,6 +73,36 @@
 //! sending side with [`PayloadTooLarge`]); with [`RedisClusterBuilder::check_payloads`], one
 //! that does not decode as the route's message type is dropped; a message that is not in
 //! Crimson's format is dropped. Each is counted in [`RedisStats`] and logged, rate-limited.
+//! Answers to acknowledged broadcasts (below) are of the request's response type, so
+//! `check_payloads` does not apply to them; their size does.
+//!
+//! # Acknowledged broadcasts
+//!
+//! [`Cluster::broadcast_with_ack`] asks the sessions of every node. The asking node publishes
+//! the request where a broadcast to the same target goes (its payload in the default codec)
+//! before it asks its own sessions; every node that gets it asks its targeted sessions (each
+//! in its codec, made once per codec), publishes at once on the asking node's channel which
+//! sessions it asked, then relays their answers there as they come (what is ready at once in
+//! one message), each by the request's timeout at the latest. The asking node knows how many
+//! nodes got the request (the publish's receiver count, less itself), so its stream ends as
+//! soon as every node has said which sessions it asked and each of those has answered; at
+//! the latest a second after the timeout, when a listed session not heard from yields a
+//! timeout and a node never heard from is counted
+//! ([`AckStream::silent_nodes`](crate::cluster::AckStream::silent_nodes),
+//! [`RedisStats::acks_silent_nodes`]).
+//!
+//! Bounded on both sides. A node has at most [`MAX_OPEN_ACKS`] acknowledged broadcasts
+//! waiting for other nodes (past that [`ClusterError::TooManyAcks`], nobody asked), and
+//! serves at most [`MAX_SERVING`] of other nodes' at once, each for at most
+//! [`MAX_ACK_TIMEOUT`] (past that it answers for each session it names that it was not
+//! asked); one node lists at most `max_payload / 16` sessions for one ask (the rest are not
+//! asked, and counted). An ask takes from what other nodes publish no more than it asked
+//! for: each node's first list, only as many nodes as got it, only a node's own sessions,
+//! each session's first answer, nothing after the deadline or once its stream is dropped.
+//! What is ignored or not served is counted ([`RedisStats::acks_ignored`],
+//! [`RedisStats::acks_unserved`]) and logged, rate-limited. Nodes of an older version do not
+//! know these messages: they count them as malformed, ask nobody, and the asking node
+//! counts them as silent.
 //!
 //! # Keys and channels
 //!
@@ -83,10 +113,10 @@
 //!
 //! | name | what | hash tag (shard) |
 //! |---|---|---|
-//! | `P:{all:K}:ch` | channel: broadcasts to all (and all but one) | `all:K` |
-//! | `P:{room:NAME}:ch` | channel: broadcasts to a room | `room:NAME` |
+//! | `P:{all:K}:ch` | channel: broadcasts (and acknowledged broadcasts) to all, and all but one | `all:K` |
+//! | `P:{room:NAME}:ch` | channel: broadcasts (and acknowledged broadcasts) to a room | `room:NAME` |
 //! | `P:{room:NAME}:node:ID` | set: node `ID`'s sessions in room `NAME`; expires | `room:NAME` |
-//! | `P:{node:ID}:ch` | channel: sends to one session of node `ID` | `node:ID` |
+//! | `P:{node:ID}:ch` | channel: sends to one session of node `ID`; answers to its acknowledged broadcasts | `node:ID` |
 //! | `P:{node:ID}:sessions` | hash: session id → `path`, `config`, connect time; expires | `node:ID` |
 //! | `P:nodes` | sorted set: node → last heartbeat (ms, Redis's clock) | the key |
 //!
