@@ -8,6 +8,7 @@
 //! | `extractors.rs` | handlers: extractors, split halves, raw payloads, panics in user code |
 //! | `clusters.rs` | broadcasts, rooms, membership, slow consumers |
 //! | `redis_cluster.rs` | many nodes as one through a real `redis-server` |
+//! | `redis_acks.rs` | acknowledged broadcasts across nodes, through a real `redis-server` |
 //! | `redis_sharded.rs` | many nodes as one through a real Redis Cluster (six servers), a failover |
 //!
 //! This library holds what they share: their message types ([`messages`]), recorders for the

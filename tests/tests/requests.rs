@@ -261,6 +261,7 @@ async fn acking(mut session: CrimsonSession<Ask, Answer>) {
                 crimson_axum::cluster::Target::All,
                 Duration::from_millis(300),
             )
+            .await
             .unwrap();
         assert_eq!(answers.asked(), 4);
         let mut lines = Vec::new();

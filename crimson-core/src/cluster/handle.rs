@@ -1,16 +1,19 @@
 //! [`Cluster<Down>`]: the typed face of a session cluster.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-
 use std::time::Duration;
+
+use futures_util::future::BoxFuture;
 
 use super::{
     AckError, AckStream, ClusterError, Delivery, LocalCluster, SendToError, SessionCluster, Target,
 };
-use crate::message::{CrimsonMessage, CrimsonRequest};
-use crate::session::{SessionId, SessionInfo};
+use crate::message::{CrimsonMessage, CrimsonRequest, Payload};
+use crate::session::{SessionHandle, SessionId, SessionInfo};
+use crate::DecodeError;
 
 /// A session cluster whose sessions receive `Down`: broadcast to all, to a room, or send to
 /// one session by id, from a handler or from anywhere else (an HTTP route, a timer).
@@ -195,56 +198,150 @@ impl<Down: CrimsonMessage> Cluster<Down> {
 }
 
 impl<Down: CrimsonRequest> Cluster<Down> {
-    /// Asks every session of **this node** that `target` names `message` (a request, over
-    /// the Crimson protocol) and streams their answers: `(session, Ok(response))`, or why a
-    /// session gave none (its client does not speak the protocol, refused, timed out, left).
-    /// Each session gets the message in its own codec, made once per codec. Sessions on other
-    /// nodes of a Redis cluster are not asked yet.
+    /// Asks every session that `target` names, on every node, `message` (a request, over
+    /// the Crimson protocol) and streams their answers as they come: `(session,
+    /// Ok(response))`, or why a session gave none (its client does not speak the protocol,
+    /// refused, timed out, left; see [`AckError`]). Each session gets the message in its own
+    /// codec, made once per codec on each node.
+    ///
+    /// Other nodes (a Redis cluster's) are asked first: if they cannot be reached (Redis is
+    /// unavailable, the message is over `max_payload`, too many acknowledged broadcasts
+    /// already wait) this fails at once and nobody is asked. Then this node's sessions are
+    /// asked. Each node answers for its own sessions; the stream ends when every session
+    /// has answered or failed, or at the latest a grace second after `timeout`: a session
+    /// whose node said it asked it but whose answer never came yields
+    /// [`AckError::Timeout`], and nodes that never said which sessions they asked are
+    /// counted in [`AckStream::silent_nodes`] (and logged). Across nodes `timeout` is at
+    /// most 5 minutes. No session yields twice.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use crimson_core::cluster::{Cluster, Target};
+    /// use crimson_core::{CrimsonMessage, CrimsonRequest};
+    /// use futures_util::StreamExt;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, CrimsonMessage)]
+    /// struct StillThere;
+    ///
+    /// #[derive(Serialize, Deserialize, CrimsonMessage)]
+    /// struct Yes;
+    ///
+    /// impl CrimsonRequest for StillThere {
+    ///     type Response = Yes;
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cluster: Cluster<StillThere> = Cluster::local();
+    /// let mut answers = cluster
+    ///     .broadcast_with_ack(&StillThere, Target::All, Duration::from_secs(2))
+    ///     .await?;
+    /// while let Some((session, answer)) = answers.next().await {
+    ///     match answer {
+    ///         Ok(Yes) => println!("{session} is there"),
+    ///         Err(why) => println!("{session}: no answer ({why})"),
+    ///     }
+    /// }
+    /// assert_eq!(answers.asked(), 0, "nobody is connected yet");
+    /// # Ok(()) }
+    /// ```
     pub fn broadcast_with_ack(
         &self,
         message: &Down,
         target: Target,
         timeout: Duration,
-    ) -> Result<AckStream<Down::Response>, ClusterError>
+    ) -> impl Future<Output = Result<AckStream<Down::Response>, ClusterError>> + Send + '_
     where
         Down::Response: Send,
     {
+        // Everything made from the value now, so that the future does not hold it.
+        let prepared = self.prepare_asks(message, &target);
+        let backend = &self.backend;
+        async move {
+            let (default, asks) = prepared?;
+            let remote = backend.ask_remote(default, target, timeout).await?;
+            let mut stream = AckStream::new();
+            for (handle, body) in asks {
+                stream.push(ask_one::<Down>(&handle, body, timeout));
+            }
+            if let Some(remote) = remote {
+                stream.remote(remote, decode_answer::<Down>);
+            }
+            Ok(stream)
+        }
+    }
+
+    /// The request in the default codec, and each targeted session of this node with the
+    /// request in its codec (made once per codec).
+    #[allow(clippy::type_complexity)]
+    fn prepare_asks(
+        &self,
+        message: &Down,
+        target: &Target,
+    ) -> Result<(Payload, Vec<(SessionHandle, Payload)>), ClusterError> {
         let default = message.encode().map_err(ClusterError::Encode)?;
-        let mut made: Vec<(usize, crate::message::Payload)> = vec![(0, default)];
-        let mut stream = AckStream::new();
-        for handle in self.backend.local().handles(&target) {
-            let id = handle.id();
+        let mut made: Vec<(usize, Payload)> = vec![(0, default.clone())];
+        let mut asks = Vec::new();
+        for handle in self.backend.local().handles(target) {
             let codec = handle.codec();
             let body = match made.iter().find(|(c, _)| *c == codec) {
                 Some((_, body)) => body.clone(),
-                None => match message.encode_in(codec) {
-                    Ok(body) => {
-                        made.push((codec, body.clone()));
-                        body
-                    }
-                    Err(err) => return Err(ClusterError::Encode(err)),
-                },
+                None => {
+                    let body = message.encode_in(codec).map_err(ClusterError::Encode)?;
+                    made.push((codec, body.clone()));
+                    body
+                }
             };
-            let token = Down::CODECS.get(codec).map(|c| c.token);
-            let response = crate::message::codec_index::<Down::Response>(token);
-            match handle.ask(body) {
-                Err(err) => stream.push(Box::pin(async move { (id, Err(AckError::Ask(err))) })),
-                Ok(answer) => stream.push(Box::pin(async move {
-                    let result = match tokio::time::timeout(timeout, answer).await {
-                        Err(_) => Err(AckError::Timeout(timeout)),
-                        Ok(Err(_)) => Err(AckError::Disconnected),
-                        Ok(Ok(Err((code, message)))) => Err(AckError::Rejected { code, message }),
-                        Ok(Ok(Ok(body))) => {
-                            <Down::Response as CrimsonMessage>::decode_in(body.as_ref(), response)
-                                .map_err(AckError::Decode)
-                        }
-                    };
-                    (id, result)
-                })),
-            }
+            asks.push((handle, body));
         }
-        Ok(stream)
+        Ok((default, asks))
     }
+}
+
+/// Asks one session of this node; its answer, or why none, within `timeout`.
+fn ask_one<Down: CrimsonRequest>(
+    handle: &SessionHandle,
+    body: Payload,
+    timeout: Duration,
+) -> BoxFuture<'static, (SessionId, Result<Down::Response, AckError>)>
+where
+    Down::Response: Send,
+{
+    let id = handle.id();
+    let codec = handle.codec();
+    match handle.ask(body) {
+        Err(err) => Box::pin(async move { (id, Err(AckError::Ask(err))) }),
+        Ok(answer) => Box::pin(async move {
+            let result = match tokio::time::timeout(timeout, answer).await {
+                Err(_) => Err(AckError::Timeout(timeout)),
+                Ok(Err(_)) => Err(AckError::Disconnected),
+                Ok(Ok(Err((code, message)))) => Err(AckError::Rejected { code, message }),
+                Ok(Ok(Ok(body))) => decode_answer::<Down>(&body, codec).map_err(AckError::Decode),
+            };
+            (id, result)
+        }),
+    }
+}
+
+/// Decodes an answer to a `Down` request from a session that speaks `Down::CODECS[codec]`:
+/// the response type's codec of the same token.
+fn decode_answer<Down: CrimsonRequest>(
+    body: &Payload,
+    codec: usize,
+) -> Result<Down::Response, DecodeError> {
+    if codec != 0 && codec >= Down::CODECS.len() {
+        return Err(DecodeError::new::<Down::Response>(
+            "?",
+            format!(
+                "the answer is in codec {codec} of the request type, which lists {}",
+                Down::CODECS.len()
+            ),
+        ));
+    }
+    let token = Down::CODECS.get(codec).map(|c| c.token);
+    let index = crate::message::codec_index::<Down::Response>(token);
+    <Down::Response as CrimsonMessage>::decode_in(body.as_ref(), index)
 }
 
 #[cfg(test)]

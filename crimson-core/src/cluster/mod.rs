@@ -24,7 +24,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use ack::{AckError, AckStream};
+pub use ack::{AckError, AckStream, RemoteAck, RemoteAcks};
 pub use handle::Cluster;
 pub use local::{LocalCluster, LocalClusterBuilder, MembershipStream, LIFETIME_OVER};
 pub use streams::History;
@@ -115,6 +115,16 @@ pub enum ClusterError {
     /// The session is on another node and the backend could not reach it.
     #[error("the cluster backend failed: {0}")]
     Remote(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// As many acknowledged broadcasts as the backend allows already wait for other nodes'
+    /// answers; nobody was asked. Drop or finish one (or wait) and ask again.
+    #[error(
+        "{limit} acknowledged broadcasts already wait for other nodes' answers; nobody was \
+         asked (finish or drop one and ask again)"
+    )]
+    TooManyAcks {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// A message for one session that did not reach its queue.
@@ -305,6 +315,22 @@ pub trait SessionCluster: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'_, Result<(), SendToError>> {
         let _ = encode;
         self.send_to(id, payload)
+    }
+
+    /// Asks the sessions `target` names on **other nodes** `payload` (a request, in its
+    /// type's default codec; each node makes it in its sessions' codecs), for
+    /// [`Cluster::broadcast_with_ack`]: what those nodes say, until each has answered for
+    /// every session it asked or `timeout` (and the backend's grace) has passed. `None` when
+    /// there are no other nodes: the default, for a single-node backend. Fails at once, with
+    /// nobody asked, when other nodes cannot be reached.
+    fn ask_remote(
+        &self,
+        payload: Payload,
+        target: Target,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Option<RemoteAcks>, ClusterError>> {
+        let _ = (payload, target, timeout);
+        Box::pin(async { Ok(None) })
     }
 }
 

@@ -278,16 +278,17 @@ impl SessionHandle {
         kind: &crate::protocol::Kind,
         payload: &Payload,
     ) -> Result<Payload, EncodeError> {
+        let body = self.transcode_body(payload)?;
+        Ok(self.frame_as(kind, body))
+    }
+
+    /// `payload`, made in the message type's default codec, in this session's codec but
+    /// without the protocol's header line: the body of a request to [`ask`](Self::ask) it
+    /// (what a cluster does with a request relayed from another node).
+    pub fn transcode_body(&self, payload: &Payload) -> Result<Payload, EncodeError> {
         match self.speaks {
             None => Ok(payload.clone()),
-            Some(speaks) => {
-                let payload = (speaks.transcode)(payload, speaks.codec)?;
-                Ok(if speaks.framed {
-                    crate::protocol::write(kind.clone(), &payload)
-                } else {
-                    payload
-                })
-            }
+            Some(speaks) => (speaks.transcode)(payload, speaks.codec),
         }
     }
 

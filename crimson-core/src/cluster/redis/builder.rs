@@ -226,6 +226,8 @@ impl RedisClusterBuilder {
                 reports: Reports::new(),
                 sequences: Sequences::default(),
                 lag: crate::metrics::Histogram::new("crimson_redis_relay_lag_seconds", &[]),
+                acks: Arc::default(),
+                serving: Arc::new(tokio::sync::Semaphore::new(super::MAX_SERVING)),
             }
         });
         shared

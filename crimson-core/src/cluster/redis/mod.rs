@@ -73,6 +73,36 @@
 //! sending side with [`PayloadTooLarge`]); with [`RedisClusterBuilder::check_payloads`], one
 //! that does not decode as the route's message type is dropped; a message that is not in
 //! Crimson's format is dropped. Each is counted in [`RedisStats`] and logged, rate-limited.
+//! Answers to acknowledged broadcasts (below) are of the request's response type, so
+//! `check_payloads` does not apply to them; their size does.
+//!
+//! # Acknowledged broadcasts
+//!
+//! [`Cluster::broadcast_with_ack`] asks the sessions of every node. The asking node publishes
+//! the request where a broadcast to the same target goes (its payload in the default codec)
+//! before it asks its own sessions; every node that gets it asks its targeted sessions (each
+//! in its codec, made once per codec), publishes at once on the asking node's channel which
+//! sessions it asked, then relays their answers there as they come (what is ready at once in
+//! one message), each by the request's timeout at the latest. The asking node knows how many
+//! nodes got the request (the publish's receiver count, less itself), so its stream ends as
+//! soon as every node has said which sessions it asked and each of those has answered; at
+//! the latest a second after the timeout, when a listed session not heard from yields a
+//! timeout and a node never heard from is counted
+//! ([`AckStream::silent_nodes`](crate::cluster::AckStream::silent_nodes),
+//! [`RedisStats::acks_silent_nodes`]).
+//!
+//! Bounded on both sides. A node has at most [`MAX_OPEN_ACKS`] acknowledged broadcasts
+//! waiting for other nodes (past that [`ClusterError::TooManyAcks`], nobody asked), and
+//! serves at most [`MAX_SERVING`] of other nodes' at once, each for at most
+//! [`MAX_ACK_TIMEOUT`] (past that it answers for each session it names that it was not
+//! asked); one node lists at most `max_payload / 16` sessions for one ask (the rest are not
+//! asked, and counted). An ask takes from what other nodes publish no more than it asked
+//! for: each node's first list, only as many nodes as got it, only a node's own sessions,
+//! each session's first answer, nothing after the deadline or once its stream is dropped.
+//! What is ignored or not served is counted ([`RedisStats::acks_ignored`],
+//! [`RedisStats::acks_unserved`]) and logged, rate-limited. Nodes of an older version do not
+//! know these messages: they count them as malformed, ask nobody, and the asking node
+//! counts them as silent.
 //!
 //! # Keys and channels
 //!
@@ -83,10 +113,10 @@
 //!
 //! | name | what | hash tag (shard) |
 //! |---|---|---|
-//! | `P:{all:K}:ch` | channel: broadcasts to all (and all but one) | `all:K` |
-//! | `P:{room:NAME}:ch` | channel: broadcasts to a room | `room:NAME` |
+//! | `P:{all:K}:ch` | channel: broadcasts (and acknowledged broadcasts) to all, and all but one | `all:K` |
+//! | `P:{room:NAME}:ch` | channel: broadcasts (and acknowledged broadcasts) to a room | `room:NAME` |
 //! | `P:{room:NAME}:node:ID` | set: node `ID`'s sessions in room `NAME`; expires | `room:NAME` |
-//! | `P:{node:ID}:ch` | channel: sends to one session of node `ID` | `node:ID` |
+//! | `P:{node:ID}:ch` | channel: sends to one session of node `ID`; answers to its acknowledged broadcasts | `node:ID` |
 //! | `P:{node:ID}:sessions` | hash: session id → `path`, `config`, connect time; expires | `node:ID` |
 //! | `P:nodes` | sorted set: node → last heartbeat (ms, Redis's clock) | the key |
 //!
@@ -106,6 +136,8 @@
 //! # Ok(()) }
 //! ```
 
+mod acks;
+mod answer;
 mod batch;
 mod builder;
 mod health;
@@ -127,6 +159,8 @@ use tokio::task::JoinHandle;
 
 use crate::cluster::Encoder;
 
+pub use self::acks::{MAX_ACK_TIMEOUT, MAX_OPEN_ACKS};
+pub use self::answer::MAX_SERVING;
 use self::batch::Batch;
 pub use self::builder::{RedisClusterBuilder, RedisClusterError, DEFAULT_MAX_PAYLOAD};
 use self::names::{broadcast_channel_of, node_field, Names};
@@ -139,8 +173,8 @@ use self::wire::Route;
 #[cfg(doc)]
 use super::Cluster;
 use super::{
-    BoxFuture, ClusterError, ClusterFull, Delivery, LocalCluster, SendToError, SessionCluster,
-    Target,
+    BoxFuture, ClusterError, ClusterFull, Delivery, LocalCluster, RemoteAcks, SendToError,
+    SessionCluster, Target,
 };
 use crate::message::Payload;
 use crate::session::{SessionHandle, SessionId};
@@ -167,6 +201,10 @@ pub(crate) struct Node {
     pub(crate) sequences: Sequences,
     /// `crimson_redis_relay_lag_seconds`: from a broadcast on another node to its relay here.
     pub(crate) lag: crate::metrics::Histogram,
+    /// This node's acknowledged broadcasts waiting for other nodes' answers.
+    pub(crate) acks: Arc<acks::Table>,
+    /// Permits to serve other nodes' acknowledged broadcasts, [`MAX_SERVING`] in all.
+    pub(crate) serving: Arc<tokio::sync::Semaphore>,
 }
 
 impl Node {
@@ -189,6 +227,69 @@ impl Node {
                     format!("no answer within {timeout:?}"),
                 ))
             })
+    }
+
+    /// Publishes through the node's publisher; how many subscribers got it. Waits at most
+    /// `publish_timeout`, and no longer than it takes to find Redis unavailable.
+    pub(crate) async fn publish(
+        &self,
+        channel: String,
+        route: Route,
+        payload: Payload,
+    ) -> Result<usize, redis::RedisError> {
+        let (reply, answer) = oneshot::channel();
+        let request = publish::Request {
+            channel,
+            route,
+            payload,
+            at: std::time::SystemTime::now(),
+            reply: Some(reply),
+        };
+        self.publisher.try_send(request).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => io_error(
+                "too many publishes waiting for Redis",
+                format!("{} queued: Redis is too slow for this rate", publish::QUEUE),
+            ),
+            mpsc::error::TrySendError::Closed(_) => {
+                io_error("the publisher stopped", "the node is shutting down".into())
+            }
+        })?;
+        let wait = self.publish_timeout;
+        let mut available = self.available.clone();
+        tokio::select! {
+            result = answer => result.unwrap_or_else(|_| Err(io_error(
+                "the publisher dropped the publish",
+                "the node is shutting down, or Redis timed out".into(),
+            ))),
+            () = tokio::time::sleep(wait) => Err(io_error(
+                "Redis did not confirm the publish in time",
+                format!("no answer within {wait:?} (publish_timeout)"),
+            )),
+            _ = available.wait_for(|up| !up) => Err(io_error(
+                "Redis became unavailable while publishing",
+                "a probe failed or a connection was lost".into(),
+            )),
+        }
+    }
+
+    /// Queues a message nobody waits on (an acknowledged broadcast's `Asked` or `Answers`,
+    /// sent from the relay, which must not wait): in order with every other publish. What
+    /// does not reach Redis is counted ([`RedisStats::acks_unserved`]).
+    pub(crate) fn publish_unawaited(&self, channel: String, route: Route) {
+        let request = publish::Request {
+            channel,
+            route,
+            payload: answer::empty(),
+            at: std::time::SystemTime::now(),
+            reply: None,
+        };
+        if let Err(err) = self.publisher.try_send(request) {
+            let why = match &err {
+                mpsc::error::TrySendError::Full(_) => "too many publishes wait for Redis",
+                mpsc::error::TrySendError::Closed(_) => "the node is shutting down",
+            };
+            publish::unanswered(self, &err.into_inner().route, &why);
+        }
     }
 }
 
@@ -301,48 +402,21 @@ impl RedisCluster {
             .map_err(|err| ClusterError::Remote(Box::new(err)))
     }
 
-    /// Publishes through the node's publisher; how many subscribers got it. Waits at most
-    /// `publish_timeout`, and no longer than it takes to find Redis unavailable.
+    /// Publishes through the node's publisher (see [`Node::publish`]).
     async fn publish(
         &self,
         channel: String,
         route: Route,
         payload: Payload,
     ) -> Result<usize, redis::RedisError> {
-        let node = &self.shared;
-        let (reply, answer) = oneshot::channel();
-        let request = publish::Request {
-            channel,
-            route,
-            payload,
-            at: std::time::SystemTime::now(),
-            reply,
-        };
-        node.publisher.try_send(request).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(_) => io_error(
-                "too many publishes waiting for Redis",
-                format!("{} queued: Redis is too slow for this rate", publish::QUEUE),
-            ),
-            mpsc::error::TrySendError::Closed(_) => {
-                io_error("the publisher stopped", "the node is shutting down".into())
-            }
-        })?;
-        let wait = node.publish_timeout;
-        let mut available = node.available.clone();
-        tokio::select! {
-            result = answer => result.unwrap_or_else(|_| Err(io_error(
-                "the publisher dropped the publish",
-                "the node is shutting down, or Redis timed out".into(),
-            ))),
-            () = tokio::time::sleep(wait) => Err(io_error(
-                "Redis did not confirm the publish in time",
-                format!("no answer within {wait:?} (publish_timeout)"),
-            )),
-            _ = available.wait_for(|up| !up) => Err(io_error(
-                "Redis became unavailable while publishing",
-                "a probe failed or a connection was lost".into(),
-            )),
-        }
+        self.shared.publish(channel, route, payload).await
+    }
+
+    /// How many of this node's acknowledged broadcasts wait for other nodes' answers now (at
+    /// most [`MAX_OPEN_ACKS`]): one per [`AckStream`](crate::cluster::AckStream) not yet
+    /// ended nor dropped.
+    pub fn open_acks(&self) -> usize {
+        self.shared.acks.len()
     }
 
     /// Refuses a payload other nodes would drop.
@@ -514,6 +588,40 @@ impl SessionCluster for RedisCluster {
                 .deliver_to_with(id, payload.clone(), Some(encode))
         });
         self.send_remote(here, id, payload)
+    }
+
+    fn ask_remote(
+        &self,
+        payload: Payload,
+        target: Target,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Option<RemoteAcks>, ClusterError>> {
+        let too_large = self.check_size(&payload);
+        let (channel, _) = self.channel_of(&target);
+        Box::pin(async move {
+            let nobody = Delivery::default();
+            too_large.map_err(|err| self.unavailable(nobody, err))?;
+            if let Some(err) = self.unavailable_now() {
+                return Err(self.unavailable(nobody, err));
+            }
+            let timeout = timeout.min(MAX_ACK_TIMEOUT);
+            let deadline = tokio::time::Instant::now() + timeout + acks::GRACE;
+            let events = self
+                .shared
+                .acks
+                .open(Arc::downgrade(&self.shared), timeout, deadline)?;
+            let route = Route::Ask {
+                ask: events.id(),
+                timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+                target,
+            };
+            match self.publish(channel, route, payload).await {
+                // This node hears its own request on a channel it listens to (before the
+                // publish's answer: one connection carries both), and skips it.
+                Ok(receivers) => Ok(Some(RemoteAcks::new(events.published(receivers), events))),
+                Err(err) => Err(self.unavailable(nobody, err)),
+            }
+        })
     }
 }
 

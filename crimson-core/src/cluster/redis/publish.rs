@@ -31,8 +31,9 @@ pub(crate) struct Request {
     pub(crate) payload: Payload,
     /// When the broadcast was asked for (the receivers' relay lag counts from here).
     pub(crate) at: SystemTime,
-    /// How many subscribers got it.
-    pub(crate) reply: oneshot::Sender<RedisResult<usize>>,
+    /// Where to say how many subscribers got it; none for a message nobody waits on (an
+    /// acknowledged broadcast's `Asked`, sent from the receiving side, which must not wait).
+    pub(crate) reply: Option<oneshot::Sender<RedisResult<usize>>>,
 }
 
 /// The next position on each channel.
@@ -71,7 +72,7 @@ pub(crate) async fn run(
     while requests.recv_many(&mut round, BATCH).await > 0 {
         let Some(node) = shared.upgrade() else { return };
         // A sender that gave up was told its publish failed: do not publish it late.
-        round.retain(|request: &Request| !request.reply.is_closed());
+        round.retain(|request: &Request| request.reply.as_ref().is_none_or(|r| !r.is_closed()));
         let origin = node.local.node_id();
         let mut batch = Batch::new();
         for request in &round {
@@ -90,21 +91,42 @@ pub(crate) async fn run(
         }
         let started = Instant::now();
         let results = tokio::time::timeout(deadline, batch.run_each(&node.shards)).await;
-        drop(node);
         duration.record(started.elapsed().as_secs_f64());
         match results {
             Ok(results) => {
                 published.add(round.len() as u64);
                 for (request, result) in round.drain(..).zip(results) {
                     let receivers = result.and_then(|v| Ok(redis::from_redis_value(v)?));
-                    let _ = request.reply.send(receivers);
+                    match (request.reply, receivers) {
+                        (Some(reply), receivers) => {
+                            let _ = reply.send(receivers);
+                        }
+                        (None, Ok(_)) => {}
+                        (None, Err(err)) => unanswered(&node, &request.route, &err),
+                    }
                 }
             }
             Err(_) => {
                 timed_out.add(round.len() as u64);
-                // Each sender has its own deadline and says so; nothing more to tell.
-                round.clear();
+                // Each sender has its own deadline and says so; nobody waits on the others.
+                let err = format_args!("Redis did not confirm the publish within {deadline:?}");
+                for request in round.drain(..).filter(|r| r.reply.is_none()) {
+                    unanswered(&node, &request.route, &err);
+                }
             }
         }
+        drop(node);
     }
+}
+
+/// Counts a message nobody waited on that did not reach Redis: an `Asked` or `Answers` of
+/// an acknowledged broadcast, whose sessions the asking node then does not hear of.
+pub(crate) fn unanswered(node: &Node, route: &Route, err: &dyn std::fmt::Display) {
+    let sessions = match route {
+        Route::Asked { sessions, .. } => sessions.len(),
+        Route::Answers { answers, .. } => answers.len(),
+        _ => return,
+    };
+    let why = format_args!("relaying an acknowledged broadcast's answers failed: {err}");
+    node.reports.acks_unserved(sessions as u64, &why);
 }

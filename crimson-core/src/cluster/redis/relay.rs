@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use bytes::Bytes;
 use redis::{PushInfo, PushKind, Value};
 
+use super::answer;
 use super::shards::PushHandler;
 use super::wire::{self, Position, Route};
 use super::Node;
@@ -98,7 +99,7 @@ pub(crate) fn push_handler(node: Weak<Node>) -> PushHandler {
 }
 
 /// Delivers one relayed message to this node's sessions, or drops and counts it.
-pub(crate) fn relay(node: &Node, channel: &[u8], message: Bytes) {
+pub(crate) fn relay(node: &Arc<Node>, channel: &[u8], message: Bytes) {
     // Before decoding anything (a text payload would be checked for UTF-8 in full).
     if message.len() > node.max_payload + wire::MAX_HEADER {
         node.reports.oversized(
@@ -115,7 +116,11 @@ pub(crate) fn relay(node: &Node, channel: &[u8], message: Bytes) {
         }
     };
     if relay.origin == node.local.node_id() {
-        // Our own broadcast: delivered locally when it was sent.
+        // Our own broadcast: delivered locally when it was sent. Our own ask: this node is
+        // one of its receivers (and asks its own sessions itself).
+        if let Route::Ask { ask, .. } = relay.route {
+            node.acks.heard_self(ask);
+        }
         return;
     }
     if let Some(sent_at) = relay.sent_at {
@@ -129,6 +134,23 @@ pub(crate) fn relay(node: &Node, channel: &[u8], message: Bytes) {
     if missed > 0 {
         node.reports.lost(missed, relay.origin);
     }
+    // Answers to this node's asks: of the request's response type, not the route's `Down`
+    // (no payload check), and bounded by the message's size, checked above.
+    let route = match relay.route {
+        Route::Asked {
+            ask,
+            unasked,
+            sessions,
+        } => {
+            return node
+                .acks
+                .asked(&node.reports, relay.origin, ask, unasked, sessions)
+        }
+        Route::Answers { ask, answers } => {
+            return node.acks.answers(&node.reports, relay.origin, ask, answers)
+        }
+        route => route,
+    };
     if relay.payload.len() > node.max_payload {
         node.reports
             .oversized(relay.payload.len(), node.max_payload);
@@ -141,7 +163,7 @@ pub(crate) fn relay(node: &Node, channel: &[u8], message: Bytes) {
             return;
         }
     }
-    match relay.route {
+    match route {
         Route::Broadcast(target) => {
             let delivery = node.local.deliver(&relay.payload, &target);
             tracing::trace!(?delivery, "relayed a broadcast");
@@ -151,6 +173,12 @@ pub(crate) fn relay(node: &Node, channel: &[u8], message: Bytes) {
                 node.reports.relay_failed(&err);
             }
         }
+        Route::Ask {
+            ask,
+            timeout_ms,
+            target,
+        } => answer::serve(node, relay.origin, ask, timeout_ms, &target, &relay.payload),
+        Route::Asked { .. } | Route::Answers { .. } => {}
     }
 }
 

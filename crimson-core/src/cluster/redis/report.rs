@@ -37,6 +37,22 @@ pub struct RedisStats {
     /// the publish failed and its sender was told). Counted when the next message from that
     /// origin on that channel arrives.
     pub lost: u64,
+    /// Sessions of this node that another node's acknowledged broadcast named but that were
+    /// not asked, or whose answer did not reach that node: this node already served
+    /// [`MAX_SERVING`](super::MAX_SERVING) of them, more sessions than one list carries
+    /// (`max_payload / 16`), or a publish failed. The asking node hears why for each session
+    /// not asked for being busy, and counts the others as unasked or timed out.
+    pub acks_unserved: u64,
+    /// Answers to this node's acknowledged broadcasts that were ignored: late (their stream
+    /// had ended or was dropped), for a session its node did not list, or a second one for
+    /// the same session; also lists of sessions asked that were ignored (a node's second
+    /// list, or one from more nodes than got the request) and each session listed by a node
+    /// that is not its own.
+    pub acks_ignored: u64,
+    /// Nodes that got one of this node's acknowledged broadcasts but never said which
+    /// sessions they asked before its deadline (each also counted in that stream's
+    /// [`AckStream::silent_nodes`](crate::cluster::AckStream::silent_nodes)).
+    pub acks_silent_nodes: u64,
 }
 
 /// Counts one kind of event and says when to log it.
@@ -130,6 +146,9 @@ pub(crate) struct Reports {
     pub(crate) undecodable: Throttle,
     pub(crate) malformed: Throttle,
     pub(crate) lost: Throttle,
+    pub(crate) acks_unserved: Throttle,
+    pub(crate) acks_ignored: Throttle,
+    pub(crate) acks_silent: Throttle,
 }
 
 impl Reports {
@@ -141,6 +160,9 @@ impl Reports {
             undecodable: Throttle::new(),
             malformed: Throttle::new(),
             lost: Throttle::new(),
+            acks_unserved: Throttle::new(),
+            acks_ignored: Throttle::new(),
+            acks_silent: Throttle::new(),
         }
     }
 
@@ -152,6 +174,9 @@ impl Reports {
             undecodable: self.undecodable.total(),
             malformed: self.malformed.total(),
             lost: self.lost.total(),
+            acks_unserved: self.acks_unserved.total(),
+            acks_ignored: self.acks_ignored.total(),
+            acks_silent_nodes: self.acks_silent.total(),
         }
     }
 
@@ -205,15 +230,44 @@ impl Reports {
         }
     }
 
+    /// `count` sessions of this node were not asked for another node's acknowledged
+    /// broadcast, or their answers did not reach it.
+    pub(crate) fn acks_unserved(&self, count: u64, why: &dyn fmt::Display) {
+        metrics::count("crimson_redis_acks_unserved_total", &[], count);
+        if let Some(due) = self.acks_unserved.hit_n(count, why) {
+            log_acks_unserved(&due);
+        }
+    }
+
+    /// `count` answers to this node's acknowledged broadcasts (or lists of sessions asked)
+    /// were ignored.
+    pub(crate) fn acks_ignored(&self, count: u64, why: &dyn fmt::Display) {
+        metrics::count("crimson_redis_acks_ignored_total", &[], count);
+        if let Some(due) = self.acks_ignored.hit_n(count, why) {
+            log_acks_ignored(&due);
+        }
+    }
+
+    /// `nodes` nodes never said which sessions they asked before an ask's deadline.
+    pub(crate) fn acks_silent(&self, nodes: u64, detail: &dyn fmt::Display) {
+        metrics::count("crimson_redis_acks_silent_nodes_total", &[], nodes);
+        if let Some(due) = self.acks_silent.hit_n(nodes, detail) {
+            log_acks_silent(&due);
+        }
+    }
+
     /// Logs the tails of bursts.
     pub(crate) fn flush(&self) {
-        let logs: [(&Throttle, LogFn); 6] = [
+        let logs: [(&Throttle, LogFn); 9] = [
             (&self.publish, log_publish),
             (&self.relay, log_relay),
             (&self.oversized, log_oversized),
             (&self.undecodable, log_undecodable),
             (&self.malformed, log_malformed),
             (&self.lost, log_lost),
+            (&self.acks_unserved, log_acks_unserved),
+            (&self.acks_ignored, log_acks_ignored),
+            (&self.acks_silent, log_acks_silent),
         ];
         for (throttle, log) in logs {
             if let Some(due) = throttle.flush() {
@@ -287,6 +341,37 @@ fn log_lost(due: &Due) {
         "{} message(s) from other nodes never arrived since the last report (a gap in their \
          sequence numbers: Redis dropped them, this node's subscription was down, or their \
          publish failed)",
+        due.count
+    );
+}
+
+fn log_acks_unserved(due: &Due) {
+    tracing::warn!(
+        sessions = due.count,
+        example = %due.detail,
+        "{} session(s) of this node were not asked for other nodes' acknowledged broadcasts, \
+         or their answers did not reach the asking node, since the last report",
+        due.count
+    );
+}
+
+fn log_acks_ignored(due: &Due) {
+    tracing::debug!(
+        ignored = due.count,
+        example = %due.detail,
+        "ignored {} answer(s) to this node's acknowledged broadcasts since the last report \
+         (late: the stream had ended or was dropped; or not listed, or twice)",
+        due.count
+    );
+}
+
+fn log_acks_silent(due: &Due) {
+    tracing::warn!(
+        nodes = due.count,
+        example = %due.detail,
+        "{} node(s) got an acknowledged broadcast of this node but never said which sessions \
+         they asked before its deadline, since the last report (an older version, overloaded, \
+         or its messages were lost)",
         due.count
     );
 }
