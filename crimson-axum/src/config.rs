@@ -149,6 +149,7 @@ impl Settings {
 /// | [`max_connections`](Self::max_connections) | none (the cluster's limit applies) | close 1013 |
 /// | [`max_connections_per_address`](Self::max_connections_per_address) | none | HTTP 429 before the upgrade |
 /// | [`compression`](Self::compression) | off | — |
+/// | [`history`](Self::history) | off | the oldest publication is forgotten; a client that missed it is told `history_too_short` |
 /// | [`decode_errors`](Self::decode_errors) | [`DecodeErrorPolicy::Close`] | close 1007 |
 /// | [`allowed_origins`](Self::allowed_origins) | any | HTTP 403 before the upgrade |
 ///
