@@ -680,6 +680,7 @@ impl LocalCluster {
         let frames = match stream.missed(&streams.history, &from) {
             Ok(missed) => {
                 let mut frames = Vec::with_capacity(missed.len() + 1);
+                let mut failed = false;
                 frames.push(Outgoing::Single(empty_frame(
                     &handle,
                     Kind::Recovered {
@@ -697,6 +698,8 @@ impl LocalCluster {
                         Err(err) => {
                             tracing::warn!(%err, stream = %now.stream, "a kept publication did not re-encode for a recovery");
                             frames.truncate(0);
+                            failed = true;
+                            self.metrics().recovery(LostReason::Unknown.as_str(), 0);
                             frames.push(Outgoing::Single(empty_frame(
                                 &handle,
                                 Kind::Lost {
@@ -708,15 +711,21 @@ impl LocalCluster {
                         }
                     }
                 }
+                if !failed {
+                    self.metrics().recovery("recovered", frames.len() - 1);
+                }
                 frames
             }
-            Err(reason) => vec![Outgoing::Single(empty_frame(
-                &handle,
-                Kind::Lost {
-                    position: now,
-                    reason: reason.to_string(),
-                },
-            ))],
+            Err(reason) => {
+                self.metrics().recovery(reason.as_str(), 0);
+                vec![Outgoing::Single(empty_frame(
+                    &handle,
+                    Kind::Lost {
+                        position: now,
+                        reason: reason.to_string(),
+                    },
+                ))]
+            }
         };
         // Under the stream's lock: no publication of the stream gets between them.
         if let Err(err) = handle.deliver_all(frames) {
@@ -733,6 +742,7 @@ impl LocalCluster {
         reason: LostReason,
     ) {
         let Some(handle) = self.get(id) else { return };
+        self.metrics().recovery(reason.as_str(), 0);
         let frame = empty_frame(
             &handle,
             Kind::Lost {
@@ -1056,7 +1066,11 @@ mod tests {
 
         let mut figures = std::collections::BTreeMap::new();
         for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-            let target = key.key().labels().next().unwrap().value().to_owned();
+            let target = key
+                .key()
+                .labels()
+                .next()
+                .map_or(String::new(), |label| label.value().to_owned());
             figures.insert((key.key().name().to_owned(), target), value);
         }
         let histogram =
@@ -1086,6 +1100,70 @@ mod tests {
             DebugValue::Histogram(durations) => assert_eq!(durations.len(), 2),
             other => panic!("not a histogram: {other:?}"),
         }
+    }
+
+    /// Feature `metrics`: each resume's outcome is counted, and so are the messages sent.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn recoveries_are_counted_by_outcome() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let cluster = LocalCluster::builder()
+            .history(super::History::new(2, Duration::MAX))
+            .build();
+        let (a, _a_box) = session(&cluster, "/a", 16);
+        let a = a.framing(true);
+        let id = a.id();
+        metrics::with_local_recorder(&recorder, || {
+            cluster.add(a).unwrap();
+            for n in 0..3 {
+                cluster.deliver(&text(&n.to_string()), &Target::All);
+            }
+            let at = |epoch: &str, offset| Position {
+                stream: "all".into(),
+                epoch: epoch.into(),
+                offset,
+            };
+            let epoch = cluster
+                .inner
+                .streams
+                .get()
+                .unwrap()
+                .get("all")
+                .map(|s| streams::lock(&s).position("all").epoch)
+                .unwrap();
+            cluster.resume(id, at(&epoch, 1));
+            cluster.resume(id, at(&epoch, 0));
+            cluster.resume(id, at("other", 3));
+        });
+        let mut figures = std::collections::BTreeMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let label = key
+                .key()
+                .labels()
+                .next()
+                .map_or(String::new(), |label| label.value().to_owned());
+            figures.insert((key.key().name().to_owned(), label), value);
+        }
+        let get = |name: &str, label: &str| figures.get(&(name.to_owned(), label.to_owned()));
+        assert_eq!(
+            get("crimson_recoveries_total", "recovered"),
+            Some(&DebugValue::Counter(1))
+        );
+        assert_eq!(
+            get("crimson_recoveries_total", "history_too_short"),
+            Some(&DebugValue::Counter(1))
+        );
+        assert_eq!(
+            get("crimson_recoveries_total", "epoch_changed"),
+            Some(&DebugValue::Counter(1))
+        );
+        assert_eq!(
+            get("crimson_recovered_messages_total", ""),
+            Some(&DebugValue::Counter(2))
+        );
     }
 
     #[test]

@@ -33,7 +33,22 @@ pub(crate) struct BroadcastMetrics {
     all: Kind,
     room: Kind,
     filter: Kind,
+    /// `crimson_recoveries_total{outcome}`: resumes answered, by outcome (`recovered` or a
+    /// `lost` reason).
+    recoveries: Vec<(&'static str, Counter)>,
+    /// `crimson_recovered_messages_total`: publications sent by recoveries.
+    recovered: Counter,
 }
+
+/// Every outcome of a resume, as `crimson_recoveries_total` labels it.
+const OUTCOMES: [&str; 6] = [
+    "recovered",
+    "history_too_short",
+    "expired",
+    "epoch_changed",
+    "over_limit",
+    "unknown_position",
+];
 
 impl BroadcastMetrics {
     pub(crate) fn new() -> Self {
@@ -41,7 +56,25 @@ impl BroadcastMetrics {
             all: Kind::new("all"),
             room: Kind::new("room"),
             filter: Kind::new("filter"),
+            recoveries: OUTCOMES
+                .iter()
+                .map(|&outcome| {
+                    (
+                        outcome,
+                        Counter::new("crimson_recoveries_total", &[("outcome", outcome)]),
+                    )
+                })
+                .collect(),
+            recovered: Counter::new("crimson_recovered_messages_total", &[]),
         }
+    }
+
+    /// Records a resume's answer: `recovered` with `messages`, or a `lost` reason.
+    pub(crate) fn recovery(&self, outcome: &str, messages: usize) {
+        if let Some((_, counter)) = self.recoveries.iter().find(|(o, _)| *o == outcome) {
+            counter.add(1);
+        }
+        self.recovered.add(messages as u64);
     }
 
     fn kind(&self, target: Option<&Target>) -> &Kind {
