@@ -132,10 +132,14 @@ test("every reconnect sends one resume per stream followed, first, before the qu
   drop();
   await until(() => socket.state === "retrying", "retrying");
   socket.send({ text: "queued" });
+  // Even what the application sends as soon as it hears "connected" goes after the resumes.
+  const stop = socket.onState((change) => change.state === "connected" && socket.send({ text: "hello again" }));
   await open();
+  stop();
   assert.deepEqual(ws.last().sent, [
     "resume s=all e=k o=3\n",
     "resume s=room%3Acaf%C3%A9%20lobby e=e%2F1 o=18446744073709551615\n",
+    '\n{"text":"hello again"}',
     '\n{"text":"queued"}',
   ]);
   // Unanswered, they are sent again from the same positions on the next connection.
@@ -143,6 +147,29 @@ test("every reconnect sends one resume per stream followed, first, before the qu
   await open();
   assert.equal(ws.last().sent.length, 2);
   assert.equal(ws.last().sent[0], "resume s=all e=k o=3\n");
+});
+
+test("on a binary codec's connection, publications and resumes are Binary frames", async (t) => {
+  const codec = {
+    token: "cbor", // any binary codec: here JSON in bytes, which is all the test needs
+    frames: "binary",
+    encode: (message) => new TextEncoder().encode(JSON.stringify(message)),
+    decode: (frame) => JSON.parse(new TextDecoder().decode(frame)),
+  };
+  const { socket, ws, texts, drop, open } = harness(t, { codec });
+  socket.connect();
+  await open("crimson.v1.cbor");
+  const binary = (text) => new Uint8Array(Buffer.from(text)).buffer;
+  ws.last().receive(binary(pub("room:a", "k", 7)));
+  assert.deepEqual(texts, ["room:a/k/7"]);
+  drop();
+  const server = await open("crimson.v1.cbor");
+  assert.equal(server.sent.length, 1);
+  assert.ok(server.sent[0] instanceof ArrayBuffer);
+  assert.equal(Buffer.from(server.sent[0]).toString(), "resume s=room%3Aa e=k o=7\n");
+  server.receive(binary("recovered s=room%3Aa e=k o=8 n=1\n"));
+  server.receive(binary(pub("room:a", "k", 8)));
+  assert.deepEqual(texts, ["room:a/k/7", "room:a/k/8"]);
 });
 
 test("the race: live publications before the answer are held, then merged after the recovered ones, once each, in order", async (t) => {
