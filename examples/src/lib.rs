@@ -72,6 +72,7 @@ pub const PAGE_SCRIPTS: &[(&str, &str)] = &[
     script!("codec.js"),
     script!("check.js"),
     script!("retry.js"),
+    script!("recovery.js"),
     script!("errors.js"),
 ];
 

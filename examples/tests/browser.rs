@@ -1,8 +1,13 @@
 //! A real browser speaks to a Crimson route: two headless Chromium pages (playwright-core)
 //! on the chat page, over the Crimson protocol (`crimson.v1.json`): a message typed in one
 //! appears in the other, "Who is here?" (a request) is answered with the number of pages
-//! connected, and both reconnect when the server restarts on the same port. In a test binary of its own, so that no other test
-//! can take the port while the server is down.
+//! connected, a page whose connection is cut (through the script's own TCP proxy) gets what
+//! was said meanwhile once each and shows "recovered 2", and both reconnect when the server
+//! restarts on the same port, showing "not recovered: epoch_changed" (an in-memory history
+//! does not survive a restart). Every frame one page sends and receives is checked against
+//! the generated types and the protocol's headers and rules (`examples/browser/chat-test.mjs`).
+//! In a test binary of its own, so that no other test can take the port while the server is
+//! down.
 //!
 //! Needs `node` with `examples/browser/node_modules` and Debian's `chromium`;
 //! `./scripts/test.sh` installs them. Missing, the test fails: never a skip.

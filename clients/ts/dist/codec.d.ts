@@ -31,8 +31,22 @@ export interface JsonCodecOptions<Down> {
 }
 /** JSON in Text frames: Crimson's `json` codec. */
 export declare function jsonCodec<Up, Down>(options?: JsonCodecOptions<Down>): Codec<Up, Down>;
-/** The longest header line read, as crimson-core reads it: past it, a frame is a protocol error. */
-export declare const MAX_HEADER = 256;
+/**
+ * The longest header line read, as crimson-core reads it (a room's name is up to 1024 bytes,
+ * three times that percent-encoded): past it, a frame is a protocol error.
+ */
+export declare const MAX_HEADER = 4096;
+/**
+ * Where a publication stands in its stream: the stream (`all`, `room:<name>`), its epoch (a
+ * short string that changes when the server lost the stream's history) and its offset (1, 2,
+ * 3… within the epoch). The offset is an unsigned 64-bit number on the wire, so a `bigint`
+ * here: compare offsets as bigints, never as JavaScript numbers or as strings.
+ */
+export interface Position {
+    readonly stream: string;
+    readonly epoch: string;
+    readonly offset: bigint;
+}
 /** A crimson.v1 frame, split: what its header says, and its body (of the frame's kind). */
 export type ProtocolFrame = {
     readonly kind: "message";
@@ -53,7 +67,32 @@ export type ProtocolFrame = {
     readonly code: number;
     readonly retry?: string;
     readonly body: Frame;
-};
+}
+/** A message published in `stream` at `offset` (epoch `epoch`): the body is the message. */
+ | ({
+    readonly kind: "pub";
+    readonly body: Frame;
+} & Position)
+/** Client → server: the last position the client delivered in `stream`; the body is empty. */
+ | ({
+    readonly kind: "resume";
+    readonly body: Frame;
+} & Position)
+/**
+ * The answer to a `resume`: `count` missed publications of `stream` follow as `pub` frames;
+ * `offset` is the last of them (the stream's last).
+ */
+ | ({
+    readonly kind: "recovered";
+    readonly count: bigint;
+    readonly body: Frame;
+} & Position)
+/** The answer to a `resume`: what was missed cannot be sent (`reason`); the stream goes on after `offset`. */
+ | ({
+    readonly kind: "lost";
+    readonly reason: string;
+    readonly body: Frame;
+} & Position);
 /**
  * `body` behind `header` (`""` for a plain message, `req id=3`, …), in a frame of the body's
  * kind: a string for a Text frame, bytes for a Binary one.
@@ -63,10 +102,23 @@ export declare function writeFrame(header: string, body: OutFrame): OutFrame;
  * Splits a crimson.v1 frame into what its header says and its body. Throws a
  * {@link ProtocolError} for a frame that breaks the protocol: no header line within
  * {@link MAX_HEADER} bytes, a header that is not ASCII, a field that is not `key=value`, a
- * kind this client does not know, a `req`, `res` or `err` without a decimal `id`, an `err`
- * without a numeric `code`. Unknown keys are ignored; values are percent-decoded.
+ * value that is not percent-encoded UTF-8, a kind this client does not know, a `req`, `res`
+ * or `err` without a decimal `id`, an `err` without a numeric `code`, a `pub`, `resume`,
+ * `recovered` or `lost` without `s`, `e` and a decimal `o` (0 to 2⁶⁴−1), a `recovered`
+ * without `n`, a `lost` without `reason`. Unknown keys are ignored; values are
+ * percent-decoded.
  */
 export declare function readFrame(frame: Frame): ProtocolFrame;
+/**
+ * The header of a frame about a position: `resume s=… e=… o=…` (also `pub`, `recovered`,
+ * `lost`, less their other fields), `s` and `e` percent-encoded.
+ */
+export declare function positionHeader(kind: "pub" | "resume" | "recovered" | "lost", at: Position): string;
+/**
+ * `value` percent-encoded as crimson.v1 writes a value (RFC 3986): every UTF-8 byte but
+ * `A–Z a–z 0–9 - . _ ~` as `%XX`.
+ */
+export declare function percentEncode(value: string): string;
 /** The text of an `err` frame's body (UTF-8 in either frame kind). */
 export declare function frameText(body: Frame): string;
 /** `text` as the body of a frame of `kind` (an `err`'s message travels in the codec's frame kind). */

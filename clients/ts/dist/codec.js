@@ -35,8 +35,13 @@ export function jsonCodec(options = {}) {
 // ---------------------------------------------------------------------------------------
 // crimson.v1 frames (docs/protocol.md, section 3): `HEADER \n BODY`, both ways, in the codec's
 // frame kind. HEADER is empty for a plain message, else a kind word and ` key=value` fields.
-/** The longest header line read, as crimson-core reads it: past it, a frame is a protocol error. */
-export const MAX_HEADER = 256;
+/**
+ * The longest header line read, as crimson-core reads it (a room's name is up to 1024 bytes,
+ * three times that percent-encoded): past it, a frame is a protocol error.
+ */
+export const MAX_HEADER = 4096;
+/** The largest value of an unsigned 64-bit number: the range of `id`, `o` and `n`. */
+const U64_MAX = (1n << 64n) - 1n;
 const LF = 0x0a;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -60,8 +65,11 @@ export function writeFrame(header, body) {
  * Splits a crimson.v1 frame into what its header says and its body. Throws a
  * {@link ProtocolError} for a frame that breaks the protocol: no header line within
  * {@link MAX_HEADER} bytes, a header that is not ASCII, a field that is not `key=value`, a
- * kind this client does not know, a `req`, `res` or `err` without a decimal `id`, an `err`
- * without a numeric `code`. Unknown keys are ignored; values are percent-decoded.
+ * value that is not percent-encoded UTF-8, a kind this client does not know, a `req`, `res`
+ * or `err` without a decimal `id`, an `err` without a numeric `code`, a `pub`, `resume`,
+ * `recovered` or `lost` without `s`, `e` and a decimal `o` (0 to 2⁶⁴−1), a `recovered`
+ * without `n`, a `lost` without `reason`. Unknown keys are ignored; values are
+ * percent-decoded.
  */
 export function readFrame(frame) {
     let header;
@@ -96,7 +104,7 @@ export function readFrame(frame) {
             value = decodeURIComponent(word.slice(eq + 1));
         }
         catch {
-            throw new ProtocolError(`crimson.v1: \`${shown(word)}\` is not percent-encoded`, frame);
+            throw new ProtocolError(`crimson.v1: \`${shown(word)}\` is not percent-encoded UTF-8`, frame);
         }
         fields.set(word.slice(0, eq), value);
     }
@@ -109,7 +117,38 @@ export function readFrame(frame) {
         }
         return value;
     };
+    /** A u64 field (`o`, `n`), as a bigint. */
+    const u64 = (key, what) => {
+        const value = fields.get(key);
+        if (value === undefined)
+            throw new ProtocolError(`crimson.v1: a \`${what}\` needs \`${key}\``, frame);
+        if (!/^[0-9]{1,20}$/.test(value) || BigInt(value) > U64_MAX) {
+            throw new ProtocolError(`crimson.v1: \`${key}=${shown(value)}\` is not a number in range`, frame);
+        }
+        return BigInt(value);
+    };
+    const position = (what) => {
+        const text = (key) => {
+            const value = fields.get(key);
+            if (value === undefined)
+                throw new ProtocolError(`crimson.v1: a \`${what}\` needs \`${key}\``, frame);
+            return value;
+        };
+        return { stream: text("s"), epoch: text("e"), offset: u64("o", what) };
+    };
     switch (kind) {
+        case "pub":
+        case "resume":
+            return { kind, ...position(kind), body };
+        case "recovered":
+            return { kind, ...position(kind), count: u64("n", kind), body };
+        case "lost": {
+            const at = position(kind);
+            const reason = fields.get("reason");
+            if (reason === undefined)
+                throw new ProtocolError("crimson.v1: a `lost` needs a `reason`", frame);
+            return { kind, ...at, reason, body };
+        }
         case "req":
             return { kind, id: id(), body };
         case "res":
@@ -128,6 +167,21 @@ export function readFrame(frame) {
         default:
             throw new ProtocolError(`crimson.v1: unknown frame kind \`${shown(kind)}\``, frame);
     }
+}
+/**
+ * The header of a frame about a position: `resume s=… e=… o=…` (also `pub`, `recovered`,
+ * `lost`, less their other fields), `s` and `e` percent-encoded.
+ */
+export function positionHeader(kind, at) {
+    return `${kind} s=${percentEncode(at.stream)} e=${percentEncode(at.epoch)} o=${at.offset}`;
+}
+/**
+ * `value` percent-encoded as crimson.v1 writes a value (RFC 3986): every UTF-8 byte but
+ * `A–Z a–z 0–9 - . _ ~` as `%XX`.
+ */
+export function percentEncode(value) {
+    // encodeURIComponent leaves ! ' ( ) * as they are; the protocol encodes them too.
+    return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 /** The text of an `err` frame's body (UTF-8 in either frame kind). */
 export function frameText(body) {

@@ -98,3 +98,20 @@ export declare class NoProtocolError extends Error {
     readonly name = "NoProtocolError";
     constructor(subprotocol: string);
 }
+/**
+ * What a stream published while the socket was away cannot be recovered (crimson.v1, a route
+ * with history): the application missed messages. Reported on `onError` only when no
+ * `onNotRecovered` handler listens, so that a gap is never silent.
+ */
+export declare class NotRecoveredError extends Error {
+    /** `all`, or `room:<name>`. */
+    readonly stream: string;
+    /** Why: the server's `lost` reason, or the socket's own. */
+    readonly reason: string;
+    readonly name = "NotRecoveredError";
+    constructor(
+    /** `all`, or `room:<name>`. */
+    stream: string, 
+    /** Why: the server's `lost` reason, or the socket's own. */
+    reason: string);
+}

@@ -132,3 +132,22 @@ export class NoProtocolError extends Error {
         this.subprotocol = subprotocol;
     }
 }
+/**
+ * What a stream published while the socket was away cannot be recovered (crimson.v1, a route
+ * with history): the application missed messages. Reported on `onError` only when no
+ * `onNotRecovered` handler listens, so that a gap is never silent.
+ */
+export class NotRecoveredError extends Error {
+    stream;
+    reason;
+    name = "NotRecoveredError";
+    constructor(
+    /** `all`, or `room:<name>`. */
+    stream, 
+    /** Why: the server's `lost` reason, or the socket's own. */
+    reason) {
+        super(`messages of \`${stream}\` were missed and cannot be recovered: ${reason}`);
+        this.stream = stream;
+        this.reason = reason;
+    }
+}

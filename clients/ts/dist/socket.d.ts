@@ -1,4 +1,4 @@
-import { type Codec, type OutFrame } from "./codec.js";
+import { type Codec, type OutFrame, type Position } from "./codec.js";
 import { type RetryPolicy } from "./retry.js";
 /**
  * Where a socket stands: `closed` (before `connect`, after `close`, after a close that does
@@ -98,11 +98,12 @@ export interface BaseOptions<Up, Down> {
     readonly protocols?: string | readonly string[];
     /**
      * Ask for the Crimson protocol (`crimson.v1`, docs/protocol.md section 3), which requests
-     * need: the socket offers `crimson.v1.<codec>` then `crimson.<codec>` (`crimson.v1.json,
-     * crimson.json` for `jsonCodec()`), before any `protocols`. When the server answers
-     * `crimson.v1.*`, every frame both ways carries a header line; when it answers the plain
-     * token (a route without the protocol), messages flow as before and requests fail with a
-     * {@link NoProtocolError}. Default `false`.
+     * and recovery after a reconnect need: the socket offers `crimson.v1.<codec>` then
+     * `crimson.<codec>` (`crimson.v1.json, crimson.json` for `jsonCodec()`), before any
+     * `protocols`. When the server answers `crimson.v1.*`, every frame both ways carries a
+     * header line; when it answers the plain token (a route without the protocol), messages
+     * flow as before, requests fail with a {@link NoProtocolError}, and nothing is recovered.
+     * Default `false`.
      */
     readonly protocol?: boolean;
     /**
@@ -110,6 +111,13 @@ export interface BaseOptions<Up, Down> {
      * it, `request` fails with a {@link TooManyRequestsError}.
      */
     readonly maxOpenRequests?: number;
+    /**
+     * How many live publications may be held, across all streams, while the answers to the
+     * `resume` frames sent after a reconnect are awaited (default 10000). Past it, the stream
+     * whose publication does not fit stops waiting: what it held is delivered, in order, and
+     * the gap is told to `onNotRecovered`.
+     */
+    readonly maxHeld?: number;
     /** How to back off between reconnects (see {@link RetryPolicy}), or `false` never to reconnect. */
     readonly retry?: RetryPolicy | false;
     /** A connection up this long (ms) starts the backoff over (default 5000). */
@@ -150,6 +158,11 @@ type Handler<T> = (value: T) => void;
  * the browser's WebSocket or reported in a {@link DiscardedError}: never dropped in silence.
  * A message handed to the WebSocket is sent at most once: if the connection drops before the
  * browser has written it, it is lost (the plain convention has no acks).
+ *
+ * With `protocol: true`, on a route with history, messages broadcast to everyone or to a room
+ * are publications of a stream, with a position: after a reconnect the socket asks for what
+ * it missed, and delivers it once each and in order ({@link onRecovered}), or says it cannot
+ * ({@link onNotRecovered}).
  */
 export declare class CrimsonSocket<Up, Down, R extends RequestType<Up, unknown> = never, S extends RequestType<Down, unknown> = never> {
     #private;
@@ -164,6 +177,13 @@ export declare class CrimsonSocket<Up, Down, R extends RequestType<Up, unknown> 
     get protocol(): string;
     /** This socket's requests that wait for answers (sent, or waiting for a connection). */
     get openRequests(): number;
+    /**
+     * Where the socket stands in each stream it has had publications of (crimson.v1, a route
+     * with history): the last position delivered, sorted by stream. After a reconnect the socket
+     * resumes from these by itself. Empty on a plain connection; forgotten when the socket
+     * reconnects to a server that does not speak crimson.v1.
+     */
+    get positions(): Position[];
     /** Calls `handler` with every message; returns a function that stops it. */
     onMessage(handler: Handler<Down>): () => void;
     /** Calls `handler` on every change of state; returns a function that stops it. */
@@ -175,6 +195,22 @@ export declare class CrimsonSocket<Up, Down, R extends RequestType<Up, unknown> 
      * handler, they go to `console.error`. Returns a function that stops it.
      */
     onError(handler: Handler<Error>): () => void;
+    /**
+     * Calls `handler` when, after a reconnect, the `count` publications of `stream` (`all`,
+     * `room:<name>`) missed while away were delivered, each once and in order, before this call
+     * (`count` may be 0: nothing was missed). Returns a function that stops it.
+     */
+    onRecovered(handler: (stream: string, count: number) => void): () => void;
+    /**
+     * Calls `handler` when what `stream` published while the socket was away cannot be
+     * recovered: the application missed messages, and `reason` says why: the server's
+     * (`history_too_short`, `expired`, `epoch_changed`, `over_limit`, `unknown_position`) or the
+     * socket's own (the new connection does not speak crimson.v1; too many publications held
+     * waiting for the answer). The stream goes on from its latest publication. Without a
+     * handler, each is a {@link NotRecoveredError} on `onError`: never silent. Returns a
+     * function that stops it.
+     */
+    onNotRecovered(handler: (stream: string, reason: string) => void): () => void;
     /**
      * Answers the server's requests (`session.request(..)` on the server; crimson.v1 only):
      * `handler` gets the request, a `Down` message, and returns its response (or a promise of

@@ -4,10 +4,14 @@
 // through the codec and nothing else. With `protocol: true` the socket asks for the Crimson
 // protocol (`crimson.v1`, docs/protocol.md section 3) and, when the server answers it, puts
 // a header line before every frame ("frames out") and reads one from every frame ("frames
-// in"): plain messages, and requests both ways (`req`, `res`, `err`).
-import { frameText, readFrame, textBody, writeFrame } from "./codec.js";
-import { DecodeError, DisconnectedError, DiscardedError, NoProtocolError, ProtocolError, QueueFullError, RequestRejectedError, RequestTimeoutError, RetriesExhaustedError, SocketClosedError, TooManyRequestsError, } from "./errors.js";
+// in"): plain messages, requests both ways (`req`, `res`, `err`), and the publications of
+// streams (`pub`), resumed after every reconnect (`resume`, `recovered`, `lost`).
+import { frameText, positionHeader, readFrame, textBody, writeFrame, } from "./codec.js";
+import { DecodeError, DisconnectedError, DiscardedError, NoProtocolError, NotRecoveredError, ProtocolError, QueueFullError, RequestRejectedError, RequestTimeoutError, RetriesExhaustedError, SocketClosedError, TooManyRequestsError, } from "./errors.js";
+import { MAX_STREAMS, Recovery } from "./recovery.js";
 import { resolveRetry, retryDelay } from "./retry.js";
+/** Why streams cannot be resumed on a connection whose server did not agree to crimson.v1. */
+const NO_PROTOCOL = "the server did not agree to the Crimson protocol (crimson.v1)";
 const OPEN = 1;
 /** What a failed or dropped connection reports, as browsers do. */
 const ABNORMAL = 1006;
@@ -28,6 +32,11 @@ const ABNORMAL = 1006;
  * the browser's WebSocket or reported in a {@link DiscardedError}: never dropped in silence.
  * A message handed to the WebSocket is sent at most once: if the connection drops before the
  * browser has written it, it is lost (the plain convention has no acks).
+ *
+ * With `protocol: true`, on a route with history, messages broadcast to everyone or to a room
+ * are publications of a stream, with a position: after a reconnect the socket asks for what
+ * it missed, and delivers it once each and in order ({@link onRecovered}), or says it cannot
+ * ({@link onNotRecovered}).
  */
 export class CrimsonSocket {
     #url;
@@ -40,6 +49,10 @@ export class CrimsonSocket {
     #nextId = 1;
     /** Whether the current connection speaks crimson.v1 (a header line on every frame). */
     #framed = false;
+    /** Where the socket stands in each stream it follows (crimson.v1). */
+    #recovery;
+    /** Whether a publication past {@link MAX_STREAMS} streams was reported (once, until streams are forgotten). */
+    #toldUnfollowed = false;
     #requestHandler = null;
     #protocols;
     #retry;
@@ -52,6 +65,8 @@ export class CrimsonSocket {
     #messageHandlers = new Set();
     #stateHandlers = new Set();
     #errorHandlers = new Set();
+    #recoveredHandlers = new Set();
+    #notRecoveredHandlers = new Set();
     #state = { state: "closed", attempt: 0 };
     #ws = null;
     #queue = [];
@@ -80,6 +95,11 @@ export class CrimsonSocket {
         if (!Number.isInteger(this.#maxOpenRequests) || this.#maxOpenRequests < 1) {
             throw new RangeError(`maxOpenRequests must be a whole number above 0, not ${options.maxOpenRequests}`);
         }
+        const maxHeld = options.maxHeld ?? 10000;
+        if (!Number.isInteger(maxHeld) || maxHeld < 0) {
+            throw new RangeError(`maxHeld must be a whole number, not ${options.maxHeld}`);
+        }
+        this.#recovery = new Recovery(maxHeld);
         this.#retry = options.retry === false ? null : resolveRetry(options.retry);
         this.#stableAfterMs = positive("stableAfterMs", options.stableAfterMs ?? 5000);
         this.#connectTimeoutMs = positive("connectTimeoutMs", options.connectTimeoutMs ?? 10000);
@@ -111,6 +131,15 @@ export class CrimsonSocket {
     get openRequests() {
         return this.#pending.size;
     }
+    /**
+     * Where the socket stands in each stream it has had publications of (crimson.v1, a route
+     * with history): the last position delivered, sorted by stream. After a reconnect the socket
+     * resumes from these by itself. Empty on a plain connection; forgotten when the socket
+     * reconnects to a server that does not speak crimson.v1.
+     */
+    get positions() {
+        return this.#recovery.positions();
+    }
     /** Calls `handler` with every message; returns a function that stops it. */
     onMessage(handler) {
         return subscribe(this.#messageHandlers, handler);
@@ -127,6 +156,26 @@ export class CrimsonSocket {
      */
     onError(handler) {
         return subscribe(this.#errorHandlers, handler);
+    }
+    /**
+     * Calls `handler` when, after a reconnect, the `count` publications of `stream` (`all`,
+     * `room:<name>`) missed while away were delivered, each once and in order, before this call
+     * (`count` may be 0: nothing was missed). Returns a function that stops it.
+     */
+    onRecovered(handler) {
+        return subscribe(this.#recoveredHandlers, handler);
+    }
+    /**
+     * Calls `handler` when what `stream` published while the socket was away cannot be
+     * recovered: the application missed messages, and `reason` says why: the server's
+     * (`history_too_short`, `expired`, `epoch_changed`, `over_limit`, `unknown_position`) or the
+     * socket's own (the new connection does not speak crimson.v1; too many publications held
+     * waiting for the answer). The stream goes on from its latest publication. Without a
+     * handler, each is a {@link NotRecoveredError} on `onError`: never silent. Returns a
+     * function that stops it.
+     */
+    onNotRecovered(handler) {
+        return subscribe(this.#notRecoveredHandlers, handler);
     }
     /**
      * Answers the server's requests (`session.request(..)` on the server; crimson.v1 only):
@@ -273,9 +322,23 @@ export class CrimsonSocket {
             clearTimeout(this.#timer);
             this.#openedAt = Date.now();
             this.#framed = ws.protocol.startsWith("crimson.v1.");
+            // Before anything else (even what an onState handler sends): where the socket stands
+            // in each stream it follows.
+            if (this.#framed) {
+                for (const at of this.#recovery.resumes()) {
+                    ws.send(writeFrame(positionHeader("resume", at), textBody("", this.#codec.frames))); // frames out
+                }
+            }
             this.#setState({ state: "connected", attempt: this.#attempt });
             if (generation !== this.#generation)
                 return; // closed by an onState handler
+            if (!this.#framed) {
+                this.#toldUnfollowed = false;
+                for (const outcome of this.#recovery.unresumable(NO_PROTOCOL))
+                    this.#announce(outcome);
+                if (generation !== this.#generation)
+                    return; // closed by a handler
+            }
             const queued = this.#queue;
             this.#queue = [];
             for (const frame of queued)
@@ -301,6 +364,7 @@ export class CrimsonSocket {
             if (generation !== this.#generation)
                 return;
             this.#detach();
+            this.#recovery.connectionLost();
             this.#connectionLost(event.code);
             this.#closed(event.code, event.reason, this.#openedAt > 0);
         };
@@ -354,6 +418,18 @@ export class CrimsonSocket {
         switch (split.kind) {
             case "message":
                 this.#deliver(split.body);
+                return;
+            case "pub":
+                this.#apply(this.#recovery.publication(split, split.body));
+                return;
+            case "recovered":
+                this.#apply(this.#recovery.recovered(split, split.count));
+                return;
+            case "lost":
+                this.#apply(this.#recovery.lost(split, split.reason));
+                return;
+            case "resume":
+                this.#report(new ProtocolError("crimson.v1: a `resume` from the server (it goes from client to server)", frame));
                 return;
             case "res": {
                 // An answer to a request no longer open (it timed out) is dropped.
@@ -412,6 +488,30 @@ export class CrimsonSocket {
         if (ws && generation === this.#generation && ws.readyState === OPEN)
             ws.send(frame); // frames out
     }
+    /** Delivers what a stream's frame gives the application, then tells how its recovery went. */
+    #apply(step) {
+        // All of them, even if a handler closes the socket meanwhile: the position is past them.
+        for (const body of step.deliver)
+            this.#deliver(body);
+        if (step.unfollowed !== undefined && !this.#toldUnfollowed) {
+            this.#toldUnfollowed = true;
+            this.#report(new Error(`following ${MAX_STREAMS} streams already: publications of \`${step.unfollowed}\` (and any other new stream) are delivered, but not recovered after a reconnect`));
+        }
+        if (step.outcome)
+            this.#announce(step.outcome);
+    }
+    /** Tells the application how a stream's recovery went; a gap without a handler is an error. */
+    #announce(outcome) {
+        if (outcome.kind === "recovered") {
+            emit(this.#recoveredHandlers, outcome.stream, Number(outcome.count));
+        }
+        else if (this.#notRecoveredHandlers.size > 0) {
+            emit(this.#notRecoveredHandlers, outcome.stream, outcome.reason);
+        }
+        else {
+            this.#report(new NotRecoveredError(outcome.stream, outcome.reason));
+        }
+    }
     #deliver(frame) {
         let message;
         try {
@@ -461,6 +561,9 @@ export class CrimsonSocket {
     /** Closed for good: discards (and reports) the queue. Returns how many were discarded. */
     #finish(code, reason, why) {
         this.#detach();
+        // Positions are kept, for a later connect(); what was held waiting for a resume's answer
+        // is asked for again then.
+        this.#recovery.connectionLost();
         // Requests too: none outlives the socket (nor its timer).
         for (const [id, entry] of this.#pending) {
             this.#settle(id, entry)?.reject(new DisconnectedError(why));
@@ -496,15 +599,15 @@ function cut(text) {
 }
 function subscribe(handlers, handler) {
     // A wrapper, so that the same function subscribed twice is called twice and stopped once.
-    const entry = (value) => handler(value);
+    const entry = (...args) => handler(...args);
     handlers.add(entry);
     return () => void handlers.delete(entry);
 }
 /** Calls every handler; one that throws is reported as uncaught and does not stop the others. */
-function emit(handlers, value) {
+function emit(handlers, ...args) {
     for (const handler of [...handlers]) {
         try {
-            handler(value);
+            handler(...args);
         }
         catch (error) {
             queueMicrotask(() => {

@@ -72,8 +72,23 @@ export function jsonCodec<Up, Down>(options: JsonCodecOptions<Down> = {}): Codec
 // crimson.v1 frames (docs/protocol.md, section 3): `HEADER \n BODY`, both ways, in the codec's
 // frame kind. HEADER is empty for a plain message, else a kind word and ` key=value` fields.
 
-/** The longest header line read, as crimson-core reads it: past it, a frame is a protocol error. */
-export const MAX_HEADER = 256;
+/**
+ * The longest header line read, as crimson-core reads it (a room's name is up to 1024 bytes,
+ * three times that percent-encoded): past it, a frame is a protocol error.
+ */
+export const MAX_HEADER = 4096;
+
+/**
+ * Where a publication stands in its stream: the stream (`all`, `room:<name>`), its epoch (a
+ * short string that changes when the server lost the stream's history) and its offset (1, 2,
+ * 3… within the epoch). The offset is an unsigned 64-bit number on the wire, so a `bigint`
+ * here: compare offsets as bigints, never as JavaScript numbers or as strings.
+ */
+export interface Position {
+  readonly stream: string;
+  readonly epoch: string;
+  readonly offset: bigint;
+}
 
 /** A crimson.v1 frame, split: what its header says, and its body (of the frame's kind). */
 export type ProtocolFrame =
@@ -81,7 +96,21 @@ export type ProtocolFrame =
   /** A request; `id` is kept as sent (decimal digits), to be echoed exactly in the answer. */
   | { readonly kind: "req"; readonly id: string; readonly body: Frame }
   | { readonly kind: "res"; readonly id: number; readonly body: Frame }
-  | { readonly kind: "err"; readonly id: number; readonly code: number; readonly retry?: string; readonly body: Frame };
+  | { readonly kind: "err"; readonly id: number; readonly code: number; readonly retry?: string; readonly body: Frame }
+  /** A message published in `stream` at `offset` (epoch `epoch`): the body is the message. */
+  | ({ readonly kind: "pub"; readonly body: Frame } & Position)
+  /** Client → server: the last position the client delivered in `stream`; the body is empty. */
+  | ({ readonly kind: "resume"; readonly body: Frame } & Position)
+  /**
+   * The answer to a `resume`: `count` missed publications of `stream` follow as `pub` frames;
+   * `offset` is the last of them (the stream's last).
+   */
+  | ({ readonly kind: "recovered"; readonly count: bigint; readonly body: Frame } & Position)
+  /** The answer to a `resume`: what was missed cannot be sent (`reason`); the stream goes on after `offset`. */
+  | ({ readonly kind: "lost"; readonly reason: string; readonly body: Frame } & Position);
+
+/** The largest value of an unsigned 64-bit number: the range of `id`, `o` and `n`. */
+const U64_MAX = (1n << 64n) - 1n;
 
 const LF = 0x0a;
 const encoder = new TextEncoder();
@@ -107,8 +136,11 @@ export function writeFrame(header: string, body: OutFrame): OutFrame {
  * Splits a crimson.v1 frame into what its header says and its body. Throws a
  * {@link ProtocolError} for a frame that breaks the protocol: no header line within
  * {@link MAX_HEADER} bytes, a header that is not ASCII, a field that is not `key=value`, a
- * kind this client does not know, a `req`, `res` or `err` without a decimal `id`, an `err`
- * without a numeric `code`. Unknown keys are ignored; values are percent-decoded.
+ * value that is not percent-encoded UTF-8, a kind this client does not know, a `req`, `res`
+ * or `err` without a decimal `id`, an `err` without a numeric `code`, a `pub`, `resume`,
+ * `recovered` or `lost` without `s`, `e` and a decimal `o` (0 to 2⁶⁴−1), a `recovered`
+ * without `n`, a `lost` without `reason`. Unknown keys are ignored; values are
+ * percent-decoded.
  */
 export function readFrame(frame: Frame): ProtocolFrame {
   let header: string;
@@ -136,7 +168,7 @@ export function readFrame(frame: Frame): ProtocolFrame {
     try {
       value = decodeURIComponent(word.slice(eq + 1));
     } catch {
-      throw new ProtocolError(`crimson.v1: \`${shown(word)}\` is not percent-encoded`, frame);
+      throw new ProtocolError(`crimson.v1: \`${shown(word)}\` is not percent-encoded UTF-8`, frame);
     }
     fields.set(word.slice(0, eq), value);
   }
@@ -148,7 +180,35 @@ export function readFrame(frame: Frame): ProtocolFrame {
     }
     return value;
   };
+  /** A u64 field (`o`, `n`), as a bigint. */
+  const u64 = (key: string, what: string): bigint => {
+    const value = fields.get(key);
+    if (value === undefined) throw new ProtocolError(`crimson.v1: a \`${what}\` needs \`${key}\``, frame);
+    if (!/^[0-9]{1,20}$/.test(value) || BigInt(value) > U64_MAX) {
+      throw new ProtocolError(`crimson.v1: \`${key}=${shown(value)}\` is not a number in range`, frame);
+    }
+    return BigInt(value);
+  };
+  const position = (what: string): Position => {
+    const text = (key: string): string => {
+      const value = fields.get(key);
+      if (value === undefined) throw new ProtocolError(`crimson.v1: a \`${what}\` needs \`${key}\``, frame);
+      return value;
+    };
+    return { stream: text("s"), epoch: text("e"), offset: u64("o", what) };
+  };
   switch (kind) {
+    case "pub":
+    case "resume":
+      return { kind, ...position(kind), body };
+    case "recovered":
+      return { kind, ...position(kind), count: u64("n", kind), body };
+    case "lost": {
+      const at = position(kind);
+      const reason = fields.get("reason");
+      if (reason === undefined) throw new ProtocolError("crimson.v1: a `lost` needs a `reason`", frame);
+      return { kind, ...at, reason, body };
+    }
     case "req":
       return { kind, id: id(), body };
     case "res":
@@ -166,6 +226,23 @@ export function readFrame(frame: Frame): ProtocolFrame {
     default:
       throw new ProtocolError(`crimson.v1: unknown frame kind \`${shown(kind)}\``, frame);
   }
+}
+
+/**
+ * The header of a frame about a position: `resume s=… e=… o=…` (also `pub`, `recovered`,
+ * `lost`, less their other fields), `s` and `e` percent-encoded.
+ */
+export function positionHeader(kind: "pub" | "resume" | "recovered" | "lost", at: Position): string {
+  return `${kind} s=${percentEncode(at.stream)} e=${percentEncode(at.epoch)} o=${at.offset}`;
+}
+
+/**
+ * `value` percent-encoded as crimson.v1 writes a value (RFC 3986): every UTF-8 byte but
+ * `A–Z a–z 0–9 - . _ ~` as `%XX`.
+ */
+export function percentEncode(value: string): string {
+  // encodeURIComponent leaves ! ' ( ) * as they are; the protocol encodes them too.
+  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 /** The text of an `err` frame's body (UTF-8 in either frame kind). */

@@ -126,3 +126,20 @@ export class NoProtocolError extends Error {
     );
   }
 }
+
+/**
+ * What a stream published while the socket was away cannot be recovered (crimson.v1, a route
+ * with history): the application missed messages. Reported on `onError` only when no
+ * `onNotRecovered` handler listens, so that a gap is never silent.
+ */
+export class NotRecoveredError extends Error {
+  override readonly name = "NotRecoveredError";
+  constructor(
+    /** `all`, or `room:<name>`. */
+    readonly stream: string,
+    /** Why: the server's `lost` reason, or the socket's own. */
+    readonly reason: string,
+  ) {
+    super(`messages of \`${stream}\` were missed and cannot be recovered: ${reason}`);
+  }
+}

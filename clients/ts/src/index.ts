@@ -17,7 +17,8 @@ export type {
   WebSocketLike,
 } from "./socket.js";
 export { jsonCodec, MAX_HEADER, readFrame, writeFrame } from "./codec.js";
-export type { Codec, Frame, JsonCodecOptions, OutFrame, ProtocolFrame } from "./codec.js";
+export type { Codec, Frame, JsonCodecOptions, OutFrame, Position, ProtocolFrame } from "./codec.js";
+export { MAX_STREAMS } from "./recovery.js";
 export { arrayOf, isBoolean, isNumber, isString, nullable, object, oneOf, optional } from "./check.js";
 export type { Check, Fields, ObjectCheck, ObjectOptions } from "./check.js";
 export { DEFAULT_RETRY, resolveRetry, retryDelay } from "./retry.js";
@@ -27,6 +28,7 @@ export {
   DisconnectedError,
   DiscardedError,
   NoProtocolError,
+  NotRecoveredError,
   ProtocolError,
   QueueFullError,
   RequestRejectedError,

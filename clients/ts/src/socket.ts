@@ -4,14 +4,26 @@
 // through the codec and nothing else. With `protocol: true` the socket asks for the Crimson
 // protocol (`crimson.v1`, docs/protocol.md section 3) and, when the server answers it, puts
 // a header line before every frame ("frames out") and reads one from every frame ("frames
-// in"): plain messages, and requests both ways (`req`, `res`, `err`).
+// in"): plain messages, requests both ways (`req`, `res`, `err`), and the publications of
+// streams (`pub`), resumed after every reconnect (`resume`, `recovered`, `lost`).
 
-import { type Codec, type Frame, type OutFrame, frameText, readFrame, textBody, writeFrame } from "./codec.js";
+import {
+  type Codec,
+  type Frame,
+  type OutFrame,
+  type Position,
+  frameText,
+  positionHeader,
+  readFrame,
+  textBody,
+  writeFrame,
+} from "./codec.js";
 import {
   DecodeError,
   DisconnectedError,
   DiscardedError,
   NoProtocolError,
+  NotRecoveredError,
   ProtocolError,
   QueueFullError,
   RequestRejectedError,
@@ -20,6 +32,7 @@ import {
   SocketClosedError,
   TooManyRequestsError,
 } from "./errors.js";
+import { type Outcome, MAX_STREAMS, Recovery, type Step } from "./recovery.js";
 import { type ResolvedRetryPolicy, type RetryPolicy, resolveRetry, retryDelay } from "./retry.js";
 
 /**
@@ -131,11 +144,12 @@ export interface BaseOptions<Up, Down> {
   readonly protocols?: string | readonly string[];
   /**
    * Ask for the Crimson protocol (`crimson.v1`, docs/protocol.md section 3), which requests
-   * need: the socket offers `crimson.v1.<codec>` then `crimson.<codec>` (`crimson.v1.json,
-   * crimson.json` for `jsonCodec()`), before any `protocols`. When the server answers
-   * `crimson.v1.*`, every frame both ways carries a header line; when it answers the plain
-   * token (a route without the protocol), messages flow as before and requests fail with a
-   * {@link NoProtocolError}. Default `false`.
+   * and recovery after a reconnect need: the socket offers `crimson.v1.<codec>` then
+   * `crimson.<codec>` (`crimson.v1.json, crimson.json` for `jsonCodec()`), before any
+   * `protocols`. When the server answers `crimson.v1.*`, every frame both ways carries a
+   * header line; when it answers the plain token (a route without the protocol), messages
+   * flow as before, requests fail with a {@link NoProtocolError}, and nothing is recovered.
+   * Default `false`.
    */
   readonly protocol?: boolean;
   /**
@@ -143,6 +157,13 @@ export interface BaseOptions<Up, Down> {
    * it, `request` fails with a {@link TooManyRequestsError}.
    */
   readonly maxOpenRequests?: number;
+  /**
+   * How many live publications may be held, across all streams, while the answers to the
+   * `resume` frames sent after a reconnect are awaited (default 10000). Past it, the stream
+   * whose publication does not fit stops waiting: what it held is delivered, in order, and
+   * the gap is told to `onNotRecovered`.
+   */
+  readonly maxHeld?: number;
   /** How to back off between reconnects (see {@link RetryPolicy}), or `false` never to reconnect. */
   readonly retry?: RetryPolicy | false;
   /** A connection up this long (ms) starts the backoff over (default 5000). */
@@ -167,6 +188,10 @@ export interface BaseOptions<Up, Down> {
 }
 
 type Handler<T> = (value: T) => void;
+type Handlers<A extends unknown[]> = Set<(...args: A) => void>;
+
+/** Why streams cannot be resumed on a connection whose server did not agree to crimson.v1. */
+const NO_PROTOCOL = "the server did not agree to the Crimson protocol (crimson.v1)";
 
 const OPEN = 1;
 /** What a failed or dropped connection reports, as browsers do. */
@@ -189,6 +214,11 @@ const ABNORMAL = 1006;
  * the browser's WebSocket or reported in a {@link DiscardedError}: never dropped in silence.
  * A message handed to the WebSocket is sent at most once: if the connection drops before the
  * browser has written it, it is lost (the plain convention has no acks).
+ *
+ * With `protocol: true`, on a route with history, messages broadcast to everyone or to a room
+ * are publications of a stream, with a position: after a reconnect the socket asks for what
+ * it missed, and delivers it once each and in order ({@link onRecovered}), or says it cannot
+ * ({@link onNotRecovered}).
  */
 export class CrimsonSocket<
   Up,
@@ -206,6 +236,10 @@ export class CrimsonSocket<
   #nextId = 1;
   /** Whether the current connection speaks crimson.v1 (a header line on every frame). */
   #framed = false;
+  /** Where the socket stands in each stream it follows (crimson.v1). */
+  readonly #recovery: Recovery;
+  /** Whether a publication past {@link MAX_STREAMS} streams was reported (once, until streams are forgotten). */
+  #toldUnfollowed = false;
   #requestHandler: ((request: Down) => Answer<ResponseOf<S>>) | null = null;
   readonly #protocols: string[];
   readonly #retry: ResolvedRetryPolicy | null;
@@ -219,6 +253,8 @@ export class CrimsonSocket<
   readonly #messageHandlers = new Set<Handler<Down>>();
   readonly #stateHandlers = new Set<Handler<StateChange>>();
   readonly #errorHandlers = new Set<Handler<Error>>();
+  readonly #recoveredHandlers: Handlers<[stream: string, count: number]> = new Set();
+  readonly #notRecoveredHandlers: Handlers<[stream: string, reason: string]> = new Set();
 
   #state: StateChange = { state: "closed", attempt: 0 };
   #ws: WebSocketLike | null = null;
@@ -248,6 +284,11 @@ export class CrimsonSocket<
     if (!Number.isInteger(this.#maxOpenRequests) || this.#maxOpenRequests < 1) {
       throw new RangeError(`maxOpenRequests must be a whole number above 0, not ${options.maxOpenRequests}`);
     }
+    const maxHeld = options.maxHeld ?? 10000;
+    if (!Number.isInteger(maxHeld) || maxHeld < 0) {
+      throw new RangeError(`maxHeld must be a whole number, not ${options.maxHeld}`);
+    }
+    this.#recovery = new Recovery(maxHeld);
     this.#retry = options.retry === false ? null : resolveRetry(options.retry);
     this.#stableAfterMs = positive("stableAfterMs", options.stableAfterMs ?? 5000);
     this.#connectTimeoutMs = positive("connectTimeoutMs", options.connectTimeoutMs ?? 10000);
@@ -285,6 +326,16 @@ export class CrimsonSocket<
     return this.#pending.size;
   }
 
+  /**
+   * Where the socket stands in each stream it has had publications of (crimson.v1, a route
+   * with history): the last position delivered, sorted by stream. After a reconnect the socket
+   * resumes from these by itself. Empty on a plain connection; forgotten when the socket
+   * reconnects to a server that does not speak crimson.v1.
+   */
+  get positions(): Position[] {
+    return this.#recovery.positions();
+  }
+
   /** Calls `handler` with every message; returns a function that stops it. */
   onMessage(handler: Handler<Down>): () => void {
     return subscribe(this.#messageHandlers, handler);
@@ -303,6 +354,28 @@ export class CrimsonSocket<
    */
   onError(handler: Handler<Error>): () => void {
     return subscribe(this.#errorHandlers, handler);
+  }
+
+  /**
+   * Calls `handler` when, after a reconnect, the `count` publications of `stream` (`all`,
+   * `room:<name>`) missed while away were delivered, each once and in order, before this call
+   * (`count` may be 0: nothing was missed). Returns a function that stops it.
+   */
+  onRecovered(handler: (stream: string, count: number) => void): () => void {
+    return subscribe(this.#recoveredHandlers, handler);
+  }
+
+  /**
+   * Calls `handler` when what `stream` published while the socket was away cannot be
+   * recovered: the application missed messages, and `reason` says why: the server's
+   * (`history_too_short`, `expired`, `epoch_changed`, `over_limit`, `unknown_position`) or the
+   * socket's own (the new connection does not speak crimson.v1; too many publications held
+   * waiting for the answer). The stream goes on from its latest publication. Without a
+   * handler, each is a {@link NotRecoveredError} on `onError`: never silent. Returns a
+   * function that stops it.
+   */
+  onNotRecovered(handler: (stream: string, reason: string) => void): () => void {
+    return subscribe(this.#notRecoveredHandlers, handler);
   }
 
   /**
@@ -439,8 +512,20 @@ export class CrimsonSocket<
       clearTimeout(this.#timer);
       this.#openedAt = Date.now();
       this.#framed = ws.protocol.startsWith("crimson.v1.");
+      // Before anything else (even what an onState handler sends): where the socket stands
+      // in each stream it follows.
+      if (this.#framed) {
+        for (const at of this.#recovery.resumes()) {
+          ws.send(writeFrame(positionHeader("resume", at), textBody("", this.#codec.frames))); // frames out
+        }
+      }
       this.#setState({ state: "connected", attempt: this.#attempt });
       if (generation !== this.#generation) return; // closed by an onState handler
+      if (!this.#framed) {
+        this.#toldUnfollowed = false;
+        for (const outcome of this.#recovery.unresumable(NO_PROTOCOL)) this.#announce(outcome);
+        if (generation !== this.#generation) return; // closed by a handler
+      }
       const queued = this.#queue;
       this.#queue = [];
       for (const frame of queued) ws.send(this.#frame("", frame)); // frames out
@@ -461,6 +546,7 @@ export class CrimsonSocket<
     ws.onclose = (event) => {
       if (generation !== this.#generation) return;
       this.#detach();
+      this.#recovery.connectionLost();
       this.#connectionLost(event.code);
       this.#closed(event.code, event.reason, this.#openedAt > 0);
     };
@@ -518,6 +604,18 @@ export class CrimsonSocket<
       case "message":
         this.#deliver(split.body);
         return;
+      case "pub":
+        this.#apply(this.#recovery.publication(split, split.body));
+        return;
+      case "recovered":
+        this.#apply(this.#recovery.recovered(split, split.count));
+        return;
+      case "lost":
+        this.#apply(this.#recovery.lost(split, split.reason));
+        return;
+      case "resume":
+        this.#report(new ProtocolError("crimson.v1: a `resume` from the server (it goes from client to server)", frame));
+        return;
       case "res": {
         // An answer to a request no longer open (it timed out) is dropped.
         const entry = this.#settle(split.id);
@@ -570,6 +668,32 @@ export class CrimsonSocket<
     if (ws && generation === this.#generation && ws.readyState === OPEN) ws.send(frame); // frames out
   }
 
+  /** Delivers what a stream's frame gives the application, then tells how its recovery went. */
+  #apply(step: Step): void {
+    // All of them, even if a handler closes the socket meanwhile: the position is past them.
+    for (const body of step.deliver) this.#deliver(body);
+    if (step.unfollowed !== undefined && !this.#toldUnfollowed) {
+      this.#toldUnfollowed = true;
+      this.#report(
+        new Error(
+          `following ${MAX_STREAMS} streams already: publications of \`${step.unfollowed}\` (and any other new stream) are delivered, but not recovered after a reconnect`,
+        ),
+      );
+    }
+    if (step.outcome) this.#announce(step.outcome);
+  }
+
+  /** Tells the application how a stream's recovery went; a gap without a handler is an error. */
+  #announce(outcome: Outcome): void {
+    if (outcome.kind === "recovered") {
+      emit(this.#recoveredHandlers, outcome.stream, Number(outcome.count));
+    } else if (this.#notRecoveredHandlers.size > 0) {
+      emit(this.#notRecoveredHandlers, outcome.stream, outcome.reason);
+    } else {
+      this.#report(new NotRecoveredError(outcome.stream, outcome.reason));
+    }
+  }
+
   #deliver(frame: Frame): void {
     let message: Down;
     try {
@@ -617,6 +741,9 @@ export class CrimsonSocket<
   /** Closed for good: discards (and reports) the queue. Returns how many were discarded. */
   #finish(code: number, reason: string, why: string): number {
     this.#detach();
+    // Positions are kept, for a later connect(); what was held waiting for a resume's answer
+    // is asked for again then.
+    this.#recovery.connectionLost();
     // Requests too: none outlives the socket (nor its timer).
     for (const [id, entry] of this.#pending) {
       this.#settle(id, entry)?.reject(new DisconnectedError(why));
@@ -665,18 +792,18 @@ function cut(text: string): string {
   return new TextDecoder().decode(bytes.subarray(0, 1024)).replace(/\uFFFD$/, "");
 }
 
-function subscribe<T>(handlers: Set<Handler<T>>, handler: Handler<T>): () => void {
+function subscribe<A extends unknown[]>(handlers: Handlers<A>, handler: (...args: A) => void): () => void {
   // A wrapper, so that the same function subscribed twice is called twice and stopped once.
-  const entry: Handler<T> = (value) => handler(value);
+  const entry = (...args: A): void => handler(...args);
   handlers.add(entry);
   return () => void handlers.delete(entry);
 }
 
 /** Calls every handler; one that throws is reported as uncaught and does not stop the others. */
-function emit<T>(handlers: Set<Handler<T>>, value: T): void {
+function emit<A extends unknown[]>(handlers: Handlers<A>, ...args: A): void {
   for (const handler of [...handlers]) {
     try {
-      handler(value);
+      handler(...args);
     } catch (error) {
       queueMicrotask(() => {
         throw error;

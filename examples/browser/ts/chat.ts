@@ -5,7 +5,9 @@
 //
 // It speaks the Crimson protocol (crimson.v1): "Who is here?" is a request the server answers,
 // and a message sent while connected is a request too, answered with the server's copy once
-// the server has taken it ("delivered").
+// the server has taken it ("delivered"). The server keeps the chat's recent history: after a
+// reconnect the page gets what was said meanwhile, once each and in order ("recovered N"),
+// or is told that it missed messages and why ("not recovered: REASON").
 
 import {
   type Check,
@@ -93,6 +95,9 @@ socket.onState((change) => {
   state.className = change.state;
 });
 socket.onMessage(show);
+// After a reconnect: the messages said meanwhile were shown (before this), or they are gone.
+socket.onRecovered((stream, count) => line("recovered", stream, `recovered ${count}`));
+socket.onNotRecovered((stream, reason) => line("not-recovered", stream, `not recovered: ${reason}`));
 socket.onError((error) => {
   // A message that does not match the generated types, or messages never sent: say so on
   // the page and in the console, never in silence.

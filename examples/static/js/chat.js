@@ -5,7 +5,9 @@
 //
 // It speaks the Crimson protocol (crimson.v1): "Who is here?" is a request the server answers,
 // and a message sent while connected is a request too, answered with the server's copy once
-// the server has taken it ("delivered").
+// the server has taken it ("delivered"). The server keeps the chat's recent history: after a
+// reconnect the page gets what was said meanwhile, once each and in order ("recovered N"),
+// or is told that it missed messages and why ("not recovered: REASON").
 import { CrimsonSocket, isNumber, isString, jsonCodec, object, QueueFullError, } from "crimson-socket";
 // One check per field of ChatResponse: the compiler holds this list to the generated type
 // (a field missing, extra or of another type does not compile), and every message from the
@@ -67,6 +69,9 @@ socket.onState((change) => {
     state.className = change.state;
 });
 socket.onMessage(show);
+// After a reconnect: the messages said meanwhile were shown (before this), or they are gone.
+socket.onRecovered((stream, count) => line("recovered", stream, `recovered ${count}`));
+socket.onNotRecovered((stream, reason) => line("not-recovered", stream, `not recovered: ${reason}`));
 socket.onError((error) => {
     // A message that does not match the generated types, or messages never sent: say so on
     // the page and in the console, never in silence.
