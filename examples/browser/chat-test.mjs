@@ -9,7 +9,7 @@
 // server restarts (in memory: its history is gone) both pages say "not recovered:
 // epoch_changed". Every frame alice's page sends and receives is held to the protocol's
 // framing (a header line: empty for a message, `req id=N` and `resume s= e= o=` up,
-// `res id=N`, `pub s= e= o=`, `recovered s= e= o= n=` and `lost s= e= o= reason=` down, each
+// `res id=N`, `sub s= e= o=`, `pub s= e= o=`, `recovered s= e= o= n=` and `lost s= e= o= reason=` down, each
 // field well formed), to the protocol's rules (a reconnect's first frame is a resume from
 // the last position received; `recovered n=N` is followed by the N publications after it)
 // and its body to the TypeScript definitions ts-rs generated from the Rust messages
@@ -77,6 +77,7 @@ const KINDS = {
   down: {
     "": {},
     res: { id: "number" },
+    sub: { s: "text", e: "text", o: "number" },
     pub: { s: "text", e: "text", o: "number" },
     recovered: { s: "text", e: "text", o: "number", n: "number" },
     lost: { s: "text", e: "text", o: "number", reason: "text" },
@@ -126,25 +127,28 @@ function frameProblems(type, fields, frame, direction) {
 }
 
 // The protocol's rules on alice's frames, connection by connection (CDP's requestId):
-// - on every connection after one that had publications, the first frame sent is a `resume`
-//   from the last position received (the epoch of the last `pub`, the highest offset in it;
-//   after a `lost`, the `lost` frame's own);
+// - on every connection after the first, the first frame sent is a `resume` from the last
+//   position received (the first connection's `sub`, then the epoch of the last `pub`, the
+//   highest offset in it; after a `lost`, the `lost` frame's own);
 // - `recovered s e o n=N` is followed by the N publications of `s` after the resume's offset,
 //   in order, the last at `o`.
 class StreamRules {
   problems = [];
-  counts = { pub: 0, resume: 0, recovered: 0, lost: 0 };
+  counts = { sub: 0, pub: 0, resume: 0, recovered: 0, lost: 0 };
   #position = null; // { e, o } of `all` as alice's page last received it
-  #connections = new Map(); // requestId → { sentAny, resumedFrom, recovering }
+  #connections = new Map(); // requestId → { first, sentAny, resumedFrom, recovering }
   #connection(id) {
-    if (!this.#connections.has(id)) this.#connections.set(id, { sentAny: false, resumedFrom: null, recovering: null });
+    if (!this.#connections.has(id)) {
+      const first = this.#connections.size === 0;
+      this.#connections.set(id, { first, sentAny: false, resumedFrom: null, recovering: null });
+    }
     return this.#connections.get(id);
   }
   sent(id, frame) {
     const parsed = parseFrame(frame, "up");
     if (typeof parsed === "string") return;
     const c = this.#connection(id);
-    if (!c.sentAny && this.#position !== null && parsed.kind !== "resume") {
+    if (!c.first && !c.sentAny && this.#position !== null && parsed.kind !== "resume") {
       this.problems.push(`a reconnect's first frame is not a resume: ${JSON.stringify(frame)}`);
     }
     c.sentAny = true;
@@ -161,7 +165,12 @@ class StreamRules {
     if (typeof parsed === "string") return;
     const c = this.#connection(id);
     const { kind, fields } = parsed;
-    if (kind === "pub") {
+    if (kind === "sub") {
+      // Where the page follows `all` from when it has no position yet; on a reconnect the
+      // page's resume settles it (the sub was queued before the resume was read).
+      this.counts.sub += 1;
+      if (this.#position === null) this.#position = { e: fields.e, o: fields.o };
+    } else if (kind === "pub") {
       this.counts.pub += 1;
       if (c.recovering) {
         const r = c.recovering;
@@ -462,8 +471,8 @@ try {
     throw new Error(`alice sent ${frames.requests} requests and got ${frames.answers} answers`);
   }
   // Two reconnects (the cut, the restart): a resume each; a recovery, then a lost stream.
-  const { pub, resume, recovered, lost } = rules.counts;
-  if (pub < 8 || resume < 2 || recovered < 1 || lost < 1) {
+  const { sub, pub, resume, recovered, lost } = rules.counts;
+  if (sub < 3 || pub < 8 || resume < 2 || recovered < 1 || lost < 1) {
     throw new Error(`too few stream frames checked: ${JSON.stringify(rules.counts)}`);
   }
   console.error(

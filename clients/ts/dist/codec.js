@@ -66,7 +66,7 @@ export function writeFrame(header, body) {
  * {@link ProtocolError} for a frame that breaks the protocol: no header line within
  * {@link MAX_HEADER} bytes, a header that is not ASCII, a field that is not `key=value`, a
  * value that is not percent-encoded UTF-8, a kind this client does not know, a `req`, `res`
- * or `err` without a decimal `id`, an `err` without a numeric `code`, a `pub`, `resume`,
+ * or `err` without a decimal `id`, an `err` without a numeric `code`, a `sub`, `pub`, `resume`,
  * `recovered` or `lost` without `s`, `e` and a decimal `o` (0 to 2⁶⁴−1), a `recovered`
  * without `n`, a `lost` without `reason`. Unknown keys are ignored; values are
  * percent-decoded.
@@ -138,6 +138,7 @@ export function readFrame(frame) {
     };
     switch (kind) {
         case "pub":
+        case "sub":
         case "resume":
             return { kind, ...position(kind), body };
         case "recovered":

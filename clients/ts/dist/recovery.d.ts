@@ -36,6 +36,12 @@ export declare class Recovery {
      * from the position of what was delivered).
      */
     connectionLost(): void;
+    /**
+     * A `sub` frame: the session follows the stream from `at` (it connected, or joined the room).
+     * A stream being resumed is settled by the resume's answer instead. Returns the stream's name
+     * when it could not be followed ({@link MAX_STREAMS}).
+     */
+    subscribed(at: Position): string | undefined;
     /** A `pub` frame. */
     publication(at: Position, body: Frame): Step;
     /** A `recovered` frame: `count` missed publications follow. */

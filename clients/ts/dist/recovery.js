@@ -51,6 +51,26 @@ export class Recovery {
             follow.phase = LIVE;
         this.#held = 0;
     }
+    /**
+     * A `sub` frame: the session follows the stream from `at` (it connected, or joined the room).
+     * A stream being resumed is settled by the resume's answer instead. Returns the stream's name
+     * when it could not be followed ({@link MAX_STREAMS}).
+     */
+    subscribed(at) {
+        const follow = this.#streams.get(at.stream);
+        if (!follow) {
+            if (this.#streams.size >= MAX_STREAMS)
+                return at.stream;
+            this.#streams.set(at.stream, { epoch: at.epoch, offset: at.offset, phase: LIVE });
+            return undefined;
+        }
+        if (follow.phase.name === "live" && (follow.epoch !== at.epoch || follow.offset < at.offset)) {
+            // Joined again after leaving: what was published meanwhile was not for this session.
+            follow.epoch = at.epoch;
+            follow.offset = at.offset;
+        }
+        return undefined;
+    }
     /** A `pub` frame. */
     publication(at, body) {
         const step = { deliver: [] };

@@ -419,6 +419,9 @@ export class CrimsonSocket {
             case "message":
                 this.#deliver(split.body);
                 return;
+            case "sub":
+                this.#apply({ deliver: [], unfollowed: this.#recovery.subscribed(split) });
+                return;
             case "pub":
                 this.#apply(this.#recovery.publication(split, split.body));
                 return;

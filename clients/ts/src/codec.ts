@@ -99,6 +99,11 @@ export type ProtocolFrame =
   | { readonly kind: "err"; readonly id: number; readonly code: number; readonly retry?: string; readonly body: Frame }
   /** A message published in `stream` at `offset` (epoch `epoch`): the body is the message. */
   | ({ readonly kind: "pub"; readonly body: Frame } & Position)
+  /**
+   * The session follows `stream` from `offset` on (sent when it connects, for `all`, and when
+   * it joins a room): where to resume from even if nothing comes. The body is empty.
+   */
+  | ({ readonly kind: "sub"; readonly body: Frame } & Position)
   /** Client → server: the last position the client delivered in `stream`; the body is empty. */
   | ({ readonly kind: "resume"; readonly body: Frame } & Position)
   /**
@@ -137,7 +142,7 @@ export function writeFrame(header: string, body: OutFrame): OutFrame {
  * {@link ProtocolError} for a frame that breaks the protocol: no header line within
  * {@link MAX_HEADER} bytes, a header that is not ASCII, a field that is not `key=value`, a
  * value that is not percent-encoded UTF-8, a kind this client does not know, a `req`, `res`
- * or `err` without a decimal `id`, an `err` without a numeric `code`, a `pub`, `resume`,
+ * or `err` without a decimal `id`, an `err` without a numeric `code`, a `sub`, `pub`, `resume`,
  * `recovered` or `lost` without `s`, `e` and a decimal `o` (0 to 2⁶⁴−1), a `recovered`
  * without `n`, a `lost` without `reason`. Unknown keys are ignored; values are
  * percent-decoded.
@@ -199,6 +204,7 @@ export function readFrame(frame: Frame): ProtocolFrame {
   };
   switch (kind) {
     case "pub":
+    case "sub":
     case "resume":
       return { kind, ...position(kind), body };
     case "recovered":
@@ -232,7 +238,7 @@ export function readFrame(frame: Frame): ProtocolFrame {
  * The header of a frame about a position: `resume s=… e=… o=…` (also `pub`, `recovered`,
  * `lost`, less their other fields), `s` and `e` percent-encoded.
  */
-export function positionHeader(kind: "pub" | "resume" | "recovered" | "lost", at: Position): string {
+export function positionHeader(kind: "sub" | "pub" | "resume" | "recovered" | "lost", at: Position): string {
   return `${kind} s=${percentEncode(at.stream)} e=${percentEncode(at.epoch)} o=${at.offset}`;
 }
 

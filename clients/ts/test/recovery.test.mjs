@@ -124,6 +124,25 @@ test("live publications are delivered once each, in order; offsets compare as u6
   assert.deepEqual(errors, []);
 });
 
+test("a sub frame is where to resume from, even when nothing was published; a resumed stream skips it", async (t) => {
+  const { socket, ws, drop, open, texts, errors } = await connected(t);
+  ws.last().receive("sub s=all e=k o=7\n");
+  ws.last().receive("sub s=room%3Aa e=r o=0\n");
+  assert.deepEqual(positions(socket), ["all k 7", "room:a r 0"]);
+  drop();
+  await until(() => socket.state === "retrying", "retrying");
+  await open();
+  assert.deepEqual(ws.last().sent, ["resume s=all e=k o=7\n", "resume s=room%3Aa e=r o=0\n"]);
+  // The new session's sub comes before the resume's answer: skipped.
+  ws.last().receive("sub s=all e=k o=9\n");
+  ws.last().receive("recovered s=all e=k o=9 n=2\n");
+  ws.last().receive(pub("all", "k", 8));
+  ws.last().receive(pub("all", "k", 9));
+  assert.deepEqual(texts, ["all/k/8", "all/k/9"]);
+  assert.deepEqual(positions(socket), ["all k 9", "room:a r 0"]);
+  assert.deepEqual(errors, []);
+});
+
 test("every reconnect sends one resume per stream followed, first, before the queued messages", async (t) => {
   const { socket, ws, drop, open } = await connected(t);
   assert.deepEqual(ws.last().sent, [], "nothing to resume on the first connection");
