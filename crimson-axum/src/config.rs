@@ -285,7 +285,9 @@ impl<Up, Down> CrimsonConfig<Up, Down> {
         self
     }
 
-    /// The bound of each session's outgoing queue and what a full queue does.
+    /// The bound of each session's outgoing queue and what a full queue does. A recovery
+    /// after a reconnect ([`history`](Self::history)) is queued whole past it and is not
+    /// counted against it, nor dropped by [`OverflowPolicy::DropOldest`].
     #[must_use]
     pub fn outgoing_queue(mut self, messages: usize, overflow: OverflowPolicy) -> Self {
         self.settings.outgoing_queue = messages;

@@ -247,9 +247,15 @@ fn decoded(key: &str, value: &str) -> Result<String, ProtocolError> {
     while at < bytes.len() {
         match bytes[at] {
             b'%' => {
-                let hex = bytes.get(at + 1..at + 3).ok_or_else(bad)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                // Exactly two hex digits (`u8::from_str_radix` alone would take `+F`).
+                let digit = |at: usize| {
+                    bytes
+                        .get(at)
+                        .and_then(|&b| char::from(b).to_digit(16))
+                        .ok_or_else(bad)
+                };
+                let (high, low) = (digit(at + 1)?, digit(at + 2)?);
+                out.push((high * 16 + low) as u8);
                 at += 3;
             }
             byte => {
@@ -457,7 +463,25 @@ mod tests {
             "crimson.v1: a frame needs a header line ending in \\n (empty for a message)"
         );
         assert_eq!(err("pub s=x\n"), "crimson.v1: a `pub` needs `e`");
-        assert_eq!(err("sub s=x\n"), "crimson.v1: unknown frame kind `sub`");
+        assert_eq!(err("sub s=x\n"), "crimson.v1: a `sub` needs `e`");
+        assert_eq!(err("nope s=x\n"), "crimson.v1: unknown frame kind `nope`");
+        // Two hex digits after each `%`, nothing else.
+        assert_eq!(
+            err("resume s=%+1 e=1 o=1\n"),
+            "crimson.v1: `s=%+1` is not percent-encoded UTF-8"
+        );
+        assert_eq!(
+            err("resume s=a%4 e=1 o=1\n"),
+            "crimson.v1: `s=a%4` is not percent-encoded UTF-8"
+        );
+        assert_eq!(
+            ok("resume s=room%3a%C3%A9 e=1 o=1\n"),
+            Ok(Kind::Resume(Position {
+                stream: "room:é".into(),
+                epoch: "1".into(),
+                offset: 1
+            }))
+        );
         assert_eq!(
             err("resume s=%zz e=1 o=1\n"),
             "crimson.v1: `s=%zz` is not percent-encoded UTF-8"

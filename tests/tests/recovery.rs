@@ -140,21 +140,28 @@ async fn the_frames_of_a_recovery_by_hand() {
         next_text(&mut ws).await,
         format!("pub s=all e={e} o=5\n{{\"text\":\"live\"}}")
     );
-    // Another epoch, a position from the future, a stream that is not Crimson's.
-    ws.send(Message::text("resume s=all e=nope o=1\n"))
-        .await
-        .unwrap();
-    assert_eq!(
-        next_text(&mut ws).await,
-        format!("lost s=all e={e} o=5 reason=epoch_changed\n")
-    );
-    ws.send(Message::text(format!("resume s=all e={e} o=9\n")))
-        .await
-        .unwrap();
-    assert_eq!(
-        next_text(&mut ws).await,
-        format!("lost s=all e={e} o=5 reason=unknown_position\n")
-    );
+    // Another epoch, a position from the future: each on a connection of its own (a stream
+    // is resumed once per connection).
+    for (resume, answer) in [
+        (
+            "resume s=all e=nope o=1\n".to_owned(),
+            format!("lost s=all e={e} o=5 reason=epoch_changed\n"),
+        ),
+        (
+            format!("resume s=all e={e} o=9\n"),
+            format!("lost s=all e={e} o=5 reason=unknown_position\n"),
+        ),
+    ] {
+        let mut other = connect(&server.url("/notes")).await;
+        other.send(Message::text(resume)).await.unwrap();
+        assert_eq!(
+            next_text(&mut other).await,
+            format!("sub s=all e={e} o=5\n")
+        );
+        assert_eq!(next_text(&mut other).await, answer);
+        other.close(None).await.unwrap();
+    }
+    // A stream that is not Crimson's.
     ws.send(Message::text("resume s=chat e=x o=1\n"))
         .await
         .unwrap();
@@ -246,6 +253,45 @@ async fn too_many_resumes_close_the_connection() {
             Ok(Some(Ok(_))) => {}
             other => panic!("expected a close, got {other:?}"),
         }
+    }
+}
+
+/// A stream resumed again on the same connection is refused: each resume may send a whole
+/// recovery past the queue's capacity, so 64 resumes of one stream by a client that does not
+/// read would queue 64 recoveries.
+#[tokio::test]
+async fn a_stream_resumed_twice_on_one_connection_closes_it() {
+    let (server, cluster) = server(100, false).await;
+    let mut ws = connect(&server.url("/notes")).await;
+    sessions(&cluster, 1).await;
+    let e = epoch(&next_text(&mut ws).await);
+    for n in 0..3 {
+        cluster.broadcast(&note(&n.to_string())).await.unwrap();
+    }
+    for _ in 0..3 {
+        next_text(&mut ws).await;
+    }
+    for _ in 0..2 {
+        ws.send(Message::text(format!("resume s=all e={e} o=0\n")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next_text(&mut ws).await,
+        format!("recovered s=all e={e} o=3 n=3\n")
+    );
+    for _ in 0..3 {
+        assert!(next_text(&mut ws).await.starts_with("pub s=all"));
+    }
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => {
+            assert_eq!(u16::from(frame.code), 1008);
+            assert_eq!(
+                frame.reason.as_str(),
+                "crimson.v1: stream `all` resumed twice on one connection"
+            );
+        }
+        other => panic!("expected a close, got {other:?}"),
     }
 }
 

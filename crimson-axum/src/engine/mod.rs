@@ -88,8 +88,9 @@ pub(crate) struct Task<T, Up> {
     unread: u64,
     /// The session's cluster, where a `resume` frame goes (a session of the protocol).
     cluster: Option<Arc<dyn crimson_core::cluster::SessionCluster>>,
-    /// `resume` frames read so far.
-    resumes: u16,
+    /// A hash of each stream's name resumed so far (at most [`read::MAX_RESUMES`]): a
+    /// stream is resumed once per connection.
+    resumed: Vec<u64>,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
     /// The timer was polled since it was last set (so it will wake the task).
@@ -162,7 +163,7 @@ where
             limiter,
             unread: 0,
             cluster: None,
-            resumes: 0,
+            resumed: Vec::new(),
             timer: Box::pin(tokio::time::sleep_until(now + timers::FAR)),
             armed: None,
             timer_polled: false,

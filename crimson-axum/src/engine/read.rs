@@ -22,7 +22,15 @@ use crate::error::SessionError;
 use crate::request::{Incoming as In, Reply, Request};
 
 /// The most `resume` frames one connection may send (one per stream it follows).
-const MAX_RESUMES: usize = 64;
+pub(super) const MAX_RESUMES: usize = 64;
+
+/// A stream's name, hashed: what a connection keeps of each stream it resumed.
+fn stream_hash(stream: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    stream.hash(&mut hasher);
+    hasher.finish()
+}
 
 impl<T, Up> Task<T, Up>
 where
@@ -86,7 +94,7 @@ where
         let events = &mut self.events;
         let unread = &mut self.unread;
         let cluster = &self.cluster;
-        let resumes = &mut self.resumes;
+        let resumed = &mut self.resumed;
         let mut seen = false;
         let mut refused = false;
         // A message for the handler wakes nothing: the handler is marked due below, and is
@@ -144,17 +152,30 @@ where
                             return;
                         }
                         Kind::Resume(from) => {
-                            *resumes += 1;
-                            if usize::from(*resumes) > MAX_RESUMES {
+                            // Each resume may queue a whole recovery past the queue's
+                            // capacity: once per stream, and for at most 64 streams.
+                            let hash = stream_hash(&from.stream);
+                            let refusal = if resumed.contains(&hash) {
+                                Some(format!(
+                                    "crimson.v1: stream `{}` resumed twice on one connection",
+                                    from.stream.chars().take(32).collect::<String>()
+                                ))
+                            } else if resumed.len() >= MAX_RESUMES {
+                                Some(format!(
+                                    "crimson.v1: more than {MAX_RESUMES} resume frames on one connection"
+                                ))
+                            } else {
+                                None
+                            };
+                            if let Some(reason) = refusal {
                                 refused = true;
                                 events.push(Event::BadInput(
                                     CloseCode::POLICY,
-                                    format!(
-                                        "crimson.v1: more than {MAX_RESUMES} resume frames on one connection"
-                                    ),
+                                    crimson_core::close::truncate_reason(&reason).into_owned(),
                                 ));
                                 return;
                             }
+                            resumed.push(hash);
                             if let Some(cluster) = cluster {
                                 cluster.resume(shared.info.id, from);
                             }

@@ -138,6 +138,10 @@ struct Member {
 /// The most resumes one session may have waiting for a join.
 const MAX_WAITING_RESUMES: usize = 64;
 
+/// The longest epoch a waiting resume may name: the server's own are 8 characters, so a
+/// longer one is answered `epoch_changed` at once rather than kept until a join.
+const MAX_EPOCH: usize = 64;
+
 struct Inner {
     node: u64,
     state: RwLock<State>,
@@ -643,7 +647,7 @@ impl LocalCluster {
     /// and why (`docs/protocol.md`, "Streams and recovery"). A room's stream is answered once
     /// the session is in the room (at its join, if it has not joined yet). What the server
     /// does with each `resume` frame; a session that is gone is skipped.
-    pub fn resume(&self, id: SessionId, from: Position) {
+    pub fn resume(&self, id: SessionId, mut from: Position) {
         let Some(streams) = self.inner.streams.get() else {
             self.answer_lost(id, from.stream, String::new(), 0, LostReason::Unknown);
             return;
@@ -654,6 +658,24 @@ impl LocalCluster {
                 return;
             };
             if !member.rooms.contains(room) {
+                // What waits is kept until the session leaves, so only what a join can answer
+                // waits: a room no session can join, or an epoch the server never made, is
+                // answered now (the join's `sub` then says where the room stands).
+                let now = if super::check_room(room).is_err() {
+                    Some(LostReason::Unknown)
+                } else if from.epoch.len() > MAX_EPOCH {
+                    Some(LostReason::EpochChanged)
+                } else {
+                    None
+                };
+                if let Some(reason) = now {
+                    drop(state);
+                    self.answer_lost(id, from.stream, String::new(), 0, reason);
+                    return;
+                }
+                // Decoded from percent-encoding: up to three times the room's bytes reserved.
+                from.stream.shrink_to_fit();
+                from.epoch.shrink_to_fit();
                 let waiting = member.waiting.get_or_insert_with(Box::default);
                 waiting.retain(|other| other.stream != from.stream);
                 if waiting.len() < MAX_WAITING_RESUMES {
@@ -1164,6 +1186,83 @@ mod tests {
             get("crimson_recovered_messages_total", ""),
             Some(&DebugValue::Counter(2))
         );
+    }
+
+    /// A room's resume waits for the join, so what waits is bounded: a room name no session
+    /// can join, or an epoch the server never made, is answered at once, and nothing waits.
+    #[test]
+    fn resumes_that_can_never_be_answered_by_a_join_do_not_wait() {
+        let cluster = LocalCluster::builder()
+            .history(super::History::new(4, Duration::MAX))
+            .build();
+        let (a, a_box) = session(&cluster, "/a", 16);
+        let id = a.id();
+        cluster.add(a.framing(true)).unwrap();
+        a_box.take();
+        let frames = |sink: &MemorySink| -> Vec<String> {
+            sink.take()
+                .iter()
+                .map(|o| String::from_utf8_lossy(o.payload().as_bytes()).into_owned())
+                .collect()
+        };
+        let waiting = |cluster: &LocalCluster| {
+            cluster.read().sessions[&id]
+                .waiting
+                .as_ref()
+                .map_or(0, |w| w.len())
+        };
+        let long_room = format!("room:{}", "x".repeat(3000));
+        cluster.resume(
+            id,
+            Position {
+                stream: long_room.clone(),
+                epoch: "e".into(),
+                offset: 1,
+            },
+        );
+        cluster.resume(
+            id,
+            Position {
+                stream: "room:".into(),
+                epoch: "e".into(),
+                offset: 1,
+            },
+        );
+        cluster.resume(
+            id,
+            Position {
+                stream: "room:lobby".into(),
+                epoch: "e".repeat(3000),
+                offset: 1,
+            },
+        );
+        assert_eq!(
+            waiting(&cluster),
+            0,
+            "nothing that a join could answer waits"
+        );
+        let answers = frames(&a_box);
+        assert_eq!(answers.len(), 3, "{answers:?}");
+        assert!(answers[0].ends_with(" e= o=0 reason=unknown_position\n"));
+        assert_eq!(
+            answers[1],
+            "lost s=room%3A e= o=0 reason=unknown_position\n"
+        );
+        assert_eq!(
+            answers[2],
+            "lost s=room%3Alobby e= o=0 reason=epoch_changed\n"
+        );
+        // A room it may join still waits for the join.
+        cluster.resume(
+            id,
+            Position {
+                stream: "room:lobby".into(),
+                epoch: "e".into(),
+                offset: 1,
+            },
+        );
+        assert_eq!(waiting(&cluster), 1);
+        assert!(frames(&a_box).is_empty());
     }
 
     #[test]

@@ -25,8 +25,10 @@ pub fn stream_of(target: &Target) -> String {
 /// How much of each stream a cluster keeps, so that clients that reconnect recover what they
 /// missed: the last `size` publications, none older than `ttl`.
 ///
-/// Memory: at most [`max_streams`](Self::max_streams) × `size` payloads (each at most the
-/// route's message size limit), shared with the queues they were sent through.
+/// Memory: at most [`max_streams`](Self::max_streams) × `size` payloads (each as large as
+/// what the application broadcast: the route's message size limit bounds what clients send,
+/// not this), shared with the queues they were sent through. A recovery sends fresh copies
+/// (each behind its own header line).
 ///
 /// ```
 /// use std::time::Duration;
@@ -292,6 +294,11 @@ mod tests {
         );
         assert_eq!(
             stream.missed(&history, &at(5)).unwrap_err(),
+            LostReason::Unknown
+        );
+        // A client's offset is any u64: no arithmetic on it overflows.
+        assert_eq!(
+            stream.missed(&unlimited, &at(u64::MAX)).unwrap_err(),
             LostReason::Unknown
         );
         let other = Position {

@@ -94,6 +94,7 @@ pub(crate) fn outbox_counted(
             writer: None,
             room_waiters: 0,
             own_task: None,
+            recoveries: Vec::new(),
         }),
         room: Notify::new(),
         flushed: Notify::new(),

@@ -22,12 +22,12 @@ impl Inner {
         if state.closed || state.request.is_some() {
             return Err(SendError::Closed);
         }
-        let queued = if state.queue.len() < self.capacity {
+        let queued = if state.live_len() < self.capacity {
             Queued::Queued
         } else {
             match self.policy {
                 OverflowPolicy::DropOldest => {
-                    state.queue.pop_front();
+                    state.drop_oldest_live();
                     self.dropped.fetch_add(1, Ordering::SeqCst);
                     self.counted.dropped.add(1);
                     self.notify_flushed();
@@ -128,7 +128,7 @@ impl OutboxSender {
             if state.closed || state.request.is_some() {
                 return Poll::Ready(Err(SendError::Closed));
             }
-            if state.queue.len() >= self.inner.capacity {
+            if state.live_len() >= self.inner.capacity {
                 if waiting.is_none() {
                     state.room_waiters += 1;
                     *waiting = Some(RoomWaiter(&self.inner));
@@ -237,13 +237,20 @@ impl Deliver for Inner {
 
     fn deliver_all(&self, messages: Vec<Outgoing>) -> Result<(), SendError> {
         // A recovery: together, past the capacity if need be (its size is bounded by the
-        // history's recovery limit).
+        // history's recovery limit), and apart from it: live messages keep their room, and
+        // dropping the oldest spares it.
         let mut state = self.state();
         if state.closed || state.request.is_some() {
             return Err(SendError::Closed);
         }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let start = state.pushed;
         state.pushed += messages.len() as u64;
         state.queue.extend(messages);
+        let end = state.pushed;
+        state.recoveries.push((start, end));
         self.report_depth(&mut state);
         let writer = self.take_writer(&mut state);
         drop(state);

@@ -55,6 +55,46 @@ pub(super) struct State {
     /// The waker of the session's handler (its identity): a push from it wakes nothing, the
     /// writer runs next in the same round.
     pub(super) own_task: Option<(usize, usize)>,
+    /// Recoveries still queued, as ranges `[start, end)` of push order (`pushed` before and
+    /// after), oldest first: not counted against the capacity, and never dropped.
+    pub(super) recoveries: Vec<(u64, u64)>,
+}
+
+impl State {
+    /// The push-order index of the queue's first message.
+    fn front(&self) -> u64 {
+        self.pushed - self.queue.len() as u64
+    }
+
+    /// Messages queued outside recoveries: what the capacity bounds (a recovery is bounded
+    /// by the history's recovery limit, and a connection resumes each stream once).
+    pub(super) fn live_len(&mut self) -> usize {
+        if self.recoveries.is_empty() {
+            return self.queue.len();
+        }
+        let front = self.front();
+        self.recoveries.retain(|&(_, end)| end > front);
+        let recovering: u64 = self
+            .recoveries
+            .iter()
+            .map(|&(start, end)| end - start.max(front))
+            .sum();
+        self.queue.len() - recovering as usize
+    }
+
+    /// Takes out the oldest message that is not part of a recovery (there is one when
+    /// `live_len` is not 0).
+    pub(super) fn drop_oldest_live(&mut self) -> Option<Outgoing> {
+        let front = self.front();
+        let mut index = front;
+        for &(start, end) in &self.recoveries {
+            if index < start {
+                break;
+            }
+            index = index.max(end);
+        }
+        self.queue.remove((index - front) as usize)
+    }
 }
 
 impl Inner {

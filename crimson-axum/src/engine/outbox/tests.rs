@@ -249,3 +249,55 @@ fn the_queued_gauge_follows_the_length_in_steps() {
     drop(rx2);
     assert_eq!(gauge(), 0.0, "an ended queue takes its share back");
 }
+
+/// A recovery goes past the capacity (it is bounded by the history's recovery limit), and
+/// does not take the room of live messages: a live message right after a recovery larger
+/// than the queue must not close the session as a slow consumer.
+#[test]
+fn a_recovery_past_capacity_leaves_live_messages_their_room() {
+    let (tx, mut rx) = outbox(4, OverflowPolicy::Disconnect);
+    tx.try_push(text(0)).unwrap();
+    tx.deliverer()
+        .deliver_all((1..=10).map(text).collect())
+        .unwrap();
+    for n in 11..14 {
+        assert_eq!(tx.try_push(text(n)), Ok(Queued::Queued), "live {n}");
+    }
+    assert_eq!(tx.try_push(text(14)), Err(SendError::Overflow));
+
+    let (tx, mut rx2) = outbox(4, OverflowPolicy::Disconnect);
+    tx.deliverer()
+        .deliver_all((0..10).map(text).collect())
+        .unwrap();
+    // Six of the recovery written: four left, and still not counted.
+    assert_eq!(take_now(&mut rx2, 6), (0..6).map(text).collect::<Vec<_>>());
+    for n in 10..14 {
+        assert_eq!(tx.try_push(text(n)), Ok(Queued::Queued), "live {n}");
+    }
+    // All written: the capacity is the capacity again.
+    assert_eq!(take_now(&mut rx2, 100).len(), 8);
+    for n in 14..18 {
+        assert_eq!(tx.try_push(text(n)), Ok(Queued::Queued), "live {n}");
+    }
+    assert_eq!(tx.try_push(text(18)), Err(SendError::Overflow));
+    let _ = take_now(&mut rx, 100);
+}
+
+/// Dropping the oldest never cuts a recovery (the client would be told `recovered n=…` and
+/// get fewer): the oldest live message goes.
+#[test]
+fn drop_oldest_spares_a_recovery() {
+    let (tx, mut rx) = outbox(2, OverflowPolicy::DropOldest);
+    tx.try_push(text(0)).unwrap();
+    tx.deliverer()
+        .deliver_all((1..=3).map(text).collect())
+        .unwrap();
+    tx.try_push(text(4)).unwrap();
+    assert_eq!(tx.try_push(text(5)), Ok(Queued::DroppedOldest));
+    assert_eq!(tx.try_push(text(6)), Ok(Queued::DroppedOldest));
+    assert_eq!(tx.dropped(), 2);
+    assert_eq!(
+        take_now(&mut rx, 100),
+        vec![text(1), text(2), text(3), text(5), text(6)]
+    );
+}
