@@ -482,7 +482,10 @@ fn receive<Down: CrimsonMessage + Clone>(shared: &ClientState<Down>, frame: Payl
             let step = shared.recovery.publication(at, body);
             apply(shared, step, body);
         }
-        Kind::Subscribed(at) => shared.recovery.subscribed(at),
+        Kind::Subscribed(at) => {
+            let step = shared.recovery.subscribed(at);
+            apply(shared, step, body);
+        }
         Kind::Recovered { position, count } => {
             let step = shared.recovery.recovered(position, count);
             apply(shared, step, body);
@@ -526,6 +529,9 @@ fn apply<Down: CrimsonMessage + Clone>(
     step: crate::recovery::Step,
     body: PayloadRef<'_>,
 ) {
+    if let Some(stream) = step.unfollowed {
+        shared.unfollowed(&stream);
+    }
     if let Some(gap) = step.gap {
         shared.recovery_outcome(gap);
     }

@@ -29,6 +29,8 @@ pub(crate) struct Step {
     pub(crate) gap: Option<Outcome>,
     pub(crate) deliver: Vec<Out>,
     pub(crate) outcome: Option<Outcome>,
+    /// A stream past [`MAX_STREAMS`]: delivered, never recovered (the application is told).
+    pub(crate) unfollowed: Option<String>,
 }
 
 /// A message to deliver: the frame's own body, or one held until now.
@@ -152,7 +154,7 @@ impl Recovery {
                     },
                 );
             } else {
-                tracing::warn!(stream = %at.stream, "following {MAX_STREAMS} streams already: this one's publications are not recovered after a reconnect");
+                step.unfollowed = Some(at.stream);
             }
             step.deliver.push(Out::This);
             return step;
@@ -217,13 +219,12 @@ impl Recovery {
 
     /// A `sub` frame: the session follows the stream from `at` (it connected, or joined the
     /// room). A stream the client resumes is settled by the resume's answer instead.
-    pub(crate) fn subscribed(&self, at: Position) {
+    pub(crate) fn subscribed(&self, at: Position) -> Step {
+        let mut step = Step::default();
         let mut streams = self.lock();
         let full = streams.len() >= MAX_STREAMS;
         match streams.get_mut(&at.stream) {
-            None if full => {
-                tracing::warn!(stream = %at.stream, "following {MAX_STREAMS} streams already: this one's publications are not recovered after a reconnect");
-            }
+            None if full => step.unfollowed = Some(at.stream),
             None => {
                 streams.insert(
                     at.stream,
@@ -245,6 +246,7 @@ impl Recovery {
                 }
             }
         }
+        step
     }
 
     /// A `recovered` frame: `count` missed publications follow.
@@ -402,6 +404,21 @@ mod tests {
     }
 
     #[test]
+    fn past_the_most_streams_followed_a_stream_is_delivered_and_said_to_be_unfollowed() {
+        let r = Recovery::default();
+        for n in 0..MAX_STREAMS {
+            let step = r.subscribed(at(&format!("room:{n}"), "e", 0));
+            assert!(step.unfollowed.is_none());
+        }
+        let step = r.subscribed(at("room:late", "e", 0));
+        assert_eq!(step.unfollowed.as_deref(), Some("room:late"));
+        let step = r.publication(at("room:other", "e", 1), body(1));
+        assert_eq!(texts(&step), ["1"], "still delivered");
+        assert_eq!(step.unfollowed.as_deref(), Some("room:other"));
+        assert_eq!(r.positions().len(), MAX_STREAMS);
+    }
+
+    #[test]
     fn a_lost_stream_says_so_and_goes_on() {
         let r = Recovery::default();
         r.publication(at("all", "e", 3), body(3));
@@ -542,10 +559,7 @@ mod model {
                 };
                 let (kind, body) = protocol::read(frame.as_ref()).unwrap();
                 let step = match kind {
-                    Kind::Subscribed(at) => {
-                        self.client.subscribed(at);
-                        continue;
-                    }
+                    Kind::Subscribed(at) => self.client.subscribed(at),
                     Kind::Publication(at) => self.client.publication(at, body),
                     Kind::Recovered { position, count } => self.client.recovered(position, count),
                     Kind::Lost { position, reason } => self.client.lost(position, reason),

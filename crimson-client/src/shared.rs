@@ -60,6 +60,8 @@ pub(crate) struct ClientState<Down> {
     pub(crate) framed: AtomicBool,
     /// Where the client stands in the streams it gets publications of.
     pub(crate) recovery: crate::recovery::Recovery,
+    /// The application was told a stream went unfollowed.
+    told_unfollowed: AtomicBool,
 }
 
 impl<Down> ClientState<Down> {
@@ -67,6 +69,17 @@ impl<Down> ClientState<Down> {
         self.run
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A stream past the most the client follows: its publications are delivered but not
+    /// recovered after a reconnect. Reported once per client.
+    pub(crate) fn unfollowed(&self, stream: &str) {
+        if !self.told_unfollowed.swap(true, Ordering::Relaxed) {
+            self.report(ClientError::Connection(format!(
+                "following {} streams already: publications of `{stream}` (and of any other new stream) are delivered, but not recovered after a reconnect",
+                crate::recovery::MAX_STREAMS
+            )));
+        }
     }
 
     /// Announces how a stream's recovery went.
@@ -197,6 +210,7 @@ impl<Down: Clone> ClientState<Down> {
             requests: Requests::new(MAX_OPEN_REQUESTS),
             framed: AtomicBool::new(false),
             recovery: crate::recovery::Recovery::default(),
+            told_unfollowed: AtomicBool::new(false),
         }
     }
 }

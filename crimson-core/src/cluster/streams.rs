@@ -113,7 +113,7 @@ pub(crate) struct Stream {
 impl Stream {
     fn new(now: Instant) -> Self {
         Self {
-            epoch: format!("{:08x}", crate::session::random_u64() as u32),
+            epoch: format!("{:016x}", crate::session::random_u64()),
             last: 0,
             entries: VecDeque::new(),
             trimmed: None,
