@@ -457,7 +457,8 @@ mod tests {
             "crimson.v1: a frame needs a header line ending in \\n (empty for a message)"
         );
         assert_eq!(err("pub s=x\n"), "crimson.v1: a `pub` needs `e`");
-        assert_eq!(err("sub s=x\n"), "crimson.v1: unknown frame kind `sub`");
+        assert_eq!(err("sub s=x\n"), "crimson.v1: a `sub` needs `e`");
+        assert_eq!(err("subs s=x\n"), "crimson.v1: unknown frame kind `subs`");
         assert_eq!(
             err("resume s=%zz e=1 o=1\n"),
             "crimson.v1: `s=%zz` is not percent-encoded UTF-8"
