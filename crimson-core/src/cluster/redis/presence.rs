@@ -226,6 +226,9 @@ impl Writer {
             .map(|room| node.names.room_channel(room))
             .collect();
         if !unsubscribe.is_empty() {
+            for room in &empty {
+                super::history::forget(node, room);
+            }
             for channel in &unsubscribe {
                 node.sequences.forget(channel);
             }
@@ -317,6 +320,7 @@ impl Writer {
         for gone in self.written_rooms.difference(&rooms) {
             let key = node.names.room_node(gone, id);
             batch.add(&key, del(&key));
+            super::history::forget(node, gone);
         }
         node.with_deadline(batch.run(&node.shards)).await?;
         self.written_rooms = rooms;

@@ -37,6 +37,13 @@ pub struct RedisStats {
     /// the publish failed and its sender was told). Counted when the next message from that
     /// origin on that channel arrives.
     pub lost: u64,
+    /// Reads of a stream's history in Redis that failed (with history in Redis): where a
+    /// stream stands, missed publications. Retried, or told to the sessions concerned.
+    pub history_failures: u64,
+    /// Gaps in a stream this node's sessions were told about with a `lost` frame (with
+    /// history in Redis): publications they will not get (the history no longer had them,
+    /// Redis lost it, or could not be read in time).
+    pub stream_gaps: u64,
 }
 
 /// Counts one kind of event and says when to log it.
@@ -130,6 +137,8 @@ pub(crate) struct Reports {
     pub(crate) undecodable: Throttle,
     pub(crate) malformed: Throttle,
     pub(crate) lost: Throttle,
+    pub(crate) history: Throttle,
+    pub(crate) gaps: Throttle,
 }
 
 impl Reports {
@@ -141,6 +150,8 @@ impl Reports {
             undecodable: Throttle::new(),
             malformed: Throttle::new(),
             lost: Throttle::new(),
+            history: Throttle::new(),
+            gaps: Throttle::new(),
         }
     }
 
@@ -152,6 +163,8 @@ impl Reports {
             undecodable: self.undecodable.total(),
             malformed: self.malformed.total(),
             lost: self.lost.total(),
+            history_failures: self.history.total(),
+            stream_gaps: self.gaps.total(),
         }
     }
 
@@ -205,15 +218,33 @@ impl Reports {
         }
     }
 
+    /// A read of a stream's history failed.
+    pub(crate) fn history_failed(&self, err: &dyn fmt::Display) {
+        metrics::count("crimson_redis_history_failures_total", &[], 1);
+        if let Some(due) = self.history.hit(err) {
+            log_history(&due);
+        }
+    }
+
+    /// A stream's sessions were told of a gap (`lost`).
+    pub(crate) fn gap(&self, detail: &dyn fmt::Display) {
+        metrics::count("crimson_redis_stream_gaps_total", &[], 1);
+        if let Some(due) = self.gaps.hit(detail) {
+            log_gaps(&due);
+        }
+    }
+
     /// Logs the tails of bursts.
     pub(crate) fn flush(&self) {
-        let logs: [(&Throttle, LogFn); 6] = [
+        let logs: [(&Throttle, LogFn); 8] = [
             (&self.publish, log_publish),
             (&self.relay, log_relay),
             (&self.oversized, log_oversized),
             (&self.undecodable, log_undecodable),
             (&self.malformed, log_malformed),
             (&self.lost, log_lost),
+            (&self.history, log_history),
+            (&self.gaps, log_gaps),
         ];
         for (throttle, log) in logs {
             if let Some(due) = throttle.flush() {
@@ -287,6 +318,24 @@ fn log_lost(due: &Due) {
         "{} message(s) from other nodes never arrived since the last report (a gap in their \
          sequence numbers: Redis dropped them, this node's subscription was down, or their \
          publish failed)",
+        due.count
+    );
+}
+
+fn log_history(due: &Due) {
+    tracing::error!(
+        failures = due.count,
+        example = %due.detail,
+        "{} read(s) of stream history in Redis failed since the last report",
+        due.count
+    );
+}
+
+fn log_gaps(due: &Due) {
+    tracing::warn!(
+        gaps = due.count,
+        example = %due.detail,
+        "{} gap(s) in streams were told to this node's sessions (lost) since the last report",
         due.count
     );
 }
