@@ -387,14 +387,19 @@ fn missed(redis: &RedisServer, offset: u64, text: &str, kept: bool) {
     }
 }
 
-/// The next frame of `ws`'s `lobby` stream (`pub`, or `lost`), its header and body.
+/// The next frame of `ws`'s `lobby` stream (`pub`, `recovered` or `lost`; `sub` if
+/// `sub`), its header and body.
 async fn lobby_frame(ws: &mut Ws) -> String {
+    next_of_lobby(ws, false).await
+}
+
+async fn next_of_lobby(ws: &mut Ws, sub: bool) -> String {
     loop {
         let frame = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
             Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
             other => panic!("expected a frame, got {other:?}"),
         };
-        if frame.contains(" s=room%3Alobby ") && !frame.starts_with("sub ") {
+        if frame.contains(" s=room%3Alobby ") && (sub || !frame.starts_with("sub ")) {
             return frame;
         }
     }
@@ -426,12 +431,13 @@ async fn a_node_that_missed_publications_reads_them_back_or_says_so() {
             format!("pub s=room%3Alobby {epoch} o={n}\n{{\"text\":\"{n}\"}}")
         );
     }
-    // Gone from the history (trimmed): said before what follows.
+    // Gone from the history (fewer than its size came after it: it expired): said before
+    // what follows.
     missed(&redis, 5, "5", false);
     b.cluster.broadcast_room("lobby", &note("6")).await.unwrap();
     assert_eq!(
         lobby_frame(&mut ws).await,
-        format!("lost s=room%3Alobby {epoch} o=5 reason=history_too_short\n")
+        format!("lost s=room%3Alobby {epoch} o=5 reason=expired\n")
     );
     assert_eq!(
         lobby_frame(&mut ws).await,
@@ -464,4 +470,105 @@ async fn the_history_is_in_redis_under_the_apps_prefix() {
     let delivery = a.cluster.broadcast(&note("to all")).await.unwrap();
     assert_eq!(delivery.delivered, 1, "this node's session, through Redis");
     assert_eq!(redis.command(&[b"EXISTS", b"notes:{all:0}:history"]), ":1");
+}
+
+/// Sends `resume` of `lobby` at `epoch`, `offset` and returns the answer's header.
+async fn resume(ws: &mut Ws, epoch: &str, offset: u64) -> String {
+    ws.send(Message::text(format!(
+        "resume s=room%3Alobby e={epoch} o={offset}\n"
+    )))
+    .await
+    .unwrap();
+    lobby_frame(ws).await
+}
+
+/// Every answer to a resume, on a node that did not deliver what it recovers: the reasons
+/// are those of `docs/protocol.md`, read from Redis.
+#[tokio::test]
+async fn resumes_are_answered_from_the_history_in_redis() {
+    let redis = RedisServer::start();
+    let a = node(
+        &redis,
+        History::new(3, Duration::from_secs(300)).recover_limit(2),
+    )
+    .await;
+    let b = node(
+        &redis,
+        History::new(3, Duration::from_secs(300)).recover_limit(2),
+    )
+    .await;
+    let mut on_a = connect(&a.server.url("/notes")).await;
+    in_the_room(&b, 1).await;
+    for n in 1..=5 {
+        b.cluster
+            .broadcast_room("lobby", &note(&n.to_string()))
+            .await
+            .unwrap();
+    }
+    let fifth = publications(&mut on_a, 5).await;
+    assert_eq!(fifth[4], (5, "5".to_owned()));
+    let mut on_b = connect(&b.server.url("/notes")).await;
+    let sub = next_of_lobby(&mut on_b, true).await;
+    let e = sub
+        .split(' ')
+        .nth(2)
+        .unwrap()
+        .trim_start_matches("e=")
+        .to_owned();
+    assert_eq!(sub, format!("sub s=room%3Alobby e={e} o=5\n"));
+    let lost = |o: u64, reason: &str| format!("lost s=room%3Alobby e={e} o={o} reason={reason}\n");
+    assert_eq!(
+        resume(&mut on_b, &e, 4).await,
+        format!("recovered s=room%3Alobby e={e} o=5 n=1\n")
+    );
+    assert_eq!(
+        lobby_frame(&mut on_b).await,
+        format!("pub s=room%3Alobby e={e} o=5\n{{\"text\":\"5\"}}")
+    );
+    assert_eq!(
+        resume(&mut on_b, &e, 5).await,
+        format!("recovered s=room%3Alobby e={e} o=5 n=0\n")
+    );
+    assert_eq!(resume(&mut on_b, &e, 2).await, lost(5, "over_limit"));
+    assert_eq!(resume(&mut on_b, &e, 1).await, lost(5, "history_too_short"));
+    assert_eq!(resume(&mut on_b, &e, 9).await, lost(5, "unknown_position"));
+    assert_eq!(
+        resume(&mut on_b, "other", 5).await,
+        lost(5, "epoch_changed")
+    );
+}
+
+#[tokio::test]
+async fn publications_older_than_the_history_keeps_are_expired() {
+    let redis = RedisServer::start();
+    let a = node(&redis, History::new(10, Duration::from_millis(300))).await;
+    let mut ws = connect(&a.server.url("/notes")).await;
+    in_the_room(&a, 1).await;
+    a.cluster.broadcast_room("lobby", &note("1")).await.unwrap();
+    let first = lobby_frame(&mut ws).await;
+    let e = first
+        .split(' ')
+        .nth(2)
+        .unwrap()
+        .trim_start_matches("e=")
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The history lives on (the last publication refreshed it), its first entry has expired.
+    a.cluster.broadcast_room("lobby", &note("2")).await.unwrap();
+    assert!(lobby_frame(&mut ws).await.starts_with("pub "));
+    assert_eq!(
+        resume(&mut ws, &e, 0).await,
+        format!("lost s=room%3Alobby e={e} o=2 reason=expired\n")
+    );
+    assert_eq!(
+        resume(&mut ws, &e, 1).await,
+        format!("recovered s=room%3Alobby e={e} o=2 n=1\n")
+    );
+    assert!(lobby_frame(&mut ws).await.ends_with("{\"text\":\"2\"}"));
+    // Nothing published for longer: the whole history expired.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        resume(&mut ws, &e, 1).await,
+        format!("lost s=room%3Alobby e={e} o=2 reason=expired\n")
+    );
 }

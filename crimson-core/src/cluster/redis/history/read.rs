@@ -206,15 +206,16 @@ pub(super) struct Read {
     pub(super) entries: Vec<Entry>,
     /// Entries that were not Crimson's (each counted as malformed).
     pub(super) foreign: usize,
-    /// Whether the history exists at all.
-    pub(super) exists: bool,
 }
 
 impl Read {
-    /// Why offsets missing from what was read are gone: the whole history expired, or it
-    /// was trimmed to its size.
-    pub(super) fn gone(&self, history: &History) -> LostReason {
-        if !self.exists && ages(history) && history.size() > 0 {
+    /// Why `offset`, missing from what was read, is gone: trimmed to the history's size
+    /// (`size` publications came after it), else expired (the whole history did, nothing
+    /// having been published for its time to live).
+    pub(super) fn gone(&self, history: &History, offset: u64) -> LostReason {
+        let last = self.stream.as_ref().map_or(0, |(_, last)| *last);
+        let trimmed = last.saturating_sub(offset) >= history.size() as u64;
+        if !trimmed && ages(history) {
             LostReason::Expired
         } else {
             LostReason::HistoryTooShort
@@ -225,20 +226,17 @@ impl Read {
 /// The read script's answer.
 pub(super) fn read(value: Value) -> RedisResult<Read> {
     let answer = items(value).ok_or_else(|| bad("read answer"))?;
-    let [now, e, o, entries, exists] =
-        <[Value; 5]>::try_from(answer).map_err(|_| bad("read answer"))?;
+    let [now, e, o, entries] = <[Value; 4]>::try_from(answer).map_err(|_| bad("read answer"))?;
     let now = number(&now).ok_or_else(|| bad("time"))?;
     let stream = match (&e, &o) {
         (Value::Nil, _) | (_, Value::Nil) => None,
         (e, o) => Some((epoch(e)?, number(o).ok_or_else(|| bad("offset"))?)),
     };
-    let exists = number(&exists) == Some(1);
     let mut read = Read {
         now,
         stream,
         entries: Vec::new(),
         foreign: 0,
-        exists,
     };
     for entry in items(entries).ok_or_else(|| bad("entries"))? {
         match parse_entry(entry) {
@@ -345,12 +343,10 @@ mod tests {
                 entry("0-9", &[("m", "\x03m9"), ("t", "6"), ("extra", "ignored")]),
                 entry("0-9", &[("m", "twice"), ("t", "6")]),
             ]),
-            Value::Int(1),
         ]);
         let read = read(answer).unwrap();
         assert_eq!(read.now, 1_700_000_000_000);
         assert_eq!(read.stream, Some(("e1".into(), 9)));
-        assert!(read.exists);
         let offsets: Vec<u64> = read.entries.iter().map(|e| e.offset).collect();
         assert_eq!(offsets, [7, 9]);
         assert_eq!(read.entries[0].message.as_ref(), b"\x03msg");
@@ -361,14 +357,22 @@ mod tests {
             Value::Nil,
             Value::Nil,
             Value::Array(vec![]),
-            Value::Int(0),
         ]);
         let empty = super::read(empty).unwrap();
-        assert_eq!((&empty.stream, empty.exists), (&None, false));
+        assert_eq!(empty.stream, None);
         let history = History::new(10, Duration::from_secs(60));
-        assert_eq!(empty.gone(&history), LostReason::Expired);
+        assert_eq!(empty.gone(&history, 1), LostReason::Expired);
         assert_eq!(
-            empty.gone(&History::new(10, Duration::MAX)),
+            empty.gone(&History::new(10, Duration::MAX), 1),
+            LostReason::HistoryTooShort
+        );
+        // Ten came after 9 (up to 19): trimmed; after 10, not: expired.
+        let mut at_19 = empty.clone();
+        at_19.stream = Some(("e".into(), 19));
+        assert_eq!(at_19.gone(&history, 9), LostReason::HistoryTooShort);
+        assert_eq!(at_19.gone(&history, 10), LostReason::Expired);
+        assert_eq!(
+            at_19.gone(&History::new(0, Duration::from_secs(1)), 19),
             LostReason::HistoryTooShort
         );
         assert!(super::read(Value::Array(vec![Value::Int(1)])).is_err());

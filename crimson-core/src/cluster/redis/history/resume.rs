@@ -85,7 +85,7 @@ async fn find(node: &Node, history: &NodeHistory, from: &Position) -> Answer {
             .zip(from.offset + 1..)
             .all(|(entry, offset)| entry.offset == offset);
     if !complete {
-        return Answer::Lost(read.gone(&history.settings));
+        return Answer::Lost(read.gone(&history.settings, from.offset + 1));
     }
     let ttl = super::read::ms(history.settings.ttl());
     if ttl > 0

@@ -96,7 +96,7 @@ pub(super) async fn fill(
     let count = last + 1 - first;
     let (entries, gone) = match read_range(&node, history, &stream, (first, last), count).await {
         Ok(read) if read.stream.as_ref().is_some_and(|(e, _)| *e == epoch) => {
-            let gone = read.gone(&history.settings);
+            let gone = read.gone(&history.settings, first);
             let entries = read
                 .entries
                 .into_iter()
