@@ -124,7 +124,9 @@ fn the_chat_server_serves_its_metrics() {
             format!("crimson_bytes_received_total{{{json_in}}}"),
             sent_bytes,
         ),
-        (format!("crimson_messages_sent_total{{{json_in}}}"), 5),
+        // Five broadcasts, and each client's `sub` frame (where it follows the chat's
+        // history from).
+        (format!("crimson_messages_sent_total{{{json_in}}}"), 7),
         (
             r#"crimson_broadcast_recipients_count{target="all"}"#.to_owned(),
             // One broadcast per message, whatever codecs the room speaks.
