@@ -72,7 +72,7 @@ use crate::session::SessionId;
 
 pub(crate) use self::arrive::arrived;
 pub(crate) use self::envelope::is_enveloped;
-pub(super) use self::tasks::catch_up;
+pub(super) use self::tasks::{catch_up, subscribed};
 use self::tasks::{fill, warm_up};
 
 /// The most publications a stream holds while a read is under way.

@@ -211,14 +211,24 @@ impl<T: Clone> Sequencer<T> {
         self.pump(fx);
     }
 
-    /// Redis says the stream stands at `epoch`, `upto` (checked after an outage): what this
-    /// node missed meanwhile is read back.
-    pub(crate) fn catch_up(&mut self, epoch: &str, upto: u64, fx: &mut impl Effects<T>) {
+    /// Redis says the stream stands at `epoch`, `upto` (checked after an outage, asked when
+    /// this node stood in epoch `asked_in`): what this node missed meanwhile is read back.
+    pub(crate) fn catch_up(
+        &mut self,
+        asked_in: &str,
+        epoch: &str,
+        upto: u64,
+        fx: &mut impl Effects<T>,
+    ) {
         if self.read.is_some() || !self.held.is_empty() {
             // Under way already; what arrives next shows any gap.
             return;
         }
         let Some((now, last)) = fx.view() else { return };
+        if now != asked_in {
+            // Another epoch arrived meanwhile: this answer is older than what it knows.
+            return;
+        }
         let last = if now == epoch {
             last
         } else {
@@ -567,16 +577,20 @@ mod tests {
     fn catching_up_after_an_outage_reads_what_was_missed() {
         let mut world = warm("e", 4);
         let mut seq = Sequencer::new(limits());
-        seq.catch_up("e", 4, &mut world);
+        seq.catch_up("e", "e", 4, &mut world);
         assert!(world.reads.is_empty(), "nothing missed");
-        seq.catch_up("e", 6, &mut world);
+        seq.catch_up("e", "e", 6, &mut world);
         assert_eq!(world.reads, ["fetch #1 e 5..=6"]);
         seq.filled(1, vec![(5, "e"), (6, "f")], LostReason::Expired, &mut world);
         assert_eq!(items(&world), ["e", "f"]);
         // Redis lost the stream meanwhile (restarted empty): a new epoch at 0.
-        seq.catch_up("n", 0, &mut world);
+        seq.catch_up("e", "n", 0, &mut world);
         assert_eq!(world.lost, [("n".into(), 0, LostReason::EpochChanged)]);
         assert!(seq.is_idle());
+        // An answer asked before the node learnt of a newer epoch changes nothing.
+        seq.catch_up("e", "e", 9, &mut world);
+        assert_eq!(world.view, Some(("n".into(), 0)));
+        assert_eq!(world.reads.len(), 1, "only the first read");
     }
 
     /// Random arrivals (duplicates, gaps, reorders within what a read covers) with a

@@ -33,7 +33,13 @@ pub(super) async fn warm_up(weak: Weak<Node>, stream: String, ticket: u64) {
         match warm(&node, history, &stream, true).await {
             Ok((epoch, last)) => {
                 history.with_sequencer(&node, &stream, |seq, fx| {
-                    seq.warmed(ticket, &epoch, last, fx);
+                    if seq.is_holding() || node.local.has_recipients(&stream) {
+                        seq.warmed(ticket, &epoch, last, fx);
+                    } else if seq.is_current(ticket) {
+                        // Left meanwhile (and its channel perhaps with it): warmed up again
+                        // when someone joins.
+                        seq.cancel();
+                    }
                 });
                 return;
             }
@@ -155,14 +161,36 @@ pub(super) async fn read_range(
 /// Redis is back after an outage: checks every stream this node follows and reads back
 /// what it missed meanwhile (or tells its sessions the history was lost).
 pub(in crate::cluster::redis) fn catch_up(node: &Node) {
+    if of(node).is_some() {
+        check(node, node.local.warm_streams());
+    }
+}
+
+/// The channels of `rooms` were subscribed (members joined): a room's stream this node
+/// already followed may have gone on while its channel was left and taken again (its last
+/// member left and one joined, at once), so it is checked like after an outage.
+pub(in crate::cluster::redis) fn subscribed(node: &Node, rooms: &[&str]) {
     if of(node).is_none() {
         return;
     }
+    let warm = rooms
+        .iter()
+        .map(|room| format!("room:{room}"))
+        .filter(|stream| node.local.stream_view(stream).is_some())
+        .collect();
+    check(node, warm);
+}
+
+/// Reads where each of `streams` stands in Redis (subscribed to by now), and reads back
+/// what this node missed of them (or tells their sessions the history was lost).
+fn check(node: &Node, streams: Vec<String>) {
     let Some(history) = node.history.get() else {
         return;
     };
+    if streams.is_empty() {
+        return;
+    }
     let weak = history.node.clone();
-    let streams = node.local.warm_streams();
     spawn(async move {
         use futures_util::stream::{self, StreamExt};
         stream::iter(streams)
@@ -176,15 +204,17 @@ pub(in crate::cluster::redis) fn catch_up(node: &Node) {
                     if !node.local.has_recipients(&stream) {
                         return;
                     }
-                    // Subscribed again by now (the shards were reconciled).
+                    let Some((asked_in, _)) = node.local.stream_view(&stream) else {
+                        return;
+                    };
                     match warm(&node, history, &stream, false).await {
                         Ok((epoch, last)) => {
                             history.with_sequencer(&node, &stream, |seq, fx| {
-                                seq.catch_up(&epoch, last, fx);
+                                seq.catch_up(&asked_in, &epoch, last, fx);
                             });
                         }
                         Err(err) => node.reports.history_failed(&format_args!(
-                            "stream {stream}: cannot check it after an outage: {err}"
+                            "stream {stream}: cannot check what this node missed: {err}"
                         )),
                     }
                 }
