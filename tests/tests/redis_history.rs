@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use crimson_axum::cluster::redis::RedisCluster;
 use crimson_axum::cluster::{Cluster, History};
-use crimson_axum::testing::{RedisServer, TestServer};
+use crimson_axum::testing::{RedisClusterServer, RedisServer, TestServer};
 use crimson_axum::{
     ConfigName, CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt,
 };
@@ -47,7 +47,12 @@ struct Node {
 }
 
 async fn node(redis: &RedisServer, history: History) -> Node {
-    let backend = RedisCluster::builder(redis.url())
+    node_on(&redis.url(), history).await
+}
+
+/// A node on the Redis (or Redis Cluster) at `url`.
+async fn node_on(url: &str, history: History) -> Node {
+    let backend = RedisCluster::builder(url)
         .prefix("notes")
         .heartbeat(Duration::from_millis(200))
         .max_backoff(Duration::from_millis(200))
@@ -571,4 +576,40 @@ async fn publications_older_than_the_history_keeps_are_expired() {
         resume(&mut ws, &e, 1).await,
         format!("lost s=room%3Alobby e={e} o=2 reason=expired\n")
     );
+}
+
+/// On a Redis Cluster the history of a room is on the room's shard (its hash tag), `all`'s
+/// on broadcast channel 0's; scripts publish with SPUBLISH there.
+#[tokio::test]
+async fn history_on_a_redis_cluster_recovers_on_another_node() {
+    let redis = RedisClusterServer::start();
+    let a = node_on(&redis.urls()[0], history()).await;
+    let b = node_on(&redis.urls()[4], history()).await;
+    assert!(a.backend.is_redis_cluster());
+    let mut on_a = connect(&a.server.url("/notes")).await;
+    in_the_room(&b, 1).await;
+    for n in 1..=3 {
+        b.cluster
+            .broadcast_room("lobby", &note(&n.to_string()))
+            .await
+            .unwrap();
+    }
+    let got = publications(&mut on_a, 3).await;
+    assert_eq!(got.iter().map(|(o, _)| *o).collect::<Vec<_>>(), [1, 2, 3]);
+    let delivery = b.cluster.broadcast(&note("to all")).await.unwrap();
+    assert_eq!(delivery.remote_nodes, 1);
+    let mut on_b = connect(&b.server.url("/notes")).await;
+    let sub = next_of_lobby(&mut on_b, true).await;
+    let e = sub
+        .split(' ')
+        .nth(2)
+        .unwrap()
+        .trim_start_matches("e=")
+        .to_owned();
+    assert_eq!(
+        resume(&mut on_b, &e, 1).await,
+        format!("recovered s=room%3Alobby e={e} o=3 n=2\n")
+    );
+    assert!(lobby_frame(&mut on_b).await.ends_with("{\"text\":\"2\"}"));
+    assert!(lobby_frame(&mut on_b).await.ends_with("{\"text\":\"3\"}"));
 }
