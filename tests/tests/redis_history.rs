@@ -613,3 +613,69 @@ async fn history_on_a_redis_cluster_recovers_on_another_node() {
     assert!(lobby_frame(&mut on_b).await.ends_with("{\"text\":\"2\"}"));
     assert!(lobby_frame(&mut on_b).await.ends_with("{\"text\":\"3\"}"));
 }
+
+/// Anything that can write to Redis can write on these channels and keys: what is not
+/// Crimson's is dropped and counted, never delivered, and a history entry that is not (or is
+/// too large) is a gap said as `unavailable`.
+#[tokio::test]
+async fn what_is_not_crimsons_in_the_history_or_on_the_channel_is_dropped_and_counted() {
+    let redis = RedisServer::start();
+    let a = node(&redis, history()).await;
+    let mut ws = connect(&a.server.url("/notes")).await;
+    in_the_room(&a, 1).await;
+    a.cluster.broadcast_room("lobby", &note("1")).await.unwrap();
+    let first = lobby_frame(&mut ws).await;
+    let e = first
+        .split(' ')
+        .nth(2)
+        .unwrap()
+        .trim_start_matches("e=")
+        .to_owned();
+    let channel = b"notes:{room:lobby}:ch";
+    let envelope = |offset: u64, message: &[u8]| {
+        let mut bytes = format!("h{e} {offset}\n").into_bytes();
+        bytes.extend_from_slice(message);
+        bytes
+    };
+    let not_a_note = {
+        let mut message = lobby_message("x");
+        message.truncate(message.len() - br#"{"text":"x"}"#.len());
+        message.extend_from_slice(b"[1,2]");
+        message
+    };
+    let mut elsewhere = lobby_message("x");
+    elsewhere[35] = b'L'; // room "Lobby": another stream's, on this channel
+    for bad in [
+        b"h".to_vec(),
+        b"hno-end".to_vec(),
+        envelope(2, b"\x03short"),
+        envelope(2, &envelope(2, &lobby_message("nested"))),
+        envelope(2, &not_a_note),
+        envelope(2, &elsewhere),
+    ] {
+        assert_eq!(redis.command(&[b"PUBLISH", channel, &bad]), ":1");
+    }
+    // A history entry too large to be Crimson's (over max_payload): left out by the read.
+    let next = redis.command(&[b"HINCRBY", b"notes:{room:lobby}:stream", b"o", b"1"]);
+    assert_eq!(next, ":2");
+    let huge = vec![b'x'; 2 << 20];
+    redis.command(&[
+        b"XADD",
+        b"notes:{room:lobby}:history",
+        b"0-2",
+        b"m",
+        &huge,
+        b"t",
+        b"1",
+    ]);
+    a.cluster.broadcast_room("lobby", &note("3")).await.unwrap();
+    assert_eq!(
+        lobby_frame(&mut ws).await,
+        format!("lost s=room%3Alobby e={e} o=2 reason=unavailable\n")
+    );
+    assert!(lobby_frame(&mut ws).await.ends_with("{\"text\":\"3\"}"));
+    let stats = a.backend.stats();
+    assert_eq!(stats.malformed, 6, "{stats:?}");
+    assert_eq!(stats.undecodable, 1, "{stats:?}");
+    assert_eq!(stats.stream_gaps, 1, "{stats:?}");
+}

@@ -41,9 +41,10 @@
 //! # Bounds
 //!
 //! Per stream at most 4096 publications (16 MiB) are held while a read is under way, and
-//! 64 MiB on the node; past either, the node stops waiting and tells the gap. At most 8
-//! reads run at once (each at most the recovery limit × `max_payload`), 4096 publishes
-//! wait for Redis. What the history gives back is checked like any relayed message (size,
+//! 64 MiB on the node; past either, the node stops waiting and tells the gap. At most 16
+//! reads run at once, each at most the recovery limit (or the history's size) ×
+//! `max_payload` (the read script leaves out larger entries and cuts other values that are
+//! not Crimson's short), waiting at most 5 s for their turn; 4096 publishes wait for Redis. What the history gives back is checked like any relayed message (size,
 //! format, `check_payloads`, and that it belongs to its stream).
 
 mod arrive;
@@ -82,7 +83,9 @@ const MAX_HELD_BYTES: usize = 16 << 20;
 /// The most bytes a node holds, all streams together.
 const MAX_NODE_HELD_BYTES: usize = 64 << 20;
 /// The most reads of Redis (warm-ups, fills, resumes) under way at once.
-const MAX_READS: usize = 8;
+const MAX_READS: usize = 16;
+/// The longest a read waits for its turn.
+const READ_QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// The most publishes waiting for Redis.
 const MAX_PUBLISHES: usize = 4096;
 /// How many of its own publications a node remembers the local delivery of.
@@ -126,7 +129,8 @@ impl std::fmt::Debug for NodeHistory {
     }
 }
 
-/// What the node's sessions are told where streams stand and resumes go to.
+/// What the node's sessions (its `LocalCluster`) ask of the history: warm a stream up
+/// (it has recipients now), answer a resume.
 #[derive(Debug)]
 struct Hook(Weak<Node>);
 
@@ -408,6 +412,23 @@ impl NodeHistory {
             tokio::time::timeout_at(deadline.into(), notified)
                 .await
                 .ok()?;
+        }
+    }
+
+    /// A turn to read Redis, waited for at most [`READ_QUEUE_WAIT`].
+    async fn read_permit(
+        &self,
+        node: &Node,
+    ) -> redis::RedisResult<tokio::sync::SemaphorePermit<'_>> {
+        match tokio::time::timeout(READ_QUEUE_WAIT, self.reads.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(super::io_error(
+                "too many reads of the history waiting for Redis",
+                format!(
+                    "{MAX_READS} under way for {READ_QUEUE_WAIT:?} (command timeout {:?})",
+                    node.timeout
+                ),
+            )),
         }
     }
 

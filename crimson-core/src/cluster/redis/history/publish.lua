@@ -16,6 +16,9 @@ if redis.call('HSETNX', hash, 'e', ARGV[1]) == 1 then
   redis.call('HSET', hash, 'o', 0)
 end
 local epoch = redis.call('HGET', hash, 'e')
+if #epoch > 32 or not string.match(epoch, '^%w+$') then
+  return redis.error_reply("the epoch of " .. hash .. " is not Crimson's")
+end
 local offset = redis.call('HINCRBY', hash, 'o', 1)
 local id = '0-' .. string.format('%d', offset)
 local size = tonumber(ARGV[2])

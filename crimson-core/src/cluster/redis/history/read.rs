@@ -211,8 +211,12 @@ pub(super) struct Read {
 impl Read {
     /// Why `offset`, missing from what was read, is gone: trimmed to the history's size
     /// (`size` publications came after it), else expired (the whole history did, nothing
-    /// having been published for its time to live).
+    /// having been published for its time to live); `unavailable` if entries that are not
+    /// Crimson's were among what was read.
     pub(super) fn gone(&self, history: &History, offset: u64) -> LostReason {
+        if self.foreign > 0 {
+            return LostReason::Unavailable;
+        }
         let last = self.stream.as_ref().map_or(0, |(_, last)| *last);
         let trimmed = last.saturating_sub(offset) >= history.size() as u64;
         if !trimmed && ages(history) {

@@ -68,7 +68,7 @@ pub(super) async fn warm(
             "Redis is unavailable, or the subscription was refused".into(),
         ));
     }
-    let _permit = history.reads.acquire().await;
+    let _permit = history.read_permit(node).await?;
     let epoch = read::fresh_epoch();
     let ttl = read::hash_ttl_ms(&history.settings).to_string();
     let value = history
@@ -135,8 +135,9 @@ pub(super) async fn read_range(
     (first, last): (u64, u64),
     count: u64,
 ) -> redis::RedisResult<read::Read> {
-    let _permit = history.reads.acquire().await;
+    let _permit = history.read_permit(node).await?;
     let (first, last, count) = (first.to_string(), last.to_string(), count.to_string());
+    let max = (node.max_payload + crate::cluster::redis::wire::MAX_HEADER).to_string();
     let value = history
         .scripts
         .read
@@ -146,7 +147,12 @@ pub(super) async fn read_range(
                 &node.names.stream_state(stream),
                 &node.names.history(stream),
             ],
-            &[first.as_bytes(), last.as_bytes(), count.as_bytes()],
+            &[
+                first.as_bytes(),
+                last.as_bytes(),
+                count.as_bytes(),
+                max.as_bytes(),
+            ],
         )
         .await?;
     let read = read::read(value)?;

@@ -14,4 +14,8 @@ redis.call('HSETNX', hash, 'o', 0)
 if tonumber(ARGV[2]) > 0 then
   redis.call('PEXPIRE', hash, ARGV[2])
 end
-return { redis.call('HGET', hash, 'e'), redis.call('HGET', hash, 'o') }
+-- Cut short if not Crimson's, so that what is read back stays bounded.
+local e, o = redis.call('HGET', hash, 'e'), redis.call('HGET', hash, 'o')
+if #e > 64 then e = '-' end
+if #o > 64 then o = '-' end
+return { e, o }
