@@ -118,6 +118,10 @@ pub(crate) struct NodeHistory {
     /// The local delivery of this node's own recent publications, for their senders.
     recent: Mutex<VecDeque<(String, String, u64, Delivery)>>,
     delivered: Notify,
+    /// `crimson_redis_publishes_total`, as the publisher task counts its own.
+    published: crate::metrics::Counter,
+    /// `crimson_redis_publish_duration_seconds`.
+    publish_duration: crate::metrics::Histogram,
 }
 
 impl std::fmt::Debug for NodeHistory {
@@ -169,6 +173,11 @@ pub(super) fn enable(node: &Arc<Node>, settings: History) -> Result<(), History>
         warmed: Notify::new(),
         recent: Mutex::default(),
         delivered: Notify::new(),
+        published: crate::metrics::Counter::new("crimson_redis_publishes_total", &[]),
+        publish_duration: crate::metrics::Histogram::new(
+            "crimson_redis_publish_duration_seconds",
+            &[],
+        ),
     });
     if history.settings != settings {
         return Err(history.settings);

@@ -134,6 +134,7 @@ async fn publish(
         &message,
         read::publish_command(node).as_bytes(),
     ];
+    let started = Instant::now();
     let value = history
         .scripts
         .publish
@@ -146,6 +147,11 @@ async fn publish(
             &args,
             node.publish_timeout,
         )
-        .await?;
-    read::published(value)
+        .await;
+    history
+        .publish_duration
+        .record(started.elapsed().as_secs_f64());
+    let published = read::published(value?)?;
+    history.published.add(1);
+    Ok(published)
 }
