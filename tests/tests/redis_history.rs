@@ -546,7 +546,7 @@ async fn resumes_are_answered_from_the_history_in_redis() {
 #[tokio::test]
 async fn publications_older_than_the_history_keeps_are_expired() {
     let redis = RedisServer::start();
-    let a = node(&redis, History::new(10, Duration::from_millis(300))).await;
+    let a = node(&redis, History::new(10, Duration::from_millis(500))).await;
     let mut ws = connect(&a.server.url("/notes")).await;
     in_the_room(&a, 1).await;
     a.cluster.broadcast_room("lobby", &note("1")).await.unwrap();
@@ -557,7 +557,7 @@ async fn publications_older_than_the_history_keeps_are_expired() {
         .unwrap()
         .trim_start_matches("e=")
         .to_owned();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     // The history lives on (the last publication refreshed it), its first entry has expired.
     a.cluster.broadcast_room("lobby", &note("2")).await.unwrap();
     assert!(lobby_frame(&mut ws).await.starts_with("pub "));
@@ -571,7 +571,7 @@ async fn publications_older_than_the_history_keeps_are_expired() {
     );
     assert!(lobby_frame(&mut ws).await.ends_with("{\"text\":\"2\"}"));
     // Nothing published for longer: the whole history expired.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         resume(&mut ws, &e, 1).await,
         format!("lost s=room%3Alobby e={e} o=2 reason=expired\n")
