@@ -420,7 +420,7 @@ impl<Up, Down> CrimsonConfig<Up, Down> {
         self.cluster = cluster;
         if let Some(history) = self.settings.history {
             // A conflict is reported by `validate`.
-            let _ = self.cluster.node().set_history(history);
+            let _ = self.cluster.backend().set_history(history);
         }
         self
     }
@@ -443,7 +443,7 @@ impl<Up, Down> CrimsonConfig<Up, Down> {
     pub fn with_history(mut self, history: crimson_core::cluster::History) -> Self {
         self.settings.history = Some(history);
         // A conflict is reported by `validate`.
-        let _ = self.cluster.node().set_history(history);
+        let _ = self.cluster.backend().set_history(history);
         self
     }
 

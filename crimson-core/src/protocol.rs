@@ -100,6 +100,9 @@ pub enum LostReason {
     EpochChanged,
     /// More were missed than a recovery may send at once.
     OverLimit,
+    /// The history could not be read in time (the server's store, Redis, is unavailable
+    /// or too slow); it may still be there.
+    Unavailable,
     /// The stream has no history (history is off), or the position is not one the stream
     /// has had.
     Unknown,
@@ -113,6 +116,7 @@ impl LostReason {
             Self::Expired => "expired",
             Self::EpochChanged => "epoch_changed",
             Self::OverLimit => "over_limit",
+            Self::Unavailable => "unavailable",
             Self::Unknown => "unknown_position",
         }
     }

@@ -31,6 +31,33 @@ fn two_chat_servers_on_one_redis_are_one_room() {
     bob.expect_line(": across the cluster");
 }
 
+/// The history is in Redis too: a chat client that fails over from one chat server to the
+/// other (`--url` twice) recovers there what was said while it was away.
+#[test]
+fn chat_client_fails_over_between_two_chat_servers_on_one_redis_and_recovers() {
+    let redis = RedisServer::start();
+    let (one, url_one) = server(&["--redis", &redis.url()]);
+    let (_two, url_two) = server(&["--redis", &redis.url()]);
+    let watcher = client_with(&url_one, &["--url", &url_two, "--name", "watcher"]);
+    watcher.expect_line(": hello from watcher");
+    drop(one);
+    // Said through the other server while the watcher is away (it waits 0.5 s or so to
+    // reconnect), or just after: either way it gets each once.
+    let mut talker = client_with(&url_two, &["--name", "talker"]);
+    talker.expect_line(": hello from talker");
+    talker.type_line("while you were away");
+    talker.expect_line(": while you were away");
+    let recovered = watcher.expect_line("recovered");
+    assert!(recovered.starts_with("recovered "), "{recovered}");
+    watcher.expect_line(": hello from talker");
+    watcher.expect_line(": while you were away");
+    assert_eq!(
+        redis.command(&[b"EXISTS", b"crimson-chat:{all:0}:history"]),
+        ":1",
+        "the chat's history is in Redis, under its prefix"
+    );
+}
+
 #[test]
 fn two_chat_servers_on_a_redis_cluster_are_one_room() {
     let redis = RedisClusterServer::start();
@@ -124,7 +151,9 @@ fn the_chat_server_serves_its_metrics() {
             format!("crimson_bytes_received_total{{{json_in}}}"),
             sent_bytes,
         ),
-        (format!("crimson_messages_sent_total{{{json_in}}}"), 5),
+        // Five broadcasts, and each client's `sub` frame (where it follows the chat's
+        // history from).
+        (format!("crimson_messages_sent_total{{{json_in}}}"), 7),
         (
             r#"crimson_broadcast_recipients_count{target="all"}"#.to_owned(),
             // One broadcast per message, whatever codecs the room speaks.

@@ -10,6 +10,7 @@
 //! | `redis_cluster.rs` | many nodes as one through a real `redis-server` |
 //! | `redis_acks.rs` | acknowledged broadcasts across nodes, through a real `redis-server` |
 //! | `redis_sharded.rs` | many nodes as one through a real Redis Cluster (six servers), a failover |
+//! | `redis_history.rs` | history in Redis: a client fails over to another node and recovers there |
 //!
 //! This library holds what they share: their message types ([`messages`]), recorders for the
 //! config hooks and a bounded wait ([`support`]), and a WebSocket client that writes frames

@@ -19,6 +19,8 @@ use crate::message::Payload;
 use crate::protocol::{Kind, LostReason, Position};
 use crate::session::{random_u64, Outgoing, SessionHandle, SessionId, SessionInfo, SharedPayload};
 
+pub(crate) mod backed;
+
 /// How many membership changes a slow subscriber may fall behind before it lags.
 const MEMBERSHIP_BOUND: usize = 1024;
 
@@ -115,6 +117,22 @@ fn subscribed(handle: &SessionHandle, position: Position) {
     if let Err(err) = handle.deliver(Outgoing::Single(frame)) {
         tracing::debug!(%err, session_id = %handle.id(), "a stream's position was not queued");
     }
+}
+
+/// A session starts following `stream` (`handle`, if it speaks the protocol): told where
+/// from if the stream is warm, else when it is. False when the stream is not warm (the
+/// caller asks its source to warm it, once the locks are released).
+fn follow(stream: &mut streams::Stream, name: &str, handle: Option<&SessionHandle>) -> bool {
+    if stream.warm {
+        if let Some(handle) = handle {
+            subscribed(handle, stream.position(name));
+        }
+        return true;
+    }
+    if let Some(handle) = handle {
+        stream.wait_for_position(handle);
+    }
+    false
 }
 
 /// A frame of `kind` with an empty body, as `handle`'s codec sends frames.
@@ -216,7 +234,7 @@ pub struct LocalClusterBuilder {
     max_connections: Option<usize>,
     max_lifetime: Option<Duration>,
     watchdog_interval: Duration,
-    history: Option<History>,
+    pub(crate) history: Option<History>,
 }
 
 impl LocalClusterBuilder {
@@ -344,11 +362,12 @@ impl LocalCluster {
     ) -> Delivery {
         let started = broadcast_metrics::start();
         let mut variants = Variants::new(payload, encode);
-        let mut delivery = Delivery::default();
         // With history, a publication in its stream: its offset is taken, and it is queued
         // for every recipient, under the stream's lock, so that every session gets the
-        // stream in offset order.
-        let stream = self.inner.streams.get().map(|streams| {
+        // stream in offset order. (Streams backed by another source number their
+        // publications there: see `deliver_next`.)
+        let own = self.inner.streams.get().filter(|s| s.source.is_none());
+        let stream = own.map(|streams| {
             let name = streams::stream_of(target);
             let stream = streams.get_or_make(&name);
             (streams, name, stream)
@@ -359,6 +378,14 @@ impl LocalCluster {
             variants.kind = Kind::Publication(stream.position(name));
             stream
         });
+        let delivery = self.offer_target(&mut variants, target);
+        self.metrics().record(Some(target), started, &delivery);
+        delivery
+    }
+
+    /// Offers `variants` to every session of this node `target` names.
+    fn offer_target(&self, variants: &mut Variants<'_>, target: &Target) -> Delivery {
+        let mut delivery = Delivery::default();
         let state = self.read();
         let mut offer = |member: &Member| variants.offer(&member.handle, &mut delivery);
         match target {
@@ -379,8 +406,6 @@ impl LocalCluster {
                 }
             }
         }
-        drop(state);
-        self.metrics().record(Some(target), started, &delivery);
         delivery
     }
 
@@ -495,17 +520,17 @@ impl LocalCluster {
 
     /// Adds a session; refused past the connection limit.
     pub fn add(&self, session: SessionHandle) -> Result<(), ClusterFull> {
+        let mut cold = false;
         {
             // With history, a session of the protocol follows `all` from now on: told where
             // that is under the stream's lock, so each publication is either before it or
-            // delivered to the session after it.
-            let stream = self
-                .inner
-                .streams
-                .get()
-                .filter(|_| session.is_framed())
+            // delivered to the session after it. (A backed stream that is not warm yet
+            // tells it once it is; every session is a recipient to warm it for.)
+            let streams = self.inner.streams.get();
+            let stream = streams
+                .filter(|s| session.is_framed() || s.source.is_some())
                 .map(|streams| streams.get_or_make(streams::ALL));
-            let all = stream.as_deref().map(streams::lock);
+            let mut all = stream.as_deref().map(streams::lock);
             let mut state = self.write();
             if let Some(limit) = self.inner.max_connections {
                 if state.sessions.len() >= limit {
@@ -513,7 +538,7 @@ impl LocalCluster {
                 }
             }
             let info = session.info().clone();
-            let following = all.is_some().then(|| session.clone());
+            let following = (all.is_some() && session.is_framed()).then(|| session.clone());
             state.sessions.insert(
                 session.id(),
                 Member {
@@ -525,9 +550,12 @@ impl LocalCluster {
             // No subscriber is not an error: nobody is listening.
             let _ = self.inner.events.send(Membership::Joined(info));
             drop(state);
-            if let (Some(all), Some(handle)) = (&all, &following) {
-                subscribed(handle, all.position(streams::ALL));
+            if let Some(stream) = &mut all {
+                cold = !follow(stream, streams::ALL, following.as_ref());
             }
+        }
+        if cold {
+            self.warm_up(streams::ALL);
         }
         self.start_watchdog();
         Ok(())
@@ -601,16 +629,16 @@ impl LocalCluster {
         // With history, a session of the protocol that joins follows the room's stream from
         // now on (told where that is under the stream's lock), unless a resume of it waited
         // for this join.
-        let follow = match self.inner.streams.get() {
+        let name = format!("room:{room}");
+        let joining = match self.inner.streams.get() {
             Some(streams) => {
                 let handle = self.get(id).ok_or(SendToError::NotFound(id))?;
-                handle
-                    .is_framed()
-                    .then(|| (handle, streams.get_or_make(&format!("room:{room}"))))
+                (handle.is_framed() || streams.source.is_some())
+                    .then(|| (handle, streams.get_or_make(&name)))
             }
             None => None,
         };
-        let mut following = follow
+        let mut following = joining
             .as_ref()
             .map(|(handle, stream)| (handle, streams::lock(stream)));
         let mut state = self.write();
@@ -621,7 +649,6 @@ impl LocalCluster {
         // A resume of this room's stream waited for the join: answered now. Publications
         // made meanwhile are queued live as well as recovered; the client keeps each once.
         let resume = member.waiting.as_mut().and_then(|waiting| {
-            let name = format!("room:{room}");
             let at = waiting.iter().position(|from| from.stream == name)?;
             Some(waiting.swap_remove(at))
         });
@@ -636,8 +663,12 @@ impl LocalCluster {
         if let Some(from) = resume {
             drop(following);
             self.resume(id, from);
-        } else if let Some((handle, stream)) = following.take() {
-            subscribed(handle, stream.position(&format!("room:{room}")));
+        } else if let Some((handle, mut stream)) = following.take() {
+            let framed = handle.is_framed().then_some(handle);
+            if !follow(&mut stream, &name, framed) {
+                drop(stream);
+                self.warm_up(&name);
+            }
         }
         Ok(())
     }
@@ -688,6 +719,11 @@ impl LocalCluster {
             }
         } else if from.stream != streams::ALL {
             self.answer_lost(id, from.stream, String::new(), 0, LostReason::Unknown);
+            return;
+        }
+        if let Some(source) = &streams.source {
+            // Answered by the backend, once it has read the stream's history.
+            source.resume(id, from);
             return;
         }
         let Some(stream) = streams.get(&from.stream) else {

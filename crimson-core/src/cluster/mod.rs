@@ -297,6 +297,15 @@ pub trait SessionCluster: Send + Sync + fmt::Debug + 'static {
         self.broadcast(payload, target)
     }
 
+    /// Turns history on, so that clients of the protocol that reconnect recover what they
+    /// missed ([`History`]): by default in this node's memory
+    /// ([`LocalCluster::set_history`]); a backend that spans nodes keeps it where every
+    /// node reads it (`RedisCluster`: in Redis). An error, with the settings already kept,
+    /// if history is on with other settings. What `CrimsonConfig::history` calls.
+    fn set_history(&self, history: History) -> Result<(), History> {
+        self.local().set_history(history)
+    }
+
     /// A reconnected client of session `id` (of this node) presents `from`, its last
     /// position in a stream: the session gets what it missed or is told why not
     /// ([`LocalCluster::resume`]). What the server does with each `resume` frame.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::Target;
 use crate::message::Payload;
 use crate::protocol::{LostReason, Position};
+use crate::session::{SessionHandle, SessionId};
 
 /// The stream of broadcasts to every session.
 pub const ALL: &str = "all";
@@ -88,6 +89,12 @@ impl History {
     pub fn limit(&self) -> usize {
         self.limit
     }
+
+    /// The most streams kept.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn streams_kept(&self) -> usize {
+        self.max_streams
+    }
 }
 
 /// A publication kept in a stream's history.
@@ -100,15 +107,28 @@ pub(crate) struct Entry {
 }
 
 /// One stream: its epoch, its last offset and what it keeps.
+///
+/// Backed by a backend ([`Source`]), it keeps nothing: `epoch` and `last` are where this
+/// node's sessions stand (the last publication delivered to them), known once the stream is
+/// `warm`.
 #[derive(Debug)]
 pub(crate) struct Stream {
-    epoch: String,
-    last: u64,
+    pub(crate) epoch: String,
+    pub(crate) last: u64,
     entries: VecDeque<Entry>,
     /// Why the newest publication no longer kept was dropped (`None`: none was).
     trimmed: Option<LostReason>,
-    used: Instant,
+    pub(crate) used: Instant,
+    /// Whether `epoch` and `last` are known (always, in memory).
+    pub(crate) warm: bool,
+    /// Sessions of the protocol that follow the stream but were not told from where yet (it
+    /// was not warm): told when it is.
+    pub(crate) pending: Vec<SessionHandle>,
 }
+
+/// The most sessions a stream keeps waiting for their `sub` frame before it drops those
+/// that have closed meanwhile.
+const MAX_PENDING: usize = 1024;
 
 impl Stream {
     fn new(now: Instant) -> Self {
@@ -118,6 +138,32 @@ impl Stream {
             entries: VecDeque::new(),
             trimmed: None,
             used: now,
+            warm: true,
+            pending: Vec::new(),
+        }
+    }
+
+    /// A stream of a backend, where nothing is known yet.
+    fn cold(now: Instant) -> Self {
+        Self {
+            epoch: String::new(),
+            last: 0,
+            warm: false,
+            ..Self::new(now)
+        }
+    }
+
+    /// `handle` waits to be told where it follows the stream from.
+    pub(crate) fn wait_for_position(&mut self, handle: &SessionHandle) {
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.retain(|waiting| !waiting.is_closed());
+        }
+        if !self
+            .pending
+            .iter()
+            .any(|waiting| waiting.id() == handle.id())
+        {
+            self.pending.push(handle.clone());
         }
     }
 
@@ -191,6 +237,19 @@ impl Stream {
     }
 }
 
+/// Where the positions of a cluster's streams come from when they are not this node's own:
+/// a backend (Redis) that numbers publications for every node, keeps their history and
+/// delivers them back to this node in order (see `LocalCluster`'s backed streams).
+pub(crate) trait Source: Send + Sync + std::fmt::Debug {
+    /// The stream `name` has recipients on this node but is not warm: find out where it
+    /// stands (then the node's streams are told, with [`Stream::warm`] set).
+    fn follow(&self, name: &str);
+
+    /// A reconnected client of session `id` presents `from`; answered later, under the
+    /// stream's lock.
+    fn resume(&self, id: SessionId, from: Position);
+}
+
 /// A cluster node's streams, each behind its own lock: a publication holds its stream's
 /// lock while it is queued for every recipient, so every session gets a stream's
 /// publications in offset order, and a recovery (under the same lock) fits between two.
@@ -198,6 +257,8 @@ impl Stream {
 pub(crate) struct Streams {
     pub(crate) history: History,
     map: Mutex<HashMap<String, Arc<Mutex<Stream>>>>,
+    /// The backend that numbers the publications, if this node does not.
+    pub(crate) source: Option<Arc<dyn Source>>,
 }
 
 impl Streams {
@@ -205,6 +266,16 @@ impl Streams {
         Self {
             history,
             map: Mutex::default(),
+            source: None,
+        }
+    }
+
+    /// Streams whose positions come from `source`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn backed(history: History, source: Arc<dyn Source>) -> Self {
+        Self {
+            source: Some(source),
+            ..Self::new(history)
         }
     }
 
@@ -227,9 +298,21 @@ impl Streams {
                 map.remove(&oldest);
             }
         }
-        let stream = Arc::new(Mutex::new(Stream::new(Instant::now())));
+        let now = Instant::now();
+        let stream = if self.source.is_some() {
+            Stream::cold(now)
+        } else {
+            Stream::new(now)
+        };
+        let stream = Arc::new(Mutex::new(stream));
         map.insert(name.to_owned(), stream.clone());
         stream
+    }
+
+    /// The names of the streams kept.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.map().keys().cloned().collect()
     }
 
     /// The stream named `name`, if it is kept (a resume never makes one).

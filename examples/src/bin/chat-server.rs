@@ -9,9 +9,11 @@
 //! `cargo run -p crimson-examples --bin chat-server [-- --addr HOST:PORT] [--redis URL]`
 //! (or `CRIMSON_ADDR=HOST:PORT`, `CRIMSON_REDIS=URL`); it serves `http://127.0.0.1:54321/`
 //! by default, with in-memory clusters. With `--redis redis://HOST:PORT`, every chat server
-//! on that Redis is one chat room; `--redis redis+cluster://HOST:PORT,HOST:PORT` (or any one
-//! node's `redis://` URL) does the same on a Redis Cluster, over sharded pub/sub. `--help`
-//! prints this usage.
+//! on that Redis is one chat room, and shares its history (the last 100 messages or 5
+//! minutes), kept in Redis: a client that fails over to another server recovers there what
+//! was said meanwhile; `--redis redis+cluster://HOST:PORT,HOST:PORT` (or any one node's
+//! `redis://` URL) does the same on a Redis Cluster, over sharded pub/sub. `--help` prints
+//! this usage.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,7 +41,8 @@ browser page at /, metrics at /metrics (Prometheus text format). Every message a
 sends reaches every client.
 
   --addr HOST:PORT   where to listen (default 127.0.0.1:54321; env CRIMSON_ADDR)
-  --redis URL        share the room with every chat server on this Redis, e.g.
+  --redis URL        share the room and its history (the last 100 messages or 5
+                     minutes) with every chat server on this Redis, e.g.
                      redis://127.0.0.1:6379, or on this Redis Cluster, e.g.
                      redis+cluster://127.0.0.1:7000,127.0.0.1:7001 (seed nodes; one
                      node's redis:// URL works too) (default: in memory; env CRIMSON_REDIS)
@@ -191,7 +194,8 @@ async fn main() -> std::io::Result<()> {
     // crimson-client): chat JSON compresses several times over.
     let config = CrimsonConfig::new()
         // The Crimson protocol for the clients that ask (crimson-client, the page): requests,
-        // and after a reconnect what was said meanwhile: the last 100 messages or 5 minutes.
+        // and after a reconnect what was said meanwhile: the last 100 messages or 5 minutes
+        // (with --redis, kept in Redis for every chat server on it: set on its cluster).
         .protocol(true)
         .history(100, std::time::Duration::from_secs(300))
         .compression(Deflate::new())

@@ -12,7 +12,7 @@ use super::relay::{self, PayloadCheck, Sequences};
 use super::report::Reports;
 use super::shards::{Shards, ShardsConfig};
 use super::{health, presence, publish, Node, RedisCluster, Tasks};
-use crate::cluster::{at_least, LocalCluster, LocalClusterBuilder};
+use crate::cluster::{at_least, History, LocalCluster, LocalClusterBuilder};
 use crate::message::CrimsonMessage;
 
 /// The default [`RedisClusterBuilder::max_payload`]: 1 MiB.
@@ -43,6 +43,7 @@ pub struct RedisClusterBuilder {
     check: Option<PayloadCheck>,
     broadcast_channels: u16,
     local: LocalClusterBuilder,
+    history: Option<History>,
 }
 
 impl RedisClusterBuilder {
@@ -60,6 +61,7 @@ impl RedisClusterBuilder {
             check: None,
             broadcast_channels: 16,
             local: LocalCluster::builder(),
+            history: None,
         }
     }
 
@@ -143,6 +145,16 @@ impl RedisClusterBuilder {
         self
     }
 
+    /// Keeps each stream's recent publications in Redis, shared by every node on it, so
+    /// that clients of the Crimson protocol recover what they missed on whichever node they
+    /// reconnect to ([`History`]; off by default; what `CrimsonConfig::history` turns on,
+    /// too). A history given to [`local`](Self::local) is kept in Redis as well. Give every
+    /// node the same settings.
+    pub fn history(mut self, history: History) -> Self {
+        self.history = Some(history);
+        self
+    }
+
     /// This node's own limits: connection limit, session lifetime.
     pub fn local(mut self, local: LocalClusterBuilder) -> Self {
         self.local = local;
@@ -202,7 +214,10 @@ impl RedisClusterBuilder {
             max_backoff: self.max_backoff,
         };
         let names = Names::new(&self.prefix);
-        let local = self.local.build();
+        let mut local = self.local;
+        // History is kept in Redis, where every node reads it, not in this node's memory.
+        let history = self.history.or(local.history.take());
+        let local = local.build();
         let node_id = local.node_id();
         let mut channels = vec![names.node_channel(node_id)];
         channels.extend((0..self.broadcast_channels).map(|k| names.broadcast(k)));
@@ -228,8 +243,13 @@ impl RedisClusterBuilder {
                 lag: crate::metrics::Histogram::new("crimson_redis_relay_lag_seconds", &[]),
                 acks: Arc::default(),
                 serving: Arc::new(tokio::sync::Semaphore::new(super::MAX_SERVING)),
+                history: std::sync::OnceLock::new(),
             }
         });
+        if let Some(history) = history {
+            // A new node: nothing is on yet.
+            let _ = super::history::enable(&shared, history);
+        }
         shared
             .shards
             .start(channels)

@@ -32,7 +32,13 @@ pub(super) async fn run(shared: Weak<Node>, wake: Arc<Notify>, every: Duration) 
         }
         let Some(node) = shared.upgrade() else { return };
         node.reports.flush();
+        let was_up = *node.available.borrow();
         let state = node.shards.maintain().await;
+        if state.is_ok() && !was_up {
+            // Reconnected (perhaps at once, to a Redis that restarted empty): what streams
+            // with history missed meanwhile is read back, or said lost.
+            super::history::catch_up(&node);
+        }
         match (state, down_since) {
             (Ok(()), None) => {}
             (Ok(()), Some(since)) => {

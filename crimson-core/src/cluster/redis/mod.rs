@@ -104,6 +104,27 @@
 //! know these messages: they count them as malformed, ask nobody, and the asking node
 //! counts them as silent.
 //!
+//! # History
+//!
+//! With history on ([`RedisClusterBuilder::history`], or `CrimsonConfig::history` on a
+//! route of this cluster), the streams live in Redis, shared by every node on it: a
+//! broadcast is a publication numbered, kept (a Redis Stream, capped at the history's size,
+//! expiring after its time to live) and published by one Lua script, on the room's channel
+//! or, for the stream `all`, on broadcast channel 0. Every node, the publishing one too,
+//! delivers it when it comes back on its subscription, in offset order; a node that missed
+//! some (its subscription was down) reads them back from the stream, or tells its sessions
+//! what it cannot (`lost`); a resume on any node reads the stream. A client that fails over
+//! to another node recovers there. Redis that lost the keys (restarted without
+//! persistence, flushed) is a new epoch: `epoch_changed`. During an outage a broadcast with
+//! history fails at once, for this node's sessions too: a publication is in the stream or
+//! nowhere. Details and bounds: `history/mod.rs`.
+//!
+//! A limit: on a Redis Cluster, a failover loses the writes its replica had not received
+//! yet (Redis replicates asynchronously). The offsets of publications made in the last
+//! moments before it are then given again to new ones, which nodes that delivered the first
+//! take for duplicates: those few are missed without a `lost`. One Redis restarted without
+//! persistence is not affected (a new epoch).
+//!
 //! # Keys and channels
 //!
 //! All start with the app's prefix `P` (`crimson` by default), so two apps on one Redis
@@ -119,6 +140,8 @@
 //! | `P:{node:ID}:ch` | channel: sends to one session of node `ID`; answers to its acknowledged broadcasts | `node:ID` |
 //! | `P:{node:ID}:sessions` | hash: session id → `path`, `config`, connect time; expires | `node:ID` |
 //! | `P:nodes` | sorted set: node → last heartbeat (ms, Redis's clock) | the key |
+//! | `P:{room:NAME}:history`, `P:{all:0}:history` | stream: a stream's history (with history on), entry `0-OFFSET` → `m` message, `t` time; capped, expires | `room:NAME`, `all:0` |
+//! | `P:{room:NAME}:stream`, `P:{all:0}:stream` | hash: a stream's epoch `e` and last offset `o`; expires a day (or twice the history's time to live) after its last use | `room:NAME`, `all:0` |
 //!
 //! ```no_run
 //! use crimson_core::cluster::{Cluster, LocalCluster};
@@ -141,6 +164,7 @@ mod answer;
 mod batch;
 mod builder;
 mod health;
+mod history;
 mod names;
 mod presence;
 mod publish;
@@ -205,6 +229,8 @@ pub(crate) struct Node {
     pub(crate) acks: Arc<acks::Table>,
     /// Permits to serve other nodes' acknowledged broadcasts, [`MAX_SERVING`] in all.
     pub(crate) serving: Arc<tokio::sync::Semaphore>,
+    /// The streams' history in Redis, once history is on (`history/`).
+    pub(crate) history: std::sync::OnceLock<history::NodeHistory>,
 }
 
 impl Node {
@@ -515,6 +541,11 @@ impl SessionCluster for RedisCluster {
         self.shared.presence.membership(room, id);
     }
 
+    /// History in Redis, shared by every node on it (see the module's docs, "History").
+    fn set_history(&self, history: super::History) -> Result<(), super::History> {
+        history::enable(&self.shared, history)
+    }
+
     fn count(&self) -> BoxFuture<'_, Result<usize, ClusterError>> {
         Box::pin(async move {
             if let Some(err) = self.unavailable_now() {
@@ -553,6 +584,9 @@ impl SessionCluster for RedisCluster {
         payload: Payload,
         target: Target,
     ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
+        if self.history_in_redis() {
+            return self.publish_in_stream(payload, target);
+        }
         let local = self.shared.local.deliver(&payload, &target);
         self.publish_broadcast(local, payload, target)
     }
@@ -563,6 +597,11 @@ impl SessionCluster for RedisCluster {
         encode: Encoder<'_>,
         target: Target,
     ) -> BoxFuture<'_, Result<Delivery, ClusterError>> {
+        if self.history_in_redis() {
+            // Every node's sessions, this one's too, get it from Redis, re-encoded from the
+            // payload for other codecs.
+            return self.publish_in_stream(payload, target);
+        }
         let local = self
             .shared
             .local

@@ -52,10 +52,41 @@ impl Names {
             .is_some_and(|rest| rest.starts_with(":{room:") && rest.ends_with(":ch"))
     }
 
+    /// Channel: the publications of `stream` (`all` or `room:NAME`) with history: the
+    /// room's channel, or broadcast channel 0 for `all` (every node listens to it).
+    pub(crate) fn stream_channel(&self, stream: &str) -> String {
+        match stream.strip_prefix("room:") {
+            Some(room) => self.room_channel(room),
+            None => self.broadcast(0),
+        }
+    }
+
+    /// Stream (a Redis Stream): the history of `stream`, one entry per publication with
+    /// its offset as the id's sequence (`0-OFFSET`); capped at the history's size; expires.
+    pub(crate) fn history(&self, stream: &str) -> String {
+        format!("{}:{{{}}}:history", self.prefix, stream_tag(stream))
+    }
+
+    /// Hash: the epoch (`e`) and last offset (`o`) of `stream`; expires long after its
+    /// history.
+    pub(crate) fn stream_state(&self, stream: &str) -> String {
+        format!("{}:{{{}}}:stream", self.prefix, stream_tag(stream))
+    }
+
     /// Channel `k` of the broadcasts to all sessions (every node subscribes to all of them;
     /// each node publishes on one, see [`broadcast_channel_of`]).
     pub(crate) fn broadcast(&self, k: u16) -> String {
         format!("{}:{{all:{k}}}:ch", self.prefix)
+    }
+}
+
+/// The hash tag of a stream's keys: `room:NAME` (the room's), or `all:0` (broadcast channel
+/// 0's) for `all`.
+fn stream_tag(stream: &str) -> &str {
+    if stream.starts_with("room:") {
+        stream
+    } else {
+        "all:0"
     }
 }
 
@@ -130,6 +161,28 @@ mod tests {
         assert_ne!(hash_tag(&names.sessions(7)), hash_tag(&names.sessions(8)));
         assert_eq!(hash_tag("plain"), "plain");
         assert_eq!(hash_tag("a{}b"), "a{}b");
+    }
+
+    #[test]
+    fn a_streams_keys_share_its_channels_tag() {
+        let names = Names::new("app");
+        for stream in ["all", "room:lobby", "room:a}b", "room:ü"] {
+            let channel = names.stream_channel(stream);
+            assert_eq!(
+                hash_tag(&names.history(stream)),
+                hash_tag(&channel),
+                "{stream}"
+            );
+            assert_eq!(
+                hash_tag(&names.stream_state(stream)),
+                hash_tag(&channel),
+                "{stream}"
+            );
+        }
+        assert_eq!(names.stream_channel("all"), "app:{all:0}:ch");
+        assert_eq!(names.history("all"), "app:{all:0}:history");
+        assert_eq!(names.stream_state("room:x"), "app:{room:x}:stream");
+        assert_eq!(names.stream_channel("room:x"), names.room_channel("x"));
     }
 
     #[test]

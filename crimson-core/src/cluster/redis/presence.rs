@@ -218,18 +218,30 @@ impl Writer {
             .collect();
         if !subscribe.is_empty() {
             node.shards.subscribe(subscribe).await;
+            super::history::subscribed(node, &with_members);
         }
         self.written_rooms.extend(joined);
         node.with_deadline(batch.run(&node.shards)).await?;
-        let unsubscribe: Vec<String> = empty
+        let unsubscribe: HashMap<String, &str> = empty
             .iter()
-            .map(|room| node.names.room_channel(room))
+            .map(|room| (node.names.room_channel(room), *room))
             .collect();
         if !unsubscribe.is_empty() {
-            for channel in &unsubscribe {
+            for room in &empty {
+                super::history::forget(node, room);
+            }
+            for channel in unsubscribe.keys() {
                 node.sequences.forget(channel);
             }
-            node.shards.unsubscribe(unsubscribe).await;
+            // A room joined again since (its next write subscribes anyway) stays: its
+            // stream's history goes on without a gap.
+            let joined_again = |channel: &str| {
+                unsubscribe
+                    .get(channel)
+                    .is_some_and(|room| !node.local.room_members(room).is_empty())
+            };
+            let channels = unsubscribe.keys().cloned().collect();
+            node.shards.unsubscribe_unless(channels, joined_again).await;
         }
         Ok(())
     }
@@ -317,6 +329,7 @@ impl Writer {
         for gone in self.written_rooms.difference(&rooms) {
             let key = node.names.room_node(gone, id);
             batch.add(&key, del(&key));
+            super::history::forget(node, gone);
         }
         node.with_deadline(batch.run(&node.shards)).await?;
         self.written_rooms = rooms;

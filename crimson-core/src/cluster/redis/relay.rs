@@ -100,6 +100,11 @@ pub(crate) fn push_handler(node: Weak<Node>) -> PushHandler {
 
 /// Delivers one relayed message to this node's sessions, or drops and counts it.
 pub(crate) fn relay(node: &Arc<Node>, channel: &[u8], message: Bytes) {
+    if super::history::is_enveloped(&message) {
+        // A publication of a stream with history, at its position.
+        super::history::arrived(node, channel, message);
+        return;
+    }
     // Before decoding anything (a text payload would be checked for UTF-8 in full).
     if message.len() > node.max_payload + wire::MAX_HEADER {
         node.reports.oversized(

@@ -53,6 +53,13 @@ pub struct RedisStats {
     /// sessions they asked before its deadline (each also counted in that stream's
     /// [`AckStream::silent_nodes`](crate::cluster::AckStream::silent_nodes)).
     pub acks_silent_nodes: u64,
+    /// Reads of a stream's history in Redis that failed (with history in Redis): where a
+    /// stream stands, missed publications. Retried, or told to the sessions concerned.
+    pub history_failures: u64,
+    /// Gaps in a stream this node's sessions were told about with a `lost` frame (with
+    /// history in Redis): publications they will not get (the history no longer had them,
+    /// Redis lost it, or could not be read in time).
+    pub stream_gaps: u64,
 }
 
 /// Counts one kind of event and says when to log it.
@@ -149,6 +156,8 @@ pub(crate) struct Reports {
     pub(crate) acks_unserved: Throttle,
     pub(crate) acks_ignored: Throttle,
     pub(crate) acks_silent: Throttle,
+    pub(crate) history: Throttle,
+    pub(crate) gaps: Throttle,
 }
 
 impl Reports {
@@ -163,6 +172,8 @@ impl Reports {
             acks_unserved: Throttle::new(),
             acks_ignored: Throttle::new(),
             acks_silent: Throttle::new(),
+            history: Throttle::new(),
+            gaps: Throttle::new(),
         }
     }
 
@@ -177,6 +188,8 @@ impl Reports {
             acks_unserved: self.acks_unserved.total(),
             acks_ignored: self.acks_ignored.total(),
             acks_silent_nodes: self.acks_silent.total(),
+            history_failures: self.history.total(),
+            stream_gaps: self.gaps.total(),
         }
     }
 
@@ -256,9 +269,25 @@ impl Reports {
         }
     }
 
+    /// A read of a stream's history failed.
+    pub(crate) fn history_failed(&self, err: &dyn fmt::Display) {
+        metrics::count("crimson_redis_history_failures_total", &[], 1);
+        if let Some(due) = self.history.hit(err) {
+            log_history(&due);
+        }
+    }
+
+    /// A stream's sessions were told of a gap (`lost`).
+    pub(crate) fn gap(&self, detail: &dyn fmt::Display) {
+        metrics::count("crimson_redis_stream_gaps_total", &[], 1);
+        if let Some(due) = self.gaps.hit(detail) {
+            log_gaps(&due);
+        }
+    }
+
     /// Logs the tails of bursts.
     pub(crate) fn flush(&self) {
-        let logs: [(&Throttle, LogFn); 9] = [
+        let logs: [(&Throttle, LogFn); 11] = [
             (&self.publish, log_publish),
             (&self.relay, log_relay),
             (&self.oversized, log_oversized),
@@ -268,6 +297,8 @@ impl Reports {
             (&self.acks_unserved, log_acks_unserved),
             (&self.acks_ignored, log_acks_ignored),
             (&self.acks_silent, log_acks_silent),
+            (&self.history, log_history),
+            (&self.gaps, log_gaps),
         ];
         for (throttle, log) in logs {
             if let Some(due) = throttle.flush() {
@@ -372,6 +403,24 @@ fn log_acks_silent(due: &Due) {
         "{} node(s) got an acknowledged broadcast of this node but never said which sessions \
          they asked before its deadline, since the last report (an older version, overloaded, \
          or its messages were lost)",
+        due.count
+    );
+}
+
+fn log_history(due: &Due) {
+    tracing::error!(
+        failures = due.count,
+        example = %due.detail,
+        "{} read(s) of stream history in Redis failed since the last report",
+        due.count
+    );
+}
+
+fn log_gaps(due: &Due) {
+    tracing::warn!(
+        gaps = due.count,
+        example = %due.detail,
+        "{} gap(s) in streams were told to this node's sessions (lost) since the last report",
         due.count
     );
 }

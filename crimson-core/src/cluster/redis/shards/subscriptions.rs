@@ -25,9 +25,16 @@ impl Shards {
         self.apply(&mut subs, channels).await
     }
 
-    /// No longer wants `channels`; unsubscribes where they are subscribed.
-    pub(crate) async fn unsubscribe(&self, channels: Vec<String>) -> bool {
+    /// No longer wants `channels`, but those for which `keep` is true when the
+    /// subscriptions are changed (a room that was joined again meanwhile); unsubscribes
+    /// where they are subscribed.
+    pub(crate) async fn unsubscribe_unless(
+        &self,
+        mut channels: Vec<String>,
+        keep: impl Fn(&str) -> bool,
+    ) -> bool {
         let mut subs = self.subs.lock().await;
+        channels.retain(|channel| !keep(channel));
         for channel in &channels {
             subs.wanted.remove(channel);
         }
