@@ -478,6 +478,14 @@ async fn the_history_is_in_redis_under_the_apps_prefix() {
 }
 
 /// Sends `resume` of `lobby` at `epoch`, `offset` and returns the answer's header.
+/// A new connection to `url` that resumes `lobby` from `offset` (a stream is resumed once per
+/// connection); it and the answer.
+async fn resume_on(url: &str, epoch: &str, offset: u64) -> (Ws, String) {
+    let mut ws = connect(url).await;
+    let answer = resume(&mut ws, epoch, offset).await;
+    (ws, answer)
+}
+
 async fn resume(ws: &mut Ws, epoch: &str, offset: u64) -> String {
     ws.send(Message::text(format!(
         "resume s=room%3Alobby e={epoch} o={offset}\n"
@@ -530,15 +538,17 @@ async fn resumes_are_answered_from_the_history_in_redis() {
         lobby_frame(&mut on_b).await,
         format!("pub s=room%3Alobby e={e} o=5\n{{\"text\":\"5\"}}")
     );
+    let url = b.server.url("/notes");
+    // A stream is resumed once per connection: each of these on a connection of its own.
     assert_eq!(
-        resume(&mut on_b, &e, 5).await,
+        resume_on(&url, &e, 5).await.1,
         format!("recovered s=room%3Alobby e={e} o=5 n=0\n")
     );
-    assert_eq!(resume(&mut on_b, &e, 2).await, lost(5, "over_limit"));
-    assert_eq!(resume(&mut on_b, &e, 1).await, lost(5, "history_too_short"));
-    assert_eq!(resume(&mut on_b, &e, 9).await, lost(5, "unknown_position"));
+    assert_eq!(resume_on(&url, &e, 2).await.1, lost(5, "over_limit"));
+    assert_eq!(resume_on(&url, &e, 1).await.1, lost(5, "history_too_short"));
+    assert_eq!(resume_on(&url, &e, 9).await.1, lost(5, "unknown_position"));
     assert_eq!(
-        resume(&mut on_b, "other", 5).await,
+        resume_on(&url, "other", 5).await.1,
         lost(5, "epoch_changed")
     );
 }
@@ -561,19 +571,18 @@ async fn publications_older_than_the_history_keeps_are_expired() {
     // The history lives on (the last publication refreshed it), its first entry has expired.
     a.cluster.broadcast_room("lobby", &note("2")).await.unwrap();
     assert!(lobby_frame(&mut ws).await.starts_with("pub "));
+    let url = a.server.url("/notes");
     assert_eq!(
-        resume(&mut ws, &e, 0).await,
+        resume_on(&url, &e, 0).await.1,
         format!("lost s=room%3Alobby e={e} o=2 reason=expired\n")
     );
-    assert_eq!(
-        resume(&mut ws, &e, 1).await,
-        format!("recovered s=room%3Alobby e={e} o=2 n=1\n")
-    );
-    assert!(lobby_frame(&mut ws).await.ends_with("{\"text\":\"2\"}"));
+    let (mut again, answer) = resume_on(&url, &e, 1).await;
+    assert_eq!(answer, format!("recovered s=room%3Alobby e={e} o=2 n=1\n"));
+    assert!(lobby_frame(&mut again).await.ends_with("{\"text\":\"2\"}"));
     // Nothing published for longer: the whole history expired.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
-        resume(&mut ws, &e, 1).await,
+        resume_on(&url, &e, 1).await.1,
         format!("lost s=room%3Alobby e={e} o=2 reason=expired\n")
     );
 }
