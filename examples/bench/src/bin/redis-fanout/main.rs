@@ -3,7 +3,13 @@
 //! nodes on one Redis and on a three-master Redis Cluster; where the knee is.
 //!
 //! `cargo run --release -p crimson-bench --bin redis-fanout [-- --quick] [--secs S]
-//! [--nodes 1,2,4] [--sessions N] [--rates R,R,…] [--backends single,cluster] [--json PATH]`
+//! [--nodes 1,2,4] [--sessions N] [--rates R,R,…] [--backends single,cluster] [--history N]
+//! [--json PATH]`
+//!
+//! `--history N` keeps the last N publications of each stream in Redis (history on, every
+//! node and publisher): each broadcast is then one Lua script (numbered, kept, published) and
+//! every node delivers in offset order. Run it beside a run without to see what history in
+//! Redis costs.
 //!
 //! It starts its own Redis (`redis-server` on a free loopback port) and Redis Cluster (six
 //! servers), then for each backend and node count: N node processes (this program with
@@ -75,9 +81,11 @@ struct NodeProcess {
 }
 
 impl NodeProcess {
-    fn start(spec: &str, sessions: usize) -> Self {
+    fn start(spec: &str, sessions: usize, history: Option<usize>) -> Self {
+        let history = history.map_or(String::new(), |n| n.to_string());
         let mut child = Command::new(std::env::current_exe().expect("this program"))
             .args(["--node", spec, "--sessions", &sessions.to_string()])
+            .args(["--history", &history])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -232,6 +240,13 @@ struct Setup {
     sessions: usize,
     rates: Vec<u64>,
     secs: f64,
+    /// Publications kept per stream in Redis, when history is on.
+    history: Option<usize>,
+}
+
+/// History on, keeping `size` publications of each stream for 5 minutes.
+pub(crate) fn history(size: usize) -> crimson_axum::cluster::History {
+    crimson_axum::cluster::History::new(size, Duration::from_secs(300))
 }
 
 /// Offers each rate in turn to `nodes` nodes on `redis`, until they cannot keep up.
@@ -239,12 +254,15 @@ async fn sweep(redis: &Backend, nodes: usize, setup: &Setup, steps: &mut Vec<Ste
     let (backend, spec, redis_pids) = (redis.name, redis.spec.as_str(), redis.pids.as_slice());
     let (sessions, secs) = (setup.sessions, setup.secs);
     let mut processes: Vec<NodeProcess> = (0..nodes)
-        .map(|_| NodeProcess::start(spec, sessions))
+        .map(|_| NodeProcess::start(spec, sessions, setup.history))
         .collect();
     let mut senders = Vec::new();
     for _ in 0..SENDERS {
-        let backend = RedisCluster::builder(spec)
-            .prefix(PREFIX)
+        let mut builder = RedisCluster::builder(spec).prefix(PREFIX);
+        if let Some(size) = setup.history {
+            builder = builder.history(history(size));
+        }
+        let backend = builder
             .build()
             .await
             .unwrap_or_else(|err| panic!("driver: {err}"));
@@ -332,7 +350,8 @@ async fn sweep(redis: &Backend, nodes: usize, setup: &Setup, steps: &mut Vec<Ste
 async fn main() {
     if let Some(spec) = arg("node") {
         let sessions = arg("sessions").and_then(|s| s.parse().ok()).unwrap_or(100);
-        node::run(&spec, sessions).await;
+        let history = arg("history").and_then(|s| s.parse().ok());
+        node::run(&spec, sessions, history).await;
         return;
     }
     let quick = flag("quick");
@@ -354,10 +373,18 @@ async fn main() {
         "redis-fanout: {sessions} sessions per node, {PAYLOAD}-byte messages to all from {SENDERS} publishing nodes, {secs} s per step; source {}",
         measure::source_state()
     );
+    let history: Option<usize> = arg("history").map(|s| {
+        s.parse()
+            .unwrap_or_else(|_| panic!("--history: `{s}` is not a number of publications"))
+    });
+    if let Some(size) = history {
+        println!("history on: the last {size} publications of each stream kept in Redis");
+    }
     let setup = Setup {
         sessions,
         rates,
         secs,
+        history,
     };
     let mut steps = Vec::new();
     for backend in backends.split(',') {

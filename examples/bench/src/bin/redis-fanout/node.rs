@@ -50,10 +50,14 @@ impl Deliver for Counting {
     }
 }
 
-/// Runs a node on the Redis at `spec` with `sessions` sessions until stdin ends.
-pub(crate) async fn run(spec: &str, sessions: usize) {
-    let backend = RedisCluster::builder(spec)
-        .prefix(PREFIX)
+/// Runs a node on the Redis at `spec` with `sessions` sessions until stdin ends; with history
+/// in Redis when `history` says how much.
+pub(crate) async fn run(spec: &str, sessions: usize, history: Option<usize>) {
+    let mut builder = RedisCluster::builder(spec).prefix(PREFIX);
+    if let Some(size) = history {
+        builder = builder.history(super::history(size));
+    }
+    let backend = builder
         .build()
         .await
         .unwrap_or_else(|err| panic!("node: {err}"));
