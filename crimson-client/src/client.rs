@@ -311,6 +311,21 @@ where
         self.shared().recovery.positions()
     }
 
+    /// The streams whose missed publications could not be recovered after the last
+    /// reconnect, and why (the state behind each [`ClientEvent::NotRecovered`]): a stream
+    /// leaves the list when a later reconnect recovers it. Empty while nothing was missed.
+    ///
+    /// [`ClientEvent::NotRecovered`]: crate::ClientEvent::NotRecovered
+    pub fn not_recovered(&self) -> Vec<(String, String)> {
+        self.shared()
+            .not_recovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(stream, reason)| (stream.clone(), reason.clone()))
+            .collect()
+    }
+
     /// How many incoming messages were skipped because they did not decode.
     pub fn skipped(&self) -> u64 {
         self.shared().skipped.load(Ordering::Relaxed)

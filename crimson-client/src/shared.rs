@@ -62,6 +62,8 @@ pub(crate) struct ClientState<Down> {
     pub(crate) recovery: crate::recovery::Recovery,
     /// The application was told a stream went unfollowed.
     told_unfollowed: AtomicBool,
+    /// Streams whose last recovery failed, and why (until one recovers).
+    pub(crate) not_recovered: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl<Down> ClientState<Down> {
@@ -85,16 +87,23 @@ impl<Down> ClientState<Down> {
     /// Announces how a stream's recovery went.
     pub(crate) fn recovery_outcome(&self, outcome: crate::recovery::Outcome) {
         use crate::recovery::Outcome;
+        let mut not_recovered = self
+            .not_recovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let event = match outcome {
             Outcome::Recovered { stream, count } => {
                 tracing::debug!(%stream, count, "recovered");
+                not_recovered.remove(&stream);
                 ClientEvent::Recovered { stream, count }
             }
             Outcome::NotRecovered { stream, reason } => {
                 tracing::info!(%stream, %reason, "missed publications could not be recovered");
+                not_recovered.insert(stream.clone(), reason.clone());
                 ClientEvent::NotRecovered { stream, reason }
             }
         };
+        drop(not_recovered);
         let _ = self.events.send(event);
     }
 
@@ -211,6 +220,7 @@ impl<Down: Clone> ClientState<Down> {
             framed: AtomicBool::new(false),
             recovery: crate::recovery::Recovery::default(),
             told_unfollowed: AtomicBool::new(false),
+            not_recovered: Mutex::default(),
         }
     }
 }

@@ -18,8 +18,13 @@ fn examples_dir() -> &'static Path {
 
 /// Runs `python/chat_client.py URL ARGS...` to its end; what it printed.
 fn python_chat(url: &str, args: &[&str]) -> String {
+    python_script("chat_client.py", url, args)
+}
+
+/// Runs `python/SCRIPT URL ARGS...` to its end; what it printed.
+fn python_script(script: &str, url: &str, args: &[&str]) -> String {
     let output = Command::new(common::python())
-        .arg(examples_dir().join("python/chat_client.py"))
+        .arg(examples_dir().join("python").join(script))
         .arg(url)
         .args(args)
         .output()
@@ -96,18 +101,7 @@ fn a_python_websockets_client_chats() {
 
 /// Runs `python/recovering_client.py URL ARGS...` to its end; what it printed.
 fn python_recovering(url: &str, args: &[&str]) -> String {
-    let output = Command::new(common::python())
-        .arg(examples_dir().join("python/recovering_client.py"))
-        .arg(url)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "python client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    python_script("recovering_client.py", url, args)
 }
 
 #[test]

@@ -390,6 +390,7 @@ async fn crimson_client_recovers_what_it_missed_once_and_in_order() {
     assert_eq!(positions[0].offset, 0);
     assert_eq!(positions[1].stream, "room:lobby");
     assert_eq!(positions[1].offset, 19);
+    assert!(client.not_recovered().is_empty());
 }
 
 #[tokio::test]
@@ -436,6 +437,11 @@ async fn crimson_client_is_told_when_it_cannot_recover() {
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(
+        client.not_recovered(),
+        [("room:lobby".to_owned(), "history_too_short".to_owned())],
+        "the state behind the event"
+    );
     cluster
         .broadcast_room("lobby", &note("after"))
         .await
