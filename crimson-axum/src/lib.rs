@@ -114,8 +114,8 @@ pub use upgrade::UpgradeRejection;
 
 #[doc(inline)]
 pub use crimson_core::{
-    close, cluster, codec, session as sessions, transport, Bytes, CloseCode, CloseRecord, ClosedBy,
-    Codec, CrimsonMessage, CrimsonRequest, DecodeError, EncodeError, FrameKind, Payload,
+    close, cluster, codec, protocol, session as sessions, transport, Bytes, CloseCode, CloseRecord,
+    ClosedBy, Codec, CrimsonMessage, CrimsonRequest, DecodeError, EncodeError, FrameKind, Payload,
     PayloadRef, Text,
 };
 

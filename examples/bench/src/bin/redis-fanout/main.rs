@@ -9,7 +9,7 @@
 //! `--history N` keeps the last N publications of each stream in Redis (history on, every
 //! node and publisher): each broadcast is then one Lua script (numbered, kept, published) and
 //! every node delivers in offset order. Run it beside a run without to see what history in
-//! Redis costs.
+//! Redis costs; it also times the recovery of 1,000 missed publications from Redis.
 //!
 //! It starts its own Redis (`redis-server` on a free loopback port) and Redis Cluster (six
 //! servers), then for each backend and node count: N node processes (this program with
@@ -23,6 +23,7 @@
 //! WebSocket writes are `bench`'s broadcast scenario).
 
 mod node;
+mod recover;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -418,6 +419,18 @@ async fn main() {
         for &n in &nodes {
             sweep(&redis, n, &setup, &mut steps).await;
         }
+    }
+    if let Some(size) = history {
+        // Recovery from the history in Redis, on one Redis.
+        let redis = RedisServer::start();
+        let mut times = recover::recover(&redis.url(), size, 1000, 5).await;
+        times.sort_by(f64::total_cmp);
+        println!(
+            "recovery of 1,000 missed from Redis (resume to the last queued, server side), 5 rounds: median {:.1} ms, min {:.1}, max {:.1}",
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1]
+        );
     }
     if let Some(path) = arg("json") {
         let json = serde_json::json!({ "source": measure::source_state(), "steps": steps });
