@@ -93,6 +93,15 @@ impl State {
             }
             index = index.max(end);
         }
+        // Push order is counted from the back (`front` is `pushed` less the length): taking
+        // one out from behind recoveries moves the front up one, so the recoveries before it
+        // move up with it.
+        for range in &mut self.recoveries {
+            if range.1 <= index {
+                range.0 += 1;
+                range.1 += 1;
+            }
+        }
         self.queue.remove((index - front) as usize)
     }
 }

@@ -300,4 +300,18 @@ fn drop_oldest_spares_a_recovery() {
         take_now(&mut rx, 100),
         vec![text(1), text(2), text(3), text(5), text(6)]
     );
+
+    // Live messages dropped from behind a recovery, again and again: the recovery stays
+    // whole and counted apart, however many go.
+    let (tx, mut rx) = outbox(2, OverflowPolicy::DropOldest);
+    tx.deliverer()
+        .deliver_all((0..3).map(text).collect())
+        .unwrap();
+    for n in 3..20 {
+        tx.try_push(text(n)).unwrap();
+    }
+    assert_eq!(
+        take_now(&mut rx, 100),
+        vec![text(0), text(1), text(2), text(18), text(19)]
+    );
 }
