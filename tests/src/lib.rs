@@ -13,8 +13,9 @@
 //! | `redis_history.rs` | history in Redis: a client fails over to another node and recovers there |
 //!
 //! This library holds what they share: their message types ([`messages`]), recorders for the
-//! config hooks and a bounded wait ([`support`]), and a WebSocket client that writes frames
-//! byte by byte ([`raw`]), for input no well-behaved client library would send.
+//! config hooks and a bounded wait ([`support`]), a WebSocket client that writes frames
+//! byte by byte ([`raw`]), for input no well-behaved client library would send, and a raw
+//! client of the Crimson protocol ([`v1`]).
 
 /// The README's examples compile (and those that can run, run).
 #[cfg(doctest)]
@@ -45,6 +46,19 @@ pub mod messages {
         pub from: String,
     }
 
+    /// A note of the recovery tests: `{"text": "..."}`, both ways.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, CrimsonMessage)]
+    #[crimson(codec = "json")]
+    pub struct Note {
+        /// The note's text.
+        pub text: String,
+    }
+
+    /// A note saying `text`.
+    pub fn note(text: &str) -> Note {
+        Note { text: text.into() }
+    }
+
     impl ChatMessage {
         /// A message saying `text`.
         pub fn new(text: impl Into<String>) -> Self {
@@ -59,6 +73,50 @@ pub mod messages {
                 text: text.into(),
                 from: from.into(),
             }
+        }
+    }
+}
+
+pub mod v1 {
+    //! A raw WebSocket client of the Crimson protocol (`crimson.v1`), frame by frame.
+
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    /// A raw client connection.
+    pub type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    /// A raw client asking for `protocols` (`Sec-WebSocket-Protocol`); what the server chose.
+    pub async fn connect_asking(url: &str, protocols: Option<&str>) -> (Ws, Option<String>) {
+        let mut request = url.into_client_request().unwrap();
+        if let Some(protocols) = protocols {
+            request
+                .headers_mut()
+                .insert("sec-websocket-protocol", protocols.parse().unwrap());
+        }
+        let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let chosen = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (ws, chosen)
+    }
+
+    /// A raw client of `crimson.v1.json`.
+    pub async fn connect(url: &str) -> Ws {
+        connect_asking(url, Some("crimson.v1.json")).await.0
+    }
+
+    /// The next frame, which must be a Text frame, within 5 s.
+    pub async fn next_text(ws: &mut Ws) -> String {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
+            other => panic!("expected a Text frame, got {other:?}"),
         }
     }
 }

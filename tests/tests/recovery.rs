@@ -7,23 +7,12 @@ use std::time::Duration;
 use axum::Router;
 use crimson_axum::cluster::Cluster;
 use crimson_axum::testing::TestServer;
-use crimson_axum::{
-    ConfigName, CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt,
-};
+use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
 use crimson_client::{ClientEvent, CrimsonClient, RetryPolicy};
+use crimson_tests::messages::{note, Note};
+use crimson_tests::v1::{connect, next_text};
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CrimsonMessage)]
-struct Note {
-    text: String,
-}
-
-fn note(text: &str) -> Note {
-    Note { text: text.into() }
-}
 
 const NOTES: ConfigName<Note, Note> = ConfigName::new("notes");
 
@@ -50,24 +39,6 @@ async fn server(size: usize, join_at_once: bool) -> (TestServer, Cluster<Note>) 
         })
         .layer(CrimsonLayer::new().config(NOTES, config));
     (TestServer::new(app).await, cluster)
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(url: &str) -> Ws {
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", "crimson.v1.json".parse().unwrap());
-    tokio_tungstenite::connect_async(request).await.unwrap().0
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
-        Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
-        other => panic!("expected a Text frame, got {other:?}"),
-    }
 }
 
 /// The epoch in a frame's header (`e=…`).

@@ -11,23 +11,12 @@ use axum::Router;
 use crimson_axum::cluster::redis::RedisCluster;
 use crimson_axum::cluster::{Cluster, History};
 use crimson_axum::testing::{RedisClusterServer, RedisServer, TestServer};
-use crimson_axum::{
-    ConfigName, CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonSession, RouterExt,
-};
+use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
 use crimson_client::{ClientEvent, CrimsonClient, Endpoint, RetryPolicy, Subscription};
+use crimson_tests::messages::{note, Note};
+use crimson_tests::v1::{connect, Ws};
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CrimsonMessage)]
-struct Note {
-    text: String,
-}
-
-fn note(text: &str) -> Note {
-    Note { text: text.into() }
-}
 
 const NOTES: ConfigName<Note, Note> = ConfigName::new("notes");
 
@@ -261,18 +250,6 @@ async fn redis_that_lost_its_keys_is_an_epoch_change_said_to_the_client() {
         }
         other => panic!("{other:?}"),
     }
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A connection of the protocol, by hand.
-async fn connect(url: &str) -> Ws {
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", "crimson.v1.json".parse().unwrap());
-    tokio_tungstenite::connect_async(request).await.unwrap().0
 }
 
 /// The offsets and texts of `lobby`'s publications `ws` gets, until `n` of them.

@@ -10,6 +10,7 @@ use crimson_axum::{
     ConfigName, CrimsonConfig, CrimsonLayer, CrimsonMessage, CrimsonRequest, CrimsonSession,
     Incoming, RequestError, RouterExt,
 };
+use crimson_tests::v1::{connect_asking as connect, next_text, Ws};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -101,32 +102,6 @@ async fn server() -> TestServer {
                 .config(PING, CrimsonConfig::new().protocol(true)),
         );
     TestServer::new(app).await
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A raw client asking for `protocols`; what the server chose.
-async fn connect(url: &str, protocols: Option<&str>) -> (Ws, Option<String>) {
-    let mut request = url.into_client_request().unwrap();
-    if let Some(protocols) = protocols {
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", protocols.parse().unwrap());
-    }
-    let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let chosen = response
-        .headers()
-        .get("sec-websocket-protocol")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (ws, chosen)
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
-        Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
-        other => panic!("expected a Text frame, got {other:?}"),
-    }
 }
 
 #[tokio::test]
