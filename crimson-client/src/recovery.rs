@@ -4,6 +4,7 @@
 //! once, in offset order; what cannot be recovered is an event, never a silent gap.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crimson_core::protocol::{self, Kind, Position};
@@ -11,7 +12,7 @@ use crimson_core::{FrameKind, Payload, PayloadRef};
 
 /// The most streams a client follows (the server reads at most 64 `resume` frames).
 pub(crate) const MAX_STREAMS: usize = 64;
-/// The most live publications held for a stream while its recovery is under way.
+/// The most live publications held, across every stream, while recoveries are under way.
 const MAX_HELD: usize = 10_000;
 
 /// What happened to a stream's recovery, for the client's events.
@@ -73,6 +74,8 @@ struct Follow {
 #[derive(Debug, Default)]
 pub(crate) struct Recovery {
     streams: Mutex<HashMap<String, Follow>>,
+    /// Publications held across every stream (changed under the lock of `streams`).
+    held: AtomicUsize,
 }
 
 impl Recovery {
@@ -106,6 +109,7 @@ impl Recovery {
         let mut frames = Vec::with_capacity(streams.len());
         for (stream, follow) in streams.iter_mut() {
             follow.phase = Phase::Waiting { held: Vec::new() };
+            self.held.store(0, Ordering::Relaxed);
             frames.push(protocol::write(
                 Kind::Resume(Position {
                     stream: stream.clone(),
@@ -121,6 +125,7 @@ impl Recovery {
     /// A new connection without the protocol: nothing can be resumed. Every stream followed
     /// is forgotten, each with its outcome.
     pub(crate) fn unresumable(&self, reason: &str) -> Vec<Outcome> {
+        self.held.store(0, Ordering::Relaxed);
         self.lock()
             .drain()
             .map(|(stream, _)| Outcome::NotRecovered {
@@ -136,6 +141,7 @@ impl Recovery {
         for follow in self.lock().values_mut() {
             follow.phase = Phase::Live;
         }
+        self.held.store(0, Ordering::Relaxed);
     }
 
     /// A `pub` frame.
@@ -174,7 +180,8 @@ impl Recovery {
                 // Else a publication already delivered.
             }
             Phase::Waiting { held } => {
-                if held.len() < MAX_HELD {
+                if self.held.load(Ordering::Relaxed) < MAX_HELD {
+                    self.held.fetch_add(1, Ordering::Relaxed);
                     held.push(Held {
                         epoch: at.epoch,
                         offset: at.offset,
@@ -188,7 +195,7 @@ impl Recovery {
                         reason: "no answer to the resume".into(),
                     });
                     follow.phase = Phase::Live;
-                    flush(follow, held, &mut step);
+                    flush(follow, held, &mut step, &self.held);
                     if at.epoch == follow.epoch && at.offset > follow.offset {
                         follow.offset = at.offset;
                         step.deliver.push(Out::This);
@@ -206,7 +213,7 @@ impl Recovery {
                     let count = *count;
                     let held = std::mem::take(held);
                     follow.phase = Phase::Live;
-                    flush(follow, held, &mut step);
+                    flush(follow, held, &mut step, &self.held);
                     step.outcome = Some(Outcome::Recovered {
                         stream: at.stream,
                         count,
@@ -262,7 +269,7 @@ impl Recovery {
         let held = std::mem::take(held);
         if count == 0 {
             follow.phase = Phase::Live;
-            flush(follow, held, &mut step);
+            flush(follow, held, &mut step, &self.held);
             step.outcome = Some(Outcome::Recovered {
                 stream: at.stream,
                 count,
@@ -292,7 +299,7 @@ impl Recovery {
         follow.epoch = at.epoch;
         // What was held arrived live: delivered, though older than the stream's position.
         follow.offset = 0;
-        flush(follow, held, &mut step);
+        flush(follow, held, &mut step, &self.held);
         follow.offset = follow.offset.max(at.offset);
         step.gap = Some(Outcome::NotRecovered {
             stream: at.stream,
@@ -303,7 +310,8 @@ impl Recovery {
 }
 
 /// Delivers what was held, in offset order, once each, past the stream's position.
-fn flush(follow: &mut Follow, mut held: Vec<Held>, step: &mut Step) {
+fn flush(follow: &mut Follow, mut held: Vec<Held>, step: &mut Step, total: &AtomicUsize) {
+    total.fetch_sub(held.len(), Ordering::Relaxed);
     held.sort_by_key(|h| h.offset);
     for h in held {
         if h.epoch != follow.epoch {
@@ -416,6 +424,30 @@ mod tests {
         assert_eq!(texts(&step), ["1"], "still delivered");
         assert_eq!(step.unfollowed.as_deref(), Some("room:other"));
         assert_eq!(r.positions().len(), MAX_STREAMS);
+    }
+
+    #[test]
+    fn what_is_held_is_bounded_across_every_stream() {
+        let r = Recovery::default();
+        r.subscribed(at("room:a", "e", 0));
+        r.subscribed(at("room:b", "e", 0));
+        r.resumes(FrameKind::Text);
+        for n in 1..=MAX_HELD as u64 {
+            assert!(r
+                .publication(at("room:a", "e", n), body(n))
+                .deliver
+                .is_empty());
+        }
+        // Another stream's publication finds the bound reached: its gap is said, and it goes on.
+        let step = r.publication(at("room:b", "e", 1), body(1));
+        assert!(
+            matches!(step.gap, Some(Outcome::NotRecovered { ref stream, .. }) if stream == "room:b")
+        );
+        assert_eq!(texts(&step), ["1"]);
+        // The held ones of `a` go out with its answer, and count no more.
+        let step = r.recovered(at("room:a", "e", 0), 0);
+        assert_eq!(step.deliver.len(), MAX_HELD);
+        assert_eq!(r.held.load(Ordering::Relaxed), 0);
     }
 
     #[test]
