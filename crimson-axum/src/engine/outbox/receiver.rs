@@ -109,6 +109,10 @@ impl OutboxReceiver {
         let mut state = self.inner.state();
         self.inner.set_writer(&mut state, cx);
         self.registered = Some(identity(cx.waker()));
+        // A push took the waker since the last `take` (or the task's waker changed): what it
+        // queued is still there, and `take`'s look without the lock must not miss it once
+        // the waker is registered again.
+        self.drained = state.queue.is_empty();
     }
 
     fn is_registered(&self, cx: &Context<'_>) -> bool {

@@ -315,3 +315,17 @@ fn drop_oldest_spares_a_recovery() {
         vec![text(0), text(1), text(2), text(18), text(19)]
     );
 }
+
+/// While the socket is full the writer only registers for wake-ups; what was pushed
+/// meanwhile is taken when it takes again, though no push came after its last registration
+/// (it was left queued until the next push: a slow reader's last messages stalled).
+#[test]
+fn messages_pushed_while_the_writer_only_registers_are_taken() {
+    let (tx, mut rx) = outbox(8, OverflowPolicy::Disconnect);
+    tx.try_push(text(0)).unwrap();
+    assert_eq!(take_now(&mut rx, 100), vec![text(0)]);
+    tx.try_push(text(1)).unwrap();
+    let waker = Waker::noop();
+    rx.register_only(&mut Context::from_waker(waker));
+    assert_eq!(take_now(&mut rx, 100), vec![text(1)]);
+}
