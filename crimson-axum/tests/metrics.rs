@@ -368,6 +368,82 @@ async fn a_broadcast_through_redis_records_its_publish_and_relay_lag() {
     );
 }
 
+/// With history in Redis, resumes are answered by the node after reading Redis: each is
+/// counted in `crimson_recoveries_total` by its outcome, as in memory.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn resumes_answered_from_redis_are_counted_by_outcome() {
+    use std::sync::Arc;
+
+    use crimson_axum::cluster::redis::RedisCluster;
+    use crimson_axum::cluster::{Cluster, History, SessionCluster};
+    use crimson_axum::protocol::{self, Kind, Position};
+    use crimson_axum::sessions::{MemorySink, SessionHandle, SessionId, SessionInfo};
+
+    let _one = ONE_AT_A_TIME.lock().await;
+    snapshotter();
+    let redis = crimson_axum::testing::RedisServer::start();
+    let backend = RedisCluster::builder(redis.url())
+        .prefix("metrics-history")
+        .history(History::new(10, Duration::from_secs(60)))
+        .build()
+        .await
+        .unwrap();
+    let cluster = Cluster::<String>::new(backend.clone());
+    let id = SessionId::on_node(backend.node_id());
+    let sink = Arc::new(MemorySink::new(64));
+    let info = SessionInfo {
+        id,
+        connected_at: std::time::SystemTime::now(),
+        remote_addr: None,
+        path: "/metrics".into(),
+        config: "metrics-history".into(),
+    };
+    backend
+        .add(SessionHandle::new(info, sink.clone()).framing(true))
+        .unwrap();
+    cluster.broadcast(&"kept".to_string()).await.unwrap();
+    // The publication comes back through Redis, behind its position.
+    let mut epoch = None;
+    for _ in 0..250 {
+        for frame in sink.take() {
+            if let Ok((Kind::Publication(at), _)) = protocol::read(frame.payload().as_ref()) {
+                epoch = Some(at.epoch);
+            }
+        }
+        if epoch.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let epoch = epoch.expect("the publication was delivered");
+    let recovered = ("outcome", "recovered");
+    let changed = ("outcome", "epoch_changed");
+    let (recovered_before, changed_before) = (
+        counter("crimson_recoveries_total", &[recovered]),
+        counter("crimson_recoveries_total", &[changed]),
+    );
+    let messages_before = counter("crimson_recovered_messages_total", &[]);
+    let at = |epoch: &str| Position {
+        stream: "all".into(),
+        epoch: epoch.into(),
+        offset: 0,
+    };
+    backend.resume(id, at(&epoch));
+    backend.resume(id, at("not-this-one"));
+    wait_for(
+        "crimson_recoveries_total",
+        &[recovered],
+        recovered_before + 1,
+    )
+    .await;
+    wait_for("crimson_recoveries_total", &[changed], changed_before + 1).await;
+    assert_eq!(
+        counter("crimson_recovered_messages_total", &[]),
+        messages_before + 1
+    );
+}
+
 /// A message of two codecs (JSON, the default, and CBOR).
 #[derive(serde::Serialize, serde::Deserialize, crimson_axum::CrimsonMessage)]
 #[crimson(codecs("json", "cbor"))]

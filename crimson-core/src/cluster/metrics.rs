@@ -41,13 +41,14 @@ pub(crate) struct BroadcastMetrics {
 }
 
 /// Every outcome of a resume, as `crimson_recoveries_total` labels it.
-const OUTCOMES: [&str; 6] = [
+const OUTCOMES: [&str; 7] = [
     "recovered",
     "history_too_short",
     "expired",
     "epoch_changed",
     "over_limit",
     "unknown_position",
+    "unavailable",
 ];
 
 impl BroadcastMetrics {

@@ -181,19 +181,22 @@ impl LocalCluster {
     }
 
     /// Answers a resume of session `id` in stream `name`, under the stream's lock: `answer`
-    /// makes the frames from the session and where this node stands (`None`: not warm).
+    /// makes the frames from the session and where this node stands (`None`: not warm), and
+    /// says how it went (`recovered` with the publications sent, or a `lost` reason), as
+    /// `crimson_recoveries_total` counts it.
     pub(crate) fn answer_resume(
         &self,
         id: SessionId,
         name: &str,
-        answer: impl FnOnce(&SessionHandle, Option<View>) -> Vec<Outgoing>,
+        answer: impl FnOnce(&SessionHandle, Option<View>) -> (Vec<Outgoing>, &'static str, usize),
     ) {
         let Some(streams) = self.backed() else { return };
         let stream = streams.get_or_make(name);
         let stream = streams::lock(&stream);
         let Some(handle) = self.get(id) else { return };
         let view = stream.warm.then(|| (stream.epoch.clone(), stream.last));
-        let frames = answer(&handle, view);
+        let (frames, outcome, recovered) = answer(&handle, view);
+        self.metrics().recovery(outcome, recovered);
         if let Err(err) = handle.deliver_all(frames) {
             tracing::debug!(%err, session_id = %id, "a recovery was not queued");
         }

@@ -114,14 +114,16 @@ async fn find(node: &Node, history: &NodeHistory, from: &Position) -> Answer {
     }
 }
 
-/// The frames of the answer for `handle`, under the stream's lock; `view`: where this node
-/// stands now.
+/// The frames of the answer for `handle`, under the stream's lock (`view`: where this node
+/// stands now), its outcome (`recovered` or the `lost` reason) and how many it recovered.
 fn frames(
     handle: &SessionHandle,
     from: &Position,
     view: Option<View>,
     answer: Answer,
-) -> Vec<Outgoing> {
+) -> (Vec<Outgoing>, &'static str, usize) {
+    let lost =
+        |now, reason: LostReason| (vec![lost_frame(handle, now, reason)], reason.as_str(), 0);
     let (epoch_now, last_now) = view.unwrap_or_default();
     let now = Position {
         stream: from.stream.clone(),
@@ -134,10 +136,8 @@ fn frames(
             upto,
             missed,
         } if epoch == now.epoch => (epoch, upto, missed),
-        Answer::Recovered { .. } => {
-            return vec![lost_frame(handle, now, LostReason::EpochChanged)];
-        }
-        Answer::Lost(reason) => return vec![lost_frame(handle, now, reason)],
+        Answer::Recovered { .. } => return lost(now, LostReason::EpochChanged),
+        Answer::Lost(reason) => return lost(now, reason),
     };
     let at = |offset| Position {
         stream: from.stream.clone(),
@@ -151,9 +151,10 @@ fn frames(
             Ok(frame) => frames.push(Outgoing::Single(frame)),
             Err(err) => {
                 tracing::warn!(%err, stream = %from.stream, "a kept publication did not re-encode for a recovery");
-                return vec![lost_frame(handle, now, LostReason::Unknown)];
+                return lost(now, LostReason::Unknown);
             }
         }
     }
-    frames
+    let recovered = frames.len() - 1;
+    (frames, "recovered", recovered)
 }
