@@ -287,7 +287,9 @@ impl<Up, Down> CrimsonConfig<Up, Down> {
 
     /// The bound of each session's outgoing queue and what a full queue does. A recovery
     /// after a reconnect ([`history`](Self::history)) is queued whole past it and is not
-    /// counted against it, nor dropped by [`OverflowPolicy::DropOldest`].
+    /// counted against it, nor dropped by [`OverflowPolicy::DropOldest`]. A publication
+    /// that policy drops for a client of the protocol is told to it (`lost … reason=dropped`,
+    /// `docs/protocol.md`), so that it is never a silent gap.
     #[must_use]
     pub fn outgoing_queue(mut self, messages: usize, overflow: OverflowPolicy) -> Self {
         self.settings.outgoing_queue = messages;

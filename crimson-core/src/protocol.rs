@@ -106,6 +106,11 @@ pub enum LostReason {
     /// The stream has no history (history is off), or the position is not one the stream
     /// has had.
     Unknown,
+    /// The server dropped publications on their way to this client, while it was connected:
+    /// its queue was full under the `DropOldest` overflow policy, or a publication could not
+    /// be encoded in the client's codec. The `lost` frame stands where the last dropped one
+    /// would have been, at its position; the stream goes on after it.
+    Dropped,
 }
 
 impl LostReason {
@@ -118,6 +123,7 @@ impl LostReason {
             Self::OverLimit => "over_limit",
             Self::Unavailable => "unavailable",
             Self::Unknown => "unknown_position",
+            Self::Dropped => "dropped",
         }
     }
 }

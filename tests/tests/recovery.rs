@@ -267,6 +267,71 @@ async fn a_stream_resumed_twice_on_one_connection_closes_it() {
 }
 
 /// A crimson-client that reconnects 50 ms after a drop.
+/// A client that stops reading while the room is flooded, on a route whose queues drop the
+/// oldest: what was dropped is never a silent gap. Reading again, it gets every publication
+/// in order, and a `lost … reason=dropped` where publications went, before what follows them.
+#[tokio::test]
+async fn a_slow_reader_is_told_what_its_queue_dropped() {
+    let config = CrimsonConfig::new()
+        .protocol(true)
+        .history(16, Duration::from_secs(300))
+        .outgoing_queue(8, crimson_axum::sessions::OverflowPolicy::DropOldest)
+        .write_timeout(Duration::from_secs(60));
+    let cluster = config.session_cluster().clone();
+    let app = Router::new()
+        .crimson("/notes", NOTES, |session| handler(session, false))
+        .layer(CrimsonLayer::new().config(NOTES, config));
+    let server = TestServer::new(app).await;
+    let mut ws = connect(&server.url("/notes")).await;
+    sessions(&cluster, 1).await;
+    let e = epoch(&next_text(&mut ws).await);
+    // It reads nothing now: the socket, the write buffer, then the queue fill up.
+    let chunk = "s".repeat(64 * 1024);
+    let mut published = 0u64;
+    let mut dropped = 0;
+    while dropped < 40 {
+        assert!(published < 5_000, "the queue never filled");
+        let delivery = cluster.broadcast(&note(&chunk)).await.unwrap();
+        published += 1;
+        dropped += delivery.dropped_oldest;
+        // The session's task writes what the socket takes meanwhile.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut last = 0;
+    let mut gaps = 0;
+    while last < published {
+        let frame = next_text(&mut ws).await;
+        let header = frame.split('\n').next().unwrap();
+        let offset: u64 = header
+            .split(' ')
+            .find_map(|field| field.strip_prefix("o="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        if header.starts_with("lost ") {
+            assert_eq!(
+                header,
+                format!("lost s=all e={e} o={offset} reason=dropped")
+            );
+            assert!(offset > last, "a gap told at {offset} after {last}");
+            gaps += 1;
+        } else {
+            assert!(header.starts_with(&format!("pub s=all e={e} ")), "{header}");
+            assert_eq!(offset, last + 1, "{offset} after {last} with no gap told");
+        }
+        last = offset;
+    }
+    assert!(gaps > 0);
+    assert!(
+        last > 40 + 8,
+        "some were written before the queue filled, or after the gap"
+    );
+    assert!(
+        gaps < dropped,
+        "consecutive drops are told once ({gaps} notices for {dropped} dropped)"
+    );
+}
+
 fn client(url: String) -> CrimsonClient<Note, Note> {
     CrimsonClient::builder()
         .url(url)

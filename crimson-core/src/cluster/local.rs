@@ -76,7 +76,13 @@ impl<'a> Variants<'a> {
                         self.encode,
                         &self.kind,
                     ) {
-                        Ok(payload) => Some(Outgoing::Shared(SharedPayload::new(payload))),
+                        Ok(payload) => Some(Outgoing::Shared(match &self.kind {
+                            // A queue that drops it tells the client so.
+                            Kind::Publication(position) if wire.1 => {
+                                SharedPayload::publication(payload, position.clone())
+                            }
+                            _ => SharedPayload::new(payload),
+                        })),
                         Err(err) => {
                             tracing::warn!(codec = wire.0, %err, "a broadcast did not re-encode for its recipients of another codec");
                             None
@@ -88,6 +94,13 @@ impl<'a> Variants<'a> {
             };
             let Some(message) = made else {
                 delivery.failed += 1;
+                if let (Kind::Publication(position), true) = (&self.kind, wire.1) {
+                    // Never a silent gap: the client is told where the publication was.
+                    let lost = backed::lost_frame(handle, position.clone(), LostReason::Dropped);
+                    if let Err(err) = handle.deliver(lost) {
+                        tracing::debug!(%err, session_id = %handle.id(), "a dropped publication was not told");
+                    }
+                }
                 return;
             };
             message
@@ -1222,6 +1235,38 @@ mod tests {
             get("crimson_recovered_messages_total", ""),
             Some(&DebugValue::Counter(2))
         );
+    }
+
+    /// With history, a publication that does not encode in a session's codec is no silent
+    /// gap: a session of the protocol is told `lost … reason=dropped` at its position. Frames
+    /// of the protocol carry their position, so that a queue that drops one can say so too.
+    #[test]
+    fn a_publication_that_does_not_encode_is_told_as_dropped() {
+        let cluster = LocalCluster::builder()
+            .history(super::History::new(4, Duration::MAX))
+            .build();
+        let mut boxes = Vec::new();
+        for (codec, framed) in [(0, true), (2, true), (2, false)] {
+            let (handle, outbox) = session(&cluster, "/c", 8);
+            cluster
+                .add(handle.framing(framed).speaking::<Counted>(codec))
+                .unwrap();
+            boxes.push(outbox);
+        }
+        let delivery = cluster.deliver(&text("hi"), &Target::All);
+        assert_eq!((delivery.delivered, delivery.failed), (1, 2));
+        let got: Vec<_> = boxes.iter().map(|outbox| outbox.take()).collect();
+        // Each session of the protocol was told where it follows `all` from first.
+        assert_eq!(got[0].len(), 2);
+        let position = got[0][1].position().expect("a publication").clone();
+        assert_eq!((position.stream.as_str(), position.offset), ("all", 1));
+        assert_eq!(got[1].len(), 2);
+        assert_eq!(got[1][1].position(), None);
+        assert_eq!(
+            got[1][1].payload().as_bytes(),
+            format!("lost s=all e={} o=1 reason=dropped\n", position.epoch).as_bytes()
+        );
+        assert!(got[2].is_empty(), "a plain session cannot be told");
     }
 
     /// A room's resume waits for the join, so what waits is bounded: a room name no session

@@ -50,7 +50,9 @@ pub enum OverflowPolicy {
     #[default]
     Disconnect,
     /// Drop the oldest queued message to make room, counting each drop. Suits feeds where
-    /// only the latest state matters (prices, positions).
+    /// only the latest state matters (prices, positions). A publication dropped on its way
+    /// to a session of the Crimson protocol is told to it: a `lost … reason=dropped` frame of
+    /// its stream takes its place (see [`Outgoing::dropped_notice`]), one per stream at most.
     DropOldest,
 }
 
@@ -148,7 +150,7 @@ pub enum AskError {
 /// What a session's outgoing queue has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
-    /// Messages written to the socket.
+    /// Messages written to the socket (the notices of dropped publications among them).
     pub sent: u64,
     /// Messages dropped: by [`OverflowPolicy::DropOldest`], or discarded when the session
     /// closed at once or ended with messages still queued.

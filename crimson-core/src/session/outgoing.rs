@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::message::Payload;
+use crate::protocol::{Kind, LostReason, Position};
 #[cfg(feature = "transport")]
 use crate::transport::DeflateCache;
 
@@ -36,6 +37,35 @@ impl Outgoing {
         }
     }
 
+    /// The position of the publication this frame carries, when it is one (a `pub` frame of
+    /// the Crimson protocol, made by a cluster with history).
+    pub fn position(&self) -> Option<&Position> {
+        match self {
+            Self::Single(_) => None,
+            Self::Shared(shared) => shared.position(),
+        }
+    }
+
+    /// What a queue that drops this message queues in its place: for a publication, a `lost`
+    /// frame of its stream (reason [`LostReason::Dropped`], at its position, in its framing),
+    /// so that the client is told of the gap where the publication would have been; for any
+    /// other message, nothing.
+    pub fn dropped_notice(&self) -> Option<Outgoing> {
+        let position = self.position()?;
+        let empty = match self.payload() {
+            Payload::Text(_) => Payload::Text("".into()),
+            Payload::Binary(_) => Payload::Binary(Default::default()),
+        };
+        let notice = crate::protocol::write(
+            Kind::Lost {
+                position: position.clone(),
+                reason: LostReason::Dropped.as_str().to_owned(),
+            },
+            &empty,
+        );
+        Some(Self::Single(notice))
+    }
+
     /// Where a compressed form shared by every recipient is kept, for a broadcast.
     #[cfg(feature = "transport")]
     pub fn deflate_cache(&self) -> Option<&DeflateCache> {
@@ -57,6 +87,8 @@ pub struct SharedPayload {
 
 struct Inner {
     payload: Payload,
+    /// Where this publication stands in its stream (a `pub` frame), if it is one.
+    position: Option<Position>,
     #[cfg(feature = "transport")]
     deflate: DeflateCache,
 }
@@ -83,6 +115,20 @@ impl SharedPayload {
         Self {
             inner: Arc::new(Inner {
                 payload,
+                position: None,
+                #[cfg(feature = "transport")]
+                deflate: DeflateCache::new(),
+            }),
+        }
+    }
+
+    /// Shares `payload`, a `pub` frame of the publication at `position`: a queue that drops
+    /// it tells the client (see [`Outgoing::dropped_notice`]).
+    pub fn publication(payload: Payload, position: Position) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                payload,
+                position: Some(position),
                 #[cfg(feature = "transport")]
                 deflate: DeflateCache::new(),
             }),
@@ -97,5 +143,11 @@ impl SharedPayload {
     /// The encoded message.
     pub fn payload(&self) -> &Payload {
         &self.inner.payload
+    }
+
+    /// The publication's position, if it is a `pub` frame made with
+    /// [`publication`](Self::publication).
+    pub fn position(&self) -> Option<&Position> {
+        self.inner.position.as_ref()
     }
 }

@@ -27,7 +27,8 @@ impl Inner {
         } else {
             match self.policy {
                 OverflowPolicy::DropOldest => {
-                    state.drop_oldest_live();
+                    let noticed = state.drop_oldest_live();
+                    self.noticed.fetch_add(noticed, Ordering::SeqCst);
                     self.dropped.fetch_add(1, Ordering::SeqCst);
                     self.counted.dropped.add(1);
                     self.notify_flushed();
@@ -189,8 +190,10 @@ impl OutboxSender {
             flushed.as_mut().enable();
             {
                 let state = self.inner.state();
-                let settled = self.inner.sent.load(Ordering::SeqCst)
-                    + self.inner.dropped.load(Ordering::SeqCst);
+                // Under the lock, as a notice's count moves with its message's drop.
+                let settled = (self.inner.sent.load(Ordering::SeqCst)
+                    + self.inner.dropped.load(Ordering::SeqCst))
+                .saturating_sub(self.inner.noticed.load(Ordering::SeqCst));
                 if state.closed || settled >= target {
                     return;
                 }

@@ -24,6 +24,10 @@ pub(super) struct Inner {
     pub(super) policy: OverflowPolicy,
     pub(super) dropped: AtomicU64,
     pub(super) sent: AtomicU64,
+    /// Notices of dropped publications queued in their place: each such message is counted
+    /// dropped, and then its notice sent (or dropped), so `sent + dropped` runs this much
+    /// ahead of the messages pushed.
+    pub(super) noticed: AtomicU64,
     /// Callers waiting in `flushed`; updated and read sequentially consistently with `sent`
     /// and `dropped`, so a waiter either sees a count or is notified of it.
     pub(super) flush_waiters: AtomicUsize,
@@ -56,8 +60,11 @@ pub(super) struct State {
     /// writer runs next in the same round.
     pub(super) own_task: Option<(usize, usize)>,
     /// Recoveries still queued, as ranges `[start, end)` of push order (`pushed` before and
-    /// after), oldest first: not counted against the capacity, and never dropped.
+    /// after), oldest first: not counted against the capacity, and never dropped. A notice
+    /// of dropped publications is one such range, of one message.
     pub(super) recoveries: Vec<(u64, u64)>,
+    /// The notices of dropped publications still queued: their push-order index and stream.
+    pub(super) notices: Vec<(u64, String)>,
 }
 
 impl State {
@@ -82,9 +89,14 @@ impl State {
         self.queue.len() - recovering as usize
     }
 
-    /// Takes out the oldest message that is not part of a recovery (there is one when
-    /// `live_len` is not 0).
-    pub(super) fn drop_oldest_live(&mut self) -> Option<Outgoing> {
+    /// Drops the oldest message that is not part of a recovery (there is one when `live_len`
+    /// is not 0). A publication's place is taken by a `lost` notice of its stream (reason
+    /// `dropped`), which is never dropped itself, and which replaces that stream's earlier
+    /// notice still queued: the client is told of each gap where it is, and a queue holds at
+    /// most one notice per stream. Returns how many more messages the queue now holds than
+    /// were pushed (1 when a notice took the place of a message, 0 when it also replaced an
+    /// earlier notice, or when none was made).
+    pub(super) fn drop_oldest_live(&mut self) -> u64 {
         let front = self.front();
         let mut index = front;
         for &(start, end) in &self.recoveries {
@@ -93,16 +105,52 @@ impl State {
             }
             index = index.max(end);
         }
-        // Push order is counted from the back (`front` is `pushed` less the length): taking
-        // one out from behind recoveries moves the front up one, so the recoveries before it
-        // move up with it.
+        let slot = (index - front) as usize;
+        let Some(notice) = self.queue[slot].dropped_notice() else {
+            self.remove(index);
+            return 0;
+        };
+        let stream = self.queue[slot]
+            .position()
+            .map(|position| position.stream.clone())
+            .unwrap_or_default();
+        self.queue[slot] = notice;
+        let at = self
+            .recoveries
+            .iter()
+            .position(|&(start, _)| start > index)
+            .unwrap_or(self.recoveries.len());
+        self.recoveries.insert(at, (index, index + 1));
+        self.notices.retain(|&(at, _)| at >= front);
+        if let Some(earlier) = self.notices.iter().position(|(_, s)| *s == stream) {
+            // Told by the later one: what the earlier one covered is before it.
+            let (earlier, _) = self.notices.swap_remove(earlier);
+            self.recoveries.retain(|&(start, _)| start != earlier);
+            self.remove(earlier);
+            self.notices.push((index, stream));
+            return 0;
+        }
+        self.notices.push((index, stream));
+        1
+    }
+
+    /// Takes out the message at push-order `index`. Push order is counted from the back
+    /// (`front` is `pushed` less the length): taking one out moves the front up one, so the
+    /// recoveries and notices before it move up with it.
+    fn remove(&mut self, index: u64) {
         for range in &mut self.recoveries {
             if range.1 <= index {
                 range.0 += 1;
                 range.1 += 1;
             }
         }
-        self.queue.remove((index - front) as usize)
+        for (at, _) in &mut self.notices {
+            if *at < index {
+                *at += 1;
+            }
+        }
+        let front = self.front();
+        self.queue.remove((index - front) as usize);
     }
 }
 

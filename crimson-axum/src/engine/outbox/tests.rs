@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::Duration;
 
-use crimson_core::session::{Outgoing, OverflowPolicy, Queued, SendError};
+use crimson_core::protocol::{self, Kind, Position};
+use crimson_core::session::{Outgoing, OverflowPolicy, Queued, SendError, SharedPayload};
 use crimson_core::{CloseCode, Payload};
 
 use super::receiver::Took;
@@ -328,4 +329,157 @@ fn messages_pushed_while_the_writer_only_registers_are_taken() {
     let waker = Waker::noop();
     rx.register_only(&mut Context::from_waker(waker));
     assert_eq!(take_now(&mut rx, 100), vec![text(1)]);
+}
+
+fn publication(stream: &str, offset: u64) -> Outgoing {
+    let position = Position {
+        stream: stream.into(),
+        epoch: "e".into(),
+        offset,
+    };
+    let body = Payload::Text(format!("{stream} {offset}").into());
+    let frame = protocol::write(Kind::Publication(position.clone()), &body);
+    Outgoing::Shared(SharedPayload::publication(frame, position))
+}
+
+fn notice(stream: &str, offset: u64) -> Outgoing {
+    publication(stream, offset)
+        .dropped_notice()
+        .expect("a publication")
+}
+
+/// A publication dropped to make room is never a silent gap: a `lost … reason=dropped` of its
+/// stream takes its place, and a later drop in the same stream replaces the earlier notice
+/// (one per stream at most), so the client learns of each gap before what follows it.
+#[tokio::test]
+async fn drop_oldest_tells_of_dropped_publications() {
+    let (tx, mut rx) = outbox(2, OverflowPolicy::DropOldest);
+    tx.try_push(publication("all", 1)).unwrap();
+    tx.try_push(publication("all", 2)).unwrap();
+    // Dropped: all 1 (its notice), then all 2 (its notice replaces the first), then room 1,
+    // then all 3 (replacing all 2's); a plain message dropped has no notice.
+    tx.try_push(publication("room:a", 1)).unwrap();
+    tx.try_push(publication("all", 3)).unwrap();
+    tx.try_push(text(7)).unwrap();
+    tx.try_push(publication("all", 4)).unwrap();
+    tx.try_push(text(8)).unwrap();
+    assert_eq!(tx.dropped(), 5);
+    assert_eq!(
+        take_now(&mut rx, 100),
+        vec![
+            notice("room:a", 1),
+            notice("all", 3),
+            publication("all", 4),
+            text(8)
+        ]
+    );
+    // The notice frame itself, as a client reads it.
+    let Outgoing::Single(frame) = notice("all", 3) else {
+        unreachable!()
+    };
+    assert_eq!(frame.as_bytes(), b"lost s=all e=e o=3 reason=dropped\n");
+    // Each message pushed is settled once: written, or dropped (a notice in its place is
+    // written instead, and not counted twice).
+    rx.record_sent(4);
+    tokio::time::timeout(Duration::from_secs(5), tx.flushed())
+        .await
+        .expect("everything pushed is settled");
+    let waiter = {
+        let tx = tx.clone();
+        tx.try_push(text(9)).unwrap();
+        tokio::spawn(async move { tx.flushed().await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!waiter.is_finished(), "one message is not written yet");
+    let _ = take_now(&mut rx, 100);
+    rx.record_sent(1);
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A notice stays where its publication was, behind a recovery queued before it, and a later
+/// drop of its stream moves it past the recovery.
+#[test]
+fn a_dropped_publications_notice_keeps_its_place() {
+    let (tx, mut rx) = outbox(1, OverflowPolicy::DropOldest);
+    tx.try_push(publication("all", 5)).unwrap();
+    tx.deliverer()
+        .deliver_all(vec![text(0), publication("all", 4), publication("all", 5)])
+        .unwrap();
+    tx.try_push(publication("all", 6)).unwrap();
+    tx.try_push(publication("all", 7)).unwrap();
+    assert_eq!(
+        take_now(&mut rx, 100),
+        vec![
+            text(0),
+            publication("all", 4),
+            publication("all", 5),
+            notice("all", 6),
+            publication("all", 7),
+        ]
+    );
+}
+
+/// Under a flood over several streams, the queue holds at most its capacity and one notice
+/// per stream, and what the client reads is, per stream, every publication in order with
+/// each gap told before what follows it.
+#[test]
+fn a_flood_of_publications_is_told_gap_by_gap() {
+    const STREAMS: [&str; 3] = ["all", "room:a", "room:b"];
+    let (tx, mut rx) = outbox(4, OverflowPolicy::DropOldest);
+    let mut read = Vec::new();
+    let mut next = [0u64; 3];
+    let mut step = 0u64;
+    for n in 0..3_000usize {
+        // A pseudo-random stream each time, and a read now and then.
+        step = step
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let s = (step >> 33) as usize % 3;
+        next[s] += 1;
+        tx.try_push(publication(STREAMS[s], next[s])).unwrap();
+        assert!(tx.inner.state().queue.len() <= 4 + STREAMS.len());
+        if n % 97 == 0 {
+            read.extend(take_now(&mut rx, 3));
+        }
+    }
+    read.extend(take_now(&mut rx, 100));
+    let mut last = [0u64; 3];
+    let mut gaps = 0;
+    for message in &read {
+        let (s, offset, is_notice) = match message {
+            Outgoing::Shared(shared) => {
+                let position = shared.position().unwrap();
+                (position.stream.clone(), position.offset, false)
+            }
+            Outgoing::Single(frame) => match protocol::read(frame.as_ref()).unwrap().0 {
+                Kind::Lost { position, reason } => {
+                    assert_eq!(reason, "dropped");
+                    (position.stream, position.offset, true)
+                }
+                other => panic!("unexpected {other:?}"),
+            },
+        };
+        let i = STREAMS.iter().position(|name| *name == s).unwrap();
+        if is_notice {
+            assert!(
+                offset > last[i],
+                "{s}: a notice at {offset} after {}",
+                last[i]
+            );
+            gaps += 1;
+        } else {
+            assert_eq!(
+                offset,
+                last[i] + 1,
+                "{s}: {offset} after {} without a notice",
+                last[i]
+            );
+        }
+        last[i] = offset;
+    }
+    assert_eq!(last, next, "every stream read to its end");
+    assert!(gaps > 0, "the flood dropped some");
 }
