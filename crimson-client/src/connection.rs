@@ -486,6 +486,10 @@ fn receive<Down: CrimsonMessage + Clone>(shared: &ClientState<Down>, frame: Payl
             let step = shared.recovery.subscribed(at);
             apply(shared, step, body);
         }
+        Kind::Unsubscribed { stream } => {
+            let step = shared.recovery.unsubscribed(stream);
+            apply(shared, step, body);
+        }
         Kind::Recovered { position, count } => {
             let step = shared.recovery.recovered(position, count);
             apply(shared, step, body);

@@ -41,9 +41,11 @@ pub enum ClientEvent {
     },
     /// After a reconnect, what `stream` published while the client was away cannot be
     /// recovered: the application missed messages and is told so. `reason` is the server's
-    /// (`history_too_short`, `expired`, `epoch_changed`, `over_limit`, `unknown_position`) or
-    /// the client's own (the new connection does not speak the Crimson protocol). The stream
-    /// goes on from its latest publication.
+    /// (`history_too_short`, `expired`, `epoch_changed`, `over_limit`, `unknown_position`,
+    /// `unavailable`; `dropped` while connected, when the server dropped publications on
+    /// their way) or the client's own (the new connection does not speak the Crimson
+    /// protocol; the session left the room before the resume was answered). The stream goes
+    /// on from its latest publication.
     NotRecovered {
         /// `all`, or `room:<name>`.
         stream: String,

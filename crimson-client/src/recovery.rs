@@ -256,6 +256,34 @@ impl Recovery {
         step
     }
 
+    /// An `unsub` frame: the session left the room, and the stream is forgotten (not resumed
+    /// after a reconnect). Whatever was held is delivered; a resume still unanswered will
+    /// not be (the server drops it), so what it would have recovered is a gap, said.
+    pub(crate) fn unsubscribed(&self, stream: String) -> Step {
+        let mut step = Step::default();
+        let mut streams = self.lock();
+        let Some(mut follow) = streams.remove(&stream) else {
+            return step;
+        };
+        match std::mem::replace(&mut follow.phase, Phase::Live) {
+            Phase::Live => {}
+            Phase::Waiting { held } => {
+                step.gap = Some(Outcome::NotRecovered {
+                    stream,
+                    reason: "left the room before the resume was answered".into(),
+                });
+                // What was held arrived live, after the gap: delivered in offset order.
+                follow.epoch.clear();
+                follow.offset = 0;
+                flush(&mut follow, held, &mut step, &self.held);
+            }
+            // The recovered publications come before the `unsub`: not reached, but what was
+            // held is delivered all the same.
+            Phase::Recovering { held, .. } => flush(&mut follow, held, &mut step, &self.held),
+        }
+        step
+    }
+
     /// A `recovered` frame: `count` missed publications follow.
     pub(crate) fn recovered(&self, at: Position, count: u64) -> Step {
         let mut step = Step::default();
@@ -451,6 +479,40 @@ mod tests {
     }
 
     #[test]
+    fn a_room_left_is_forgotten_and_not_resumed() {
+        let r = Recovery::default();
+        r.subscribed(at("all", "e", 0));
+        r.subscribed(at("room:a", "e", 2));
+        assert_eq!(texts(&r.publication(at("room:a", "e", 3), body(3))), ["3"]);
+        let step = r.unsubscribed("room:a".into());
+        assert!(step.gap.is_none() && step.deliver.is_empty());
+        assert_eq!(r.positions(), [at("all", "e", 0)]);
+        assert_eq!(r.resumes(FrameKind::Text).len(), 1, "only `all` is resumed");
+        // Left while its resume waited: what arrived meanwhile is delivered after the gap.
+        let r = Recovery::default();
+        r.subscribed(at("room:b", "e", 4));
+        r.resumes(FrameKind::Text);
+        assert!(r
+            .publication(at("room:b", "e", 9), body(9))
+            .deliver
+            .is_empty());
+        assert!(r
+            .publication(at("room:b", "e", 8), body(8))
+            .deliver
+            .is_empty());
+        let step = r.unsubscribed("room:b".into());
+        assert!(matches!(
+            step.gap,
+            Some(Outcome::NotRecovered { ref stream, .. }) if stream == "room:b"
+        ));
+        assert_eq!(texts(&step), ["8", "9"]);
+        assert_eq!(r.held.load(Ordering::Relaxed), 0);
+        assert!(r.positions().is_empty());
+        // An unknown stream's `unsub` changes nothing.
+        assert!(r.unsubscribed("room:c".into()).deliver.is_empty());
+    }
+
+    #[test]
     fn a_lost_stream_says_so_and_goes_on() {
         let r = Recovery::default();
         r.publication(at("all", "e", 3), body(3));
@@ -475,7 +537,8 @@ mod tests {
     }
 }
 
-/// Random runs of publish / read / disconnect / reconnect / node restart against a real
+/// Random runs of publish / read / disconnect / reconnect / node restart / leave / join
+/// against a real
 /// [`LocalCluster`](crimson_core::cluster::LocalCluster) with history, the client's side
 /// being this module: every publication reaches the application once and in order, or the
 /// gap before it was said (`NotRecovered`) after it was published.
@@ -495,11 +558,18 @@ mod model {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Publish { room: bool },
+        Publish {
+            room: bool,
+        },
         Read(usize),
         Disconnect,
-        Reconnect { join_first: bool },
+        Reconnect {
+            join_first: bool,
+        },
         Restart,
+        /// The application takes the session out of the room (`unsub`), or back in.
+        Leave,
+        Join,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -509,6 +579,8 @@ mod model {
             1 => Just(Op::Disconnect),
             2 => any::<bool>().prop_map(|join_first| Op::Reconnect { join_first }),
             1 => Just(Op::Restart),
+            1 => Just(Op::Leave),
+            1 => Just(Op::Join),
         ]
     }
 
@@ -525,6 +597,14 @@ mod model {
         client: Recovery,
         /// The live connection: its session and the frames not read yet.
         session: Option<(SessionId, Arc<MemorySink>)>,
+        /// The live session is in the room.
+        in_room: bool,
+        /// When the live session left the room and joined it again (alternately), and how
+        /// many of their `unsub` and `sub` frames the client has read.
+        leaves: Vec<u64>,
+        joins: Vec<u64>,
+        unsubs_read: usize,
+        resubs_read: usize,
         unread: VecDeque<Payload>,
         /// Per stream, each publication's id, the time it was made, and whether the client
         /// was owed it: it followed the stream then (it had learned a position in it).
@@ -570,10 +650,15 @@ mod model {
                 self.cluster.join(id, "r").unwrap();
             }
             self.session = Some((id, sink));
+            self.in_room = true;
         }
 
         fn disconnect(&mut self) {
             if let Some((id, _)) = self.session.take() {
+                self.leaves.clear();
+                self.joins.clear();
+                self.unsubs_read = 0;
+                self.resubs_read = 0;
                 self.cluster.remove(id);
                 self.unread.clear();
                 self.client.connection_lost();
@@ -590,11 +675,34 @@ mod model {
                     return;
                 };
                 let (kind, body) = protocol::read(frame.as_ref()).unwrap();
+                match &kind {
+                    // Left: what the room publishes from then on is not owed, until the
+                    // client reads the `sub` of its next join (then what follows it is).
+                    Kind::Unsubscribed { .. } => {
+                        let left = self.leaves[self.unsubs_read];
+                        self.unsubs_read += 1;
+                        self.owe("room:r", left, u64::MAX, false);
+                    }
+                    Kind::Subscribed(at)
+                        if at.stream == "room:r" && self.resubs_read < self.unsubs_read =>
+                    {
+                        let joined = self.joins[self.resubs_read];
+                        self.resubs_read += 1;
+                        let until = self
+                            .leaves
+                            .get(self.resubs_read)
+                            .copied()
+                            .unwrap_or(u64::MAX);
+                        self.owe("room:r", joined, until, true);
+                    }
+                    _ => {}
+                }
                 let step = match kind {
                     Kind::Subscribed(at) => self.client.subscribed(at),
                     Kind::Publication(at) => self.client.publication(at, body),
                     Kind::Recovered { position, count } => self.client.recovered(position, count),
                     Kind::Lost { position, reason } => self.client.lost(position, reason),
+                    Kind::Unsubscribed { stream } => self.client.unsubscribed(stream),
                     other => panic!("unexpected {other:?}"),
                 };
                 self.apply(step, body.as_bytes());
@@ -617,6 +725,15 @@ mod model {
             }
         }
 
+        /// Marks what `stream` published between `after` and `before` as owed or not.
+        fn owe(&mut self, stream: &str, after: u64, before: u64, owed: bool) {
+            for publication in self.published.entry(stream.into()).or_default() {
+                if publication.1 > after && publication.1 < before {
+                    publication.2 = owed;
+                }
+            }
+        }
+
         fn publish(&mut self, room: bool) {
             self.count += 1;
             let (stream, target) = if room {
@@ -626,7 +743,9 @@ mod model {
             };
             let id = format!("{stream}#{}", self.count);
             let at = self.tick();
-            let owed = self.client.positions().iter().any(|p| p.stream == stream);
+            // Owed while it follows the stream, unless its live session is out of the room.
+            let owed = self.client.positions().iter().any(|p| p.stream == stream)
+                && (!room || self.session.is_none() || self.in_room);
             self.published
                 .entry(stream.into())
                 .or_default()
@@ -694,6 +813,11 @@ mod model {
                 cluster: LocalCluster::builder().history(history).build(),
                 client: Recovery::default(),
                 session: None,
+                in_room: false,
+                leaves: Vec::new(),
+                joins: Vec::new(),
+                unsubs_read: 0,
+                resubs_read: 0,
                 unread: VecDeque::new(),
                 published: HashMap::new(),
                 seen: Vec::new(),
@@ -711,6 +835,25 @@ mod model {
                         world.connect(join_first);
                     }
                     Op::Restart => world.restart(),
+                    Op::Leave | Op::Join => {
+                        if let Some((id, _)) = &world.session {
+                            let id = *id;
+                            let at = world.tick();
+                            match op {
+                                Op::Leave if world.in_room => {
+                                    world.cluster.leave(id, "r");
+                                    world.in_room = false;
+                                    world.leaves.push(at);
+                                }
+                                Op::Join if !world.in_room => {
+                                    world.cluster.join(id, "r").unwrap();
+                                    world.in_room = true;
+                                    world.joins.push(at);
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
                 }
             }
             // The end: connected, everything read.

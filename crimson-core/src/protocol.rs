@@ -55,6 +55,14 @@ pub enum Kind {
     /// it connects, for a room when it joins), so that a client that gets nothing before a
     /// reconnect still knows where to resume from. The body is empty.
     Subscribed(Position),
+    /// The session no longer follows `stream` (server to client: it left the room), so the
+    /// client forgets the stream and does not resume it after a reconnect. The publications
+    /// before it were the session's; none come after it until a `sub` of the stream. The
+    /// body is empty.
+    Unsubscribed {
+        /// `room:<name>`.
+        stream: String,
+    },
     /// The last position a client got in a stream, after a reconnect (client to server); the
     /// body is empty.
     Resume(Position),
@@ -208,6 +216,11 @@ fn parse(header: &str) -> Result<Kind, ProtocolError> {
     Ok(match kind {
         "pub" => Kind::Publication(position("pub")?),
         "sub" => Kind::Subscribed(position("sub")?),
+        "unsub" => Kind::Unsubscribed {
+            stream: stream
+                .take()
+                .ok_or_else(|| ProtocolError::new("crimson.v1: an `unsub` needs `s`"))?,
+        },
         "resume" => Kind::Resume(position("resume")?),
         "recovered" => Kind::Recovered {
             position: position("recovered")?,
@@ -320,6 +333,11 @@ fn put_header(out: &mut BytesMut, kind: &Kind) {
             write_position(out, "sub", position);
             Ok(())
         }
+        Kind::Unsubscribed { stream } => {
+            out.put_slice(b"unsub s=");
+            encode_value(out, stream);
+            Ok(())
+        }
         Kind::Resume(position) => {
             write_position(out, "resume", position);
             Ok(())
@@ -407,6 +425,9 @@ mod tests {
                 epoch: "e".into(),
                 offset: 3,
             }),
+            Kind::Unsubscribed {
+                stream: "room:a b".into(),
+            },
         ] {
             for body in [&text, &binary] {
                 let frame = write(kind.clone(), body);
@@ -422,6 +443,16 @@ mod tests {
             epoch: "3f2a".into(),
             offset: 17,
         };
+        assert_eq!(
+            write(
+                Kind::Unsubscribed {
+                    stream: "room:a".into()
+                },
+                &Payload::Text("".into())
+            )
+            .as_bytes(),
+            b"unsub s=room%3Aa\n"
+        );
         assert_eq!(
             write(Kind::Publication(at("room:café lobby")), &text).as_bytes(),
             "pub s=room%3Acaf%C3%A9%20lobby e=3f2a o=17\n{\"a\":1}".as_bytes()
@@ -474,6 +505,7 @@ mod tests {
         );
         assert_eq!(err("pub s=x\n"), "crimson.v1: a `pub` needs `e`");
         assert_eq!(err("sub s=x\n"), "crimson.v1: a `sub` needs `e`");
+        assert_eq!(err("unsub e=x\n"), "crimson.v1: an `unsub` needs `s`");
         assert_eq!(err("nope s=x\n"), "crimson.v1: unknown frame kind `nope`");
         // Two hex digits after each `%`, nothing else.
         assert_eq!(

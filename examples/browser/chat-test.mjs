@@ -78,6 +78,7 @@ const KINDS = {
     "": {},
     res: { id: "number" },
     sub: { s: "text", e: "text", o: "number" },
+    unsub: { s: "text" },
     pub: { s: "text", e: "text", o: "number" },
     recovered: { s: "text", e: "text", o: "number", n: "number" },
     lost: { s: "text", e: "text", o: "number", reason: "text" },
@@ -85,7 +86,7 @@ const KINDS = {
 };
 // The kinds whose body is a message (the others' is empty).
 const WITH_MESSAGE = new Set(["", "req", "res", "pub"]);
-const LOST_REASONS = ["history_too_short", "expired", "epoch_changed", "over_limit", "unknown_position"];
+const LOST_REASONS = ["history_too_short", "expired", "epoch_changed", "over_limit", "unknown_position", "unavailable", "dropped"];
 
 // A crimson.v1 frame's header, as { kind, fields (decoded), body }, or a string saying what is wrong.
 function parseFrame(frame, direction) {

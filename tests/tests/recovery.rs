@@ -16,7 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 const NOTES: ConfigName<Note, Note> = ConfigName::new("notes");
 
-/// Joins the room `lobby` when told `join` (at once when `join_at_once`); otherwise reads.
+/// Joins the room `lobby` when told `join` (at once when `join_at_once`), leaves it when
+/// told `leave`; otherwise reads.
 async fn handler(mut session: CrimsonSession<Note, Note>, join_at_once: bool) {
     if join_at_once {
         session.cluster().join(session.id(), "lobby").unwrap();
@@ -24,6 +25,8 @@ async fn handler(mut session: CrimsonSession<Note, Note>, join_at_once: bool) {
     while let Some(note) = session.recv().await {
         if note.text == "join" {
             session.cluster().join(session.id(), "lobby").unwrap();
+        } else if note.text == "leave" {
+            session.cluster().leave(session.id(), "lobby");
         }
     }
 }
@@ -427,6 +430,74 @@ async fn crimson_client_recovers_what_it_missed_once_and_in_order() {
     assert_eq!(positions[1].stream, "room:lobby");
     assert_eq!(positions[1].offset, 19);
     assert!(client.not_recovered().is_empty());
+}
+
+/// A room the session leaves is told (`unsub`): crimson-client forgets its stream, so a
+/// reconnect resumes `all` only, and nothing is said of the room.
+#[tokio::test]
+async fn crimson_client_forgets_a_room_it_left() {
+    let (server, cluster) = server(100, false).await;
+    let client = client(server.url("/notes"));
+    let mut events = client.events();
+    let mut incoming = client.incoming();
+    client.connect().await.unwrap();
+    sessions(&cluster, 1).await;
+    let streams = |client: &CrimsonClient<Note, Note>| -> Vec<String> {
+        client.positions().into_iter().map(|p| p.stream).collect()
+    };
+    client.send(note("join")).unwrap();
+    for _ in 0..500 {
+        if cluster.room_len("lobby").await.unwrap() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster
+        .broadcast_room("lobby", &note("hello"))
+        .await
+        .unwrap();
+    let hello = tokio::time::timeout(Duration::from_secs(5), incoming.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(hello.text, "hello");
+    assert_eq!(streams(&client), ["all", "room:lobby"]);
+    client.send(note("leave")).unwrap();
+    for _ in 0..500 {
+        if streams(&client) == ["all"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(streams(&client), ["all"], "the room left is forgotten");
+    // Published while it is out of the room, then while it is away: not its to recover.
+    cluster
+        .broadcast_room("lobby", &note("not yours"))
+        .await
+        .unwrap();
+    cut(&cluster).await;
+    cluster
+        .broadcast_room("lobby", &note("not yours either"))
+        .await
+        .unwrap();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("events go on")
+            .unwrap();
+        match next {
+            ClientEvent::Recovered { stream, count } => {
+                assert_eq!((stream.as_str(), count), ("all", 0));
+                break;
+            }
+            ClientEvent::NotRecovered { stream, reason } => panic!("{stream}: {reason}"),
+            _ => {}
+        }
+    }
+    assert!(client.not_recovered().is_empty());
+    assert_eq!(streams(&client), ["all"]);
 }
 
 #[tokio::test]

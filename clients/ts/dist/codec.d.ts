@@ -81,6 +81,15 @@ export type ProtocolFrame = {
     readonly kind: "sub";
     readonly body: Frame;
 } & Position)
+/**
+ * The session no longer follows `stream` (it left the room): forget it, do not resume it.
+ * The body is empty.
+ */
+ | {
+    readonly kind: "unsub";
+    readonly stream: string;
+    readonly body: Frame;
+}
 /** Client → server: the last position the client delivered in `stream`; the body is empty. */
  | ({
     readonly kind: "resume";

@@ -141,6 +141,12 @@ export function readFrame(frame) {
         case "sub":
         case "resume":
             return { kind, ...position(kind), body };
+        case "unsub": {
+            const stream = fields.get("s");
+            if (stream === undefined)
+                throw new ProtocolError("crimson.v1: an `unsub` needs `s`", frame);
+            return { kind, stream, body };
+        }
         case "recovered":
             return { kind, ...position(kind), count: u64("n", kind), body };
         case "lost": {

@@ -42,6 +42,12 @@ export declare class Recovery {
      * when it could not be followed ({@link MAX_STREAMS}).
      */
     subscribed(at: Position): string | undefined;
+    /**
+     * An `unsub` frame: the session left the room, and the stream is forgotten (not resumed after
+     * a reconnect). What was held is delivered; a resume still unanswered will not be (the server
+     * drops it), so what it would have recovered is said to be lost.
+     */
+    unsubscribed(stream: string): Step;
     /** A `pub` frame. */
     publication(at: Position, body: Frame): Step;
     /** A `recovered` frame: `count` missed publications follow. */

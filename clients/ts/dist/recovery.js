@@ -71,6 +71,29 @@ export class Recovery {
         }
         return undefined;
     }
+    /**
+     * An `unsub` frame: the session left the room, and the stream is forgotten (not resumed after
+     * a reconnect). What was held is delivered; a resume still unanswered will not be (the server
+     * drops it), so what it would have recovered is said to be lost.
+     */
+    unsubscribed(stream) {
+        const step = { deliver: [] };
+        const follow = this.#streams.get(stream);
+        if (!follow)
+            return step;
+        this.#streams.delete(stream);
+        if (follow.phase.name === "live")
+            return step;
+        const held = follow.phase.held;
+        if (follow.phase.name === "waiting") {
+            step.outcome = { kind: "notRecovered", stream, reason: "left the room before the resume was answered" };
+            // What was held arrived live: delivered in offset order, whatever the epoch named.
+            follow.epoch = "";
+            follow.offset = 0n;
+        }
+        this.#release(follow, held, step);
+        return step;
+    }
     /** A `pub` frame. */
     publication(at, body) {
         const step = { deliver: [] };

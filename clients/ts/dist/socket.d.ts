@@ -204,9 +204,10 @@ export declare class CrimsonSocket<Up, Down, R extends RequestType<Up, unknown> 
     /**
      * Calls `handler` when what `stream` published while the socket was away cannot be
      * recovered: the application missed messages, and `reason` says why: the server's
-     * (`history_too_short`, `expired`, `epoch_changed`, `over_limit`, `unknown_position`) or the
-     * socket's own (the new connection does not speak crimson.v1; too many publications held
-     * waiting for the answer). The stream goes on from its latest publication. Without a
+     * (`history_too_short`, `expired`, `epoch_changed`, `over_limit`, `unknown_position`,
+     * `unavailable`; `dropped` while connected) or the socket's own (the new connection does not
+     * speak crimson.v1; too many publications held waiting for the answer; the room was left
+     * before the answer). The stream goes on from its latest publication. Without a
      * handler, each is a {@link NotRecoveredError} on `onError`: never silent. Returns a
      * function that stops it.
      */

@@ -104,6 +104,11 @@ export type ProtocolFrame =
    * it joins a room): where to resume from even if nothing comes. The body is empty.
    */
   | ({ readonly kind: "sub"; readonly body: Frame } & Position)
+  /**
+   * The session no longer follows `stream` (it left the room): forget it, do not resume it.
+   * The body is empty.
+   */
+  | { readonly kind: "unsub"; readonly stream: string; readonly body: Frame }
   /** Client → server: the last position the client delivered in `stream`; the body is empty. */
   | ({ readonly kind: "resume"; readonly body: Frame } & Position)
   /**
@@ -207,6 +212,11 @@ export function readFrame(frame: Frame): ProtocolFrame {
     case "sub":
     case "resume":
       return { kind, ...position(kind), body };
+    case "unsub": {
+      const stream = fields.get("s");
+      if (stream === undefined) throw new ProtocolError("crimson.v1: an `unsub` needs `s`", frame);
+      return { kind, stream, body };
+    }
     case "recovered":
       return { kind, ...position(kind), count: u64("n", kind), body };
     case "lost": {

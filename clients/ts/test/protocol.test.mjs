@@ -62,7 +62,7 @@ test("frames: a header line, a line feed, the body; in text and binary", () => {
   const broken = (frame) => assert.throws(() => readFrame(frame), (err) => err instanceof ProtocolError && err.frame === frame);
   for (const [frame, message] of [
     ['{"no":"header"}', "crimson.v1: a frame needs a header line ending in \\n (empty for a message)"],
-    ["unsub s=room:lobby e=k o=1\n{}", "crimson.v1: unknown frame kind `unsub`"],
+    ["notes s=room:lobby e=k o=1\n{}", "crimson.v1: unknown frame kind `notes`"],
     ["req\n{}", "crimson.v1: a `req` needs an id"],
     ["res id=-1\n", "crimson.v1: `id=-1` is not a decimal number"],
     ["err id=1\n", "crimson.v1: an `err` needs a code"],
@@ -319,13 +319,13 @@ test("a frame that breaks the protocol is reported and skipped; the socket stays
   const { socket, ws, messages, errors } = await connected(t);
   const asked = socket.request({ text: "/who" });
   ws.last().receive(reply("no header"));
-  ws.last().receive("unsub s=room:lobby e=k3x9 o=42\n{}");
+  ws.last().receive("notes s=room:lobby e=k3x9 o=42\n{}");
   ws.last().receive("res\n{}");
   ws.last().receive(`res id=1\n${reply("fine")}`);
   assert.equal((await asked).text, "fine");
   assert.deepEqual(errors.map((e) => [e.name, e.message]), [
     ["ProtocolError", "crimson.v1: a frame needs a header line ending in \\n (empty for a message)"],
-    ["ProtocolError", "crimson.v1: unknown frame kind `unsub`"],
+    ["ProtocolError", "crimson.v1: unknown frame kind `notes`"],
     ["ProtocolError", "crimson.v1: a `res` needs an id"],
   ]);
   assert.deepEqual(messages, []);

@@ -258,6 +258,29 @@ test("lost: the gap is told, what was held is still delivered in order, and the 
   assert.deepEqual(positions(socket), ["all n 1"]);
 });
 
+test("unsub: a room left is forgotten and not resumed; left while its resume waited, what was held is delivered and the gap told", async (t) => {
+  const { socket, ws, texts, events, errors, drop, open } = await connected(t);
+  ws.last().receive("sub s=all e=k o=0\n");
+  ws.last().receive("sub s=room%3Aa e=r o=2\n");
+  ws.last().receive(pub("room:a", "r", 3));
+  ws.last().receive("unsub s=room%3Aa\n");
+  assert.deepEqual(positions(socket), ["all k 0"]);
+  assert.deepEqual(texts, ["room:a/r/3"]);
+  ws.last().receive("sub s=room%3Ab e=r o=4\n");
+  drop();
+  const server = await open();
+  assert.deepEqual(server.sent, ["resume s=all e=k o=0\n", "resume s=room%3Ab e=r o=4\n"]);
+  server.receive(pub("room:b", "r", 9));
+  server.receive(pub("room:b", "r", 8));
+  server.receive("unsub s=room%3Ab\n");
+  assert.deepEqual(texts.slice(1), ["room:b/r/8", "room:b/r/9"]);
+  assert.deepEqual(events, ["not recovered room:b: left the room before the resume was answered"]);
+  assert.deepEqual(positions(socket), ["all k 0"]);
+  server.receive("unsub s=room%3Ac\n");
+  assert.deepEqual(errors, []);
+  assert.throws(() => readFrame("unsub e=x\n"), (err) => err instanceof ProtocolError && err.message === "crimson.v1: an `unsub` needs `s`");
+});
+
 test("a lost stream of a restarted server: live publications of the new epoch held before it are delivered", async (t) => {
   const { socket, ws, texts, events, drop, open } = await connected(t);
   ws.last().receive(pub("all", "old", 41));

@@ -164,6 +164,11 @@ struct Member {
     /// Boxed: one word on every session, where an empty `Vec` would take three.
     #[allow(clippy::box_collection)]
     waiting: Option<Box<Vec<Position>>>,
+    /// The rooms a session of the protocol left on this connection (told `unsub`), the last
+    /// [`MAX_WAITING_RESUMES`]: a resume of one of them, read after it, is not answered (its
+    /// client forgot the stream). Boxed likewise.
+    #[allow(clippy::box_collection)]
+    left: Option<Box<Vec<String>>>,
 }
 
 /// The most resumes one session may have waiting for a join.
@@ -558,6 +563,7 @@ impl LocalCluster {
                     handle: session,
                     rooms: HashSet::new(),
                     waiting: None,
+                    left: None,
                 },
             );
             // No subscriber is not an error: nobody is listening.
@@ -665,6 +671,9 @@ impl LocalCluster {
             let at = waiting.iter().position(|from| from.stream == name)?;
             Some(waiting.swap_remove(at))
         });
+        if let Some(left) = &mut member.left {
+            left.retain(|other| other != room);
+        }
         if member.rooms.insert(room.to_owned()) {
             state.rooms.entry(room.to_owned()).or_default().insert(id);
             let _ = self
@@ -702,6 +711,15 @@ impl LocalCluster {
                 return;
             };
             if !member.rooms.contains(room) {
+                if member
+                    .left
+                    .as_ref()
+                    .is_some_and(|left| left.iter().any(|r| r == room))
+                {
+                    // Left on this connection: its client was told `unsub` and forgot the
+                    // stream before it read an answer.
+                    return;
+                }
                 // What waits is kept until the session leaves, so only what a join can answer
                 // waits: a room no session can join, or an epoch the server never made, is
                 // answered now (the join's `sub` then says where the room stands).
@@ -832,22 +850,46 @@ impl LocalCluster {
 
     /// Takes a session out of a room.
     pub fn leave(&self, id: SessionId, room: &str) {
+        // With history, a session of the protocol is told it no longer follows the room's
+        // stream (`unsub`), under the stream's lock: after every publication it got, before
+        // any it did not.
+        let name = format!("room:{room}");
+        let streams = self.inner.streams.get();
+        let stream = streams.and_then(|streams| streams.get(&name));
+        let locked = stream.as_ref().map(|stream| streams::lock(stream));
         let mut state = self.write();
         let Some(member) = state.sessions.get_mut(&id) else {
             return;
         };
-        if member.rooms.remove(room) {
-            if let Some(members) = state.rooms.get_mut(room) {
-                members.remove(&id);
-                if members.is_empty() {
-                    state.rooms.remove(room);
-                }
-            }
-            let _ = self
-                .inner
-                .events
-                .send(Membership::LeftRoom(id, room.to_owned()));
+        if !member.rooms.remove(room) {
+            return;
         }
+        let told = (streams.is_some() && member.handle.is_framed()).then(|| {
+            let left = member.left.get_or_insert_with(Box::default);
+            if left.len() >= MAX_WAITING_RESUMES {
+                left.remove(0);
+            }
+            left.push(room.to_owned());
+            member.handle.clone()
+        });
+        if let Some(members) = state.rooms.get_mut(room) {
+            members.remove(&id);
+            if members.is_empty() {
+                state.rooms.remove(room);
+            }
+        }
+        let _ = self
+            .inner
+            .events
+            .send(Membership::LeftRoom(id, room.to_owned()));
+        drop(state);
+        if let Some(handle) = told {
+            let frame = empty_frame(&handle, Kind::Unsubscribed { stream: name });
+            if let Err(err) = handle.deliver(Outgoing::Single(frame)) {
+                tracing::debug!(%err, session_id = %id, "a room's unsub was not queued");
+            }
+        }
+        drop(locked);
     }
 
     /// The rooms a session is in, sorted.
@@ -1234,6 +1276,65 @@ mod tests {
         assert_eq!(
             get("crimson_recovered_messages_total", ""),
             Some(&DebugValue::Counter(2))
+        );
+    }
+
+    /// With history, a session of the protocol that leaves a room is told `unsub` after the
+    /// room's last publication it got, and a resume of that room read afterwards on the same
+    /// connection is not answered (its client forgot the stream); a plain session is told
+    /// nothing.
+    #[test]
+    fn leaving_a_room_is_told_and_its_late_resume_dropped() {
+        let cluster = LocalCluster::builder()
+            .history(super::History::new(4, Duration::MAX))
+            .build();
+        let (framed, framed_box) = session(&cluster, "/c", 16);
+        let (plain, plain_box) = session(&cluster, "/c", 16);
+        let (framed, plain) = (framed.framing(true), plain);
+        let (a, b) = (framed.id(), plain.id());
+        cluster.add(framed).unwrap();
+        cluster.add(plain).unwrap();
+        cluster.join(a, "x").unwrap();
+        cluster.join(b, "x").unwrap();
+        cluster.deliver(&text("in"), &Target::Room("x".into()));
+        cluster.leave(a, "x");
+        cluster.leave(b, "x");
+        cluster.leave(a, "x");
+        cluster.deliver(&text("out"), &Target::Room("x".into()));
+        let frames: Vec<String> = framed_box
+            .take()
+            .iter()
+            .map(|o| String::from_utf8(o.payload().as_bytes().to_vec()).unwrap())
+            .collect();
+        let epoch = frames[1].split(' ').nth(2).unwrap().to_owned();
+        assert_eq!(
+            frames[1..],
+            [
+                format!("sub s=room%3Ax {epoch} o=0\n"),
+                format!("pub s=room%3Ax {epoch} o=1\nin"),
+                "unsub s=room%3Ax\n".to_owned(),
+            ],
+            "told once, after what it got"
+        );
+        assert_eq!(plain_box.take().len(), 1, "the plain session got `in` only");
+        cluster.resume(
+            a,
+            Position {
+                stream: "room:x".into(),
+                epoch: epoch.trim_start_matches("e=").into(),
+                offset: 0,
+            },
+        );
+        assert!(
+            framed_box.take().is_empty(),
+            "a resume of a room left is not answered"
+        );
+        // Joined again: followed again, from where the room stands.
+        cluster.join(a, "x").unwrap();
+        let again = framed_box.take();
+        assert_eq!(
+            again[0].payload().as_bytes(),
+            format!("sub s=room%3Ax {epoch} o=2\n").as_bytes()
         );
     }
 
