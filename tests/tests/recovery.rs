@@ -269,7 +269,6 @@ async fn a_stream_resumed_twice_on_one_connection_closes_it() {
     }
 }
 
-/// A crimson-client that reconnects 50 ms after a drop.
 /// A client that stops reading while the room is flooded, on a route whose queues drop the
 /// oldest: what was dropped is never a silent gap. Reading again, it gets every publication
 /// in order, and a `lost … reason=dropped` where publications went, before what follows them.
@@ -335,6 +334,7 @@ async fn a_slow_reader_is_told_what_its_queue_dropped() {
     );
 }
 
+/// A crimson-client that reconnects 50 ms after a drop.
 fn client(url: String) -> CrimsonClient<Note, Note> {
     CrimsonClient::builder()
         .url(url)

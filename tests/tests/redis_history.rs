@@ -665,3 +665,79 @@ async fn what_is_not_crimsons_in_the_history_or_on_the_channel_is_dropped_and_co
     assert_eq!(stats.undecodable, 1, "{stats:?}");
     assert_eq!(stats.stream_gaps, 1, "{stats:?}");
 }
+
+/// A session that leaves a room while its resume is read from Redis gets no answer after
+/// its `unsub`: its client forgot the stream (an answer then would be taken for a new one).
+#[tokio::test]
+async fn a_resume_read_while_the_room_is_left_is_not_answered_after_the_unsub() {
+    use crimson_axum::cluster::SessionCluster;
+    use crimson_axum::protocol::{self, Kind, Position};
+    use crimson_axum::sessions::{MemorySink, SessionHandle, SessionId, SessionInfo};
+
+    let redis = RedisServer::start();
+    let a = node(&redis, history()).await;
+    for n in 0..20 {
+        let id = SessionId::on_node(a.backend.node_id());
+        let sink = Arc::new(MemorySink::new(256));
+        let info = SessionInfo {
+            id,
+            connected_at: std::time::SystemTime::now(),
+            remote_addr: None,
+            path: "/notes".into(),
+            config: "notes".into(),
+        };
+        a.backend
+            .add(SessionHandle::new(info, sink.clone()).framing(true))
+            .unwrap();
+        a.cluster.join(id, "lobby").unwrap();
+        a.cluster
+            .broadcast_room("lobby", &note(&n.to_string()))
+            .await
+            .unwrap();
+        // Where the room stands, from the session's own frames.
+        let mut epoch = None;
+        eventually("the session's sub", async || {
+            for frame in sink.take() {
+                if let Ok((Kind::Subscribed(at) | Kind::Publication(at), _)) =
+                    protocol::read(frame.payload().as_ref())
+                {
+                    epoch = Some(at.epoch);
+                }
+            }
+            epoch.is_some()
+        })
+        .await;
+        a.backend.resume(
+            id,
+            Position {
+                stream: "room:lobby".into(),
+                epoch: epoch.unwrap(),
+                offset: 0,
+            },
+        );
+        a.cluster.leave(id, "lobby");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let kinds: Vec<String> = sink
+            .take()
+            .iter()
+            .map(|frame| {
+                let text = frame.payload().as_bytes();
+                let header = text.split(|&b| b == b'\n').next().unwrap();
+                String::from_utf8_lossy(header)
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let unsub = kinds
+            .iter()
+            .position(|kind| kind == "unsub")
+            .unwrap_or_else(|| panic!("no unsub in {kinds:?}"));
+        assert!(
+            kinds[unsub + 1..].is_empty(),
+            "round {n}: nothing after the unsub: {kinds:?}"
+        );
+        a.backend.remove(id);
+    }
+}

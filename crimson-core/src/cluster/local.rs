@@ -127,7 +127,7 @@ fn encoded(
 /// Tells a session where it follows a stream from.
 fn subscribed(handle: &SessionHandle, position: Position) {
     let frame = empty_frame(handle, Kind::Subscribed(position));
-    if let Err(err) = handle.deliver(Outgoing::Single(frame)) {
+    if let Err(err) = handle.deliver(Outgoing::Control(frame)) {
         tracing::debug!(%err, session_id = %handle.id(), "a stream's position was not queued");
     }
 }
@@ -765,6 +765,10 @@ impl LocalCluster {
         };
         let mut stream = streams::lock(&stream);
         let Some(handle) = self.get(id) else { return };
+        if !self.follows(id, &from.stream) {
+            // It left the room since: its client was told `unsub` and forgot the stream.
+            return;
+        }
         let now = stream.position(&from.stream);
         let frames = match stream.missed(&streams.history, &from) {
             Ok(missed) => {
@@ -822,6 +826,20 @@ impl LocalCluster {
         }
     }
 
+    /// Whether session `id` gets `stream`'s publications: every session gets `all`'s, a
+    /// room's members their room's. Called under the stream's lock, to answer a resume only
+    /// while the session follows the stream.
+    pub(crate) fn follows(&self, id: SessionId, stream: &str) -> bool {
+        match stream.strip_prefix("room:") {
+            Some(room) => self
+                .read()
+                .sessions
+                .get(&id)
+                .is_some_and(|member| member.rooms.contains(room)),
+            None => true,
+        }
+    }
+
     fn answer_lost(
         &self,
         id: SessionId,
@@ -843,7 +861,7 @@ impl LocalCluster {
                 reason: reason.to_string(),
             },
         );
-        if let Err(err) = handle.deliver(Outgoing::Single(frame)) {
+        if let Err(err) = handle.deliver(Outgoing::Control(frame)) {
             tracing::debug!(%err, session_id = %id, "a recovery's answer was not queued");
         }
     }
@@ -856,13 +874,17 @@ impl LocalCluster {
         let name = format!("room:{room}");
         let streams = self.inner.streams.get();
         let stream = streams.and_then(|streams| streams.get(&name));
-        let locked = stream.as_ref().map(|stream| streams::lock(stream));
+        let mut locked = stream.as_ref().map(|stream| streams::lock(stream));
         let mut state = self.write();
         let Some(member) = state.sessions.get_mut(&id) else {
             return;
         };
         if !member.rooms.remove(room) {
             return;
+        }
+        if let Some(stream) = &mut locked {
+            // Not told where it follows the stream from once it is warm: it does not.
+            stream.pending.retain(|waiting| waiting.id() != id);
         }
         let told = (streams.is_some() && member.handle.is_framed()).then(|| {
             let left = member.left.get_or_insert_with(Box::default);
@@ -878,17 +900,19 @@ impl LocalCluster {
                 state.rooms.remove(room);
             }
         }
+        if let Some(handle) = told {
+            // Under the state's lock too (a stream forgotten meanwhile has no lock to take):
+            // a join and its `sub` come after it.
+            let frame = empty_frame(&handle, Kind::Unsubscribed { stream: name });
+            if let Err(err) = handle.deliver(Outgoing::Control(frame)) {
+                tracing::debug!(%err, session_id = %id, "a room's unsub was not queued");
+            }
+        }
         let _ = self
             .inner
             .events
             .send(Membership::LeftRoom(id, room.to_owned()));
         drop(state);
-        if let Some(handle) = told {
-            let frame = empty_frame(&handle, Kind::Unsubscribed { stream: name });
-            if let Err(err) = handle.deliver(Outgoing::Single(frame)) {
-                tracing::debug!(%err, session_id = %id, "a room's unsub was not queued");
-            }
-        }
         drop(locked);
     }
 
@@ -1037,6 +1061,8 @@ mod tests {
     struct Counted;
 
     static ENCODED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    /// Taken by the tests that encode `Counted`, so that one's count is its own.
+    static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     impl crate::CrimsonMessage for Counted {
         const FRAME: crate::FrameKind = crate::FrameKind::Text;
@@ -1079,6 +1105,7 @@ mod tests {
 
     #[test]
     fn a_broadcast_is_made_once_per_codec_its_recipients_speak() {
+        let _counting = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
         let cluster = LocalCluster::new();
         let mut boxes = Vec::new();
         for codec in [0, 1, 0, 1, 1, 2] {
@@ -1343,6 +1370,7 @@ mod tests {
     /// of the protocol carry their position, so that a queue that drops one can say so too.
     #[test]
     fn a_publication_that_does_not_encode_is_told_as_dropped() {
+        let _counting = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
         let cluster = LocalCluster::builder()
             .history(super::History::new(4, Duration::MAX))
             .build();

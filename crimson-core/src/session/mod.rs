@@ -53,6 +53,8 @@ pub enum OverflowPolicy {
     /// only the latest state matters (prices, positions). A publication dropped on its way
     /// to a session of the Crimson protocol is told to it: a `lost … reason=dropped` frame of
     /// its stream takes its place (see [`Outgoing::dropped_notice`]), one per stream at most.
+    /// [`Outgoing::Control`] frames are never dropped: a queue with nothing else it may drop
+    /// (or with as many notices as its capacity) closes the session as `Disconnect` does.
     DropOldest,
 }
 

@@ -17,6 +17,11 @@ pub enum Outgoing {
     Single(Payload),
     /// A message for many sessions: encoded once, compressed once.
     Shared(SharedPayload),
+    /// A frame of the Crimson protocol about a stream (`sub`, `unsub`, `lost`): what the
+    /// client needs to keep its positions right, so a queue never drops it to make room
+    /// (`OverflowPolicy::DropOldest` drops an older message instead; a queue holding only
+    /// such frames is full).
+    Control(Payload),
 }
 
 impl fmt::Debug for Outgoing {
@@ -24,6 +29,7 @@ impl fmt::Debug for Outgoing {
         match self {
             Self::Single(payload) => f.debug_tuple("Single").field(payload).finish(),
             Self::Shared(shared) => f.debug_tuple("Shared").field(&shared.payload()).finish(),
+            Self::Control(payload) => f.debug_tuple("Control").field(payload).finish(),
         }
     }
 }
@@ -32,7 +38,7 @@ impl Outgoing {
     /// The encoded message.
     pub fn payload(&self) -> &Payload {
         match self {
-            Self::Single(payload) => payload,
+            Self::Single(payload) | Self::Control(payload) => payload,
             Self::Shared(shared) => shared.payload(),
         }
     }
@@ -41,9 +47,15 @@ impl Outgoing {
     /// the Crimson protocol, made by a cluster with history).
     pub fn position(&self) -> Option<&Position> {
         match self {
-            Self::Single(_) => None,
+            Self::Single(_) | Self::Control(_) => None,
             Self::Shared(shared) => shared.position(),
         }
+    }
+
+    /// Whether a queue may drop this message to make room: anything but a
+    /// [`Control`](Self::Control) frame.
+    pub fn is_droppable(&self) -> bool {
+        !matches!(self, Self::Control(_))
     }
 
     /// What a queue that drops this message queues in its place: for a publication, a `lost`
@@ -63,14 +75,14 @@ impl Outgoing {
             },
             &empty,
         );
-        Some(Self::Single(notice))
+        Some(Self::Control(notice))
     }
 
     /// Where a compressed form shared by every recipient is kept, for a broadcast.
     #[cfg(feature = "transport")]
     pub fn deflate_cache(&self) -> Option<&DeflateCache> {
         match self {
-            Self::Single(_) => None,
+            Self::Single(_) | Self::Control(_) => None,
             Self::Shared(shared) => Some(&shared.inner.deflate),
         }
     }

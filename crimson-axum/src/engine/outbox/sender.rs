@@ -25,23 +25,22 @@ impl Inner {
         let queued = if state.live_len() < self.capacity {
             Queued::Queued
         } else {
-            match self.policy {
-                OverflowPolicy::DropOldest => {
-                    let noticed = state.drop_oldest_live();
-                    self.noticed.fetch_add(noticed, Ordering::SeqCst);
-                    self.dropped.fetch_add(1, Ordering::SeqCst);
-                    self.counted.dropped.add(1);
-                    self.notify_flushed();
-                    Queued::DroppedOldest
-                }
-                OverflowPolicy::Disconnect => {
-                    self.counted.overflowed.add(1);
-                    let reason =
-                        format!("slow consumer: {} messages were waiting", state.queue.len());
-                    self.put_request(state, EndRequest::CloseNow(CloseCode::POLICY, reason));
-                    return Err(SendError::Overflow);
-                }
-            }
+            let dropped = match self.policy {
+                OverflowPolicy::DropOldest => state.drop_oldest_live(self.capacity),
+                OverflowPolicy::Disconnect => None,
+            };
+            let Some(noticed) = dropped else {
+                // Full, and nothing may be dropped to make room.
+                self.counted.overflowed.add(1);
+                let reason = format!("slow consumer: {} messages were waiting", state.queue.len());
+                self.put_request(state, EndRequest::CloseNow(CloseCode::POLICY, reason));
+                return Err(SendError::Overflow);
+            };
+            self.noticed.fetch_add(noticed, Ordering::SeqCst);
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+            self.counted.dropped.add(1);
+            self.notify_flushed();
+            Queued::DroppedOldest
         };
         state.queue.push_back(message);
         state.pushed += 1;

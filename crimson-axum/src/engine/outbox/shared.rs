@@ -89,31 +89,31 @@ impl State {
         self.queue.len() - recovering as usize
     }
 
-    /// Drops the oldest message that is not part of a recovery (there is one when `live_len`
-    /// is not 0). A publication's place is taken by a `lost` notice of its stream (reason
-    /// `dropped`), which is never dropped itself, and which replaces that stream's earlier
-    /// notice still queued: the client is told of each gap where it is, and a queue holds at
-    /// most one notice per stream. Returns how many more messages the queue now holds than
+    /// Drops the oldest message that may be dropped: not part of a recovery, not a notice,
+    /// not a control frame of the protocol ([`Outgoing::is_droppable`]). A publication's place
+    /// is taken by a `lost` notice of its stream (reason `dropped`), which is never dropped
+    /// itself, and which replaces that stream's earlier notice still queued: the client is
+    /// told of each gap where it is. Returns how many more messages the queue now holds than
     /// were pushed (1 when a notice took the place of a message, 0 when it also replaced an
-    /// earlier notice, or when none was made).
-    pub(super) fn drop_oldest_live(&mut self) -> u64 {
+    /// earlier notice, or when none was made), or `None` when nothing may be dropped: only
+    /// control frames are queued, or as many notices as the capacity (the queue is full).
+    pub(super) fn drop_oldest_live(&mut self, capacity: usize) -> Option<u64> {
         let front = self.front();
-        let mut index = front;
-        for &(start, end) in &self.recoveries {
-            if index < start {
-                break;
-            }
-            index = index.max(end);
-        }
+        let index = self.oldest_droppable()?;
         let slot = (index - front) as usize;
         let Some(notice) = self.queue[slot].dropped_notice() else {
             self.remove(index);
-            return 0;
+            return Some(0);
         };
         let stream = self.queue[slot]
             .position()
             .map(|position| position.stream.clone())
             .unwrap_or_default();
+        self.notices.retain(|&(at, _)| at >= front);
+        let earlier = self.notices.iter().position(|(_, s)| *s == stream);
+        if earlier.is_none() && self.notices.len() >= capacity {
+            return None;
+        }
         self.queue[slot] = notice;
         let at = self
             .recoveries
@@ -121,17 +121,48 @@ impl State {
             .position(|&(start, _)| start > index)
             .unwrap_or(self.recoveries.len());
         self.recoveries.insert(at, (index, index + 1));
-        self.notices.retain(|&(at, _)| at >= front);
-        if let Some(earlier) = self.notices.iter().position(|(_, s)| *s == stream) {
-            // Told by the later one: what the earlier one covered is before it.
-            let (earlier, _) = self.notices.swap_remove(earlier);
-            self.recoveries.retain(|&(start, _)| start != earlier);
-            self.remove(earlier);
+        let Some(earlier) = earlier else {
             self.notices.push((index, stream));
-            return 0;
-        }
+            return Some(1);
+        };
+        // Told by the later one: what the earlier one covered is before it.
+        let (earlier, _) = self.notices.swap_remove(earlier);
+        self.recoveries.retain(|&(start, _)| start != earlier);
+        self.remove(earlier);
         self.notices.push((index, stream));
-        1
+        Some(0)
+    }
+
+    /// The push-order index of the oldest message that may be dropped: outside the
+    /// recoveries (and notices), and not a control frame.
+    fn oldest_droppable(&self) -> Option<u64> {
+        let front = self.front();
+        let mut ranges = self
+            .recoveries
+            .iter()
+            .filter(|&&(_, end)| end > front)
+            .peekable();
+        let mut index = front;
+        while index < self.pushed {
+            while let Some(&&(start, end)) = ranges.peek() {
+                if end <= index {
+                    ranges.next();
+                } else if start <= index {
+                    index = end;
+                    ranges.next();
+                } else {
+                    break;
+                }
+            }
+            if index >= self.pushed {
+                break;
+            }
+            if self.queue[(index - front) as usize].is_droppable() {
+                return Some(index);
+            }
+            index += 1;
+        }
+        None
     }
 
     /// Takes out the message at push-order `index`. Push order is counted from the back

@@ -374,10 +374,10 @@ async fn drop_oldest_tells_of_dropped_publications() {
         ]
     );
     // The notice frame itself, as a client reads it.
-    let Outgoing::Single(frame) = notice("all", 3) else {
-        unreachable!()
-    };
-    assert_eq!(frame.as_bytes(), b"lost s=all e=e o=3 reason=dropped\n");
+    assert_eq!(
+        notice("all", 3).payload().as_bytes(),
+        b"lost s=all e=e o=3 reason=dropped\n"
+    );
     // Each message pushed is settled once: written, or dropped (a notice in its place is
     // written instead, and not counted twice).
     rx.record_sent(4);
@@ -454,13 +454,14 @@ fn a_flood_of_publications_is_told_gap_by_gap() {
                 let position = shared.position().unwrap();
                 (position.stream.clone(), position.offset, false)
             }
-            Outgoing::Single(frame) => match protocol::read(frame.as_ref()).unwrap().0 {
+            Outgoing::Control(frame) => match protocol::read(frame.as_ref()).unwrap().0 {
                 Kind::Lost { position, reason } => {
                     assert_eq!(reason, "dropped");
                     (position.stream, position.offset, true)
                 }
                 other => panic!("unexpected {other:?}"),
             },
+            other @ Outgoing::Single(_) => panic!("unexpected {other:?}"),
         };
         let i = STREAMS.iter().position(|name| *name == s).unwrap();
         if is_notice {
@@ -482,4 +483,55 @@ fn a_flood_of_publications_is_told_gap_by_gap() {
     }
     assert_eq!(last, next, "every stream read to its end");
     assert!(gaps > 0, "the flood dropped some");
+}
+
+fn control(n: usize) -> Outgoing {
+    Outgoing::Control(Payload::Text(format!("sub s=room%3A{n} e=e o=0\n").into()))
+}
+
+/// Control frames (`sub`, `unsub`, `lost`) are never dropped to make room: the oldest other
+/// message goes instead, and a queue full of them closes as a slow consumer, whatever the
+/// policy.
+#[test]
+fn control_frames_are_never_dropped() {
+    let (tx, mut rx) = outbox(3, OverflowPolicy::DropOldest);
+    tx.try_push(control(0)).unwrap();
+    tx.try_push(text(1)).unwrap();
+    tx.try_push(control(2)).unwrap();
+    assert_eq!(tx.try_push(text(3)), Ok(Queued::DroppedOldest));
+    assert_eq!(
+        take_now(&mut rx, 100),
+        vec![control(0), control(2), text(3)]
+    );
+    for n in 0..3 {
+        tx.try_push(control(n)).unwrap();
+    }
+    assert_eq!(tx.try_push(text(9)), Err(SendError::Overflow));
+    assert!(matches!(
+        rx.take_request(),
+        Some(EndRequest::CloseNow(CloseCode::POLICY, reason)) if reason.starts_with("slow consumer")
+    ));
+}
+
+/// Notices are outside the capacity but bounded by it: past as many streams with a notice
+/// queued as the capacity, the queue is full and closes as a slow consumer.
+#[test]
+fn notices_are_bounded_by_the_capacity() {
+    let (tx, mut rx) = outbox(2, OverflowPolicy::DropOldest);
+    for n in 0..4 {
+        assert!(
+            tx.try_push(publication(&format!("room:{n}"), 1)).is_ok(),
+            "{n}"
+        );
+    }
+    // Two notices (room:0, room:1) and two live publications: room:2's notice would be a third.
+    assert_eq!(tx.inner.state().queue.len(), 4);
+    assert_eq!(
+        tx.try_push(publication("room:4", 1)),
+        Err(SendError::Overflow)
+    );
+    assert!(matches!(
+        rx.take_request(),
+        Some(EndRequest::CloseNow(CloseCode::POLICY, _))
+    ));
 }

@@ -153,7 +153,7 @@ impl LocalCluster {
         };
         for handle in self.followers(&position.stream) {
             let frame = empty_frame(&handle, kind.clone());
-            if let Err(err) = handle.deliver(Outgoing::Single(frame)) {
+            if let Err(err) = handle.deliver(Outgoing::Control(frame)) {
                 tracing::debug!(%err, session_id = %handle.id(), "a stream's gap was not told");
             }
         }
@@ -194,6 +194,10 @@ impl LocalCluster {
         let stream = streams.get_or_make(name);
         let stream = streams::lock(&stream);
         let Some(handle) = self.get(id) else { return };
+        if !self.follows(id, name) {
+            // It left the room while Redis was read: told `unsub`, its client forgot it.
+            return;
+        }
         let view = stream.warm.then(|| (stream.epoch.clone(), stream.last));
         let (frames, outcome, recovered) = answer(&handle, view);
         self.metrics().recovery(outcome, recovered);
@@ -225,7 +229,7 @@ pub(crate) fn lost_frame(
     position: Position,
     reason: LostReason,
 ) -> Outgoing {
-    Outgoing::Single(empty_frame(
+    Outgoing::Control(empty_frame(
         handle,
         Kind::Lost {
             position,
