@@ -112,6 +112,16 @@ pub mod v1 {
         connect_asking(url, Some("crimson.v1.json")).await.0
     }
 
+    /// The epoch in a frame's header (`e=…`).
+    pub fn epoch(frame: &str) -> String {
+        let header = frame.split('\n').next().unwrap();
+        header
+            .split(' ')
+            .find_map(|field| field.strip_prefix("e="))
+            .unwrap()
+            .to_owned()
+    }
+
     /// The next frame, which must be a Text frame, within 5 s.
     pub async fn next_text(ws: &mut Ws) -> String {
         match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {

@@ -10,7 +10,7 @@ use crimson_axum::testing::TestServer;
 use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
 use crimson_client::{ClientEvent, CrimsonClient, RetryPolicy};
 use crimson_tests::messages::{note, Note};
-use crimson_tests::v1::{connect, next_text};
+use crimson_tests::v1::{connect, epoch, next_text};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -42,16 +42,6 @@ async fn server(size: usize, join_at_once: bool) -> (TestServer, Cluster<Note>) 
         })
         .layer(CrimsonLayer::new().config(NOTES, config));
     (TestServer::new(app).await, cluster)
-}
-
-/// The epoch in a frame's header (`e=…`).
-fn epoch(frame: &str) -> String {
-    let header = frame.split('\n').next().unwrap();
-    header
-        .split(' ')
-        .find_map(|field| field.strip_prefix("e="))
-        .unwrap()
-        .to_owned()
 }
 
 /// Waits until the node has exactly `n` sessions.
@@ -360,6 +350,15 @@ async fn event(events: &mut crimson_client::Subscription<ClientEvent>) -> Client
     }
 }
 
+/// The next message the application gets, within 5 s.
+async fn next_note(incoming: &mut crimson_client::Subscription<Note>) -> Note {
+    tokio::time::timeout(Duration::from_secs(5), incoming.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("messages go on")
+        .unwrap()
+}
+
 /// Cuts the node's only session (as a restart of a proxy would), then waits until it is gone.
 async fn cut(cluster: &Cluster<Note>) {
     let session = cluster.node().sessions().pop().expect("one session");
@@ -411,11 +410,7 @@ async fn crimson_client_recovers_what_it_missed_once_and_in_order() {
         .unwrap();
     let mut got = Vec::new();
     while got.last().map(|n: &Note| n.text.as_str()) != Some("last") {
-        let next = tokio::time::timeout(Duration::from_secs(5), incoming.next())
-            .await
-            .expect("messages within 5 s")
-            .unwrap()
-            .unwrap();
+        let next = next_note(&mut incoming).await;
         got.push(next);
     }
     let texts: Vec<&str> = got.iter().map(|n| n.text.as_str()).collect();
@@ -456,11 +451,7 @@ async fn crimson_client_forgets_a_room_it_left() {
         .broadcast_room("lobby", &note("hello"))
         .await
         .unwrap();
-    let hello = tokio::time::timeout(Duration::from_secs(5), incoming.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let hello = next_note(&mut incoming).await;
     assert_eq!(hello.text, "hello");
     assert_eq!(streams(&client), ["all", "room:lobby"]);
     client.send(note("leave")).unwrap();
@@ -512,11 +503,7 @@ async fn crimson_client_is_told_when_it_cannot_recover() {
         .broadcast_room("lobby", &note("seen"))
         .await
         .unwrap();
-    let seen = tokio::time::timeout(Duration::from_secs(5), incoming.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let seen = next_note(&mut incoming).await;
     assert_eq!(seen.text, "seen");
     // Three missed, two kept: too many.
     let old = cluster.node().sessions().pop().unwrap().id;
@@ -553,11 +540,7 @@ async fn crimson_client_is_told_when_it_cannot_recover() {
         .broadcast_room("lobby", &note("after"))
         .await
         .unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(5), incoming.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let next = next_note(&mut incoming).await;
     assert_eq!(
         next.text, "after",
         "the stream goes on after the gap, which was said"

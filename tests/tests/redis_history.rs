@@ -14,7 +14,7 @@ use crimson_axum::testing::{RedisClusterServer, RedisServer, TestServer};
 use crimson_axum::{ConfigName, CrimsonConfig, CrimsonLayer, CrimsonSession, RouterExt};
 use crimson_client::{ClientEvent, CrimsonClient, Endpoint, RetryPolicy, Subscription};
 use crimson_tests::messages::{note, Note};
-use crimson_tests::v1::{connect, Ws};
+use crimson_tests::v1::{connect, epoch, Ws};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -499,12 +499,7 @@ async fn resumes_are_answered_from_the_history_in_redis() {
     assert_eq!(fifth[4], (5, "5".to_owned()));
     let mut on_b = connect(&b.server.url("/notes")).await;
     let sub = next_of_lobby(&mut on_b, true).await;
-    let e = sub
-        .split(' ')
-        .nth(2)
-        .unwrap()
-        .trim_start_matches("e=")
-        .to_owned();
+    let e = epoch(&sub);
     assert_eq!(sub, format!("sub s=room%3Alobby e={e} o=5\n"));
     let lost = |o: u64, reason: &str| format!("lost s=room%3Alobby e={e} o={o} reason={reason}\n");
     assert_eq!(
@@ -538,12 +533,7 @@ async fn publications_older_than_the_history_keeps_are_expired() {
     in_the_room(&a, 1).await;
     a.cluster.broadcast_room("lobby", &note("1")).await.unwrap();
     let first = lobby_frame(&mut ws).await;
-    let e = first
-        .split(' ')
-        .nth(2)
-        .unwrap()
-        .trim_start_matches("e=")
-        .to_owned();
+    let e = epoch(&first);
     tokio::time::sleep(Duration::from_millis(600)).await;
     // The history lives on (the last publication refreshed it), its first entry has expired.
     a.cluster.broadcast_room("lobby", &note("2")).await.unwrap();
@@ -586,12 +576,7 @@ async fn history_on_a_redis_cluster_recovers_on_another_node() {
     assert_eq!(delivery.remote_nodes, 1);
     let mut on_b = connect(&b.server.url("/notes")).await;
     let sub = next_of_lobby(&mut on_b, true).await;
-    let e = sub
-        .split(' ')
-        .nth(2)
-        .unwrap()
-        .trim_start_matches("e=")
-        .to_owned();
+    let e = epoch(&sub);
     assert_eq!(
         resume(&mut on_b, &e, 1).await,
         format!("recovered s=room%3Alobby e={e} o=3 n=2\n")
@@ -611,12 +596,7 @@ async fn what_is_not_crimsons_in_the_history_or_on_the_channel_is_dropped_and_co
     in_the_room(&a, 1).await;
     a.cluster.broadcast_room("lobby", &note("1")).await.unwrap();
     let first = lobby_frame(&mut ws).await;
-    let e = first
-        .split(' ')
-        .nth(2)
-        .unwrap()
-        .trim_start_matches("e=")
-        .to_owned();
+    let e = epoch(&first);
     let channel = b"notes:{room:lobby}:ch";
     let envelope = |offset: u64, message: &[u8]| {
         let mut bytes = format!("h{e} {offset}\n").into_bytes();
