@@ -464,10 +464,9 @@ async fn run_requests(options: &Options, results: &mut Vec<ScenarioResult>) {
     });
 }
 
-/// A broadcast room of two codecs (half JSON, half CBOR) against a room of one (JSON), on one
-/// Crimson server per round: a broadcast is encoded once per codec in use, so the CPU per
-/// delivery should stay within 1.1× (issue 20's target).
-async fn run_mixed(options: &Options, results: &mut Vec<ScenarioResult>) {
+/// The room of the A/B scenarios run on one Crimson server per round (`mixed`, `history`):
+/// the first subscriber count, 256 B; subscribers of the protocol when history is on.
+fn one_server_room(options: &Options, mixed: bool, history: bool) -> (broadcast::Broadcast, usize) {
     let subscribers = options.subscribers.first().copied().unwrap_or(1000);
     let shape = broadcast::Broadcast {
         subscribers,
@@ -477,22 +476,44 @@ async fn run_mixed(options: &Options, results: &mut Vec<ScenarioResult>) {
         measure: options.measure,
         pace: None,
         chat: false,
-        mixed: true,
-        protocol: false,
-        history: false,
+        mixed,
+        protocol: history,
+        history,
     };
-    let detail = format!("{subscribers} subscribers, 256 B, half JSON and half CBOR");
+    (shape, subscribers)
+}
+
+/// `options.rounds` rounds of Crimson's broadcast server, `run` given each round's number.
+async fn alternate_rounds<F, Fut>(options: &Options, label: &str, run: F) -> Runs
+where
+    F: Fn(Server, usize) -> Fut,
+    Fut: Future<Output = io::Result<Values>>,
+{
     let rounds = std::sync::atomic::AtomicUsize::new(0);
-    let runs = alternate(
+    alternate(
         &[Impl::Crimson],
-        &format!("broadcast mixed {detail}"),
+        label,
         "broadcast",
         &[],
         options.rounds,
         |server| {
             let round = rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            broadcast::run_mixed(server, shape, round)
+            run(server, round)
         },
+    )
+    .await
+}
+
+/// A broadcast room of two codecs (half JSON, half CBOR) against a room of one (JSON), on one
+/// Crimson server per round: a broadcast is encoded once per codec in use, so the CPU per
+/// delivery should stay within 1.1× (issue 20's target).
+async fn run_mixed(options: &Options, results: &mut Vec<ScenarioResult>) {
+    let (shape, subscribers) = one_server_room(options, true, false);
+    let detail = format!("{subscribers} subscribers, 256 B, half JSON and half CBOR");
+    let runs = alternate_rounds(
+        options,
+        &format!("broadcast mixed {detail}"),
+        |server, round| broadcast::run_mixed(server, shape, round),
     )
     .await;
     results.push(ScenarioResult {
@@ -544,31 +565,12 @@ async fn run_mixed(options: &Options, results: &mut Vec<ScenarioResult>) {
 /// of 256 B, timed from `resume` to the last.
 /// Targets: throughput with history at least 0.9 of without, a recovery under 50 ms.
 async fn run_history(options: &Options, results: &mut Vec<ScenarioResult>) {
-    let subscribers = options.subscribers.first().copied().unwrap_or(1000);
-    let shape = broadcast::Broadcast {
-        subscribers,
-        size: 256,
-        window: broadcast::WINDOW,
-        warmup: options.warmup,
-        measure: options.measure,
-        pace: None,
-        chat: false,
-        mixed: false,
-        protocol: true,
-        history: true,
-    };
+    let (shape, subscribers) = one_server_room(options, false, true);
     let detail = format!("{subscribers} subscribers of crimson.v1, 256 B; recover 1,000");
-    let rounds = std::sync::atomic::AtomicUsize::new(0);
-    let runs = alternate(
-        &[Impl::Crimson],
+    let runs = alternate_rounds(
+        options,
         &format!("broadcast history {detail}"),
-        "broadcast",
-        &[],
-        options.rounds,
-        |server| {
-            let round = rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            broadcast::run_history(server, shape, round)
-        },
+        |server, round| broadcast::run_history(server, shape, round),
     )
     .await;
     results.push(ScenarioResult {
