@@ -165,14 +165,23 @@ struct Member {
     #[allow(clippy::box_collection)]
     waiting: Option<Box<Vec<Position>>>,
     /// The rooms a session of the protocol left on this connection (told `unsub`), the last
-    /// [`MAX_WAITING_RESUMES`]: a resume of one of them, read after it, is not answered (its
-    /// client forgot the stream). Boxed likewise.
+    /// [`MAX_WAITING_RESUMES`], by [`room_hash`] (8 bytes each, however long the name): a
+    /// resume of one of them, read after it, is not answered (its client forgot the stream).
+    /// Boxed likewise.
     #[allow(clippy::box_collection)]
-    left: Option<Box<Vec<String>>>,
+    left: Option<Box<Vec<u64>>>,
 }
 
 /// The most resumes one session may have waiting for a join.
 const MAX_WAITING_RESUMES: usize = 64;
+
+/// A room's name as a session's list of rooms left keeps it.
+fn room_hash(room: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    room.hash(&mut hasher);
+    hasher.finish()
+}
 
 /// The longest epoch a waiting resume may name: the server's own are 8 characters, so a
 /// longer one is answered `epoch_changed` at once rather than kept until a join.
@@ -672,7 +681,8 @@ impl LocalCluster {
             Some(waiting.swap_remove(at))
         });
         if let Some(left) = &mut member.left {
-            left.retain(|other| other != room);
+            let hash = room_hash(room);
+            left.retain(|other| *other != hash);
         }
         if member.rooms.insert(room.to_owned()) {
             state.rooms.entry(room.to_owned()).or_default().insert(id);
@@ -714,7 +724,7 @@ impl LocalCluster {
                 if member
                     .left
                     .as_ref()
-                    .is_some_and(|left| left.iter().any(|r| r == room))
+                    .is_some_and(|left| left.contains(&room_hash(room)))
                 {
                     // Left on this connection: its client was told `unsub` and forgot the
                     // stream before it read an answer.
@@ -871,9 +881,11 @@ impl LocalCluster {
         // With history, a session of the protocol is told it no longer follows the room's
         // stream (`unsub`), under the stream's lock: after every publication it got, before
         // any it did not.
-        let name = format!("room:{room}");
         let streams = self.inner.streams.get();
-        let stream = streams.and_then(|streams| streams.get(&name));
+        let name = streams.map(|_| format!("room:{room}"));
+        let stream = streams
+            .zip(name.as_deref())
+            .and_then(|(streams, name)| streams.get(name));
         let mut locked = stream.as_ref().map(|stream| streams::lock(stream));
         let mut state = self.write();
         let Some(member) = state.sessions.get_mut(&id) else {
@@ -886,13 +898,13 @@ impl LocalCluster {
             // Not told where it follows the stream from once it is warm: it does not.
             stream.pending.retain(|waiting| waiting.id() != id);
         }
-        let told = (streams.is_some() && member.handle.is_framed()).then(|| {
+        let told = name.filter(|_| member.handle.is_framed()).map(|name| {
             let left = member.left.get_or_insert_with(Box::default);
             if left.len() >= MAX_WAITING_RESUMES {
                 left.remove(0);
             }
-            left.push(room.to_owned());
-            member.handle.clone()
+            left.push(room_hash(room));
+            (member.handle.clone(), name)
         });
         if let Some(members) = state.rooms.get_mut(room) {
             members.remove(&id);
@@ -900,7 +912,7 @@ impl LocalCluster {
                 state.rooms.remove(room);
             }
         }
-        if let Some(handle) = told {
+        if let Some((handle, name)) = told {
             // Under the state's lock too (a stream forgotten meanwhile has no lock to take):
             // a join and its `sub` come after it.
             let frame = empty_frame(&handle, Kind::Unsubscribed { stream: name });
