@@ -350,6 +350,24 @@ async fn event(events: &mut crimson_client::Subscription<ClientEvent>) -> Client
     }
 }
 
+/// A crimson-client connected to `/notes`, with its events and messages subscribed to before
+/// it connected, once the node has its session.
+async fn connected(
+    server: &TestServer,
+    cluster: &Cluster<Note>,
+) -> (
+    CrimsonClient<Note, Note>,
+    crimson_client::Subscription<ClientEvent>,
+    crimson_client::Subscription<Note>,
+) {
+    let client = client(server.url("/notes"));
+    let events = client.events();
+    let incoming = client.incoming();
+    client.connect().await.unwrap();
+    sessions(cluster, 1).await;
+    (client, events, incoming)
+}
+
 /// The next message the application gets, within 5 s.
 async fn next_note(incoming: &mut crimson_client::Subscription<Note>) -> Note {
     tokio::time::timeout(Duration::from_secs(5), incoming.next())
@@ -379,11 +397,7 @@ async fn cut(cluster: &Cluster<Note>) {
 #[tokio::test]
 async fn crimson_client_recovers_what_it_missed_once_and_in_order() {
     let (server, cluster) = server(100, true).await;
-    let client = client(server.url("/notes"));
-    let mut events = client.events();
-    let mut incoming = client.incoming();
-    client.connect().await.unwrap();
-    sessions(&cluster, 1).await;
+    let (client, mut events, mut incoming) = connected(&server, &cluster).await;
     for n in 1..=3 {
         cluster
             .broadcast_room("lobby", &note(&n.to_string()))
@@ -432,11 +446,7 @@ async fn crimson_client_recovers_what_it_missed_once_and_in_order() {
 #[tokio::test]
 async fn crimson_client_forgets_a_room_it_left() {
     let (server, cluster) = server(100, false).await;
-    let client = client(server.url("/notes"));
-    let mut events = client.events();
-    let mut incoming = client.incoming();
-    client.connect().await.unwrap();
-    sessions(&cluster, 1).await;
+    let (client, mut events, mut incoming) = connected(&server, &cluster).await;
     let streams = |client: &CrimsonClient<Note, Note>| -> Vec<String> {
         client.positions().into_iter().map(|p| p.stream).collect()
     };
@@ -494,11 +504,7 @@ async fn crimson_client_forgets_a_room_it_left() {
 #[tokio::test]
 async fn crimson_client_is_told_when_it_cannot_recover() {
     let (server, cluster) = server(2, true).await;
-    let client = client(server.url("/notes"));
-    let mut events = client.events();
-    let mut incoming = client.incoming();
-    client.connect().await.unwrap();
-    sessions(&cluster, 1).await;
+    let (client, mut events, mut incoming) = connected(&server, &cluster).await;
     cluster
         .broadcast_room("lobby", &note("seen"))
         .await
